@@ -1,0 +1,393 @@
+//! The `experiment.toml` schema. Every table denies unknown keys; every field has a default
+//! except what only the user can know (the data location).
+//!
+//! Parsing and validation live in `load.rs` / `validate.rs`; this file is only the shape.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Human name of the experiment; used in job listings and artifact reports.
+    #[serde(default = "defaults::name")]
+    pub name: String,
+    pub data: DataSpec,
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub train: TrainSpec,
+    #[serde(default)]
+    pub augment: AugmentSpec,
+    /// The laptop proof of concept run by `client validate`.
+    #[serde(default)]
+    pub local: LocalSpec,
+}
+
+/// Where the images are. Either `path`/`paths` (folder per class, or zip archives; several roots
+/// are merged by class name) split by `validation_split`/`test_split`, or explicit
+/// `train`/`validation`/`test` roots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
+    #[serde(default = "defaults::validation_split")]
+    pub validation_split: f64,
+    #[serde(default)]
+    pub test_split: f64,
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// Square side in pixels, or `[height, width]`.
+    #[serde(default = "defaults::image_size")]
+    pub image_size: ImageSize,
+    /// Images with more pixels than this are refused (decompression bombs).
+    #[serde(default = "defaults::max_image_pixels")]
+    pub max_image_pixels: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ImageSize {
+    Square(u32),
+    HeightWidth([u32; 2]),
+}
+
+impl ImageSize {
+    pub fn height(&self) -> u32 {
+        match self {
+            ImageSize::Square(side) => *side,
+            ImageSize::HeightWidth([h, _]) => *h,
+        }
+    }
+    pub fn width(&self) -> u32 {
+        match self {
+            ImageSize::Square(side) => *side,
+            ImageSize::HeightWidth([_, w]) => *w,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// conv32-pool-conv64-pool-dense64-dense128-out (the write-up's laptop model).
+    SmallCnn,
+    /// Three conv blocks with dropout, dense 128/64 with dropout.
+    DeepCnn,
+    Vgg11,
+    Vgg11Bn,
+    Vgg13,
+    Vgg13Bn,
+    Vgg16,
+    Vgg16Bn,
+    Vgg19,
+    Vgg19Bn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Flatten the backbone's feature map (the write-up's head).
+    Flatten,
+    /// Global average pool, then the head (small, size-independent).
+    Avg,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    #[serde(default = "defaults::architecture")]
+    pub architecture: Architecture,
+    /// Widths of the dense layers between the backbone and the output layer.
+    #[serde(default = "defaults::head")]
+    pub head: Vec<u32>,
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default = "defaults::pooling")]
+    pub pooling: Pooling,
+    /// Backbone weights (safetensors or a PyTorch state_dict), torchvision parameter names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
+    #[serde(default)]
+    pub freeze_backbone: bool,
+    /// Unfreeze the backbone after this many epochs (fine-tuning), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfreeze_after_epochs: Option<u32>,
+    /// Backbone learning rate = this factor x train.learning_rate once unfrozen.
+    #[serde(default = "defaults::backbone_lr_scale")]
+    pub backbone_lr_scale: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimizer {
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    Fp32,
+    /// bf16 autocast on CUDA; CPU runs stay fp32.
+    Bf16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    #[serde(default = "defaults::epochs")]
+    pub epochs: i64,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: i64,
+    #[serde(default = "defaults::optimizer")]
+    pub optimizer: Optimizer,
+    #[serde(default = "defaults::learning_rate")]
+    pub learning_rate: f64,
+    /// SGD momentum (ignored by Adam/AdamW).
+    #[serde(default = "defaults::momentum")]
+    pub momentum: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    #[serde(default = "defaults::precision")]
+    pub precision: Precision,
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub schedule: ScheduleSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStoppingSpec>,
+    /// Write a resumable checkpoint every N epochs (the last epoch always gets one).
+    #[serde(default = "defaults::checkpoint_every_epochs")]
+    pub checkpoint_every_epochs: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    Constant,
+    /// Multiply by `gamma` every `step_epochs`.
+    Step,
+    Cosine,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    #[serde(default = "defaults::schedule_kind")]
+    pub kind: ScheduleKind,
+    /// Linear warm-up from 0 over this many epochs (fractions allowed), before the schedule.
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    #[serde(default = "defaults::step_epochs")]
+    pub step_epochs: i64,
+    #[serde(default = "defaults::gamma")]
+    pub gamma: f64,
+    /// Cosine ends at learning_rate x this.
+    #[serde(default)]
+    pub min_lr_scale: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    ValLoss,
+    ValAccuracy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStoppingSpec {
+    #[serde(default = "defaults::patience")]
+    pub patience: i64,
+    #[serde(default)]
+    pub min_delta: f64,
+    #[serde(default = "defaults::monitor")]
+    pub monitor: Monitor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentSpec {
+    #[serde(default = "defaults::yes")]
+    pub flip: bool,
+    /// Random crop after padding by this fraction of the side (0 = off).
+    #[serde(default)]
+    pub random_crop: f64,
+    /// Brightness/contrast/saturation jitter strength (0 = off).
+    #[serde(default)]
+    pub color_jitter: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSpec {
+    /// Training steps of the proof of concept.
+    #[serde(default = "defaults::poc_steps")]
+    pub steps: i64,
+    /// Reduced square image side for the proof of concept.
+    #[serde(default = "defaults::poc_image_size")]
+    pub image_size: i64,
+    /// Stratified subset size for the proof of concept.
+    #[serde(default = "defaults::poc_max_images")]
+    pub max_images: i64,
+    #[serde(default = "defaults::poc_batch_size")]
+    pub batch_size: i64,
+}
+
+pub(crate) mod defaults {
+    use super::*;
+    pub fn name() -> String {
+        "experiment".into()
+    }
+    pub fn validation_split() -> f64 {
+        0.2
+    }
+    pub fn seed() -> u64 {
+        42
+    }
+    pub fn image_size() -> ImageSize {
+        ImageSize::Square(150)
+    }
+    pub fn max_image_pixels() -> u64 {
+        40_000_000
+    }
+    pub fn architecture() -> Architecture {
+        Architecture::SmallCnn
+    }
+    pub fn head() -> Vec<u32> {
+        vec![64, 128]
+    }
+    pub fn pooling() -> Pooling {
+        Pooling::Flatten
+    }
+    pub fn backbone_lr_scale() -> f64 {
+        0.1
+    }
+    pub fn epochs() -> i64 {
+        10
+    }
+    pub fn batch_size() -> i64 {
+        32
+    }
+    pub fn optimizer() -> Optimizer {
+        Optimizer::Adam
+    }
+    pub fn learning_rate() -> f64 {
+        1e-3
+    }
+    pub fn momentum() -> f64 {
+        0.9
+    }
+    pub fn precision() -> Precision {
+        Precision::Bf16
+    }
+    pub fn checkpoint_every_epochs() -> i64 {
+        1
+    }
+    pub fn schedule_kind() -> ScheduleKind {
+        ScheduleKind::Constant
+    }
+    pub fn step_epochs() -> i64 {
+        10
+    }
+    pub fn gamma() -> f64 {
+        0.1
+    }
+    pub fn patience() -> i64 {
+        3
+    }
+    pub fn monitor() -> Monitor {
+        Monitor::ValLoss
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn poc_steps() -> i64 {
+        20
+    }
+    pub fn poc_image_size() -> i64 {
+        64
+    }
+    pub fn poc_max_images() -> i64 {
+        200
+    }
+    pub fn poc_batch_size() -> i64 {
+        8
+    }
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec {
+            architecture: defaults::architecture(),
+            head: defaults::head(),
+            dropout: 0.0,
+            pooling: defaults::pooling(),
+            pretrained: None,
+            freeze_backbone: false,
+            unfreeze_after_epochs: None,
+            backbone_lr_scale: defaults::backbone_lr_scale(),
+        }
+    }
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        TrainSpec {
+            epochs: defaults::epochs(),
+            batch_size: defaults::batch_size(),
+            optimizer: defaults::optimizer(),
+            learning_rate: defaults::learning_rate(),
+            momentum: defaults::momentum(),
+            weight_decay: 0.0,
+            label_smoothing: 0.0,
+            precision: defaults::precision(),
+            seed: defaults::seed(),
+            schedule: ScheduleSpec::default(),
+            early_stopping: None,
+            checkpoint_every_epochs: defaults::checkpoint_every_epochs(),
+        }
+    }
+}
+
+impl Default for ScheduleSpec {
+    fn default() -> Self {
+        ScheduleSpec {
+            kind: defaults::schedule_kind(),
+            warmup_epochs: 0.0,
+            step_epochs: defaults::step_epochs(),
+            gamma: defaults::gamma(),
+            min_lr_scale: 0.0,
+        }
+    }
+}
+
+impl Default for AugmentSpec {
+    fn default() -> Self {
+        AugmentSpec { flip: true, random_crop: 0.0, color_jitter: 0.0 }
+    }
+}
+
+impl Default for LocalSpec {
+    fn default() -> Self {
+        LocalSpec {
+            steps: defaults::poc_steps(),
+            image_size: defaults::poc_image_size(),
+            max_images: defaults::poc_max_images(),
+            batch_size: defaults::poc_batch_size(),
+        }
+    }
+}

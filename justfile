@@ -1,0 +1,26 @@
+# Easel developer recipes. Each one also works without `just`: the scripts under deploy/ do the work.
+
+# Install libtorch (cached outside the repo) and build the sample dataset.
+setup:
+    bash deploy/setup-libtorch.sh
+    bash deploy/sample-data.sh
+
+# Build the client and worker (release).
+build: setup
+    cargo build --release -p easel-client -p easel-worker
+
+# The README's test command: everything the tests need, then the whole test suite.
+test *ARGS:
+    bash deploy/test.sh {{ARGS}}
+
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# The README's demo: a local worker, submit, watch, fetch.
+demo:
+    bash deploy/demo.sh
+
+# Throughput figures of the input pipeline and training step.
+bench:
+    cargo bench -p easel-engine --bench throughput
