@@ -1,1 +1,276 @@
-//! End-to-end test support.
+//! End-to-end test support: the real `worker` and `client` binaries, started on loopback with
+//! temporary data directories and a small copy of the sample dataset.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the repository").to_owned()
+}
+
+/// `target/debug` (or wherever this test binary was built).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_owned()
+}
+
+static BUILD: Once = Once::new();
+
+/// Path of a workspace binary, built once per test process so the tests never run stale ones.
+pub fn binary(name: &str) -> PathBuf {
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "--quiet", "-p", "easel-worker", "-p", "easel-client"]).current_dir(repo_root());
+        if target_dir().file_name().is_some_and(|n| n == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("cargo build runs");
+        assert!(status.success(), "building the worker and client failed");
+    });
+    let path = target_dir().join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// A copy of `per_class` images of each class of the sample dataset (built by
+/// deploy/sample-data.sh), so tests train in seconds.
+pub fn sample_subset(dest: &Path, per_class: usize) -> PathBuf {
+    let source = repo_root().join(".easel-data/mnist-sample");
+    assert!(
+        source.is_dir(),
+        "the sample dataset is missing at {}: run deploy/sample-data.sh",
+        source.display()
+    );
+    let root = dest.join("mnist-subset");
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(&source).unwrap().map(|e| e.unwrap().path()).collect();
+    classes.retain(|p| p.is_dir());
+    classes.sort();
+    for class in classes {
+        let target = root.join(class.file_name().unwrap());
+        std::fs::create_dir_all(&target).unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for file in files.into_iter().take(per_class) {
+            std::fs::copy(&file, target.join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    root
+}
+
+/// Splits a sample subset into explicit train/validation/test folders (per class: the first
+/// `train`, the next `validation`, the next `test` images), so a reported test accuracy can be
+/// checked by evaluating the test folder alone.
+pub fn sample_splits(dest: &Path, train: usize, validation: usize, test: usize) -> [PathBuf; 3] {
+    let all = sample_subset(dest, train + validation + test);
+    let roots = [dest.join("train"), dest.join("validation"), dest.join("test")];
+    for class in std::fs::read_dir(&all).unwrap().map(|e| e.unwrap().path()) {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let counts = [train, validation, test];
+        let mut files = files.into_iter();
+        for (root, count) in roots.iter().zip(counts) {
+            let target = root.join(class.file_name().unwrap());
+            std::fs::create_dir_all(&target).unwrap();
+            for file in files.by_ref().take(count) {
+                std::fs::copy(&file, target.join(file.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    roots
+}
+
+/// A small CPU spec with explicit train/validation/test roots.
+pub fn write_split_spec(dir: &Path, name: &str, roots: &[PathBuf; 3], epochs: u32) -> PathBuf {
+    let path = write_spec(dir, name, &roots[0], epochs);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let data = format!(
+        "[data]\ntrain = \"{}\"\nvalidation = \"{}\"\ntest = \"{}\"\nimage_size = 28\n",
+        roots[0].display(),
+        roots[1].display(),
+        roots[2].display()
+    );
+    let start = text.find("[data]").unwrap();
+    let end = text.find("[model]").unwrap();
+    std::fs::write(&path, format!("{}{data}\n{}", &text[..start], &text[end..])).unwrap();
+    path
+}
+
+/// A small CPU spec over `data`.
+pub fn write_spec(dir: &Path, name: &str, data: &Path, epochs: u32) -> PathBuf {
+    let text = format!(
+        r#"name = "{name}"
+
+[data]
+path = "{}"
+validation_split = 0.2
+test_split = 0.2
+image_size = 28
+
+[model]
+architecture = "small_cnn"
+
+[train]
+epochs = {epochs}
+batch_size = 32
+optimizer = "adam"
+learning_rate = 0.002
+precision = "fp32"
+
+[augment]
+flip = false
+
+[local]
+steps = 4
+image_size = 28
+max_images = 40
+batch_size = 8
+"#,
+        data.display()
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub struct Worker {
+    child: Option<Child>,
+    pub address: String,
+    pub token: String,
+    pub data_dir: PathBuf,
+    /// Everything the worker printed, for failure messages.
+    pub log: PathBuf,
+}
+
+impl Worker {
+    /// Starts the real worker on 127.0.0.1:0 with `data_dir` and a local artifact store.
+    pub fn start(data_dir: &Path) -> Worker {
+        Self::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Worker {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log = data_dir.with_extension("log");
+        let mut child = Command::new(binary("worker"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("EASEL_LOG", "info")
+            .env("EASEL_DEVICES", "cpu")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("worker starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = log.clone();
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                if let Some(address) = line.strip_prefix("worker: listening on ") {
+                    let _ = tx.send(address.trim().to_owned());
+                }
+            }
+        });
+        let address = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            panic!("the worker did not start; its log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+        });
+        let token = std::fs::read_to_string(data_dir.join("token")).unwrap().trim().to_owned();
+        Worker { child: Some(child), address: format!("http://{address}"), token, data_dir: data_dir.to_owned(), log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "worker exited with {status}; log:\n{}", self.log_text());
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("worker did not stop within 60 s of SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs the real client against this worker, with a private HOME (config and watch cursors).
+    pub fn client(&self, home: &Path, args: &[&str]) -> Output {
+        client_with(home, args, &[("EASEL_WORKER", &self.address), ("EASEL_TOKEN", &self.token)])
+    }
+
+    /// Like `client`, asserting success and returning stdout.
+    pub fn client_ok(&self, home: &Path, args: &[&str]) -> String {
+        let output = self.client(home, args);
+        assert!(
+            output.status.success(),
+            "client {args:?} failed: {}\nstdout: {}\nworker log:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout),
+            self.log_text()
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Job state (`status --json`) until `done` says so, or panics after `timeout`.
+    pub fn wait_for(&self, home: &Path, job: &str, timeout: Duration, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status: serde_json::Value = serde_json::from_str(&self.client_ok(home, &["status", job, "--json"])).unwrap();
+            if done(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "job {job} did not get there in {timeout:?}: {status}\nworker log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the client binary with the given environment (nothing inherited that could point it at
+/// another worker or config).
+pub fn client_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(binary("client"));
+    command
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("EASEL_WORKER")
+        .env_remove("EASEL_TOKEN")
+        .env_remove("EASEL_CLIENT_CONFIG")
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("client runs")
+}
+
+pub fn state(status: &serde_json::Value) -> &str {
+    status["state"].as_str().unwrap_or("")
+}
+
+/// Parses one JSON value per line.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}

@@ -40,3 +40,168 @@ pub struct Manifest {
 pub trait ImageSource: Send + Sync {
     fn read(&self, entry: &ManifestEntry) -> std::io::Result<Vec<u8>>;
 }
+
+impl Subset {
+    pub const ALL: [Subset; 3] = [Subset::Train, Subset::Validation, Subset::Test];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subset::Train => "train",
+            Subset::Validation => "validation",
+            Subset::Test => "test",
+        }
+    }
+
+    fn tag(subset: Option<Subset>) -> u8 {
+        match subset {
+            None => 0,
+            Some(Subset::Train) => 1,
+            Some(Subset::Validation) => 2,
+            Some(Subset::Test) => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Subset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ManifestEntry {
+    fn sort_key(&self) -> (u32, &str, &str, u8, u64) {
+        (self.class, &self.path, &self.digest, Subset::tag(self.subset), self.size)
+    }
+}
+
+/// Prefix of the canonical serialization; bump it if the canonical form ever changes.
+const CANONICAL_VERSION: &[u8] = b"easel-manifest/v1\0";
+
+impl Manifest {
+    /// A manifest with its entries in canonical order.
+    pub fn new(classes: Vec<String>, entries: Vec<ManifestEntry>) -> Self {
+        let mut manifest = Manifest { classes, entries };
+        manifest.sort();
+        manifest
+    }
+
+    /// Puts entries in canonical order: by class, then path (then digest, subset, size, so
+    /// that even entries with equal paths from different roots have one order).
+    pub fn sort(&mut self) {
+        self.entries.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    }
+
+    /// blake3 over a canonical binary form (length-prefixed fields, entries in canonical
+    /// order), lowercase hex. Independent of JSON formatting and of entry order, so the same
+    /// data gives the same digest on every machine; the decoded-image cache is keyed by it.
+    pub fn digest(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(CANONICAL_VERSION);
+        hasher.update(&(self.classes.len() as u64).to_le_bytes());
+        for class in &self.classes {
+            hash_str(&mut hasher, class);
+        }
+        let mut entries: Vec<&ManifestEntry> = self.entries.iter().collect();
+        entries.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        hasher.update(&(entries.len() as u64).to_le_bytes());
+        for entry in entries {
+            hash_str(&mut hasher, &entry.path);
+            hasher.update(&entry.class.to_le_bytes());
+            hasher.update(&entry.size.to_le_bytes());
+            hash_str(&mut hasher, &entry.digest);
+            hasher.update(&[Subset::tag(entry.subset)]);
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings and integers cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses and checks a manifest (see [`Manifest::validate`]).
+    pub fn from_json(text: &str) -> crate::Result<Self> {
+        let manifest: Manifest = serde_json::from_str(text)
+            .map_err(|source| crate::Error::ManifestJson { source })?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Class names unique (case-insensitively), every entry's class in range, every digest a
+    /// blake3 hex digest, no empty paths. Manifests arrive over the network; check them once.
+    pub fn validate(&self) -> crate::Result<()> {
+        let invalid = |reason: String| Err(crate::Error::InvalidManifest { reason });
+        let mut seen = std::collections::HashSet::new();
+        for class in &self.classes {
+            if class.is_empty() {
+                return invalid("empty class name".to_owned());
+            }
+            if !seen.insert(class.to_lowercase()) {
+                return invalid(format!("class `{class}` is listed twice"));
+            }
+        }
+        for (index, entry) in self.entries.iter().enumerate() {
+            if entry.class as usize >= self.classes.len() {
+                return invalid(format!(
+                    "entry {index} (`{}`) has class {} but there are {} classes",
+                    entry.path,
+                    entry.class,
+                    self.classes.len()
+                ));
+            }
+            if entry.path.is_empty() {
+                return invalid(format!("entry {index} has an empty path"));
+            }
+            if !crate::digest::is_valid_digest(&entry.digest) {
+                return invalid(format!(
+                    "entry {index} (`{}`) has digest `{}`, not a blake3 hex digest",
+                    entry.path, entry.digest
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Images per class, indexed like `classes`.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for entry in &self.entries {
+            if let Some(count) = counts.get_mut(entry.class as usize) {
+                *count += 1;
+            }
+        }
+        counts
+    }
+
+    /// Sum of all entries' sizes (duplicates counted each time).
+    pub fn total_bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+
+    /// Distinct blobs (digest, size), sorted by digest: what has to be uploaded once.
+    pub fn unique_blobs(&self) -> Vec<(&str, u64)> {
+        let mut blobs: Vec<(&str, u64)> =
+            self.entries.iter().map(|e| (e.digest.as_str(), e.size)).collect();
+        blobs.sort_unstable();
+        blobs.dedup_by(|a, b| a.0 == b.0);
+        blobs
+    }
+
+    /// True when entries carry explicit train/validation/test subsets.
+    pub fn has_explicit_subsets(&self) -> bool {
+        self.entries.iter().any(|e| e.subset.is_some())
+    }
+
+    /// A manifest holding only the entries at `indices` (same classes).
+    pub fn select(&self, indices: &[usize]) -> Manifest {
+        Manifest::new(
+            self.classes.clone(),
+            indices.iter().filter_map(|&i| self.entries.get(i).cloned()).collect(),
+        )
+    }
+}
+
+fn hash_str(hasher: &mut blake3::Hasher, text: &str) {
+    hasher.update(&(text.len() as u64).to_le_bytes());
+    hasher.update(text.as_bytes());
+}

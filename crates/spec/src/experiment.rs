@@ -12,6 +12,9 @@ pub struct ExperimentSpec {
     /// Human name of the experiment; used in job listings and artifact reports.
     #[serde(default = "defaults::name")]
     pub name: String,
+    /// Required in practice; defaulted here so a missing `[data]` is reported by `validate()`
+    /// together with every other problem instead of stopping the parse.
+    #[serde(default)]
     pub data: DataSpec,
     #[serde(default)]
     pub model: ModelSpec,
@@ -27,7 +30,7 @@ pub struct ExperimentSpec {
 /// Where the images are. Either `path`/`paths` (folder per class, or zip archives; several roots
 /// are merged by class name) split by `validation_split`/`test_split`, or explicit
 /// `train`/`validation`/`test` roots.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,11 +57,43 @@ pub struct DataSpec {
     pub max_image_pixels: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum ImageSize {
     Square(u32),
     HeightWidth([u32; 2]),
+}
+
+// Written by hand because serde's untagged enums can only say "data did not match any variant".
+impl<'de> Deserialize<'de> for ImageSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl<'de> serde::de::Visitor<'de> for SizeVisitor {
+            type Value = ImageSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a side in pixels (150) or [height, width]")
+            }
+            fn visit_i64<E: serde::de::Error>(self, side: i64) -> Result<ImageSize, E> {
+                u32::try_from(side)
+                    .map(ImageSize::Square)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(side), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, side: u64) -> Result<ImageSize, E> {
+                u32::try_from(side)
+                    .map(ImageSize::Square)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(side), &self))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ImageSize, A::Error> {
+                let height: u32 = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                let width: u32 = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(1, &self))?;
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(3, &self));
+                }
+                Ok(ImageSize::HeightWidth([height, width]))
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
 }
 
 impl ImageSize {
@@ -326,6 +361,23 @@ pub(crate) mod defaults {
     }
     pub fn poc_batch_size() -> i64 {
         8
+    }
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        DataSpec {
+            path: None,
+            paths: Vec::new(),
+            train: None,
+            validation: None,
+            test: None,
+            validation_split: defaults::validation_split(),
+            test_split: 0.0,
+            seed: defaults::seed(),
+            image_size: defaults::image_size(),
+            max_image_pixels: defaults::max_image_pixels(),
+        }
     }
 }
 

@@ -1,1 +1,432 @@
 //! `worker.toml`: how a worker daemon runs (listen address, data dir, store, devices, queue).
+//!
+//! Layers, later ones winning: built-in defaults < the file < `EASEL_*` environment variables <
+//! command-line flags (the worker binary applies the flags through [`WorkerOverrides`]). After
+//! layering, [`WorkerConfig::validate`] reports every problem at once with its key path.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// gRPC listen address, `host:port`.
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// Jobs, dataset blobs, the decoded-dataset cache and the access token live here.
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    /// Training devices: `"auto"` (CUDA 0 if present, else CPU), `"cpu"`, `"cuda:N"`.
+    #[serde(default = "defaults::devices")]
+    pub devices: Vec<String>,
+    /// Jobs that train at once; 0 means one per device.
+    #[serde(default)]
+    pub max_concurrent_jobs: u32,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub upload: UploadConfig,
+}
+
+/// Where artifacts go. Credentials come from the environment the usual way (AWS_*, GOOGLE_*,
+/// AZURE_*), never from this file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `file:///dir`, `s3://bucket/prefix`, `gs://…`, `az://…`; empty = `<data_dir>/artifacts`.
+    #[serde(default)]
+    pub url: String,
+    /// S3-compatible endpoint (e.g. a loopback test server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Allow plain HTTP to the endpoint (loopback only).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Jobs waiting to run; a submit beyond this is refused.
+    #[serde(default = "defaults::max_queued_jobs")]
+    pub max_queued_jobs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadConfig {
+    /// Largest chunk a client may send in one message.
+    #[serde(default = "defaults::max_chunk_bytes")]
+    pub max_chunk_bytes: u64,
+    /// Largest single dataset file accepted.
+    #[serde(default = "defaults::max_blob_bytes")]
+    pub max_blob_bytes: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            listen: defaults::listen(),
+            data_dir: defaults::data_dir(),
+            devices: defaults::devices(),
+            max_concurrent_jobs: 0,
+            store: StoreConfig::default(),
+            queue: QueueConfig::default(),
+            upload: UploadConfig::default(),
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { max_queued_jobs: defaults::max_queued_jobs() }
+    }
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            max_chunk_bytes: defaults::max_chunk_bytes(),
+            max_blob_bytes: defaults::max_blob_bytes(),
+        }
+    }
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    pub fn listen() -> String {
+        "127.0.0.1:50051".into()
+    }
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("easel-worker-data")
+    }
+    pub fn devices() -> Vec<String> {
+        vec!["auto".into()]
+    }
+    pub fn max_queued_jobs() -> u32 {
+        100
+    }
+    pub fn max_chunk_bytes() -> u64 {
+        4 << 20
+    }
+    pub fn max_blob_bytes() -> u64 {
+        256 << 20
+    }
+}
+
+/// A training device named in `devices`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceName {
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceName {
+    pub fn parse(text: &str) -> Option<DeviceName> {
+        match text.trim() {
+            "auto" => Some(DeviceName::Auto),
+            "cpu" => Some(DeviceName::Cpu),
+            other => other.strip_prefix("cuda:")?.parse().ok().map(DeviceName::Cuda),
+        }
+    }
+}
+
+impl fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceName::Auto => f.write_str("auto"),
+            DeviceName::Cpu => f.write_str("cpu"),
+            DeviceName::Cuda(index) => write!(f, "cuda:{index}"),
+        }
+    }
+}
+
+/// One problem in a worker configuration: where (file line, env variable or key path) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// `listen`, `upload.max_chunk_bytes`, `EASEL_DEVICES`...
+    pub key: String,
+    /// 1-based line in the file, when the problem is there.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: `{}`: {}", self.key, self.message),
+            None => write!(f, "`{}`: {}", self.key, self.message),
+        }
+    }
+}
+
+/// Every problem found in a worker configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", render(.source_name, .problems))]
+pub struct WorkerConfigError {
+    pub source_name: String,
+    pub problems: Vec<ConfigProblem>,
+}
+
+fn render(source: &str, problems: &[ConfigProblem]) -> String {
+    let mut text = format!("{source}: {} problem(s)", problems.len());
+    for problem in problems {
+        text.push_str("\n  ");
+        text.push_str(&problem.to_string());
+    }
+    text
+}
+
+/// Command-line values that override the file and environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerOverrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
+}
+
+impl WorkerConfig {
+    /// Parses `worker.toml` text; `source_name` names it in errors.
+    pub fn from_toml(text: &str, source_name: &str) -> Result<WorkerConfig, WorkerConfigError> {
+        toml::from_str(text).map_err(|error| WorkerConfigError {
+            source_name: source_name.to_owned(),
+            problems: vec![toml_problem(text, &error)],
+        })
+    }
+
+    /// Reads the file (if given), applies `EASEL_*` variables from `env` and the flags, then
+    /// validates. `env` is a lookup so tests need not touch the process environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &WorkerOverrides,
+    ) -> Result<WorkerConfig, WorkerConfigError> {
+        let (mut config, source_name) = match file {
+            Some(path) => {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| WorkerConfigError {
+                    source_name: name.clone(),
+                    problems: vec![ConfigProblem {
+                        key: "(file)".into(),
+                        line: None,
+                        message: format!("cannot read: {e}"),
+                    }],
+                })?;
+                (WorkerConfig::from_toml(&text, &name)?, name)
+            }
+            None => (WorkerConfig::default(), "worker configuration".to_owned()),
+        };
+        let mut problems = config.apply_env(env);
+        config.apply_overrides(overrides);
+        problems.extend(config.problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(WorkerConfigError { source_name, problems })
+        }
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut number = |name: &str, target: &mut u64| {
+            if let Some(value) = env(name) {
+                match value.trim().parse() {
+                    Ok(parsed) => *target = parsed,
+                    Err(_) => problems.push(ConfigProblem {
+                        key: name.into(),
+                        line: None,
+                        message: format!("`{value}` is not a whole number"),
+                    }),
+                }
+            }
+        };
+        let mut concurrent = u64::from(self.max_concurrent_jobs);
+        number("EASEL_MAX_CONCURRENT_JOBS", &mut concurrent);
+        self.max_concurrent_jobs = u32::try_from(concurrent).unwrap_or(u32::MAX);
+        let mut queued = u64::from(self.queue.max_queued_jobs);
+        number("EASEL_MAX_QUEUED_JOBS", &mut queued);
+        self.queue.max_queued_jobs = u32::try_from(queued).unwrap_or(u32::MAX);
+        number("EASEL_MAX_CHUNK_BYTES", &mut self.upload.max_chunk_bytes);
+        if let Some(listen) = env("EASEL_LISTEN") {
+            self.listen = listen;
+        }
+        if let Some(dir) = env("EASEL_DATA_DIR") {
+            self.data_dir = PathBuf::from(dir);
+        }
+        if let Some(url) = env("EASEL_STORE") {
+            self.store.url = url;
+        }
+        if let Some(devices) = env("EASEL_DEVICES") {
+            self.devices = devices.split(',').map(|d| d.trim().to_owned()).collect();
+        }
+        problems
+    }
+
+    fn apply_overrides(&mut self, overrides: &WorkerOverrides) {
+        if let Some(listen) = &overrides.listen {
+            self.listen = listen.clone();
+        }
+        if let Some(dir) = &overrides.data_dir {
+            self.data_dir = dir.clone();
+        }
+        if let Some(url) = &overrides.store {
+            self.store.url = url.clone();
+        }
+    }
+
+    /// Every problem with the resolved values, each with its key path.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            problems.push(ConfigProblem { key: key.into(), line: None, message });
+        };
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            problem("listen", format!("`{}` is not an address like 127.0.0.1:50051", self.listen));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            problem("data_dir", "must not be empty".into());
+        }
+        if self.devices.is_empty() {
+            problem("devices", "name at least one device (\"auto\", \"cpu\", \"cuda:0\")".into());
+        }
+        for (index, device) in self.devices.iter().enumerate() {
+            if DeviceName::parse(device).is_none() {
+                problem(
+                    &format!("devices[{index}]"),
+                    format!("`{device}` is not a device; use \"auto\", \"cpu\" or \"cuda:N\""),
+                );
+            }
+        }
+        if self.queue.max_queued_jobs == 0 {
+            problem("queue.max_queued_jobs", "must be > 0".into());
+        }
+        if self.upload.max_chunk_bytes < 1024 || self.upload.max_chunk_bytes > 64 << 20 {
+            problem("upload.max_chunk_bytes", "must be between 1 KiB and 64 MiB".into());
+        }
+        if self.upload.max_blob_bytes == 0 {
+            problem("upload.max_blob_bytes", "must be > 0".into());
+        }
+        problems
+    }
+
+    /// The parsed devices (call after validation).
+    pub fn device_names(&self) -> Vec<DeviceName> {
+        self.devices.iter().filter_map(|d| DeviceName::parse(d)).collect()
+    }
+
+    /// Training slots: `max_concurrent_jobs`, or one per device when 0.
+    pub fn concurrent_jobs(&self) -> usize {
+        match self.max_concurrent_jobs {
+            0 => self.devices.len().max(1),
+            n => n as usize,
+        }
+    }
+
+    /// The artifact store URL, defaulting to `file://<data_dir>/artifacts`.
+    pub fn store_url(&self) -> String {
+        if self.store.url.is_empty() {
+            let dir = self.data_dir.join("artifacts");
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            format!("file://{}", dir.display())
+        } else {
+            self.store.url.clone()
+        }
+    }
+}
+
+fn toml_problem(text: &str, error: &toml::de::Error) -> ConfigProblem {
+    let line = error.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+    let key = error.span().map(|span| key_at(text, span.start)).unwrap_or_default();
+    ConfigProblem { key, line, message: error.message().to_owned() }
+}
+
+/// The dotted key path at `offset`: the enclosing `[table]` plus the key on that line.
+fn key_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let table = before
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']').map(str::trim))
+        .next_back()
+        .unwrap_or("");
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
+        (_, true) => table.to_owned(),
+        (true, false) => key.to_owned(),
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = WorkerConfig::default();
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        assert_eq!(config.concurrent_jobs(), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = "listen = \"127.0.0.1:1\"\n[upload]\nmax_chunk_bytez = 5\n";
+        let error = WorkerConfig::from_toml(text, "w.toml").unwrap_err();
+        let problem = &error.problems[0];
+        assert_eq!(problem.line, Some(3), "{error}");
+        assert_eq!(problem.key, "upload.max_chunk_bytez", "{error}");
+        assert!(error.to_string().contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("worker.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\ndata_dir = \"/from/file\"\n").unwrap();
+        let env = |name: &str| match name {
+            "EASEL_LISTEN" => Some("127.0.0.1:2".to_owned()),
+            "EASEL_DATA_DIR" => Some("/from/env".to_owned()),
+            _ => None,
+        };
+        let overrides = WorkerOverrides { data_dir: Some("/from/flag".into()), ..Default::default() };
+        let config = WorkerConfig::load(Some(&file), &env, &overrides).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:2");
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.store_url(), "file:///from/flag/artifacts");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let overrides = WorkerOverrides { listen: Some("nowhere".into()), ..Default::default() };
+        let env = |name: &str| match name {
+            "EASEL_DEVICES" => Some("cuda:0,gpu7".to_owned()),
+            "EASEL_MAX_QUEUED_JOBS" => Some("many".to_owned()),
+            _ => None,
+        };
+        let error = WorkerConfig::load(None, &env, &overrides).unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["EASEL_MAX_QUEUED_JOBS", "listen", "devices[1]"], "{error}");
+        let _ = no_env("");
+    }
+
+    #[test]
+    fn devices_parse() {
+        assert_eq!(DeviceName::parse("cuda:3"), Some(DeviceName::Cuda(3)));
+        assert_eq!(DeviceName::parse("cpu"), Some(DeviceName::Cpu));
+        assert_eq!(DeviceName::parse("cuda"), None);
+        let config = WorkerConfig { devices: vec!["cuda:0".into(), "cuda:1".into()], ..Default::default() };
+        assert_eq!(config.concurrent_jobs(), 2);
+        assert!(WorkerConfig::load(None, &no_env, &WorkerOverrides::default()).is_ok());
+    }
+}

@@ -1,0 +1,134 @@
+//! Where the worker is and how to prove who we are: `--worker`/`EASEL_WORKER`/client.toml and
+//! `--token`/`EASEL_TOKEN`/client.toml; plus turning gRPC statuses into messages a person can act on.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use easel_proto::v1 as pb;
+use easel_proto::v1::worker_client::WorkerClient;
+use serde::Deserialize;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// Options every worker verb shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Worker address, e.g. http://gpu-box:50051 (else EASEL_WORKER, else `worker` in
+    /// ~/.config/easel/client.toml).
+    #[arg(long, env = "EASEL_WORKER", global = true)]
+    pub worker: Option<String>,
+    /// Access token printed by the worker at its first start (else EASEL_TOKEN, else `token` in
+    /// the client config file).
+    #[arg(long, env = "EASEL_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// `~/.config/easel/client.toml` (or the file EASEL_CLIENT_CONFIG names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientConfig {
+    worker: Option<String>,
+    token: Option<String>,
+}
+
+fn config_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("EASEL_CLIENT_CONFIG") {
+        return Some(PathBuf::from(path));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    Some(base.join("easel").join("client.toml"))
+}
+
+fn read_config() -> anyhow::Result<ClientConfig> {
+    let Some(path) = config_path() else { return Ok(ClientConfig::default()) };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("failed to read {}", path.display())),
+        Err(_) => Ok(ClientConfig::default()),
+    }
+}
+
+pub type Client = WorkerClient<InterceptedService<Channel, Credentials>>;
+
+/// Adds the bearer token and the protocol version to every call.
+#[derive(Clone)]
+pub struct Credentials {
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        request
+            .metadata_mut()
+            .insert(easel_proto::PROTOCOL_HEADER, easel_proto::PROTOCOL_VERSION.into());
+        Ok(request)
+    }
+}
+
+pub struct Remote {
+    pub client: Client,
+    pub address: String,
+    pub hello: pb::HelloResponse,
+}
+
+impl WorkerArgs {
+    /// Connects and says hello (which checks the token and the protocol version).
+    pub async fn connect(&self) -> anyhow::Result<Remote> {
+        let config = read_config()?;
+        let address = self.worker.clone().or(config.worker).ok_or_else(|| {
+            anyhow!("no worker address: pass --worker http://HOST:PORT, set EASEL_WORKER, or put `worker = \"…\"` in ~/.config/easel/client.toml")
+        })?;
+        let address = if address.contains("://") { address } else { format!("http://{address}") };
+        let token = self.token.clone().or(config.token);
+        let authorization = match token {
+            Some(token) => Some(
+                format!("Bearer {}", token.trim())
+                    .parse()
+                    .map_err(|_| anyhow!("the token contains characters that cannot be sent"))?,
+            ),
+            None => None,
+        };
+        let channel = Endpoint::from_shared(address.clone())
+            .with_context(|| format!("`{address}` is not a worker address"))?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|e| anyhow!("cannot reach the worker at {address}: {e}"))?;
+        let mut client = WorkerClient::with_interceptor(channel, Credentials { authorization })
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let hello = client
+            .hello(pb::HelloRequest {
+                protocol_version: easel_proto::PROTOCOL_VERSION,
+                client_version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .await
+            .map_err(explain)?
+            .into_inner();
+        if hello.protocol_version != easel_proto::PROTOCOL_VERSION {
+            bail!(
+                "incompatible protocol: this client speaks easel protocol {}, the worker at {address} speaks {}; use a client and worker from the same release",
+                easel_proto::PROTOCOL_VERSION,
+                hello.protocol_version
+            );
+        }
+        Ok(Remote { client, address, hello })
+    }
+}
+
+/// A gRPC status as a message saying what to do.
+pub fn explain(status: tonic::Status) -> anyhow::Error {
+    use tonic::Code;
+    match status.code() {
+        Code::Unauthenticated => anyhow!(
+            "the worker refused the token (wrong or missing): pass --token or set EASEL_TOKEN ({})",
+            status.message()
+        ),
+        Code::Unavailable => anyhow!("the worker is unavailable: {}", status.message()),
+        _ => anyhow!("{}", status.message()),
+    }
+}

@@ -1,0 +1,73 @@
+//! `client list`: jobs on a worker, or (with --store) jobs found in an object store.
+
+use std::process::ExitCode;
+
+use easel_proto::v1 as pb;
+
+use super::connection::{WorkerArgs, explain};
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// List the jobs in this object store instead of asking a worker (s3://bucket/prefix,
+    /// file:///dir, ...; credentials from the usual environment variables).
+    #[arg(long)]
+    pub store: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
+    super::block_on(async move {
+        if let Some(url) = &args.store {
+            return list_store(url, args.json).await;
+        }
+        let mut remote = args.worker.connect().await?;
+        let jobs = remote.client.list_jobs(pb::ListJobsRequest {}).await.map_err(explain)?.into_inner().jobs;
+        if args.json {
+            let jobs: Vec<serde_json::Value> = jobs.iter().map(super::json::job).collect();
+            println!("{}", serde_json::Value::Array(jobs));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if jobs.is_empty() {
+            println!("no jobs on {}", remote.address);
+        }
+        for job in &jobs {
+            let accuracy = job.best_validation_accuracy.map(|a| format!("{:.2}%", a * 100.0)).unwrap_or_default();
+            println!(
+                "{:<22} {:<10} {:>3}/{:<3} {:>7}  {}{}",
+                job.id,
+                super::json::state_name(job.state),
+                job.epochs_done,
+                job.epochs_total,
+                accuracy,
+                job.name,
+                if job.reason.is_empty() { String::new() } else { format!(" ({})", job.reason) }
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn list_store(url: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let store = easel_store::ArtifactStore::open(url, &easel_store::StoreOptions::from_env())?;
+    let jobs = store.list_jobs().await?;
+    if json {
+        println!("{}", serde_json::to_string(&jobs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if jobs.is_empty() {
+        println!("no jobs in {url}");
+    }
+    for job in &jobs {
+        println!(
+            "{:<22} {:<10} {:>4} artifact(s) {:>10.1} MB",
+            job.job_id,
+            if job.complete { "complete" } else { "partial" },
+            job.artifacts,
+            job.total_bytes as f64 / 1e6
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

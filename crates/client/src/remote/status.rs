@@ -1,0 +1,58 @@
+//! `client status JOB`.
+
+use std::process::ExitCode;
+
+use easel_proto::v1 as pb;
+
+use super::connection::{WorkerArgs, explain};
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    pub job: String,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    super::block_on(async move {
+        let mut remote = args.worker.connect().await?;
+        let job = remote
+            .client
+            .get_job(pb::GetJobRequest { job_id: args.job.clone() })
+            .await
+            .map_err(explain)?
+            .into_inner();
+        if args.json {
+            println!("{}", super::json::job(&job));
+        } else {
+            print_job(&job);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_job(job: &pb::Job) {
+    println!("job       {} ({})", job.id, job.name);
+    println!("state     {}", super::json::state_name(job.state));
+    if !job.reason.is_empty() {
+        println!("reason    {}", job.reason);
+    }
+    println!("epochs    {}/{}", job.epochs_done, job.epochs_total);
+    if let Some(best) = job.best_validation_accuracy {
+        println!("best val  {:.2}%", best * 100.0);
+    }
+    if let Some(test) = job.test_accuracy {
+        println!("test      {:.2}%", test * 100.0);
+    }
+    if !job.device.is_empty() {
+        println!("device    {}", job.device);
+    }
+    println!("dataset   {} images, {:.1} MB", job.dataset_images, job.dataset_bytes as f64 / 1e6);
+    println!("created   {}", job.created_at);
+    if !job.finished_at.is_empty() {
+        println!("finished  {}", job.finished_at);
+    }
+    println!("artifacts {}", job.store_url);
+}

@@ -1,0 +1,31 @@
+//! `client watch JOB`: follow a job's events, from where this machine last left off.
+
+use std::process::ExitCode;
+
+use super::connection::WorkerArgs;
+use super::follow::{follow, saved_cursor};
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    pub job: String,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// Show events after this sequence number (default: after the last one seen here).
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// One JSON object per event on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    super::block_on(async move {
+        let mut remote = args.worker.connect().await?;
+        let from = args.from.unwrap_or_else(|| saved_cursor(&args.job));
+        if from > 0 && !args.json {
+            eprintln!("re-attaching after event {from} (use --from 0 for the whole history)");
+        }
+        let followed = follow(&mut remote.client, &args.job, from, args.json).await?;
+        Ok(super::submit::exit_code(&args.job, &followed))
+    })
+}

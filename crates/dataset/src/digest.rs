@@ -1,0 +1,80 @@
+//! Content digests and the digest-addressed blob layout the worker stores datasets in.
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// blake3 of `bytes`, lowercase hex (the form manifests use).
+pub fn digest_bytes(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// blake3 of a file's content, read in a streaming fashion.
+pub fn digest_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(&mut file).map_err(|e| Error::io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// True for 64 lowercase hex characters. Digests arrive from the network, and they become
+/// file names, so anything else is refused before it touches a path.
+pub fn is_valid_digest(digest: &str) -> bool {
+    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Where a blob lives in a blob store folder: `<dir>/<digest[0..2]>/<digest>`. The two-character
+/// fan-out keeps any one folder small for datasets of hundreds of thousands of files.
+pub fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
+    if !is_valid_digest(digest) {
+        return Err(Error::InvalidDigest { digest: digest.to_owned() });
+    }
+    Ok(dir.join(&digest[..2]).join(digest))
+}
+
+/// Checks that the file at `path` has content digest `digest`.
+pub fn verify_blob(path: &Path, digest: &str) -> Result<()> {
+    if !is_valid_digest(digest) {
+        return Err(Error::InvalidDigest { digest: digest.to_owned() });
+    }
+    let actual = digest_file(path)?;
+    if actual != digest {
+        return Err(Error::DigestMismatch {
+            path: path.to_owned(),
+            expected: digest.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_path_fans_out_by_first_two_characters() {
+        let digest = digest_bytes(b"abc");
+        let path = blob_path(Path::new("/blobs"), &digest).unwrap();
+        assert_eq!(path, Path::new("/blobs").join(&digest[..2]).join(&digest));
+    }
+
+    #[test]
+    fn blob_path_refuses_anything_but_a_digest() {
+        for bad in ["../../etc/passwd", "", "ABCDEF", &"g".repeat(64), &"a".repeat(63)] {
+            let err = blob_path(Path::new("/blobs"), bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidDigest { .. }), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn verify_blob_detects_changed_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, b"hello").unwrap();
+        verify_blob(&path, &digest_bytes(b"hello")).unwrap();
+        let err = verify_blob(&path, &digest_bytes(b"hellO")).unwrap_err();
+        assert!(err.to_string().contains("content digest is"), "{err}");
+        assert!(err.to_string().contains("blob"), "{err}");
+    }
+}

@@ -1,0 +1,99 @@
+//! Where a training run reads image bytes from: the user's folders and archives (laptop), or the
+//! worker's digest-addressed blob store. Both check the bytes against the manifest's digest, so
+//! a file edited after the scan, or a damaged blob, fails loudly instead of training on it.
+
+use crate::digest::{blob_path, digest_bytes};
+use crate::inspect::read_all;
+use crate::manifest::{ImageSource, ManifestEntry};
+use crate::roots::Location;
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Reads the images a scan found, by content digest (copies of the same content are
+/// interchangeable). Cheap to clone; zip archives stay open and are read from many threads.
+#[derive(Debug, Clone, Default)]
+pub struct LocalSource {
+    by_digest: Arc<HashMap<String, (Location, String)>>,
+    max_file_bytes: u64,
+}
+
+impl LocalSource {
+    pub(crate) fn new(by_digest: HashMap<String, (Location, String)>, max_file_bytes: u64) -> Self {
+        LocalSource { by_digest: Arc::new(by_digest), max_file_bytes }
+    }
+
+    /// Number of distinct images this source can read.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    /// Reads a blob by digest (what an upload needs).
+    pub fn read_digest(&self, digest: &str) -> io::Result<Vec<u8>> {
+        let (location, display) = self.by_digest.get(digest).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no scanned file has digest {digest}"))
+        })?;
+        let bytes = read_all(location, self.max_file_bytes)
+            .map_err(|e| io::Error::new(e.kind(), format!("{display}: {e}")))?;
+        check_digest(&bytes, digest, display)?;
+        Ok(bytes)
+    }
+
+    /// Full path of the file holding `digest`, for messages.
+    pub fn display_path(&self, digest: &str) -> Option<&str> {
+        self.by_digest.get(digest).map(|(_, display)| display.as_str())
+    }
+}
+
+impl ImageSource for LocalSource {
+    fn read(&self, entry: &ManifestEntry) -> io::Result<Vec<u8>> {
+        self.read_digest(&entry.digest).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound && self.display_path(&entry.digest).is_none() {
+                io::Error::new(e.kind(), format!("{}: not among the scanned files", entry.path))
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// The worker's blob store: `<dir>/<digest[0..2]>/<digest>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobStoreSource {
+    pub dir: PathBuf,
+}
+
+impl BlobStoreSource {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        BlobStoreSource { dir: dir.into() }
+    }
+}
+
+impl ImageSource for BlobStoreSource {
+    fn read(&self, entry: &ManifestEntry) -> io::Result<Vec<u8>> {
+        let path = blob_path(&self.dir, &entry.digest)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            io::Error::new(e.kind(), format!("{} (blob of `{}`): {e}", path.display(), entry.path))
+        })?;
+        check_digest(&bytes, &entry.digest, &path.display().to_string())?;
+        Ok(bytes)
+    }
+}
+
+fn check_digest(bytes: &[u8], expected: &str, display: &str) -> io::Result<()> {
+    let actual = digest_bytes(bytes);
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{display}: content changed: digest is {actual}, expected {expected}"),
+        ))
+    }
+}

@@ -1,0 +1,59 @@
+//! Which device a run uses, and what this build of libtorch can do.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DeviceChoice {
+    /// CUDA device 0 when available, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceChoice {
+    pub fn resolve(self) -> Result<tch::Device> {
+        match self {
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda(index) => {
+                let count = tch::Cuda::device_count() as usize;
+                if index < count {
+                    Ok(tch::Device::Cuda(index))
+                } else {
+                    Err(Error::Invalid(format!(
+                        "CUDA device {index} requested but {count} CUDA device(s) are available"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// A short human name for a device: "cpu", "cuda:0".
+pub(crate) fn device_name(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cuda(index) => format!("cuda:{index}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    /// The libtorch version this binary was built against (read from the install at build time).
+    pub libtorch_version: String,
+    pub cuda_available: bool,
+    pub cuda_device_count: usize,
+    pub cudnn_available: bool,
+}
+
+pub fn runtime_info() -> RuntimeInfo {
+    let cuda_available = tch::Cuda::is_available();
+    RuntimeInfo {
+        libtorch_version: env!("EASEL_LIBTORCH_VERSION").to_string(),
+        cuda_available,
+        cuda_device_count: if cuda_available { tch::Cuda::device_count() as usize } else { 0 },
+        cudnn_available: cuda_available && tch::Cuda::cudnn_is_available(),
+    }
+}

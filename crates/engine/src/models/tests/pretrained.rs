@@ -1,0 +1,223 @@
+use super::spec;
+use crate::Error;
+use crate::models::*;
+use crate::weights::read_named_tensors;
+use easel_spec::{Architecture, Pooling};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// vgg11_bn: 8 convs x (weight, bias) + 8 batch norms x (weight, bias, running_mean, running_var).
+const VGG11_BN_BACKBONE_TENSORS: usize = 48;
+const VGG11_BN_NORMS: [usize; 8] = [1, 5, 9, 12, 16, 19, 23, 26];
+
+fn model_vs(architecture: Architecture, head: &[u32], pooling: Pooling, classes: i64) -> VarStore {
+    let vs = VarStore::new(Device::Cpu);
+    build_classifier(&vs.root(), &spec(architecture, head, pooling, 0.0), classes, (32, 32)).unwrap();
+    vs
+}
+
+/// Running statistics start as zeros/ones; give them values a faulty loader could not fake.
+fn scramble_running_stats(vs: &VarStore) {
+    tch::no_grad(|| {
+        for (name, mut tensor) in vs.variables() {
+            if name.ends_with("running_mean") || name.ends_with("running_var") {
+                tensor.copy_(&Tensor::rand(tensor.size(), (Kind::Float, Device::Cpu)));
+            }
+        }
+    });
+}
+
+fn write(path: &Path, tensors: &BTreeMap<String, Tensor>) {
+    let named: Vec<(&String, &Tensor)> = tensors.iter().collect();
+    Tensor::write_safetensors(&named, path).unwrap();
+}
+
+fn weights_problems(result: crate::Result<LoadReport>) -> Vec<String> {
+    match result {
+        Err(Error::Weights { problems, .. }) => problems,
+        other => panic!("expected a weights error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_saved_backbone_loads_into_a_model_with_another_head_and_stays_frozen() {
+    tch::manual_seed(10);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("backbone.safetensors");
+    let source = model_vs(Architecture::Vgg11Bn, &[16], Pooling::Avg, 3);
+    scramble_running_stats(&source);
+    assert_eq!(save_backbone(&source, &path).unwrap(), VGG11_BN_BACKBONE_TENSORS);
+    let saved = read_named_tensors(&path).unwrap();
+    assert_eq!(saved.len(), VGG11_BN_BACKBONE_TENSORS);
+    assert!(saved.keys().all(|name| name.starts_with("features.")), "only the backbone is saved");
+
+    tch::manual_seed(11);
+    let target_model = spec(Architecture::Vgg11Bn, &[8, 4], Pooling::Flatten, 0.0);
+    let mut target = VarStore::new(Device::Cpu);
+    let classifier = build_classifier(&target.root(), &target_model, 5, (32, 32)).unwrap();
+    let report = load_pretrained_backbone(&mut target, &path).unwrap();
+    assert_eq!(report.format, WeightsFormat::Safetensors);
+    assert_eq!(report.tensors_loaded, VGG11_BN_BACKBONE_TENSORS);
+    assert!(report.ignored.is_empty() && report.notes.is_empty(), "{report:?}");
+
+    let source_tensors = source.variables();
+    for (name, tensor) in target.variables().iter().filter(|(name, _)| name.starts_with("features.")) {
+        assert!(tensor.equal(&source_tensors[name]), "{name} differs after loading");
+    }
+
+    set_backbone_trainable(&target, false);
+    let counts = parameter_counts(&target_model, 5, (32, 32)).unwrap();
+    assert_eq!(count_parameters(&target), (counts.total(), counts.head));
+    let images = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let labels = Tensor::from_slice(&[1_i64, 4]);
+    classifier.forward_t(&images, true).cross_entropy_for_logits(&labels).backward();
+    for (name, tensor) in target.variables() {
+        let learnable = !name.contains("running_");
+        if name.starts_with("features.") {
+            assert!(!tensor.requires_grad(), "{name} is frozen");
+            assert!(!tensor.grad().defined(), "{name} got a gradient while frozen");
+        } else if learnable {
+            assert!(tensor.requires_grad() && tensor.grad().defined(), "{name} trains");
+        }
+    }
+}
+
+#[test]
+fn a_full_state_dict_loads_its_backbone_and_reports_what_it_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.safetensors");
+    let source = model_vs(Architecture::Vgg11Bn, &[16], Pooling::Avg, 3);
+    scramble_running_stats(&source);
+    let mut tensors: BTreeMap<String, Tensor> = source.variables().into_iter().collect();
+    for norm in VGG11_BN_NORMS {
+        let counter = Tensor::scalar_tensor(7, (Kind::Int64, Device::Cpu));
+        tensors.insert(format!("features.{norm}.num_batches_tracked"), counter);
+    }
+    write(&path, &tensors);
+
+    let mut target = model_vs(Architecture::Vgg11Bn, &[32, 32], Pooling::Flatten, 9);
+    let report = load_pretrained_backbone(&mut target, &path).unwrap();
+    assert_eq!(report.tensors_loaded, VGG11_BN_BACKBONE_TENSORS);
+    assert_eq!(report.ignored.len(), 4 + VGG11_BN_NORMS.len(), "{:?}", report.ignored);
+    assert!(report.ignored.contains(&"classifier.0.weight".to_string()));
+    assert!(report.ignored.contains(&"features.26.num_batches_tracked".to_string()));
+    let notes = report.notes.join("\n");
+    assert!(notes.contains("4 classifier.* tensors") && notes.contains("8 batch-norm"), "{notes}");
+    let loaded = target.variables();
+    assert!(loaded["features.26.running_var"].equal(&tensors["features.26.running_var"]));
+}
+
+#[test]
+fn a_file_that_does_not_fit_lists_every_offending_tensor_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.safetensors");
+    let source = model_vs(Architecture::Vgg11, &[8], Pooling::Avg, 3);
+    let mut tensors: BTreeMap<String, Tensor> = source.variables().into_iter().collect();
+    tensors.remove("features.3.bias");
+    tensors.insert("features.0.weight".into(), Tensor::zeros([32, 3, 3, 3], (Kind::Float, Device::Cpu)));
+    tensors.insert("features.99.weight".into(), Tensor::zeros([4], (Kind::Float, Device::Cpu)));
+    write(&path, &tensors);
+
+    let mut target = model_vs(Architecture::Vgg11, &[8], Pooling::Avg, 3);
+    let before = target.variables()["features.8.weight"].copy();
+    let result = load_pretrained_backbone(&mut target, &path);
+    let message = result.as_ref().map(|_| ()).unwrap_err().to_string();
+    let problems = weights_problems(result);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(message.contains("missing features.3.bias"), "{message}");
+    assert!(message.contains("features.0.weight has shape [32, 3, 3, 3] in the file, the model needs [64, 3, 3, 3]"));
+    assert!(message.contains("unexpected features.99.weight"), "{message}");
+    assert!(message.contains("broken.safetensors"), "{message}");
+    assert!(target.variables()["features.8.weight"].equal(&before), "a failed load copies nothing");
+}
+
+#[test]
+fn another_architectures_backbone_is_refused_naming_every_tensor_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vgg13.safetensors");
+    let vgg13 = model_vs(Architecture::Vgg13, &[8], Pooling::Avg, 3);
+    save_backbone(&vgg13, &path).unwrap();
+    let file: BTreeMap<String, Tensor> = read_named_tensors(&path).unwrap().into_iter().collect();
+
+    let mut vgg11 = model_vs(Architecture::Vgg11, &[8], Pooling::Avg, 3);
+    let model: BTreeMap<String, Tensor> =
+        vgg11.variables().into_iter().filter(|(name, _)| name.starts_with("features.")).collect();
+    let mut offending: Vec<&String> = model
+        .iter()
+        .filter(|(name, tensor)| file.get(*name).is_none_or(|found| found.size() != tensor.size()))
+        .map(|(name, _)| name)
+        .collect();
+    offending.extend(file.keys().filter(|name| !model.contains_key(*name)));
+    assert!(offending.len() > 10, "vgg13 and vgg11 differ a lot: {offending:?}");
+
+    let problems = weights_problems(load_pretrained_backbone(&mut vgg11, &path));
+    assert_eq!(problems.len(), offending.len(), "{problems:?}");
+    for name in offending {
+        assert!(problems.iter().any(|problem| problem.contains(&format!("{name} "))), "{name} not listed");
+    }
+}
+
+#[test]
+fn a_file_without_torchvision_names_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keras.safetensors");
+    let tensors = BTreeMap::from([("conv2d_1.kernel".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu)))]);
+    write(&path, &tensors);
+    let mut target = model_vs(Architecture::SmallCnn, &[8], Pooling::Avg, 3);
+    let problems = weights_problems(load_pretrained_backbone(&mut target, &path));
+    assert!(problems[0].contains("no tensor is named features.*") && problems[0].contains("conv2d_1.kernel"));
+    assert_eq!(problems.len(), 1 + 4, "the hint plus the four missing small_cnn tensors");
+}
+
+#[test]
+fn unreadable_files_explain_how_to_convert_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = model_vs(Architecture::SmallCnn, &[8], Pooling::Avg, 3);
+
+    let legacy = dir.path().join("legacy.pth");
+    std::fs::write(&legacy, b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.").unwrap();
+    let message = load_pretrained_backbone(&mut target, &legacy).unwrap_err().to_string();
+    assert!(message.contains("legacy") && message.contains("save_file(") && message.contains("torch.load("), "{message}");
+
+    let text = dir.path().join("notes.safetensors");
+    std::fs::write(&text, b"these are not weights").unwrap();
+    let message = load_pretrained_backbone(&mut target, &text).unwrap_err().to_string();
+    assert!(message.contains("neither") && message.contains("save_file("), "{message}");
+
+    let missing = dir.path().join("absent.safetensors");
+    assert!(matches!(load_pretrained_backbone(&mut target, &missing), Err(Error::Io { .. })));
+
+    let headless = VarStore::new(Device::Cpu);
+    assert!(matches!(save_backbone(&headless, &dir.path().join("x.safetensors")), Err(Error::Invalid(_))));
+}
+
+#[test]
+fn a_torch_saved_state_dict_loads_its_backbone() {
+    // Written by fixtures/make_torch_state_dict.py with PyTorch 2.11: tensor k in sorted name
+    // order holds arange(numel) / numel + k.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/models/tests/fixtures/small_cnn_state_dict.pt");
+    let mut target = model_vs(Architecture::SmallCnn, &[8], Pooling::Avg, 3);
+    let report = load_pretrained_backbone(&mut target, &path).unwrap();
+    assert_eq!(report.format, WeightsFormat::PytorchArchive);
+    assert_eq!(report.tensors_loaded, 4);
+    assert_eq!(report.ignored, vec!["classifier.0.bias".to_string(), "classifier.0.weight".to_string()]);
+
+    let sorted_names = [
+        "classifier.0.bias",
+        "classifier.0.weight",
+        "features.0.bias",
+        "features.0.weight",
+        "features.3.bias",
+        "features.3.weight",
+    ];
+    let loaded = target.variables();
+    for (k, name) in sorted_names.iter().enumerate().filter(|(_, name)| name.starts_with("features.")) {
+        let tensor = &loaded[*name];
+        let numel = tensor.numel() as i64;
+        let expected = (Tensor::arange(numel, (Kind::Float, Device::Cpu)) / numel as f64 + k as f64)
+            .reshape(tensor.size());
+        assert!(tensor.allclose(&expected, 0.0, 1e-6, false), "{name} holds other values");
+    }
+}

@@ -1,0 +1,150 @@
+//! A whole manifest decoded into one u8 tensor `[N, 3, H, W]` plus labels, in parallel on all
+//! cores, through the decoded cache when a cache directory is given.
+
+use super::{cache, decode::decode_rgb_chw};
+use crate::{Error, Result};
+use easel_dataset::{ImageSource, Manifest, ManifestEntry};
+use rayon::prelude::*;
+use std::path::Path;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// Decoded images in manifest order, on the CPU.
+#[derive(Debug)]
+pub struct DecodedDataset {
+    /// u8 `[N, 3, H, W]`.
+    pub images: Tensor,
+    /// i64 `[N]`, class indices.
+    pub labels: Tensor,
+    pub height: u32,
+    pub width: u32,
+}
+
+impl DecodedDataset {
+    pub fn len(&self) -> usize {
+        self.images.size()[0] as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// No cache directory given: decoded from the source.
+    Disabled,
+    /// Loaded from the cache; nothing was decoded.
+    Hit,
+    /// Decoded from the source and saved to the cache for next time.
+    Written,
+}
+
+#[derive(Debug)]
+pub struct LoadedDataset {
+    pub data: DecodedDataset,
+    pub cache: CacheStatus,
+    /// Images decoded by this call (0 on a cache hit).
+    pub decoded_images: usize,
+    pub seconds: f64,
+}
+
+/// Decodes every entry of `manifest` at `height`x`width`, or reads them from `cache_dir`.
+pub fn load_manifest(
+    manifest: &Manifest,
+    source: &dyn ImageSource,
+    height: u32,
+    width: u32,
+    max_pixels: u64,
+    cache_dir: Option<&Path>,
+) -> Result<LoadedDataset> {
+    let started = Instant::now();
+    let labels: Vec<i64> = manifest.entries.iter().map(|e| i64::from(e.class)).collect();
+    let entries: Vec<&ManifestEntry> = manifest.entries.iter().collect();
+    let header = cache::CacheHeader {
+        key: cache::cache_key(&super::ordered_entries_digest(manifest), height, width),
+        images: entries.len() as u64,
+        height,
+        width,
+    };
+    let cached = match cache_dir {
+        Some(dir) => {
+            let path = cache::cache_path(dir, &header.key);
+            cache::read(&path, &header)?.map(|pixels| (pixels, path))
+        }
+        None => None,
+    };
+    let (pixels, status, decoded) = match (cached, cache_dir) {
+        (Some((pixels, path)), _) => {
+            tracing::info!(path = %path.display(), images = entries.len(), "decoded cache hit");
+            (pixels, CacheStatus::Hit, 0)
+        }
+        (None, Some(dir)) => {
+            let pixels = decode_entries(&entries, source, height, width, max_pixels)?;
+            let path = cache::cache_path(dir, &header.key);
+            cache::write(&path, &header, &pixels)?;
+            tracing::info!(path = %path.display(), images = entries.len(), "decoded cache written");
+            (pixels, CacheStatus::Written, entries.len())
+        }
+        (None, None) => {
+            let pixels = decode_entries(&entries, source, height, width, max_pixels)?;
+            (pixels, CacheStatus::Disabled, entries.len())
+        }
+    };
+    let data = to_tensors(&pixels, labels, height, width);
+    Ok(LoadedDataset {
+        data,
+        cache: status,
+        decoded_images: decoded,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Decodes `entries` (no cache) into a dataset; labels from the entries' classes.
+pub fn decode_dataset(
+    entries: &[&ManifestEntry],
+    source: &dyn ImageSource,
+    height: u32,
+    width: u32,
+    max_pixels: u64,
+) -> Result<DecodedDataset> {
+    let pixels = decode_entries(entries, source, height, width, max_pixels)?;
+    let labels = entries.iter().map(|e| i64::from(e.class)).collect();
+    Ok(to_tensors(&pixels, labels, height, width))
+}
+
+/// CHW u8 pixels of every entry, concatenated in order. Decodes on all cores; the first failure
+/// (in entry order) is reported with the entry's path.
+pub fn decode_entries(
+    entries: &[&ManifestEntry],
+    source: &dyn ImageSource,
+    height: u32,
+    width: u32,
+    max_pixels: u64,
+) -> Result<Vec<u8>> {
+    let per_image = 3 * height as usize * width as usize;
+    let mut pixels = vec![0u8; per_image * entries.len()];
+    let failures: Vec<(usize, Error)> = pixels
+        .par_chunks_mut(per_image.max(1))
+        .zip(entries.par_iter())
+        .enumerate()
+        .filter_map(|(index, (slot, entry))| {
+            let result = source
+                .read(entry)
+                .map_err(|e| Error::Image { name: entry.path.clone(), message: e.to_string() })
+                .and_then(|bytes| decode_rgb_chw(&bytes, &entry.path, max_pixels, height, width))
+                .map(|chw| slot.copy_from_slice(&chw));
+            result.err().map(|err| (index, err))
+        })
+        .collect();
+    if let Some((_, first)) = failures.into_iter().min_by_key(|(index, _)| *index) {
+        return Err(first);
+    }
+    Ok(pixels)
+}
+
+fn to_tensors(pixels: &[u8], labels: Vec<i64>, height: u32, width: u32) -> DecodedDataset {
+    let n = labels.len() as i64;
+    let images =
+        Tensor::from_data_size(pixels, &[n, 3, i64::from(height), i64::from(width)], Kind::Uint8);
+    DecodedDataset { images, labels: Tensor::from_slice(&labels), height, width }
+}

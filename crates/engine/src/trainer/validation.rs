@@ -1,0 +1,68 @@
+//! Loss, accuracy, per-class accuracy and confusion matrix of a model over some images, with the
+//! sums kept on the device and read once at the end.
+
+use crate::models::Classifier;
+use crate::pipeline::BatchSource;
+use tch::{Kind, Reduction, Tensor};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationTotals {
+    pub images: u64,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub per_class_accuracy: Vec<f64>,
+    /// `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// Evaluates `net` (eval mode, no gradients) on the images at `indices` of `source`.
+pub fn evaluate_indices(
+    net: &Classifier,
+    source: &BatchSource,
+    indices: &[i64],
+    batch_size: usize,
+    num_classes: usize,
+) -> EvaluationTotals {
+    let _no_grad = tch::no_grad_guard();
+    let index_tensor = source.indices(indices);
+    let classes = num_classes as i64;
+    let device = source.device();
+    let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+    let mut confusion = Tensor::zeros([classes * classes], (Kind::Int64, device));
+    let total = indices.len() as i64;
+    let mut start = 0;
+    while start < total {
+        let length = (batch_size as i64).min(total - start);
+        let (x, y) = source.batch(&index_tensor.narrow(0, start, length), None);
+        let logits = net.forward_t(&x, false).to_kind(Kind::Float);
+        loss_sum += logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0);
+        let predicted = logits.argmax(-1, false);
+        confusion += (&y * classes + predicted).bincount::<Tensor>(None, classes * classes);
+        start += length;
+    }
+    let confusion: Vec<i64> = Vec::try_from(confusion.to_device(tch::Device::Cpu)).unwrap_or_default();
+    let loss = loss_sum.double_value(&[]);
+    totals_from(confusion, loss, num_classes)
+}
+
+fn totals_from(flat: Vec<i64>, loss_sum: f64, num_classes: usize) -> EvaluationTotals {
+    let confusion: Vec<Vec<u64>> =
+        flat.chunks(num_classes.max(1)).map(|row| row.iter().map(|&v| v.max(0) as u64).collect()).collect();
+    let images: u64 = confusion.iter().flatten().sum();
+    let correct: u64 = (0..num_classes).map(|c| confusion[c][c]).sum();
+    let per_class_accuracy = confusion
+        .iter()
+        .enumerate()
+        .map(|(c, row)| {
+            let n: u64 = row.iter().sum();
+            if n == 0 { 0.0 } else { row[c] as f64 / n as f64 }
+        })
+        .collect();
+    EvaluationTotals {
+        images,
+        loss: if images == 0 { 0.0 } else { loss_sum / images as f64 },
+        accuracy: if images == 0 { 0.0 } else { correct as f64 / images as f64 },
+        per_class_accuracy,
+        confusion,
+    }
+}

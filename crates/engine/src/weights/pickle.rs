@@ -1,0 +1,394 @@
+//! A small pickle reader for what `torch.save(state_dict)` writes: dicts (including
+//! `collections.OrderedDict`, which libtorch's own unpickler turns into None) of tensors rebuilt
+//! by `torch._utils._rebuild_tensor_v2` from persistent storage ids.
+//!
+//! It evaluates nothing: unknown globals and calls become opaque values, so a hostile pickle can
+//! at worst be refused. Protocols 2 to 5 are understood (torch.save uses 2).
+
+use std::collections::HashMap;
+use tch::Kind;
+
+/// Where a tensor's values live in the archive and how to view them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorRef {
+    /// Name of the storage record: the archive holds its bytes at `<prefix>/data/<key>`.
+    pub storage_key: String,
+    pub kind: Kind,
+    /// Offset, size and stride in elements, as `Tensor::as_strided` takes them.
+    pub offset: i64,
+    pub size: Vec<i64>,
+    pub stride: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    Tuple(Vec<Value>),
+    List(Vec<Value>),
+    Dict(Vec<(Value, Value)>),
+    Global { module: String, name: String },
+    Storage { key: String, kind: Kind },
+    Tensor(TensorRef),
+    /// A call or object this reader does not model; kept only to keep the stack shape right.
+    Opaque(String),
+}
+
+/// Parses a pickle into its top value. Errors name the opcode and byte offset.
+pub fn parse(bytes: &[u8]) -> Result<Value, String> {
+    Machine { bytes, position: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }.run()
+}
+
+struct Machine<'a> {
+    bytes: &'a [u8],
+    position: usize,
+    stack: Vec<Value>,
+    /// Stack heights at each MARK.
+    marks: Vec<usize>,
+    memo: HashMap<u32, Value>,
+}
+
+impl Machine<'_> {
+    fn run(mut self) -> Result<Value, String> {
+        loop {
+            let at = self.position;
+            let opcode = self.take(1)?[0];
+            match opcode {
+                0x80 => drop(self.take(1)?),                       // PROTO
+                0x95 => drop(self.take(8)?),                       // FRAME
+                b'.' => return self.pop(),                         // STOP
+                b'(' => self.marks.push(self.stack.len()),         // MARK
+                b')' => self.stack.push(Value::Tuple(Vec::new())), // EMPTY_TUPLE
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Value::Tuple(items));
+                }
+                0x85..=0x87 => {
+                    let count = usize::from(opcode - 0x84);
+                    let items = self.pop_n(count)?;
+                    self.stack.push(Value::Tuple(items));
+                }
+                b']' => self.stack.push(Value::List(Vec::new())),
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Value::List(items));
+                }
+                b'a' => {
+                    let item = self.pop()?;
+                    self.extend_list(vec![item])?;
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    self.extend_list(items)?;
+                }
+                b'}' => self.stack.push(Value::Dict(Vec::new())),
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Value::Dict(pairs(items)?));
+                }
+                b's' => {
+                    let items = self.pop_n(2)?;
+                    self.extend_dict(pairs(items)?)?;
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    self.extend_dict(pairs(items)?)?;
+                }
+                b'N' => self.stack.push(Value::None),
+                0x88 => self.stack.push(Value::Bool(true)),
+                0x89 => self.stack.push(Value::Bool(false)),
+                b'K' => {
+                    let value = self.take(1)?[0];
+                    self.stack.push(Value::Int(i64::from(value)));
+                }
+                b'M' => {
+                    let value = u16::from_le_bytes(self.array()?);
+                    self.stack.push(Value::Int(i64::from(value)));
+                }
+                b'J' => {
+                    let value = i32::from_le_bytes(self.array()?);
+                    self.stack.push(Value::Int(i64::from(value)));
+                }
+                0x8a => {
+                    let length = usize::from(self.take(1)?[0]);
+                    let value = long(self.take(length)?).ok_or_else(|| format!("integer too long at byte {at}"))?;
+                    self.stack.push(Value::Int(value));
+                }
+                b'G' => {
+                    let value = f64::from_be_bytes(self.array()?);
+                    self.stack.push(Value::Float(value));
+                }
+                b'X' => {
+                    let length = u32::from_le_bytes(self.array()?) as usize;
+                    self.push_text(length, at)?;
+                }
+                0x8c => {
+                    let length = usize::from(self.take(1)?[0]);
+                    self.push_text(length, at)?;
+                }
+                0x8d => {
+                    let length = u64::from_le_bytes(self.array()?) as usize;
+                    self.push_text(length, at)?;
+                }
+                b'B' => {
+                    let length = u32::from_le_bytes(self.array()?) as usize;
+                    let bytes = self.take(length)?.to_vec();
+                    self.stack.push(Value::Bytes(bytes));
+                }
+                b'C' => {
+                    let length = usize::from(self.take(1)?[0]);
+                    let bytes = self.take(length)?.to_vec();
+                    self.stack.push(Value::Bytes(bytes));
+                }
+                b'c' => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    self.stack.push(Value::Global { module, name });
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    match (module, name) {
+                        (Value::Str(module), Value::Str(name)) => self.stack.push(Value::Global { module, name }),
+                        _ => return Err(format!("STACK_GLOBAL without names at byte {at}")),
+                    }
+                }
+                b'q' => {
+                    let slot = u32::from(self.take(1)?[0]);
+                    self.memoize(slot)?;
+                }
+                b'r' => {
+                    let slot = u32::from_le_bytes(self.array()?);
+                    self.memoize(slot)?;
+                }
+                0x94 => {
+                    let slot = self.memo.len() as u32;
+                    self.memoize(slot)?;
+                }
+                b'h' => {
+                    let slot = u32::from(self.take(1)?[0]);
+                    self.recall(slot, at)?;
+                }
+                b'j' => {
+                    let slot = u32::from_le_bytes(self.array()?);
+                    self.recall(slot, at)?;
+                }
+                b'0' => drop(self.pop()?),
+                b'1' => drop(self.pop_mark()?),
+                b'2' => {
+                    let top = self.stack.last().cloned().ok_or("DUP on an empty stack")?;
+                    self.stack.push(top);
+                }
+                b'Q' => {
+                    let id = self.pop()?;
+                    self.stack.push(persistent_storage(id).map_err(|why| format!("{why} at byte {at}"))?);
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    self.stack.push(call(callable, args).map_err(|why| format!("{why} at byte {at}"))?);
+                }
+                0x81 => {
+                    let _args = self.pop()?;
+                    let class = self.pop()?;
+                    self.stack.push(Value::Opaque(format!("instance of {}", describe(&class))));
+                }
+                // BUILD sets an object's state (an OrderedDict's `_metadata`): not needed.
+                b'b' => drop(self.pop()?),
+                other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {at}")),
+            }
+        }
+    }
+
+    fn take(&mut self, count: usize) -> Result<&[u8], String> {
+        let end = self.position.checked_add(count).filter(|&end| end <= self.bytes.len());
+        let end = end.ok_or_else(|| format!("pickle ends early at byte {}", self.position))?;
+        let slice = &self.bytes[self.position..end];
+        self.position = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut array = [0u8; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+
+    fn line(&mut self) -> Result<String, String> {
+        let rest = &self.bytes[self.position..];
+        let length = rest.iter().position(|&b| b == b'\n').ok_or("unterminated GLOBAL name")?;
+        let text = String::from_utf8_lossy(&rest[..length]).into_owned();
+        self.position += length + 1;
+        Ok(text)
+    }
+
+    fn push_text(&mut self, length: usize, at: usize) -> Result<(), String> {
+        let text = std::str::from_utf8(self.take(length)?).map_err(|_| format!("invalid UTF-8 string at byte {at}"))?;
+        self.stack.push(Value::Str(text.to_string()));
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<Value, String> {
+        if self.marks.last().is_some_and(|&mark| mark >= self.stack.len()) {
+            return Err(format!("pickle pops past a MARK at byte {}", self.position));
+        }
+        self.stack.pop().ok_or_else(|| format!("pickle stack empty at byte {}", self.position))
+    }
+
+    fn pop_n(&mut self, count: usize) -> Result<Vec<Value>, String> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() < floor + count {
+            return Err(format!("pickle stack too short at byte {}", self.position));
+        }
+        Ok(self.stack.split_off(self.stack.len() - count))
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
+        let mark = self.marks.pop().ok_or_else(|| format!("no MARK before byte {}", self.position))?;
+        Ok(self.stack.split_off(mark.min(self.stack.len())))
+    }
+
+    fn memoize(&mut self, slot: u32) -> Result<(), String> {
+        let top = self.stack.last().cloned().ok_or("memoizing an empty stack")?;
+        self.memo.insert(slot, top);
+        Ok(())
+    }
+
+    fn recall(&mut self, slot: u32, at: usize) -> Result<(), String> {
+        let value = self.memo.get(&slot).cloned().ok_or_else(|| format!("unknown memo {slot} at byte {at}"))?;
+        self.stack.push(value);
+        Ok(())
+    }
+
+    fn extend_list(&mut self, items: Vec<Value>) -> Result<(), String> {
+        match self.stack.last_mut() {
+            Some(Value::List(list)) => list.extend(items),
+            Some(Value::Opaque(_)) => {}
+            _ => return Err(format!("APPEND to a non-list at byte {}", self.position)),
+        }
+        Ok(())
+    }
+
+    /// Adds entries to the dict on top of the stack. Memo copies are snapshots, which is enough
+    /// for state_dicts: each dict is filled right after it is created and memoized.
+    fn extend_dict(&mut self, entries: Vec<(Value, Value)>) -> Result<(), String> {
+        match self.stack.last_mut() {
+            Some(Value::Dict(dict)) => dict.extend(entries),
+            Some(Value::Opaque(_)) => {}
+            _ => return Err(format!("SETITEM on a non-dict at byte {}", self.position)),
+        }
+        Ok(())
+    }
+}
+
+fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, String> {
+    if items.len() % 2 != 0 {
+        return Err("odd number of dict items".to_string());
+    }
+    let mut items = items.into_iter();
+    let mut pairs = Vec::new();
+    while let (Some(key), Some(value)) = (items.next(), items.next()) {
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+/// Two's-complement little-endian integer of up to 8 bytes (LONG1).
+fn long(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() > 8 {
+        return None;
+    }
+    let negative = bytes.last().is_some_and(|&b| b & 0x80 != 0);
+    let mut buffer = if negative { [0xff; 8] } else { [0; 8] };
+    buffer[..bytes.len()].copy_from_slice(bytes);
+    Some(i64::from_le_bytes(buffer))
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Global { module, name } => format!("{module}.{name}"),
+        other => format!("{other:?}").chars().take(40).collect(),
+    }
+}
+
+/// torch.save's persistent id: `("storage", torch.FloatStorage, key, location, numel)`.
+fn persistent_storage(id: Value) -> Result<Value, String> {
+    let Value::Tuple(fields) = id else {
+        return Err("persistent id is not a tuple".to_string());
+    };
+    match fields.as_slice() {
+        [Value::Str(tag), storage_type, Value::Str(key), _location, ..] if tag == "storage" => {
+            let Value::Global { name, .. } = storage_type else {
+                return Err("storage without a type".to_string());
+            };
+            let kind = storage_kind(name).ok_or_else(|| format!("unsupported storage type {name}"))?;
+            Ok(Value::Storage { key: key.clone(), kind })
+        }
+        _ => Err("persistent id is not a tensor storage".to_string()),
+    }
+}
+
+fn storage_kind(type_name: &str) -> Option<Kind> {
+    Some(match type_name {
+        "FloatStorage" => Kind::Float,
+        "DoubleStorage" => Kind::Double,
+        "HalfStorage" => Kind::Half,
+        "BFloat16Storage" => Kind::BFloat16,
+        "LongStorage" => Kind::Int64,
+        "IntStorage" => Kind::Int,
+        "ShortStorage" => Kind::Int16,
+        "CharStorage" => Kind::Int8,
+        "ByteStorage" => Kind::Uint8,
+        "BoolStorage" => Kind::Bool,
+        _ => return None,
+    })
+}
+
+fn call(callable: Value, args: Value) -> Result<Value, String> {
+    let Value::Global { module, name } = &callable else {
+        return Ok(Value::Opaque(format!("call of {}", describe(&callable))));
+    };
+    let Value::Tuple(args) = args else {
+        return Ok(Value::Opaque(format!("call of {module}.{name}")));
+    };
+    match (module.as_str(), name.as_str()) {
+        ("collections", "OrderedDict") => Ok(Value::Dict(Vec::new())),
+        ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") => rebuild_tensor(&args),
+        // nn.Parameter wrapping a tensor (whole pickled modules, some checkpoints).
+        ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => match args.into_iter().next() {
+            Some(tensor @ Value::Tensor(_)) => Ok(tensor),
+            _ => Err("parameter without a tensor".to_string()),
+        },
+        _ => Ok(Value::Opaque(format!("call of {module}.{name}"))),
+    }
+}
+
+/// `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, ...)`.
+fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
+    match args {
+        [Value::Storage { key, kind }, Value::Int(offset), Value::Tuple(size), Value::Tuple(stride), ..] => {
+            Ok(Value::Tensor(TensorRef {
+                storage_key: key.clone(),
+                kind: *kind,
+                offset: *offset,
+                size: ints(size)?,
+                stride: ints(stride)?,
+            }))
+        }
+        _ => Err("tensor rebuilt from unexpected arguments".to_string()),
+    }
+}
+
+fn ints(values: &[Value]) -> Result<Vec<i64>, String> {
+    values
+        .iter()
+        .map(|value| match value {
+            Value::Int(int) => Ok(*int),
+            other => Err(format!("expected an integer, found {other:?}")),
+        })
+        .collect()
+}

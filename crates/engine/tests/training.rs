@@ -1,0 +1,177 @@
+//! Training on the real MNIST sample, on the CPU: learning, exact repeats, resumption, transfer.
+
+mod support;
+
+use easel_engine::models::{build_classifier, save_backbone};
+use easel_engine::{DeviceChoice, TrainEvent, TrainOutcome};
+use support::{read, sample, spec, subset, timeless, train};
+use tch::nn::VarStore;
+
+#[test]
+fn small_cnn_learns_digits_and_writes_every_artifact() {
+    let manifest = subset(&(0..10).collect::<Vec<_>>(), 150, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let run = train(&spec(""), &manifest, dir.path(), None, None);
+    let TrainOutcome::Completed(report) = &run.outcome else { panic!("run was not completed") };
+
+    let epochs = run.epochs();
+    assert_eq!(epochs.len(), 3);
+    assert!(epochs[2].train_loss < epochs[0].train_loss, "training loss falls: {epochs:?}");
+    assert!(report.best_validation_accuracy > 0.8, "validation accuracy {}", report.best_validation_accuracy);
+    let test_accuracy = report.test_accuracy.expect("a test split exists");
+    assert!(test_accuracy > 0.8, "test accuracy {test_accuracy}");
+    eprintln!("sample accuracy: validation {:.4}, test {test_accuracy:.4}", report.best_validation_accuracy);
+    let last = &epochs[2];
+    assert_eq!(last.confusion.len(), 10);
+    assert_eq!(last.per_class_accuracy.len(), 10);
+    assert_eq!(last.confusion.iter().flatten().sum::<u64>(), 300, "20% of 1500 validate");
+
+    // Every artifact is on disk and was announced; report.json comes last.
+    let announced: Vec<String> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::ArtifactWritten { name, bytes } => {
+                assert_eq!(*bytes, std::fs::metadata(dir.path().join(name)).unwrap().len(), "{name}");
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    for name in [
+        "spec.toml",
+        "manifest.json",
+        "classes.json",
+        "metrics.jsonl",
+        "checkpoints/last.ckpt",
+        "weights/best.safetensors",
+        "weights/last.safetensors",
+        "plots/curves.svg",
+        "plots/confusion.svg",
+        "report.json",
+    ] {
+        assert!(announced.iter().any(|a| a == name), "{name} announced");
+        assert!(dir.path().join(name).is_file(), "{name} written");
+    }
+    assert_eq!(announced.last().map(String::as_str), Some("report.json"));
+    let metrics_lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics_lines.lines().count(), 3);
+
+    // The run's best weights serve `evaluate` and `predict`.
+    let evaluation = easel_engine::evaluate(dir.path(), &manifest, &sample().source, DeviceChoice::Cpu).unwrap();
+    assert_eq!(evaluation.images, 1500);
+    assert!(evaluation.accuracy > 0.8, "evaluation accuracy {}", evaluation.accuracy);
+    let images: Vec<_> = ["3-three", "7-seven"]
+        .iter()
+        .map(|class| {
+            let entry = manifest.entries.iter().find(|e| e.path.starts_with(class)).unwrap();
+            sample().dir.join(&entry.path)
+        })
+        .collect();
+    let predictions = easel_engine::predict(dir.path(), &images, DeviceChoice::Cpu).unwrap();
+    assert_eq!(predictions.len(), 2);
+    for prediction in &predictions {
+        assert_eq!(prediction.top.len(), 5);
+        let total: f64 = prediction.top.iter().map(|(_, p)| p).sum();
+        assert!(total <= 1.0 + 1e-6 && prediction.probability >= prediction.top[1].1);
+    }
+}
+
+#[test]
+fn a_seeded_run_repeats_exactly() {
+    let manifest = subset(&[0, 1, 2, 3], 40, 2);
+    let mut spec = spec("epochs = 2");
+    spec.augment = easel_spec::AugmentSpec { flip: true, random_crop: 0.1, color_jitter: 0.2 };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = train(&spec, &manifest, a.path(), None, None);
+    let second = train(&spec, &manifest, b.path(), None, None);
+    assert_eq!(timeless(&first.epochs()), timeless(&second.epochs()));
+    assert_eq!(read(&a.path().join("weights/last.safetensors")), read(&b.path().join("weights/last.safetensors")));
+}
+
+#[test]
+fn a_cancelled_run_resumes_to_the_uninterrupted_result() {
+    let manifest = subset(&[0, 1, 2, 3, 4], 40, 3);
+    // Momentum, a schedule with warm-up, dropout and augmentation: all state that must carry over.
+    let spec = {
+        let mut spec = spec(
+            "optimizer = \"sgd\"\nlearning_rate = 0.05\nmomentum = 0.9\nweight_decay = 0.0005\n\
+             [train.schedule]\nkind = \"cosine\"\nwarmup_epochs = 0.5",
+        );
+        spec.model.dropout = 0.3;
+        spec.augment.random_crop = 0.1;
+        spec
+    };
+    let (whole, parts) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let uninterrupted = train(&spec, &manifest, whole.path(), None, None);
+    assert!(matches!(uninterrupted.outcome, TrainOutcome::Completed(_)));
+
+    let interrupted = train(&spec, &manifest, parts.path(), None, Some(1));
+    assert_eq!(interrupted.outcome, TrainOutcome::Cancelled { completed_epochs: 1 });
+    assert!(parts.path().join("checkpoints/last.ckpt").is_file());
+    assert!(!parts.path().join("report.json").exists());
+
+    let resumed = train(&spec, &manifest, parts.path(), None, None);
+    let started = resumed.events.iter().find_map(|e| match e {
+        TrainEvent::Started(info) => Some(info.start_epoch),
+        _ => None,
+    });
+    assert_eq!(started, Some(2), "resumes after the checkpointed epoch");
+    assert!(matches!(resumed.outcome, TrainOutcome::Completed(_)));
+    let metrics_of = |dir: &std::path::Path| -> Vec<easel_engine::EpochMetrics> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert_eq!(timeless(&metrics_of(whole.path())), timeless(&metrics_of(parts.path())));
+    assert_eq!(
+        read(&whole.path().join("weights/last.safetensors")),
+        read(&parts.path().join("weights/last.safetensors")),
+        "resumed weights equal the uninterrupted run's"
+    );
+}
+
+#[test]
+fn a_backbone_trained_on_some_digits_transfers_frozen_to_others() {
+    let first_half = subset(&[0, 1, 2, 3, 4], 80, 4);
+    let pretrain_dir = tempfile::tempdir().unwrap();
+    let pretrain_spec = spec("epochs = 2");
+    train(&pretrain_spec, &first_half, pretrain_dir.path(), None, None);
+
+    // Save the backbone of the trained model the way a user would ship it.
+    let vs_pretrained = {
+        let mut vs = VarStore::new(tch::Device::Cpu);
+        build_classifier(&vs.root(), &pretrain_spec.model, 5, (28, 28)).unwrap();
+        vs.load(pretrain_dir.path().join("weights/best.safetensors")).unwrap();
+        vs
+    };
+    let backbone = pretrain_dir.path().join("backbone.safetensors");
+    assert!(save_backbone(&vs_pretrained, &backbone).unwrap() > 0);
+
+    let second_half = subset(&[5, 6, 7, 8, 9], 80, 5);
+    let mut fine_tune = spec("epochs = 2");
+    fine_tune.model.pretrained = Some(backbone.clone());
+    fine_tune.model.freeze_backbone = true;
+    let fine_dir = tempfile::tempdir().unwrap();
+    let run = train(&fine_tune, &second_half, fine_dir.path(), None, None);
+    let TrainOutcome::Completed(report) = &run.outcome else { panic!("fine-tuning completed") };
+    assert!(report.best_validation_accuracy > 0.5, "frozen-backbone accuracy {}", report.best_validation_accuracy);
+    let info = run.events.iter().find_map(|e| match e {
+        TrainEvent::Started(info) => Some(info.clone()),
+        _ => None,
+    });
+    let info = info.unwrap();
+    assert!(info.trainable_parameters < info.parameters, "backbone frozen: {info:?}");
+
+    // The backbone did not move; the head did.
+    let tuned = tch::Tensor::read_safetensors(fine_dir.path().join("weights/last.safetensors")).unwrap();
+    let pretrained = vs_pretrained.variables();
+    for (name, tensor) in &tuned {
+        if name.starts_with("features.") {
+            assert!(tensor.equal(&pretrained[name]), "{name} stayed frozen");
+        }
+    }
+    assert!(tuned.iter().any(|(name, _)| name.starts_with("classifier.")));
+}

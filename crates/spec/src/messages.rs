@@ -1,0 +1,122 @@
+//! Turns serde's messages ("invalid type: string \"ten\", expected i64") into ones a person
+//! editing a TOML file can act on ("expected an integer, found string \"ten\""), and suggests the
+//! closest valid name for a misspelt key or value.
+
+/// Rewrites a deserialization message; unknown forms pass through unchanged.
+pub(crate) fn humanize(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        return unknown_name("key", rest);
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        return unknown_name("value", rest);
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        return format!("expected {}, found {}", describe_expected(expected), found);
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        return format!("expected {}, found {}", describe_expected(expected), strip_kind(found));
+    }
+    if message == "wanted string or table" {
+        // An enum (a name from a fixed list) was given a number, array or boolean.
+        return "expected a name in quotes (a string)".to_string();
+    }
+    if let Some(field) = message.strip_prefix("missing field ") {
+        return format!("missing required key {field}");
+    }
+    message.to_string()
+}
+
+/// `unknown field `epoch`, expected one of `epochs`, `batch_size``.
+fn unknown_name(what: &str, rest: &str) -> String {
+    let (given, expected) = rest.split_once(", ").unwrap_or((rest, ""));
+    let given = given.trim_matches('`');
+    let valid = names_in_backticks(expected);
+    match closest(given, &valid) {
+        Some(best) => format!("unknown {what} `{given}` (did you mean `{best}`?)"),
+        None if valid.is_empty() => format!("unknown {what} `{given}`; none are allowed here"),
+        None => format!("unknown {what} `{given}`; expected one of: {}", valid.join(", ")),
+    }
+}
+
+fn names_in_backticks(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+/// The valid name closest to `given`, when it is close enough to be a likely typo.
+pub(crate) fn closest<'a>(given: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let given_lower = given.to_ascii_lowercase();
+    valid
+        .iter()
+        .map(|candidate| (strsim::jaro_winkler(&given_lower, &candidate.to_ascii_lowercase()), *candidate))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
+fn describe_expected(expected: &str) -> String {
+    let integer_range = |min: i128, max: i128| format!("a whole number from {min} to {max}");
+    match expected {
+        "i64" | "i32" | "isize" => "an integer".to_string(),
+        "u8" => integer_range(0, u8::MAX.into()),
+        "u16" => integer_range(0, u16::MAX.into()),
+        "u32" => integer_range(0, u32::MAX.into()),
+        "u64" | "usize" => integer_range(0, u64::MAX.into()),
+        "f64" | "f32" => "a number".to_string(),
+        "path string" | "a string" => "a string".to_string(),
+        "a sequence" => "an array".to_string(),
+        "a boolean" => "true or false".to_string(),
+        other if other.starts_with("struct ") => "a table".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `integer `-2`` -> `-2`.
+fn strip_kind(found: &str) -> &str {
+    match found.split_once(' ') {
+        Some((_, value)) if value.starts_with('`') => value.trim_matches('`'),
+        _ => found,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelt_key_gets_a_suggestion() {
+        assert_eq!(
+            humanize("unknown field `epoch`, expected one of `epochs`, `batch_size`"),
+            "unknown key `epoch` (did you mean `epochs`?)"
+        );
+    }
+
+    #[test]
+    fn unrelated_key_lists_the_valid_ones() {
+        assert_eq!(
+            humanize("unknown field `colour`, expected `flip` or `random_crop`"),
+            "unknown key `colour`; expected one of: flip, random_crop"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_toml_type() {
+        assert_eq!(humanize("invalid type: string \"ten\", expected i64"), "expected an integer, found string \"ten\"");
+        assert_eq!(
+            humanize("invalid value: integer `-2`, expected u32"),
+            "expected a whole number from 0 to 4294967295, found -2"
+        );
+        assert_eq!(humanize("invalid type: integer `5`, expected struct TrainSpec"), "expected a table, found integer `5`");
+    }
+
+    #[test]
+    fn misspelt_value_gets_a_suggestion() {
+        assert_eq!(
+            humanize("unknown variant `sgdd`, expected one of `sgd`, `adam`, `adamw`"),
+            "unknown value `sgdd` (did you mean `sgd`?)"
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Loading an `experiment.toml` from disk: relative paths are resolved against the folder that
+//! holds the spec (not the shell's working directory), and the dataset and weights files are
+//! checked to exist, all reported together with the spec's other problems.
+
+use crate::error::{Problem, SpecErrors};
+use crate::experiment::{DataSpec, ExperimentSpec};
+use crate::load::{read_text, read_toml};
+use std::path::{Path, PathBuf};
+
+/// Parses and validates spec text without touching the file system (data paths stay as
+/// written). Used for text that did not come from a file, e.g. a spec received by a worker.
+pub fn parse_experiment(text: &str, origin: &str) -> Result<ExperimentSpec, SpecErrors> {
+    read_toml::<ExperimentSpec>(text, origin).validated().finish()
+}
+
+/// Reads, parses and validates `path`, resolves the spec's relative paths against its folder
+/// and checks that the dataset folders/zips and the pretrained weights exist. The returned spec
+/// holds absolute paths.
+pub fn load_experiment(path: &Path) -> Result<ExperimentSpec, SpecErrors> {
+    let origin = path.display().to_string();
+    let text = read_text(path)?;
+    let base_dir = spec_folder(path);
+    let mut parsed = read_toml::<ExperimentSpec>(&text, &origin).validated();
+    if let Some(spec) = parsed.value.as_mut() {
+        spec.resolve_paths(&base_dir);
+        let missing = spec.missing_files();
+        parsed.add_problems(missing);
+    }
+    parsed.finish()
+}
+
+/// The absolute folder holding the spec file (relative paths in it are relative to this).
+pub fn spec_folder(spec_path: &Path) -> PathBuf {
+    let folder = spec_path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf())
+}
+
+/// Where the images come from, with the spec's two ways of saying it told apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSources {
+    /// One or more roots (folder per class, or zips) merged by class name, then split by seed.
+    Split { roots: Vec<PathBuf> },
+    /// Explicit subsets.
+    Explicit { train: PathBuf, validation: Option<PathBuf>, test: Option<PathBuf> },
+}
+
+impl DataSpec {
+    /// The dataset locations as given (absolute after [`ExperimentSpec::resolve_paths`]);
+    /// `None` when the spec names no data (which `validate()` reports).
+    pub fn sources(&self) -> Option<DataSources> {
+        if let Some(train) = &self.train {
+            return Some(DataSources::Explicit {
+                train: train.clone(),
+                validation: self.validation.clone(),
+                test: self.test.clone(),
+            });
+        }
+        let roots: Vec<PathBuf> = self.path.iter().chain(&self.paths).cloned().collect();
+        (!roots.is_empty()).then_some(DataSources::Split { roots })
+    }
+
+    /// Every dataset path with the key that names it.
+    fn keyed_paths(&self) -> Vec<(String, &PathBuf)> {
+        let mut keyed = Vec::new();
+        keyed.extend(self.path.iter().map(|path| ("data.path".to_string(), path)));
+        keyed.extend(self.paths.iter().enumerate().map(|(index, path)| (format!("data.paths[{index}]"), path)));
+        keyed.extend(self.train.iter().map(|path| ("data.train".to_string(), path)));
+        keyed.extend(self.validation.iter().map(|path| ("data.validation".to_string(), path)));
+        keyed.extend(self.test.iter().map(|path| ("data.test".to_string(), path)));
+        keyed
+    }
+}
+
+impl ExperimentSpec {
+    /// Makes every relative path (dataset roots, pretrained weights) absolute against `base_dir`,
+    /// normally the folder that holds the spec file ([`spec_folder`]).
+    pub fn resolve_paths(&mut self, base_dir: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                let joined = base_dir.join(&*path);
+                *path = std::path::absolute(&joined).unwrap_or(joined);
+            }
+        };
+        let data = &mut self.data;
+        data.path.iter_mut().chain(data.paths.iter_mut()).for_each(resolve);
+        data.train.iter_mut().chain(data.validation.iter_mut()).chain(data.test.iter_mut()).for_each(resolve);
+        self.model.pretrained.iter_mut().for_each(resolve);
+    }
+
+    /// Dataset folders/zips and weights files that do not exist (paths as currently held, so
+    /// resolve them first).
+    pub fn missing_files(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (key, path) in self.data.keyed_paths() {
+            if !path.exists() {
+                let what = if is_zip(path) { "dataset archive" } else { "dataset folder" };
+                problems.push(Problem::new(key, format!("{what} not found: {}", path.display())));
+            } else if path.is_file() && !is_zip(path) {
+                problems.push(Problem::new(
+                    key,
+                    format!("must be a folder with one sub-folder per class or a .zip archive: {}", path.display()),
+                ));
+            }
+        }
+        if let Some(weights) = &self.model.pretrained
+            && !weights.is_file()
+        {
+            problems.push(Problem::new(
+                "model.pretrained",
+                format!("pretrained weights file not found: {}", weights.display()),
+            ));
+        }
+        problems
+    }
+
+    /// The resolved spec as TOML, every default written out: saved as `spec.toml` beside a
+    /// run's artifacts so the run can be repeated exactly.
+    pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+}
+
+fn is_zip(path: &Path) -> bool {
+    path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("zip"))
+}

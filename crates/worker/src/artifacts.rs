@@ -1,0 +1,86 @@
+//! Serving a job's artifacts to `client fetch`: from the worker's run directory when the file is
+//! still there, else from the object store. Each comes with its size and blake3 so the client
+//! verifies what it wrote.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use easel_store::{INDEX_NAME, REPORT_NAME};
+
+use crate::error::{Error, Result};
+use crate::jobs::{EventKind, JobManager, JobState};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactEntry {
+    pub name: String,
+    pub size: u64,
+    pub blake3: String,
+}
+
+pub enum ArtifactBody {
+    File(PathBuf),
+    Bytes(Bytes),
+}
+
+impl JobManager {
+    /// Names of what the job has stored so far (plus its event log).
+    fn artifact_names(&self, id: &str) -> Result<Vec<String>> {
+        let job = self.job(id)?;
+        let mut names = vec!["events.jsonl".to_owned()];
+        for event in job.log.after(0) {
+            if let EventKind::ArtifactStored { name, .. } = event.kind
+                && !names.contains(&name)
+            {
+                names.push(name);
+            }
+        }
+        if job.snapshot().state == JobState::Succeeded {
+            for name in [INDEX_NAME, REPORT_NAME] {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    pub async fn artifacts(&self, id: &str) -> Result<Vec<ArtifactEntry>> {
+        let mut entries = Vec::new();
+        for name in self.artifact_names(id)? {
+            let (entry, _) = self.open_artifact(id, &name).await?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// Where the artifact's bytes come from, with its size and digest.
+    pub async fn open_artifact(&self, id: &str, name: &str) -> Result<(ArtifactEntry, ArtifactBody)> {
+        easel_store::validate_artifact_name(name).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let job = self.job(id)?;
+        let local = if name == "events.jsonl" { job.dir.join(name) } else { job.run_dir().join(name) };
+        if local.is_file() && name != INDEX_NAME {
+            let path = local.clone();
+            let (size, blake3) = tokio::task::spawn_blocking(move || hash_file(&path))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            return Ok((ArtifactEntry { name: name.to_owned(), size, blake3 }, ArtifactBody::File(local)));
+        }
+        if !self.artifact_names(id)?.iter().any(|n| n == name) {
+            return Err(Error::ArtifactNotFound { job: id.to_owned(), name: name.to_owned() });
+        }
+        let bytes = self.store.get_bytes(id, name).await?;
+        let entry = ArtifactEntry {
+            name: name.to_owned(),
+            size: bytes.len() as u64,
+            blake3: blake3::hash(&bytes).to_hex().to_string(),
+        };
+        Ok((entry, ArtifactBody::Bytes(bytes)))
+    }
+}
+
+fn hash_file(path: &std::path::Path) -> Result<(u64, String)> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let size = std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
+    Ok((size, hasher.finalize().to_hex().to_string()))
+}

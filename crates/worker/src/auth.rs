@@ -1,0 +1,136 @@
+//! Access: a bearer token created at first start, checked on every RPC except health, plus the
+//! protocol-version check (both are per-request metadata, so one interceptor does both).
+
+use rand::RngCore;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use subtle::ConstantTimeEq;
+use tonic::{Request, Status};
+
+use crate::error::{Error, Result};
+
+/// The worker's token: read from `<data_dir>/token`, or created there (mode 0600) at first start.
+pub struct Token {
+    pub value: String,
+    pub path: PathBuf,
+    /// True when this start created it (the caller prints it once).
+    pub created: bool,
+}
+
+pub fn load_or_create_token(data_dir: &Path) -> Result<Token> {
+    let path = data_dir.join("token");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => {
+            return Ok(Token { value: text.trim().to_owned(), path, created: false });
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&path, e)),
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).map_err(|e| Error::io(&path, e))?;
+    file.write_all(format!("{value}\n").as_bytes()).map_err(|e| Error::io(&path, e))?;
+    Ok(Token { value, path, created: true })
+}
+
+/// The tonic interceptor guarding the worker service.
+#[derive(Clone)]
+pub struct Guard {
+    token: std::sync::Arc<str>,
+}
+
+impl Guard {
+    pub fn new(token: &str) -> Self {
+        Guard { token: token.into() }
+    }
+
+    pub fn check(&self, request: Request<()>) -> std::result::Result<Request<()>, Status> {
+        if let Some(version) = request.metadata().get(easel_proto::PROTOCOL_HEADER) {
+            let theirs = version.to_str().unwrap_or("?");
+            if theirs != easel_proto::PROTOCOL_VERSION.to_string() {
+                return Err(Status::failed_precondition(incompatible(theirs)));
+            }
+        }
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match presented {
+            None => Err(Status::unauthenticated("missing bearer token")),
+            Some(token) if bool::from(token.as_bytes().ct_eq(self.token.as_bytes())) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("wrong bearer token")),
+        }
+    }
+}
+
+/// The message both sides use when protocol versions differ.
+pub fn incompatible(client_version: &str) -> String {
+    format!(
+        "incompatible protocol: the client speaks easel protocol {client_version}, this worker speaks {}; \
+         use a client and worker from the same release",
+        easel_proto::PROTOCOL_VERSION
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(token: Option<&str>, protocol: Option<&str>) -> Request<()> {
+        let mut request = Request::new(());
+        if let Some(token) = token {
+            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        if let Some(protocol) = protocol {
+            request.metadata_mut().insert(easel_proto::PROTOCOL_HEADER, protocol.parse().unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn token_is_checked() {
+        let guard = Guard::new("secret");
+        assert!(guard.check(request(Some("secret"), None)).is_ok());
+        let wrong = guard.check(request(Some("secreT"), None)).unwrap_err();
+        assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+        let missing = guard.check(request(None, None)).unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::Unauthenticated);
+        assert!(missing.message().contains("missing"));
+    }
+
+    #[test]
+    fn other_protocol_is_refused_by_name() {
+        let guard = Guard::new("secret");
+        let status = guard.check(request(Some("secret"), Some("99"))).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().contains("protocol 99"), "{}", status.message());
+    }
+
+    #[test]
+    fn token_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_token(dir.path()).unwrap();
+        assert!(first.created);
+        assert_eq!(first.value.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&first.path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let second = load_or_create_token(dir.path()).unwrap();
+        assert!(!second.created);
+        assert_eq!(first.value, second.value);
+    }
+}

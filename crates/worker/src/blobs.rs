@@ -1,0 +1,266 @@
+//! Dataset blobs by content digest, shared by every job: `<data>/blobs/<digest[0..2]>/<digest>`.
+//!
+//! Uploads commit chunk by chunk into `<data>/blobs/partial/<digest>`, with the committed length
+//! in `<digest>.offset` (written after the chunk's bytes, by rename), so a cut-off upload resumes
+//! from the last whole chunk and a torn write past the committed offset is discarded. A blob
+//! becomes visible only after its whole content matched its blake3 digest.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// CRC-32C (Castagnoli), the checksum each chunk carries.
+pub const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+pub struct Chunk {
+    pub digest: String,
+    pub total_size: u64,
+    pub offset: u64,
+    pub data: Vec<u8>,
+    pub crc32c: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkOutcome {
+    pub committed_offset: u64,
+    pub complete: bool,
+    pub bytes_written: u64,
+}
+
+pub struct BlobStore {
+    dir: PathBuf,
+    max_chunk_bytes: u64,
+    max_blob_bytes: u64,
+    /// One writer per digest at a time.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl BlobStore {
+    pub fn open(dir: PathBuf, max_chunk_bytes: u64, max_blob_bytes: u64) -> Result<Self> {
+        let partial = dir.join("partial");
+        std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        Ok(BlobStore { dir, max_chunk_bytes, max_blob_bytes, locks: Mutex::default() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn max_chunk_bytes(&self) -> u64 {
+        self.max_chunk_bytes
+    }
+
+    fn final_path(&self, digest: &str) -> Result<PathBuf> {
+        easel_dataset::blob_path(&self.dir, digest)
+            .map_err(|e| Error::InvalidArgument(format!("blob digest: {e}")))
+    }
+
+    fn partial_path(&self, digest: &str) -> PathBuf {
+        self.dir.join("partial").join(digest)
+    }
+
+    fn offset_path(&self, digest: &str) -> PathBuf {
+        self.dir.join("partial").join(format!("{digest}.offset"))
+    }
+
+    pub fn contains(&self, digest: &str) -> Result<bool> {
+        Ok(self.final_path(digest)?.is_file())
+    }
+
+    /// Bytes of `digest` committed by earlier chunks (0 when none).
+    pub fn committed_offset(&self, digest: &str) -> Result<u64> {
+        self.final_path(digest)?;
+        match std::fs::read_to_string(self.offset_path(digest)) {
+            Ok(text) => Ok(text.trim().parse().unwrap_or(0)),
+            Err(_) => Ok(0),
+        }
+    }
+
+    /// The digests not stored yet, each with its committed offset.
+    pub fn missing(&self, digests: &[String]) -> Result<Vec<(String, u64)>> {
+        let mut missing = Vec::new();
+        for digest in digests {
+            if !self.contains(digest)? {
+                missing.push((digest.clone(), self.committed_offset(digest)?));
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Checks and commits one chunk (blocking file IO: call from a blocking thread).
+    pub fn write_chunk(&self, chunk: &Chunk) -> Result<ChunkOutcome> {
+        let digest = &chunk.digest;
+        let final_path = self.final_path(digest)?;
+        let length = chunk.data.len() as u64;
+        if length > self.max_chunk_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "blob {digest}: chunk of {length} bytes exceeds the worker's limit of {} bytes",
+                self.max_chunk_bytes
+            )));
+        }
+        if chunk.total_size > self.max_blob_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "blob {digest}: {} bytes exceeds the worker's limit of {} bytes per file",
+                chunk.total_size, self.max_blob_bytes
+            )));
+        }
+        if chunk.offset + length > chunk.total_size {
+            return Err(Error::InvalidArgument(format!(
+                "blob {digest}: chunk at offset {} of {length} bytes runs past the blob's size {}",
+                chunk.offset, chunk.total_size
+            )));
+        }
+        let actual_crc = CRC32C.checksum(&chunk.data);
+        if actual_crc != chunk.crc32c {
+            return Err(Error::DataLoss(format!(
+                "blob {digest}: chunk at offset {} is corrupted (crc32c {actual_crc:08x}, sent {:08x}); \
+                 nothing of it was kept, resend it",
+                chunk.offset, chunk.crc32c
+            )));
+        }
+        let lock = self.lock(digest);
+        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if final_path.is_file() {
+            return Ok(ChunkOutcome { committed_offset: chunk.total_size, complete: true, bytes_written: 0 });
+        }
+        let committed = self.committed_offset(digest)?;
+        if chunk.offset + length <= committed && length > 0 {
+            // Already committed by an earlier attempt: acknowledge without rewriting.
+            return Ok(ChunkOutcome { committed_offset: committed, complete: false, bytes_written: 0 });
+        }
+        if chunk.offset != committed {
+            return Err(Error::FailedPrecondition(format!(
+                "blob {digest}: chunk starts at offset {} but the worker holds {committed} bytes; resume from {committed}",
+                chunk.offset
+            )));
+        }
+        let partial = self.partial_path(digest);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&partial)
+            .map_err(|e| Error::io(&partial, e))?;
+        // Anything past the committed offset is a torn write from an interrupted chunk.
+        file.set_len(committed).map_err(|e| Error::io(&partial, e))?;
+        file.seek(SeekFrom::Start(committed)).map_err(|e| Error::io(&partial, e))?;
+        file.write_all(&chunk.data).map_err(|e| Error::io(&partial, e))?;
+        file.sync_data().map_err(|e| Error::io(&partial, e))?;
+        drop(file);
+        let now_committed = committed + length;
+        if now_committed < chunk.total_size {
+            self.write_offset(digest, now_committed)?;
+            return Ok(ChunkOutcome { committed_offset: now_committed, complete: false, bytes_written: length });
+        }
+        self.finish(digest, &partial, &final_path)?;
+        Ok(ChunkOutcome { committed_offset: now_committed, complete: true, bytes_written: length })
+    }
+
+    fn finish(&self, digest: &str, partial: &Path, final_path: &Path) -> Result<()> {
+        if let Err(error) = easel_dataset::verify_blob(partial, digest) {
+            self.discard(digest);
+            return Err(Error::DataLoss(format!(
+                "blob {digest}: the uploaded content does not match its digest ({error}); the partial upload was discarded"
+            )));
+        }
+        if let Some(parent) = final_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        std::fs::rename(partial, final_path).map_err(|e| Error::io(final_path, e))?;
+        let _ = std::fs::remove_file(self.offset_path(digest));
+        Ok(())
+    }
+
+    fn discard(&self, digest: &str) {
+        let _ = std::fs::remove_file(self.partial_path(digest));
+        let _ = std::fs::remove_file(self.offset_path(digest));
+    }
+
+    fn write_offset(&self, digest: &str, offset: u64) -> Result<()> {
+        let path = self.offset_path(digest);
+        let staging = path.with_extension("offset.tmp");
+        std::fs::write(&staging, offset.to_string()).map_err(|e| Error::io(&staging, e))?;
+        std::fs::rename(&staging, &path).map_err(|e| Error::io(&path, e))
+    }
+
+    fn lock(&self, digest: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(digest.to_owned()).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(content: &[u8], offset: usize, length: usize) -> Chunk {
+        let data = content[offset..offset + length].to_vec();
+        Chunk {
+            digest: easel_dataset::digest_bytes(content),
+            total_size: content.len() as u64,
+            offset: offset as u64,
+            crc32c: CRC32C.checksum(&data),
+            data,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, BlobStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().join("blobs"), 1 << 20, 1 << 30).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn chunks_commit_and_resume() {
+        let (_dir, store) = store();
+        let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let first = store.write_chunk(&chunk(&content, 0, 4000)).unwrap();
+        assert_eq!(first, ChunkOutcome { committed_offset: 4000, complete: false, bytes_written: 4000 });
+        let digest = easel_dataset::digest_bytes(&content);
+        assert_eq!(store.missing(std::slice::from_ref(&digest)).unwrap(), [(digest.clone(), 4000)]);
+        // A resent chunk is acknowledged, not rewritten; a gap is refused.
+        assert_eq!(store.write_chunk(&chunk(&content, 0, 4000)).unwrap().bytes_written, 0);
+        assert!(matches!(store.write_chunk(&chunk(&content, 8000, 2000)), Err(Error::FailedPrecondition(_))));
+        let last = store.write_chunk(&chunk(&content, 4000, 6000)).unwrap();
+        assert!(last.complete);
+        assert!(store.contains(&digest).unwrap());
+        let stored = std::fs::read(easel_dataset::blob_path(store.dir(), &digest).unwrap()).unwrap();
+        assert_eq!(stored, content);
+    }
+
+    #[test]
+    fn corrupted_chunk_is_refused_and_nothing_kept() {
+        let (_dir, store) = store();
+        let content = vec![7u8; 3000];
+        store.write_chunk(&chunk(&content, 0, 1000)).unwrap();
+        let mut bad = chunk(&content, 1000, 1000);
+        bad.data[10] ^= 0xff;
+        assert!(matches!(store.write_chunk(&bad), Err(Error::DataLoss(_))));
+        assert_eq!(store.committed_offset(&bad.digest).unwrap(), 1000);
+        let partial_len = std::fs::metadata(store.partial_path(&bad.digest)).unwrap().len();
+        assert_eq!(partial_len, 1000);
+    }
+
+    #[test]
+    fn content_not_matching_the_digest_is_discarded() {
+        let (_dir, store) = store();
+        let content = vec![1u8; 2000];
+        let mut lying = chunk(&content, 0, 2000);
+        lying.digest = easel_dataset::digest_bytes(b"something else");
+        lying.total_size = 2000;
+        assert!(matches!(store.write_chunk(&lying), Err(Error::DataLoss(_))));
+        assert!(!store.contains(&lying.digest).unwrap());
+        assert!(!store.partial_path(&lying.digest).exists());
+        assert_eq!(store.committed_offset(&lying.digest).unwrap(), 0);
+    }
+
+    #[test]
+    fn bad_digest_never_becomes_a_path() {
+        let (_dir, store) = store();
+        assert!(matches!(store.contains("../../etc/passwd"), Err(Error::InvalidArgument(_))));
+    }
+}

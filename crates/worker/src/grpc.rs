@@ -1,0 +1,196 @@
+//! The gRPC adapter: requests in, domain calls, messages out. No job logic here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use easel_proto::v1 as pb;
+use futures::Stream;
+use tokio::io::AsyncReadExt;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::artifacts::ArtifactBody;
+use crate::blobs::Chunk;
+use crate::convert;
+use crate::error::Error;
+use crate::jobs::JobManager;
+
+/// Bytes per FetchArtifact message.
+const FETCH_CHUNK_BYTES: usize = 1 << 20;
+
+pub struct WorkerService {
+    pub manager: Arc<JobManager>,
+    pub hello: pb::HelloResponse,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::worker_server::Worker for WorkerService {
+    async fn hello(&self, request: Request<pb::HelloRequest>) -> Result<Response<pb::HelloResponse>, Status> {
+        let theirs = request.into_inner().protocol_version;
+        if theirs != easel_proto::PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(crate::auth::incompatible(&theirs.to_string())));
+        }
+        Ok(Response::new(self.hello.clone()))
+    }
+
+    async fn missing_blobs(
+        &self,
+        request: Request<pb::MissingBlobsRequest>,
+    ) -> Result<Response<pb::MissingBlobsResponse>, Status> {
+        let digests = request.into_inner().digests;
+        let manager = self.manager.clone();
+        let missing = tokio::task::spawn_blocking(move || manager.blobs.missing(&digests))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        let missing = missing
+            .into_iter()
+            .map(|(digest, committed_offset)| pb::MissingBlob { digest, committed_offset })
+            .collect();
+        Ok(Response::new(pb::MissingBlobsResponse { missing }))
+    }
+
+    async fn upload_blobs(
+        &self,
+        request: Request<Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::UploadBlobsResponse>, Status> {
+        let mut chunks = request.into_inner();
+        let mut results: Vec<pb::BlobResult> = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            let chunk = Chunk {
+                digest: chunk.digest,
+                total_size: chunk.total_size,
+                offset: chunk.offset,
+                data: chunk.data,
+                crc32c: chunk.crc32c,
+            };
+            let manager = self.manager.clone();
+            let (chunk, outcome) = tokio::task::spawn_blocking(move || {
+                let outcome = manager.blobs.write_chunk(&chunk);
+                (chunk, outcome)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+            let outcome = outcome?;
+            match results.iter_mut().find(|r| r.digest == chunk.digest) {
+                Some(result) => {
+                    result.committed_offset = outcome.committed_offset;
+                    result.complete = outcome.complete;
+                    result.bytes_written += outcome.bytes_written;
+                }
+                None => results.push(pb::BlobResult {
+                    digest: chunk.digest,
+                    committed_offset: outcome.committed_offset,
+                    complete: outcome.complete,
+                    bytes_written: outcome.bytes_written,
+                }),
+            }
+        }
+        Ok(Response::new(pb::UploadBlobsResponse { blobs: results }))
+    }
+
+    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+        let request = request.into_inner();
+        let manager = self.manager.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            manager.submit(&request.spec_toml, &request.manifest_json, &request.idempotency_key)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::SubmitResponse { job: Some(convert::job(&outcome.job)), created: outcome.created }))
+    }
+
+    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        let record = self.manager.get(&request.into_inner().job_id)?;
+        Ok(Response::new(convert::job(&record)))
+    }
+
+    async fn list_jobs(&self, _: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let jobs = self.manager.list().iter().map(convert::job).collect();
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+
+    async fn cancel(&self, request: Request<pb::CancelRequest>) -> Result<Response<pb::Job>, Status> {
+        let record = self.manager.cancel(&request.into_inner().job_id)?;
+        Ok(Response::new(convert::job(&record)))
+    }
+
+    type WatchStream = BoxStream<pb::JobEvent>;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let request = request.into_inner();
+        let events = self.manager.watch(&request.job_id, request.from_sequence)?;
+        let stream = ReceiverStream::new(events).map(|event| Ok(convert::event(event)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: Request<pb::ListArtifactsRequest>,
+    ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
+        let artifacts = self.manager.artifacts(&request.into_inner().job_id).await?;
+        let artifacts = artifacts
+            .into_iter()
+            .map(|a| pb::ArtifactInfo { name: a.name, size: a.size, blake3: a.blake3 })
+            .collect();
+        Ok(Response::new(pb::ListArtifactsResponse { artifacts }))
+    }
+
+    type FetchArtifactStream = BoxStream<pb::ArtifactChunk>;
+
+    async fn fetch_artifact(
+        &self,
+        request: Request<pb::FetchArtifactRequest>,
+    ) -> Result<Response<Self::FetchArtifactStream>, Status> {
+        use pb::artifact_chunk::Part;
+        let request = request.into_inner();
+        let (entry, body) = self.manager.open_artifact(&request.job_id, &request.name).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ArtifactChunk, Status>>(4);
+        let header = pb::ArtifactInfo { name: entry.name, size: entry.size, blake3: entry.blake3 };
+        tokio::spawn(async move {
+            if tx.send(Ok(pb::ArtifactChunk { part: Some(Part::Header(header)) })).await.is_err() {
+                return;
+            }
+            match body {
+                ArtifactBody::Bytes(bytes) => {
+                    for piece in bytes.chunks(FETCH_CHUNK_BYTES) {
+                        let chunk = pb::ArtifactChunk { part: Some(Part::Data(piece.to_vec())) };
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                ArtifactBody::File(path) => {
+                    let mut file = match tokio::fs::File::open(&path).await {
+                        Ok(file) => file,
+                        Err(e) => {
+                            let _ = tx.send(Err(Error::io(&path, e).into())).await;
+                            return;
+                        }
+                    };
+                    loop {
+                        let mut buffer = vec![0u8; FETCH_CHUNK_BYTES];
+                        match file.read(&mut buffer).await {
+                            Ok(0) => return,
+                            Ok(n) => {
+                                buffer.truncate(n);
+                                let chunk = pb::ArtifactChunk { part: Some(Part::Data(buffer)) };
+                                if tx.send(Ok(chunk)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(Error::io(&path, e).into())).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

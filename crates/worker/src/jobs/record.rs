@@ -1,0 +1,69 @@
+//! `state.json`: one job's persisted state.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub name: String,
+    pub state: JobState,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub idempotency_key: String,
+    pub created_at: String,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub device: String,
+    pub epochs_total: u32,
+    #[serde(default)]
+    pub epochs_done: u32,
+    #[serde(default)]
+    pub best_validation_accuracy: Option<f64>,
+    #[serde(default)]
+    pub test_accuracy: Option<f64>,
+    #[serde(default)]
+    pub last_sequence: u64,
+    pub dataset_images: u64,
+    pub dataset_bytes: u64,
+    pub store_url: String,
+}
+
+impl JobRecord {
+    /// Writes `state.json` atomically (staging file + rename), so a crash leaves the old or the new.
+    pub fn save(&self, job_dir: &Path) -> Result<()> {
+        let path = job_dir.join("state.json");
+        let staging = job_dir.join("state.json.tmp");
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+        std::fs::write(&staging, json).map_err(|e| Error::io(&staging, e))?;
+        std::fs::rename(&staging, &path).map_err(|e| Error::io(&path, e))
+    }
+
+    pub fn load(job_dir: &Path) -> Result<JobRecord> {
+        let path = job_dir.join("state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))
+    }
+}

@@ -1,0 +1,157 @@
+//! One job's run: the engine on a dedicated thread, its events bridged into the job's log, its
+//! artifacts copied to the store, and the final state decided only once everything is stored.
+
+use std::sync::Arc;
+
+use easel_dataset::{BlobStoreSource, Manifest};
+use easel_engine::{DeviceChoice, TrainEvent, TrainJob, TrainOutcome};
+use easel_spec::worker::DeviceName;
+use easel_store::{INDEX_NAME, REPORT_NAME, retry_transient};
+use tokio::sync::{mpsc, oneshot};
+
+use super::events::{EventKind, Outcome};
+use super::manager::{Job, JobManager, parse_spec};
+use super::record::JobState;
+use super::uploader::{Uploader, store_one};
+
+pub(crate) async fn run_job(manager: &Arc<JobManager>, job: &Arc<Job>, device: DeviceName) {
+    let id = job.id.clone();
+    job.cancel.store(false, std::sync::atomic::Ordering::SeqCst);
+    let started = job.update(|r| {
+        r.state = JobState::Running;
+        r.reason.clear();
+        r.started_at = Some(super::now());
+        r.device = device.to_string();
+    });
+    if let Err(error) = started {
+        tracing::error!(job = %id, %error, "job state not saved");
+    }
+    tracing::info!(job = %id, %device, "job started");
+    let (outcome, reason, report) = match train(manager, job, device).await {
+        Ok(done) => done,
+        Err(reason) => (Outcome::Failed, reason, None),
+    };
+    let state = match outcome {
+        Outcome::Succeeded => JobState::Succeeded,
+        Outcome::Failed => JobState::Failed,
+        Outcome::Cancelled => JobState::Cancelled,
+        Outcome::Interrupted => JobState::Queued,
+    };
+    let test_accuracy = report.as_ref().and_then(|r| r.get("test_accuracy")).and_then(|v| v.as_f64());
+    job.emit(EventKind::Finished { outcome, reason: reason.clone(), report });
+    let saved = job.update(|r| {
+        r.state = state;
+        r.reason = reason.clone();
+        r.test_accuracy = test_accuracy.or(r.test_accuracy);
+        if state.is_terminal() {
+            r.finished_at = Some(super::now());
+        }
+    });
+    if let Err(error) = saved {
+        tracing::error!(job = %id, %error, "job state not saved");
+    }
+    tracing::info!(job = %id, ?outcome, reason, "job finished");
+}
+
+type Finish = (Outcome, String, Option<serde_json::Value>);
+
+async fn train(manager: &Arc<JobManager>, job: &Arc<Job>, device: DeviceName) -> Result<Finish, String> {
+    let spec_text = std::fs::read_to_string(job.dir.join("spec.toml")).map_err(|e| format!("spec.toml: {e}"))?;
+    let spec = parse_spec(&spec_text).map_err(|e| e.to_string())?;
+    let manifest_text =
+        std::fs::read_to_string(job.dir.join("manifest.json")).map_err(|e| format!("manifest.json: {e}"))?;
+    let manifest = Manifest::from_json(&manifest_text).map_err(|e| format!("manifest.json: {e}"))?;
+    let source = BlobStoreSource::new(manager.blobs.dir());
+    let run_dir = job.run_dir();
+    let cache_dir = manager.cache_dir().to_path_buf();
+    let cancel = job.cancel.clone();
+    let device = match device {
+        DeviceName::Auto => DeviceChoice::Auto,
+        DeviceName::Cpu => DeviceChoice::Cpu,
+        DeviceName::Cuda(index) => DeviceChoice::Cuda(index),
+    };
+
+    let (events_tx, mut events) = mpsc::unbounded_channel::<TrainEvent>();
+    let (done_tx, done) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("train-{}", job.id))
+        .spawn(move || {
+            let train_job = TrainJob {
+                spec: &spec,
+                manifest: &manifest,
+                source: &source,
+                device,
+                run_dir: &run_dir,
+                cache_dir: Some(&cache_dir),
+                cancel: &cancel,
+            };
+            let result = easel_engine::train(&train_job, &mut |event| {
+                let _ = events_tx.send(event);
+            });
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| format!("could not start the training thread: {e}"))?;
+
+    let uploader = Uploader::start(manager, job);
+    let mut report_written = false;
+    while let Some(event) = events.recv().await {
+        match &event {
+            TrainEvent::Started(info) => {
+                let _ = job.update(|r| r.device = info.device.clone());
+            }
+            TrainEvent::Epoch(metrics) => {
+                let _ = job.update(|r| {
+                    r.epochs_done = metrics.epoch;
+                    let best = r.best_validation_accuracy.unwrap_or(f64::MIN);
+                    r.best_validation_accuracy = Some(best.max(metrics.validation_accuracy));
+                });
+            }
+            TrainEvent::ArtifactWritten { name, .. } if name == REPORT_NAME => report_written = true,
+            TrainEvent::ArtifactWritten { name, .. } => uploader.send(name.clone()),
+            _ => {}
+        }
+        job.emit(EventKind::from(event));
+    }
+    let result = done.await.map_err(|_| "the training thread stopped unexpectedly (panic)".to_string())?;
+    let failures = uploader.finish().await;
+    match result {
+        Err(error) => Err(format!("training failed: {error}")),
+        Ok(TrainOutcome::Cancelled { completed_epochs }) => {
+            if job.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok((
+                    Outcome::Interrupted,
+                    format!("worker stopped after {completed_epochs} epoch(s); resumes from its checkpoint"),
+                    None,
+                ))
+            } else {
+                Ok((Outcome::Cancelled, format!("cancelled by request after {completed_epochs} epoch(s)"), None))
+            }
+        }
+        Ok(TrainOutcome::Completed(report)) => {
+            if !failures.is_empty() {
+                return Err(format!("artifacts not stored: {}", failures.join("; ")));
+            }
+            if !report_written {
+                return Err("the engine finished without writing report.json".into());
+            }
+            store_final(manager, job).await?;
+            let report = serde_json::to_value(&report).ok();
+            Ok((Outcome::Succeeded, String::new(), report))
+        }
+    }
+}
+
+/// events.jsonl, then artifacts.json (name, size, blake3 of everything), then report.json, which
+/// marks the job complete in the store.
+async fn store_final(manager: &Arc<JobManager>, job: &Arc<Job>) -> Result<(), String> {
+    job.emit(EventKind::Note { message: "all artifacts stored; writing the report".into() });
+    store_one(manager, job, "events.jsonl", job.log.path())
+        .await
+        .map_err(|e| format!("events.jsonl not stored: {e}"))?;
+    retry_transient(&manager.retry, |_, _| {}, || manager.store.write_index(&job.id))
+        .await
+        .map_err(|e| format!("{INDEX_NAME} not stored: {e}"))?;
+    store_one(manager, job, REPORT_NAME, &job.run_dir().join(REPORT_NAME))
+        .await
+        .map_err(|e| format!("{REPORT_NAME} not stored: {e}"))
+}

@@ -1,0 +1,78 @@
+//! Copies finished artifacts to the object store while training goes on. Transient failures are
+//! retried with backoff and reported as events; what could not be stored is returned at the end
+//! so the job can fail with the reason instead of claiming success.
+
+use std::sync::Arc;
+
+use easel_store::put_file_with_retry;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::events::EventKind;
+use super::manager::{Job, JobManager};
+
+pub(crate) struct Uploader {
+    names: mpsc::UnboundedSender<String>,
+    task: JoinHandle<Vec<String>>,
+}
+
+impl Uploader {
+    pub fn start(manager: &Arc<JobManager>, job: &Arc<Job>) -> Uploader {
+        let (names, mut receiver) = mpsc::unbounded_channel::<String>();
+        let manager = manager.clone();
+        let job = job.clone();
+        let task = tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while let Some(name) = receiver.recv().await {
+                // A newer announcement of the same file (last.ckpt each epoch) supersedes this one.
+                let mut pending = vec![name];
+                while let Ok(more) = receiver.try_recv() {
+                    if !pending.contains(&more) {
+                        pending.push(more);
+                    }
+                }
+                for name in pending {
+                    if let Err(error) = store_one(&manager, &job, &name, &job.run_dir().join(&name)).await {
+                        failures.push(format!("{name}: {error}"));
+                    }
+                }
+            }
+            failures
+        });
+        Uploader { names, task }
+    }
+
+    pub fn send(&self, name: String) {
+        let _ = self.names.send(name);
+    }
+
+    /// Waits for every announced artifact; returns the failures.
+    pub async fn finish(self) -> Vec<String> {
+        drop(self.names);
+        self.task.await.unwrap_or_else(|e| vec![format!("artifact uploader stopped: {e}")])
+    }
+}
+
+/// Stores one file under the job, with retries reported as events.
+pub(crate) async fn store_one(
+    manager: &JobManager,
+    job: &Job,
+    name: &str,
+    path: &std::path::Path,
+) -> easel_store::Result<()> {
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let result = put_file_with_retry(&manager.store, &job.id, name, path, &manager.retry, |attempt, error| {
+        job.emit(EventKind::ArtifactRetry { name: name.to_owned(), attempt, error: error.to_string() });
+    })
+    .await;
+    match &result {
+        Ok(()) => {
+            tracing::debug!(job = %job.id, name, bytes, "artifact stored");
+            if name != "events.jsonl" {
+                job.emit(EventKind::ArtifactStored { name: name.to_owned(), bytes });
+            }
+        }
+        Err(error) => tracing::warn!(job = %job.id, name, %error, "artifact not stored"),
+    }
+    result
+}

@@ -1,0 +1,125 @@
+//! The Easel worker: a gRPC daemon that receives datasets and specs, trains on its devices with
+//! the engine (one dedicated thread per running job), streams events and stores artifacts.
+//!
+//! Library-first: [`run`] serves on a listener until `shutdown` resolves, so tests start the real
+//! server on `127.0.0.1:0`.
+
+pub mod artifacts;
+pub mod auth;
+pub mod blobs;
+mod convert;
+pub mod error;
+mod grpc;
+pub mod jobs;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use easel_proto::v1 as pb;
+use easel_spec::worker::WorkerConfig;
+use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use error::{Error, Result};
+use jobs::manager::ManagerSettings;
+
+/// gRPC messages carry at most one upload chunk plus framing.
+const MESSAGE_OVERHEAD: usize = 64 * 1024;
+
+/// Serves until `shutdown` resolves, then stops accepting connections, lets running jobs stop at
+/// a checkpoint (they are queued again for the next start) and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
+    let address = listener.local_addr()?;
+    let token = auth::load_or_create_token(data_dir).context("failed to set up the access token")?;
+    if token.created {
+        eprintln!(
+            "worker: created the access token {} (shown once; it is stored in {}).\n\
+             worker: use it from the client with:\n  export EASEL_TOKEN=$(cat {})   # or --token {}\n  client list --worker http://{address}",
+            token.value,
+            token.path.display(),
+            token.path.display(),
+            token.value,
+        );
+    }
+
+    let mut options = StoreOptions::from_env();
+    if config.store.endpoint.is_some() {
+        options.endpoint = config.store.endpoint.clone();
+    }
+    if config.store.region.is_some() {
+        options.region = config.store.region.clone();
+    }
+    options.allow_http |= config.store.allow_http;
+    let store_url = config.store_url();
+    let store = ArtifactStore::open(&store_url, &options)
+        .with_context(|| format!("failed to open the artifact store {store_url}"))?;
+
+    let device_names = config.device_names();
+    let slots = (0..config.concurrent_jobs()).map(|i| device_names[i % device_names.len()]).collect();
+    let manager = jobs::JobManager::open(ManagerSettings {
+        data_dir: data_dir.clone(),
+        store,
+        devices: slots,
+        max_queued: config.queue.max_queued_jobs as usize,
+        max_chunk_bytes: config.upload.max_chunk_bytes,
+        max_blob_bytes: config.upload.max_blob_bytes,
+        retry: RetryPolicy::default(),
+    })
+    .context("failed to open the worker's data directory")?;
+    tokio::spawn(manager.clone().schedule());
+
+    let runtime = easel_engine::runtime_info();
+    let hello = pb::HelloResponse {
+        protocol_version: easel_proto::PROTOCOL_VERSION,
+        worker_version: env!("CARGO_PKG_VERSION").to_owned(),
+        devices: config.devices.clone(),
+        max_concurrent_jobs: config.concurrent_jobs() as u32,
+        store_url: store_url.clone(),
+        max_chunk_bytes: config.upload.max_chunk_bytes,
+        libtorch_version: runtime.libtorch_version,
+        cuda_available: runtime.cuda_available,
+    };
+    let service = grpc::WorkerService { manager: manager.clone(), hello };
+    let message_limit = config.upload.max_chunk_bytes as usize + MESSAGE_OVERHEAD;
+    let worker = pb::worker_server::WorkerServer::new(service)
+        .max_decoding_message_size(message_limit)
+        .max_encoding_message_size(message_limit.max(4 << 20));
+    let guard = auth::Guard::new(&token.value);
+    let worker = tonic::service::interceptor::InterceptedService::new(worker, move |request| guard.check(request));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("easel.v1.Worker", tonic_health::ServingStatus::Serving).await;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(worker)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop_rx.await;
+        });
+    let mut serving = tokio::spawn(server);
+    tracing::info!(%address, store = %store_url, devices = ?config.devices, "worker listening");
+
+    tokio::select! {
+        () = shutdown => {}
+        result = &mut serving => {
+            result.context("server task failed")?.context("server failed")?;
+            return Ok(());
+        }
+    }
+    tracing::info!("shutting down: refusing new jobs, stopping running jobs at a checkpoint");
+    health.set_service_status("easel.v1.Worker", tonic_health::ServingStatus::NotServing).await;
+    let _ = stop_tx.send(());
+    manager.shutdown().await;
+    serving.await.context("server task failed")?.context("server failed")?;
+    tracing::info!("worker stopped");
+    Ok(())
+}

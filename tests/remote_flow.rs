@@ -1,0 +1,98 @@
+//! The whole remote flow with the real binaries: submit (local checks, upload, queue) -> follow
+//! to completion -> fetch -> `client evaluate` reproduces the reported test accuracy; then a
+//! worker restart keeps the job list and the finished artifacts.
+
+use std::time::Duration;
+
+use easel_e2e::{Worker, json_lines, sample_splits, state, write_split_spec};
+
+fn parse_time(text: &str) -> f64 {
+    // RFC 3339 "YYYY-MM-DDTHH:MM:SS.mmmZ" on the same day: seconds since midnight suffice here.
+    let clock = &text[11..text.len() - 1];
+    let parts: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap()).collect();
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+}
+
+#[test]
+fn submit_follow_fetch_evaluate_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let roots = sample_splits(tmp.path(), 24, 8, 8);
+    let spec = write_split_spec(tmp.path(), "flow", &roots, 3);
+    let mut worker = Worker::start(&tmp.path().join("worker"));
+
+    // Submit with the local proof of concept, then follow to the end.
+    let out = worker.client_ok(&home, &["submit", spec.to_str().unwrap()]);
+    let job = out
+        .lines()
+        .find_map(|l| l.strip_prefix("job ").and_then(|r| r.strip_suffix(" queued")))
+        .unwrap_or_else(|| panic!("no job id in: {out}"))
+        .to_owned();
+    assert!(out.contains("job succeeded"), "{out}");
+    assert!(out.contains("epoch"), "no epoch table: {out}");
+
+    let events = json_lines(&worker.client_ok(&home, &["watch", &job, "--from", "0", "--json"]));
+    let queued = events.iter().find(|e| e["kind"] == "queued").unwrap();
+    let first_epoch = events.iter().find(|e| e["kind"] == "epoch").unwrap();
+    eprintln!(
+        "submit -> first epoch event: {:.2} s",
+        parse_time(first_epoch["time"].as_str().unwrap()) - parse_time(queued["time"].as_str().unwrap())
+    );
+    let finished = events.last().unwrap();
+    assert_eq!(finished["outcome"], "succeeded", "{finished}");
+    let reported = finished["report"]["test_accuracy"].as_f64().expect("a test accuracy in the report");
+
+    // Fetch: weights, metrics, report, classes, spec, plots; no checkpoints by default.
+    let out_dir = tmp.path().join("fetched");
+    let fetched = worker.client_ok(&home, &["fetch", &job, "--out", out_dir.to_str().unwrap()]);
+    assert!(fetched.contains("weights: "), "{fetched}");
+    for name in [
+        "weights/best.safetensors",
+        "weights/last.safetensors",
+        "metrics.jsonl",
+        "report.json",
+        "classes.json",
+        "spec.toml",
+        "events.jsonl",
+    ] {
+        assert!(out_dir.join(name).is_file(), "{name} missing after fetch: {fetched}");
+    }
+    assert!(!out_dir.join("checkpoints").exists());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["test_accuracy"].as_f64(), Some(reported));
+
+    // The fetched weights reproduce the reported accuracy on the test folder.
+    let evaluation = worker.client_ok(
+        &home,
+        &["evaluate", out_dir.to_str().unwrap(), roots[2].to_str().unwrap(), "--json"],
+    );
+    let evaluation: serde_json::Value = serde_json::from_str(evaluation.trim()).unwrap();
+    let accuracy = evaluation["accuracy"].as_f64().unwrap();
+    assert!((accuracy - reported).abs() < 1e-6, "evaluate says {accuracy}, the run reported {reported}");
+
+    // The artifacts are in the local object store, report.json last.
+    let stored = worker.data_dir.join("artifacts/jobs").join(&job);
+    assert!(stored.join("report.json").is_file());
+    assert!(stored.join("weights/best.safetensors").is_file());
+
+    // Restart: the same jobs with the same states, and the artifacts still fetchable.
+    let before = worker.client_ok(&home, &["list", "--json"]);
+    worker.stop();
+    let worker = Worker::start(&worker.data_dir.clone());
+    let after = worker.client_ok(&home, &["list", "--json"]);
+    let (before, after): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&before).unwrap(), serde_json::from_str(&after).unwrap());
+    let ids = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v.as_array().unwrap().iter().map(|j| (j["id"].to_string(), j["state"].to_string())).collect()
+    };
+    assert_eq!(ids(&before), ids(&after));
+    let status = worker.wait_for(&home, &job, Duration::from_secs(5), |_| true);
+    assert_eq!(state(&status), "succeeded");
+    let again = tmp.path().join("fetched-again");
+    worker.client_ok(&home, &["fetch", &job, "--out", again.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(again.join("weights/best.safetensors")).unwrap(),
+        std::fs::read(out_dir.join("weights/best.safetensors")).unwrap()
+    );
+}

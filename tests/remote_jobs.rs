@@ -1,0 +1,63 @@
+//! Job control against the real worker: cancel a running job (the next queued one starts),
+//! watch from a sequence number, and the access token.
+
+use std::time::{Duration, Instant};
+
+use easel_e2e::{Worker, client_with, json_lines, sample_subset, state, write_spec};
+
+const REFUSED: &str = "the worker refused the token (wrong or missing): pass --token or set EASEL_TOKEN";
+
+#[test]
+fn cancel_watch_and_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = sample_subset(tmp.path(), 12);
+    let long = write_spec(tmp.path(), "long", &data, 500);
+    let short = write_spec(tmp.path(), "short", &data, 1);
+    let worker = Worker::start(&tmp.path().join("worker"));
+
+    // Wrong and missing tokens are refused with the message saying what to do; the right one works.
+    for env in [vec![("EASEL_WORKER", worker.address.as_str()), ("EASEL_TOKEN", "0000")], vec![("EASEL_WORKER", worker.address.as_str())]] {
+        let output = client_with(&home, &["list"], &env);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(REFUSED), "{stderr}");
+    }
+    let listed = worker.client_ok(&home, &["list", "--json"]);
+    assert_eq!(listed.trim(), "[]");
+
+    let submit = |spec: &std::path::Path| -> String {
+        let out = worker.client_ok(&home, &["submit", spec.to_str().unwrap(), "--detach", "--json", "--no-poc"]);
+        json_lines(&out)[0]["job_id"].as_str().unwrap().to_owned()
+    };
+    let running = submit(&long);
+    let queued = submit(&short);
+    worker.wait_for(&home, &running, Duration::from_secs(120), |s| s["epochs_done"].as_u64() >= Some(1));
+    assert_eq!(state(&worker.wait_for(&home, &queued, Duration::from_secs(1), |_| true)), "queued");
+
+    // Cancel: the running job ends `cancelled` within seconds and the queued one starts.
+    let asked = Instant::now();
+    let out = worker.client_ok(&home, &["cancel", &running]);
+    assert!(out.contains("cancel requested"), "{out}");
+    let cancelled = worker.wait_for(&home, &running, Duration::from_secs(30), |s| state(s) != "running");
+    assert_eq!(state(&cancelled), "cancelled", "{cancelled}");
+    eprintln!("cancel took {:.2} s", asked.elapsed().as_secs_f64());
+    let next = worker.wait_for(&home, &queued, Duration::from_secs(60), |s| state(s) != "queued");
+    assert!(matches!(state(&next), "running" | "succeeded"), "{next}");
+    let done = worker.wait_for(&home, &queued, Duration::from_secs(180), |s| state(s) != "running");
+    assert_eq!(state(&done), "succeeded", "{done}");
+
+    // Watch from N yields exactly the events after N (the full log from 0 is the reference).
+    let all = json_lines(&worker.client_ok(&home, &["watch", &running, "--from", "0", "--json"]));
+    assert!(all.len() > 4, "{all:?}");
+    let sequences: Vec<u64> = all.iter().map(|e| e["sequence"].as_u64().unwrap()).collect();
+    assert_eq!(sequences, (1..=all.len() as u64).collect::<Vec<_>>());
+    assert_eq!(all.last().unwrap()["kind"], "finished");
+    assert_eq!(all.last().unwrap()["outcome"], "cancelled");
+    let n = 3;
+    let after = json_lines(&worker.client_ok(&home, &["watch", &running, "--from", &n.to_string(), "--json"]));
+    assert_eq!(after, all[n..].to_vec());
+    // Without --from, watch re-attaches after the last event this machine saw: nothing is repeated.
+    let again = json_lines(&worker.client_ok(&home, &["watch", &running, "--json"]));
+    assert!(again.is_empty(), "{again:?}");
+}
