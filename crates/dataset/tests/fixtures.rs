@@ -5,7 +5,8 @@ mod common;
 use common::{png, png_header_only, write, write_zip};
 use easel_dataset::{
     BlobStoreSource, Error, ImageSource, Manifest, ManifestEntry, ScanOptions, Subset, SubsetRoots,
-    blob_path, digest_bytes, scan, scan_subsets, split, verify_blob,
+    blob_path, digest_bytes, scan, scan_subsets, split, stratified_subset, stratified_subset_of,
+    verify_blob,
 };
 use std::path::{Path, PathBuf};
 
@@ -346,6 +347,19 @@ fn split_is_deterministic_and_stratified_with_small_classes() {
         let err = split(&manifest, validation, test, 0).unwrap_err();
         assert!(matches!(err, Error::InvalidSplit { .. }), "{err}");
     }
+}
+
+#[test]
+fn stratified_subset_follows_class_sizes_and_keeps_every_class() {
+    let manifest = synthetic_manifest(&[2, 3, 10, 41]);
+    let subset = stratified_subset(&manifest, 10, 9);
+    assert_eq!(subset, stratified_subset(&manifest, 10, 9));
+    assert_eq!(manifest.select(&subset).class_counts(), [1, 1, 1, 7]);
+    let pool: Vec<usize> = (0..manifest.entries.len()).filter(|i| i % 2 == 0).collect();
+    let from_pool = stratified_subset_of(&manifest, &pool, 8, 9);
+    assert_eq!(from_pool.len(), 8);
+    assert!(from_pool.iter().all(|i| pool.contains(i)));
+    assert_eq!(stratified_subset(&manifest, 1000, 9).len(), 56);
 }
 
 #[test]

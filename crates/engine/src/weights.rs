@@ -60,31 +60,44 @@ pub struct LoadReport {
 pub fn load_pretrained_backbone(vs: &mut VarStore, path: &Path) -> Result<LoadReport> {
     let (format, file_tensors) = read_weights(path)?;
     let (file_tensors, data_parallel) = strip_data_parallel_prefix(file_tensors);
-    let model_tensors: BTreeMap<String, Tensor> =
-        vs.variables().into_iter().filter(|(name, _)| is_backbone(name)).collect();
+    let model_tensors: BTreeMap<String, Tensor> = vs
+        .variables()
+        .into_iter()
+        .filter(|(name, _)| is_backbone(name))
+        .collect();
     let problems = fit_problems(&model_tensors, &file_tensors);
     if !problems.is_empty() {
-        return Err(Error::Weights { path: path.to_path_buf(), problems });
+        return Err(Error::Weights {
+            path: path.to_path_buf(),
+            problems,
+        });
     }
 
     let mut elements_loaded = 0;
     tch::no_grad(|| -> Result<()> {
         for (name, mut target) in model_tensors.iter().map(|(n, t)| (n, t.shallow_clone())) {
             let source = &file_tensors[name];
-            target.f_copy_(source).map_err(|source_error| Error::Weights {
-                path: path.to_path_buf(),
-                problems: vec![format!("{name}: {source_error}")],
-            })?;
+            target
+                .f_copy_(source)
+                .map_err(|source_error| Error::Weights {
+                    path: path.to_path_buf(),
+                    problems: vec![format!("{name}: {source_error}")],
+                })?;
             elements_loaded += source.numel() as u64;
         }
         Ok(())
     })?;
 
-    let ignored: Vec<String> =
-        file_tensors.keys().filter(|name| !model_tensors.contains_key(*name)).cloned().collect();
+    let ignored: Vec<String> = file_tensors
+        .keys()
+        .filter(|name| !model_tensors.contains_key(*name))
+        .cloned()
+        .collect();
     let mut notes = ignore_notes(&ignored);
     if data_parallel {
-        notes.push(format!("names carried DataParallel's {DATA_PARALLEL_PREFIX:?} prefix; it was removed"));
+        notes.push(format!(
+            "names carried DataParallel's {DATA_PARALLEL_PREFIX:?} prefix; it was removed"
+        ));
     }
     tracing::info!(
         path = %path.display(),
@@ -128,8 +141,14 @@ pub fn save_backbone(vs: &VarStore, path: &Path) -> Result<usize> {
 /// `nn.DataParallel` saves every name as `module.<name>`.
 const DATA_PARALLEL_PREFIX: &str = "module.";
 
-fn strip_data_parallel_prefix(tensors: BTreeMap<String, Tensor>) -> (BTreeMap<String, Tensor>, bool) {
-    if tensors.is_empty() || !tensors.keys().all(|name| name.starts_with(DATA_PARALLEL_PREFIX)) {
+fn strip_data_parallel_prefix(
+    tensors: BTreeMap<String, Tensor>,
+) -> (BTreeMap<String, Tensor>, bool) {
+    if tensors.is_empty()
+        || !tensors
+            .keys()
+            .all(|name| name.starts_with(DATA_PARALLEL_PREFIX))
+    {
         return (tensors, false);
     }
     let stripped = tensors
@@ -140,7 +159,8 @@ fn strip_data_parallel_prefix(tensors: BTreeMap<String, Tensor>) -> (BTreeMap<St
 }
 
 fn is_backbone(name: &str) -> bool {
-    name.strip_prefix(BACKBONE_PREFIX).is_some_and(|rest| rest.starts_with('.'))
+    name.strip_prefix(BACKBONE_PREFIX)
+        .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// Every reason the file's tensors cannot fill the model's backbone, in name order.
@@ -156,39 +176,60 @@ fn fit_problems(model: &BTreeMap<String, Tensor>, file: &BTreeMap<String, Tensor
     }
     for (name, expected) in model {
         match file.get(name) {
-            None => problems.push(format!("missing {name} (the model needs {:?})", expected.size())),
+            None => problems.push(format!(
+                "missing {name} (the model needs {:?})",
+                expected.size()
+            )),
             Some(found) if found.size() != expected.size() => problems.push(format!(
                 "{name} has shape {:?} in the file, the model needs {:?}",
                 found.size(),
                 expected.size()
             )),
-            Some(found) if !found.is_floating_point() => {
-                problems.push(format!("{name} holds {:?} values, not floating point", found.kind()))
-            }
+            Some(found) if !found.is_floating_point() => problems.push(format!(
+                "{name} holds {:?} values, not floating point",
+                found.kind()
+            )),
             Some(_) => {}
         }
     }
-    for name in file.keys().filter(|name| is_backbone(name) && !model.contains_key(*name)) {
+    for name in file
+        .keys()
+        .filter(|name| is_backbone(name) && !model.contains_key(*name))
+    {
         if !name.ends_with(BATCH_COUNTER_SUFFIX) {
-            problems.push(format!("unexpected {name} (the model has no such layer: another architecture?)"));
+            problems.push(format!(
+                "unexpected {name} (the model has no such layer: another architecture?)"
+            ));
         }
     }
     problems
 }
 
 fn ignore_notes(ignored: &[String]) -> Vec<String> {
-    let head = ignored.iter().filter(|name| name.starts_with("classifier.")).count();
-    let counters = ignored.iter().filter(|name| name.ends_with(BATCH_COUNTER_SUFFIX)).count();
+    let head = ignored
+        .iter()
+        .filter(|name| name.starts_with("classifier."))
+        .count();
+    let counters = ignored
+        .iter()
+        .filter(|name| name.ends_with(BATCH_COUNTER_SUFFIX))
+        .count();
     let other = ignored.len() - head - counters;
     let mut notes = Vec::new();
     if head > 0 {
-        notes.push(format!("ignored {head} classifier.* tensors: the new head is trained from scratch"));
+        notes.push(format!(
+            "ignored {head} classifier.* tensors: the new head is trained from scratch"
+        ));
     }
     if counters > 0 {
-        notes.push(format!("ignored {counters} batch-norm num_batches_tracked counters (not used by Easel)"));
+        notes.push(format!(
+            "ignored {counters} batch-norm num_batches_tracked counters (not used by Easel)"
+        ));
     }
     if other > 0 {
-        notes.push(format!("ignored {other} tensors outside {BACKBONE_PREFIX}.* and classifier.*"));
+        notes.push(format!(
+            "ignored {other} tensors outside {BACKBONE_PREFIX}.* and classifier.*"
+        ));
     }
     notes
 }
@@ -209,7 +250,8 @@ fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)
     };
 
     if looks_like_safetensors(magic) {
-        let tensors = Tensor::read_safetensors(path).map_err(|error| unreadable(error.to_string()))?;
+        let tensors =
+            Tensor::read_safetensors(path).map_err(|error| unreadable(error.to_string()))?;
         return Ok((WeightsFormat::Safetensors, tensors.into_iter().collect()));
     }
     if magic.starts_with(b"PK\x03\x04") {
@@ -223,21 +265,35 @@ fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)
         }
         // TorchScript (`torch.jit.save`) and libtorch C++ archives: libtorch reads their parameters.
         let tensors = Tensor::load_multi_with_device(path, Device::Cpu)
-            .or_else(|module_error| Tensor::loadz_multi_with_device(path, Device::Cpu).map_err(|_| module_error))
-            .map_err(|error| unreadable(format!("libtorch cannot read this archive ({})", first_line(&error))))?;
+            .or_else(|module_error| {
+                Tensor::loadz_multi_with_device(path, Device::Cpu).map_err(|_| module_error)
+            })
+            .map_err(|error| {
+                unreadable(format!(
+                    "libtorch cannot read this archive ({})",
+                    first_line(&error)
+                ))
+            })?;
         return Ok((WeightsFormat::TorchScript, tensors.into_iter().collect()));
     }
     if magic.first() == Some(&0x80) {
         return Err(unreadable(
-            "this is a legacy (pre-1.6, non-zip) torch.save pickle, which libtorch cannot read".to_string(),
+            "this is a legacy (pre-1.6, non-zip) torch.save pickle; only the zip format (PyTorch >= 1.6) is read".to_string(),
         ));
     }
-    Err(unreadable("this is neither a safetensors file nor a PyTorch zip archive".to_string()))
+    Err(unreadable(
+        "this is neither a safetensors file nor a PyTorch zip archive".to_string(),
+    ))
 }
 
 /// libtorch errors carry a C++ backtrace after the first line; users need only the first.
 fn first_line(error: &tch::TchError) -> String {
-    error.to_string().lines().next().unwrap_or_default().to_string()
+    error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn read_prefix(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {

@@ -29,7 +29,7 @@ fn the_second_load_reads_the_decoded_cache_without_decoding() {
 #[test]
 fn an_image_above_the_pixel_limit_is_refused_by_name() {
     let manifest = subset(&[0, 1], 5, 10);
-    let mut spec = spec("epochs = 1");
+    let mut spec = spec(1, "");
     spec.data.max_image_pixels = 28 * 28 - 1;
     let dir = tempfile::tempdir().unwrap();
     let cancel = AtomicBool::new(false);
@@ -51,7 +51,7 @@ fn an_image_above_the_pixel_limit_is_refused_by_name() {
 
 #[test]
 fn the_proof_of_concept_overfits_a_batch() {
-    let mut spec = spec("");
+    let mut spec = spec(3, "");
     spec.local.steps = 15;
     spec.local.image_size = 32;
     spec.local.max_images = 60;
@@ -68,7 +68,7 @@ fn the_proof_of_concept_overfits_a_batch() {
 
 #[test]
 fn estimate_sizes_the_run_and_refuses_an_image_too_small_for_vgg() {
-    let mut spec = spec("");
+    let mut spec = spec(3, "");
     spec.model.architecture = easel_spec::Architecture::Vgg16;
     spec.data.image_size = easel_spec::ImageSize::Square(150);
     let estimate = easel_engine::estimate(&spec, 5, 1000).unwrap();

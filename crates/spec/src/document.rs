@@ -136,6 +136,31 @@ impl<'i> Document<'i> {
         best
     }
 
+    /// The table written exactly over `span` (`Some(empty path)` for the document itself): serde
+    /// reports a missing key on the table that lacks it.
+    pub fn table_spanning(&self, span: &Range<usize>) -> Option<KeyPath> {
+        fn search(table: &DeTable, span: &Range<usize>, prefix: &mut Vec<Segment>) -> Option<KeyPath> {
+            for (key, value) in table.iter() {
+                if let DeValue::Table(inner) = value.get_ref() {
+                    prefix.push(Segment::Key(key.get_ref().to_string()));
+                    if value.span() == *span {
+                        return Some(KeyPath(prefix.clone()));
+                    }
+                    let found = search(inner, span, prefix);
+                    prefix.pop();
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+            }
+            None
+        }
+        if self.root.span() == *span {
+            return Some(KeyPath::default());
+        }
+        search(self.root.get_ref(), span, &mut Vec::new())
+    }
+
     /// Drops the value at `path` (the whole array when the path points inside one) so the rest
     /// of the document can be read. Returns whether anything was removed.
     pub fn remove(&mut self, path: &KeyPath) -> bool {
@@ -211,12 +236,12 @@ mod tests {
 
     #[test]
     fn positions_are_one_based_in_characters() {
-        let text = "a = 1\n# é\nbé = 2\n";
+        let text = "a = 1\n# é\n\"bé\" = 2\n";
         let (root, errors) = DeTable::parse_recoverable(text);
         assert!(errors.is_empty());
         let document = Document::new(text, root);
         let value_at = document.locate("bé").unwrap();
-        assert_eq!(document.position(value_at), crate::Position { line: 3, column: 6 });
+        assert_eq!(document.position(value_at), crate::Position { line: 3, column: 8 });
         assert_eq!(document.position(0), crate::Position { line: 1, column: 1 });
     }
 }

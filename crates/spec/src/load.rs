@@ -60,18 +60,29 @@ pub fn read_toml<'i, T: DeserializeOwned>(text: &'i str, origin: &str) -> Parsed
             Err(error) => error,
         };
         let span = error.span();
-        let found = span.as_ref().and_then(|span| document.path_at(span.start));
-        let path = found.unwrap_or_default();
-        // serde's span is on the key for an unknown key and on the value for a wrong type.
-        let position = span.map(|span| document.position(span.start));
+        let missing_key = error.message().starts_with("missing field ");
+        let (path, position) = match &span {
+            // serde's span is the table lacking the key: name that table and point at its header.
+            Some(span) if missing_key => {
+                let table = document.table_spanning(span).unwrap_or_default();
+                let at = document.locate(&table.to_string());
+                (table, at.map(|offset| document.position(offset)))
+            }
+            // On the key for an unknown key, on the value for a wrong type.
+            Some(span) => (document.path_at(span.start).unwrap_or_default(), Some(document.position(span.start))),
+            None => (Default::default(), None),
+        };
         parsed.errors.push(SpecError {
             origin: parsed.origin.clone(),
             path: path.to_string(),
             position,
             message: humanize(error.message()),
         });
+        if missing_key {
+            // Nothing to drop makes a missing key appear: this is as far as the value reads.
+            break;
+        }
         if !document.remove(&path) {
-            // Nothing left to drop (e.g. a required key is missing): this is as far as it reads.
             break;
         }
     }

@@ -46,15 +46,20 @@ fn names_in_backticks(text: &str) -> Vec<&str> {
     text.split('`').skip(1).step_by(2).collect()
 }
 
-/// The valid name closest to `given`, when it is close enough to be a likely typo.
+/// The valid name closest to `given`, when it is close enough to be a likely typo: a letter or
+/// two wrong, missing or swapped, or a shared beginning (`lr` is too far from `learning_rate`).
 pub(crate) fn closest<'a>(given: &str, valid: &[&'a str]) -> Option<&'a str> {
-    let given_lower = given.to_ascii_lowercase();
+    let given = given.to_ascii_lowercase();
+    let allowed_edits = (given.chars().count() / 3).max(1);
     valid
         .iter()
-        .map(|candidate| (strsim::jaro_winkler(&given_lower, &candidate.to_ascii_lowercase()), *candidate))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, candidate)| candidate)
+        .map(|candidate| {
+            let candidate_lower = candidate.to_ascii_lowercase();
+            (strsim::osa_distance(&given, &candidate_lower), strsim::jaro_winkler(&given, &candidate_lower), *candidate)
+        })
+        .filter(|(edits, similarity, _)| *edits <= allowed_edits || *similarity >= 0.85)
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+        .map(|(_, _, candidate)| candidate)
 }
 
 fn describe_expected(expected: &str) -> String {
@@ -110,6 +115,16 @@ mod tests {
             "expected a whole number from 0 to 4294967295, found -2"
         );
         assert_eq!(humanize("invalid type: integer `5`, expected struct TrainSpec"), "expected a table, found integer `5`");
+    }
+
+    #[test]
+    fn suggestions_need_a_close_match() {
+        let keys = ["epochs", "batch_size", "learning_rate", "momentum"];
+        assert_eq!(closest("epoch", &keys), Some("epochs"));
+        assert_eq!(closest("batchsize", &keys), Some("batch_size"));
+        assert_eq!(closest("learning_rte", &keys), Some("learning_rate"));
+        assert_eq!(closest("lr", &keys), None);
+        assert_eq!(closest("colour", &keys), None);
     }
 
     #[test]

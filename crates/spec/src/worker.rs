@@ -4,6 +4,8 @@
 //! command-line flags (the worker binary applies the flags through [`WorkerOverrides`]). After
 //! layering, [`WorkerConfig::validate`] reports every problem at once with its key path.
 
+use crate::error::{Problem, SpecError, SpecErrors};
+use crate::load::{Validate, read_toml};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -147,42 +149,6 @@ impl fmt::Display for DeviceName {
     }
 }
 
-/// One problem in a worker configuration: where (file line, env variable or key path) and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// `listen`, `upload.max_chunk_bytes`, `EASEL_DEVICES`...
-    pub key: String,
-    /// 1-based line in the file, when the problem is there.
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: `{}`: {}", self.key, self.message),
-            None => write!(f, "`{}`: {}", self.key, self.message),
-        }
-    }
-}
-
-/// Every problem found in a worker configuration.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}", render(.source_name, .problems))]
-pub struct WorkerConfigError {
-    pub source_name: String,
-    pub problems: Vec<ConfigProblem>,
-}
-
-fn render(source: &str, problems: &[ConfigProblem]) -> String {
-    let mut text = format!("{source}: {} problem(s)", problems.len());
-    for problem in problems {
-        text.push_str("\n  ");
-        text.push_str(&problem.to_string());
-    }
-    text
-}
-
 /// Command-line values that override the file and environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerOverrides {
@@ -192,57 +158,49 @@ pub struct WorkerOverrides {
 }
 
 impl WorkerConfig {
-    /// Parses `worker.toml` text; `source_name` names it in errors.
-    pub fn from_toml(text: &str, source_name: &str) -> Result<WorkerConfig, WorkerConfigError> {
-        toml::from_str(text).map_err(|error| WorkerConfigError {
-            source_name: source_name.to_owned(),
-            problems: vec![toml_problem(text, &error)],
-        })
+    /// Parses `worker.toml` text; `origin` names it in errors. Every unknown key and wrong type
+    /// is reported with its line and key path (validation of values happens in [`load`]).
+    ///
+    /// [`load`]: WorkerConfig::load
+    pub fn from_toml(text: &str, origin: &str) -> Result<WorkerConfig, SpecErrors> {
+        read_toml::<WorkerConfig>(text, origin).finish()
     }
 
     /// Reads the file (if given), applies `EASEL_*` variables from `env` and the flags, then
-    /// validates. `env` is a lookup so tests need not touch the process environment.
+    /// validates, reporting every problem at once. `env` is a lookup so tests need not touch
+    /// the process environment.
     pub fn load(
         file: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &WorkerOverrides,
-    ) -> Result<WorkerConfig, WorkerConfigError> {
-        let (mut config, source_name) = match file {
+    ) -> Result<WorkerConfig, SpecErrors> {
+        let mut config = match file {
             Some(path) => {
-                let name = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|e| WorkerConfigError {
-                    source_name: name.clone(),
-                    problems: vec![ConfigProblem {
-                        key: "(file)".into(),
-                        line: None,
-                        message: format!("cannot read: {e}"),
-                    }],
-                })?;
-                (WorkerConfig::from_toml(&text, &name)?, name)
+                let origin = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| SpecErrors::whole_file(&origin, format!("cannot read the file: {e}")))?;
+                WorkerConfig::from_toml(&text, &origin)?
             }
-            None => (WorkerConfig::default(), "worker configuration".to_owned()),
+            None => WorkerConfig::default(),
         };
-        let mut problems = config.apply_env(env);
+        let env_problems = config.apply_env(env);
         config.apply_overrides(overrides);
-        problems.extend(config.problems());
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(WorkerConfigError { source_name, problems })
-        }
+        let origin = "worker configuration (file, EASEL_* variables and flags)";
+        let errors: Vec<SpecError> = env_problems
+            .into_iter()
+            .chain(config.validate())
+            .map(|problem| SpecError { origin: origin.into(), path: problem.path, position: None, message: problem.message })
+            .collect();
+        if errors.is_empty() { Ok(config) } else { Err(SpecErrors { errors }) }
     }
 
-    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigProblem> {
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
         let mut problems = Vec::new();
         let mut number = |name: &str, target: &mut u64| {
             if let Some(value) = env(name) {
                 match value.trim().parse() {
                     Ok(parsed) => *target = parsed,
-                    Err(_) => problems.push(ConfigProblem {
-                        key: name.into(),
-                        line: None,
-                        message: format!("`{value}` is not a whole number"),
-                    }),
+                    Err(_) => problems.push(Problem::new(name, format!("`{value}` is not a whole number"))),
                 }
             }
         };
@@ -280,12 +238,36 @@ impl WorkerConfig {
         }
     }
 
+    /// The parsed devices (call after validation).
+    pub fn device_names(&self) -> Vec<DeviceName> {
+        self.devices.iter().filter_map(|d| DeviceName::parse(d)).collect()
+    }
+
+    /// Training slots: `max_concurrent_jobs`, or one per device when 0.
+    pub fn concurrent_jobs(&self) -> usize {
+        match self.max_concurrent_jobs {
+            0 => self.devices.len().max(1),
+            n => n as usize,
+        }
+    }
+
+    /// The artifact store URL, defaulting to `file://<data_dir>/artifacts`.
+    pub fn store_url(&self) -> String {
+        if self.store.url.is_empty() {
+            let dir = self.data_dir.join("artifacts");
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            format!("file://{}", dir.display())
+        } else {
+            self.store.url.clone()
+        }
+    }
+}
+
+impl Validate for WorkerConfig {
     /// Every problem with the resolved values, each with its key path.
-    pub fn problems(&self) -> Vec<ConfigProblem> {
+    fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut problem = |key: &str, message: String| {
-            problems.push(ConfigProblem { key: key.into(), line: None, message });
-        };
+        let mut problem = |key: &str, message: String| problems.push(Problem::new(key, message));
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             problem("listen", format!("`{}` is not an address like 127.0.0.1:50051", self.listen));
         }
@@ -314,54 +296,6 @@ impl WorkerConfig {
         }
         problems
     }
-
-    /// The parsed devices (call after validation).
-    pub fn device_names(&self) -> Vec<DeviceName> {
-        self.devices.iter().filter_map(|d| DeviceName::parse(d)).collect()
-    }
-
-    /// Training slots: `max_concurrent_jobs`, or one per device when 0.
-    pub fn concurrent_jobs(&self) -> usize {
-        match self.max_concurrent_jobs {
-            0 => self.devices.len().max(1),
-            n => n as usize,
-        }
-    }
-
-    /// The artifact store URL, defaulting to `file://<data_dir>/artifacts`.
-    pub fn store_url(&self) -> String {
-        if self.store.url.is_empty() {
-            let dir = self.data_dir.join("artifacts");
-            let dir = std::path::absolute(&dir).unwrap_or(dir);
-            format!("file://{}", dir.display())
-        } else {
-            self.store.url.clone()
-        }
-    }
-}
-
-fn toml_problem(text: &str, error: &toml::de::Error) -> ConfigProblem {
-    let line = error.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-    let key = error.span().map(|span| key_at(text, span.start)).unwrap_or_default();
-    ConfigProblem { key, line, message: error.message().to_owned() }
-}
-
-/// The dotted key path at `offset`: the enclosing `[table]` plus the key on that line.
-fn key_at(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let table = before
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']').map(str::trim))
-        .next_back()
-        .unwrap_or("");
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line.split('=').next().unwrap_or("").trim();
-    match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
-        (_, true) => table.to_owned(),
-        (true, false) => key.to_owned(),
-        (false, false) => format!("{table}.{key}"),
-    }
 }
 
 #[cfg(test)]
@@ -375,7 +309,7 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let config = WorkerConfig::default();
-        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
         assert_eq!(config.concurrent_jobs(), 1);
     }
 
@@ -383,10 +317,10 @@ mod tests {
     fn unknown_key_is_named_with_its_line() {
         let text = "listen = \"127.0.0.1:1\"\n[upload]\nmax_chunk_bytez = 5\n";
         let error = WorkerConfig::from_toml(text, "w.toml").unwrap_err();
-        let problem = &error.problems[0];
-        assert_eq!(problem.line, Some(3), "{error}");
-        assert_eq!(problem.key, "upload.max_chunk_bytez", "{error}");
-        assert!(error.to_string().contains("unknown field"), "{error}");
+        let problem = &error.errors[0];
+        assert_eq!(problem.position.map(|p| p.line), Some(3), "{error}");
+        assert_eq!(problem.path, "upload.max_chunk_bytez", "{error}");
+        assert!(error.to_string().starts_with("w.toml:3:"), "{error}");
     }
 
     #[test]
@@ -415,7 +349,7 @@ mod tests {
             _ => None,
         };
         let error = WorkerConfig::load(None, &env, &overrides).unwrap_err();
-        let keys: Vec<&str> = error.problems.iter().map(|p| p.key.as_str()).collect();
+        let keys: Vec<&str> = error.errors.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(keys, ["EASEL_MAX_QUEUED_JOBS", "listen", "devices[1]"], "{error}");
         let _ = no_env("");
     }

@@ -36,7 +36,7 @@ pub struct SubmitArgs {
 pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let loaded = dataset::load_spec(&args.spec)?;
     eprintln!("scanning the dataset of {}", args.spec.display());
-    let report = dataset::scan(&loaded.spec, &args.spec)?;
+    let report = dataset::scan(&loaded.spec)?;
     let manifest = &report.manifest;
     eprintln!(
         "dataset: {} images in {} classes ({:.1} MB)",
@@ -50,6 +50,8 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if args.chunk_bytes == 0 {
         bail!("--chunk-bytes must be > 0");
     }
+    let report = &report;
+    let loaded = &loaded;
     super::block_on(async move {
         let mut remote = args.worker.connect().await?;
         let chunk_bytes = args.chunk_bytes.min(remote.hello.max_chunk_bytes.max(1) as usize);

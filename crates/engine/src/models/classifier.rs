@@ -58,22 +58,36 @@ pub fn build_classifier(
     let feature_map = feature_map_shape(model.architecture, image_hw)?;
 
     let features = root.sub(BACKBONE_PREFIX).set_group(BACKBONE_GROUP);
-    let backbone = backbone_layers(model.architecture)
-        .into_iter()
-        .enumerate()
-        .map(|(index, layer)| match layer {
-            BackboneLayer::Conv3x3 { in_channels, out_channels } => {
-                let config = nn::ConvConfig { padding: 1, ws_init: CONV_INIT, ..Default::default() };
-                BackboneModule::Conv(nn::conv2d(features.sub(index), in_channels, out_channels, 3, config))
-            }
-            BackboneLayer::BatchNorm { channels } => {
-                BackboneModule::BatchNorm(nn::batch_norm2d(features.sub(index), channels, Default::default()))
-            }
-            BackboneLayer::Relu => BackboneModule::Relu,
-            BackboneLayer::MaxPool2x2 => BackboneModule::MaxPool,
-            BackboneLayer::Dropout { probability } => BackboneModule::Dropout(probability),
-        })
-        .collect();
+    let backbone =
+        backbone_layers(model.architecture)
+            .into_iter()
+            .enumerate()
+            .map(|(index, layer)| match layer {
+                BackboneLayer::Conv3x3 {
+                    in_channels,
+                    out_channels,
+                } => {
+                    let config = nn::ConvConfig {
+                        padding: 1,
+                        ws_init: CONV_INIT,
+                        ..Default::default()
+                    };
+                    BackboneModule::Conv(nn::conv2d(
+                        features.sub(index),
+                        in_channels,
+                        out_channels,
+                        3,
+                        config,
+                    ))
+                }
+                BackboneLayer::BatchNorm { channels } => BackboneModule::BatchNorm(
+                    nn::batch_norm2d(features.sub(index), channels, Default::default()),
+                ),
+                BackboneLayer::Relu => BackboneModule::Relu,
+                BackboneLayer::MaxPool2x2 => BackboneModule::MaxPool,
+                BackboneLayer::Dropout { probability } => BackboneModule::Dropout(probability),
+            })
+            .collect();
 
     let classifier = root.sub(HEAD_PREFIX).set_group(HEAD_GROUP);
     let head_in = head_input_features(feature_map, model.pooling);
@@ -81,7 +95,10 @@ pub fn build_classifier(
         .into_iter()
         .enumerate()
         .map(|(index, layer)| match layer {
-            HeadLayer::Linear { in_features, out_features } => HeadModule::Linear(nn::linear(
+            HeadLayer::Linear {
+                in_features,
+                out_features,
+            } => HeadModule::Linear(nn::linear(
                 classifier.sub(index),
                 in_features,
                 out_features,
@@ -105,13 +122,20 @@ pub fn build_classifier(
 fn check_model(model: &ModelSpec, num_classes: i64) -> Result<()> {
     let name = architecture_name(model.architecture);
     if num_classes < 1 {
-        return Err(Error::Invalid(format!("{name} needs at least one class, got {num_classes}")));
+        return Err(Error::Invalid(format!(
+            "{name} needs at least one class, got {num_classes}"
+        )));
     }
     if let Some(position) = model.head.iter().position(|&width| width == 0) {
-        return Err(Error::Invalid(format!("model.head[{position}] is 0: every dense layer needs a width > 0")));
+        return Err(Error::Invalid(format!(
+            "model.head[{position}] is 0: every dense layer needs a width > 0"
+        )));
     }
     if !(0.0..1.0).contains(&model.dropout) {
-        return Err(Error::Invalid(format!("model.dropout is {}: it must be in [0, 1)", model.dropout)));
+        return Err(Error::Invalid(format!(
+            "model.dropout is {}: it must be in [0, 1)",
+            model.dropout
+        )));
     }
     Ok(())
 }
@@ -166,7 +190,11 @@ impl Classifier {
 }
 
 fn dropout(xs: Tensor, probability: f64, train: bool) -> Tensor {
-    if train && probability > 0.0 { xs.dropout(probability, true) } else { xs }
+    if train && probability > 0.0 {
+        xs.dropout(probability, true)
+    } else {
+        xs
+    }
 }
 
 impl ModuleT for Classifier {

@@ -12,12 +12,17 @@ mod classifier;
 mod plan;
 mod shape;
 
-pub use crate::weights::{LoadReport, WeightsFormat, load_pretrained_backbone, save_backbone};
+pub use crate::weights::{
+    LoadReport, WeightsFormat, load_pretrained_backbone, read_named_tensors, save_backbone,
+};
 pub use classifier::{Classifier, build_classifier};
 pub use plan::{
-    BackboneLayer, DEEP_CNN_BLOCK_DROPOUT, HeadLayer, architecture_name, backbone_layers, head_layers,
+    BackboneLayer, DEEP_CNN_BLOCK_DROPOUT, HeadLayer, architecture_name, backbone_layers,
+    head_layers,
 };
-pub use shape::{ParameterCounts, activation_bytes, feature_map_shape, head_input_features, parameter_counts};
+pub use shape::{
+    ParameterCounts, activation_bytes, feature_map_shape, head_input_features, parameter_counts,
+};
 
 use tch::nn::VarStore;
 
@@ -35,8 +40,15 @@ pub const HEAD_GROUP: usize = 1;
 /// Freezing stops weight updates only: batch-norm layers still update their running statistics
 /// in training mode, as in PyTorch with `requires_grad_(False)`.
 pub fn set_backbone_trainable(vs: &VarStore, trainable: bool) {
-    let variables = vs.variables_.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for var in variables.trainable_variables.iter().filter(|var| var.group == BACKBONE_GROUP) {
+    let variables = vs
+        .variables_
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for var in variables
+        .trainable_variables
+        .iter()
+        .filter(|var| var.group == BACKBONE_GROUP)
+    {
         let _ = var.tensor.set_requires_grad(trainable);
     }
 }
@@ -44,12 +56,22 @@ pub fn set_backbone_trainable(vs: &VarStore, trainable: bool) {
 /// Learnable parameters in `vs`: `(all, trainable now)`. Frozen variables count in `all` only;
 /// batch-norm running statistics are buffers and count in neither (as in torchvision's counts).
 pub fn count_parameters(vs: &VarStore) -> (u64, u64) {
-    let variables = vs.variables_.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    variables.trainable_variables.iter().fold((0, 0), |(all, trainable), var| {
-        let elements = var.tensor.numel() as u64;
-        let trainable_now = if var.tensor.requires_grad() { elements } else { 0 };
-        (all + elements, trainable + trainable_now)
-    })
+    let variables = vs
+        .variables_
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    variables
+        .trainable_variables
+        .iter()
+        .fold((0, 0), |(all, trainable), var| {
+            let elements = var.tensor.numel() as u64;
+            let trainable_now = if var.tensor.requires_grad() {
+                elements
+            } else {
+                0
+            };
+            (all + elements, trainable + trainable_now)
+        })
 }
 
 #[cfg(test)]

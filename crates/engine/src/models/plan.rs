@@ -15,13 +15,20 @@ pub const DEEP_CNN_BLOCK_DROPOUT: f64 = 0.25;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BackboneLayer {
     /// 3x3 convolution, stride 1, padding 1 ("same"), with bias.
-    Conv3x3 { in_channels: i64, out_channels: i64 },
+    Conv3x3 {
+        in_channels: i64,
+        out_channels: i64,
+    },
     /// BatchNorm2d (weight, bias, running_mean, running_var).
-    BatchNorm { channels: i64 },
+    BatchNorm {
+        channels: i64,
+    },
     Relu,
     /// 2x2 max pool, stride 2, floor mode: halves height and width, rounding down.
     MaxPool2x2,
-    Dropout { probability: f64 },
+    Dropout {
+        probability: f64,
+    },
 }
 
 /// One head layer, in the order torchvision puts them in VGG's `classifier`: each hidden width is
@@ -94,7 +101,10 @@ pub fn backbone_layers(arch: Architecture) -> Vec<BackboneLayer> {
             let mut layers = Vec::new();
             let mut in_channels = INPUT_CHANNELS;
             for out_channels in [32, 64] {
-                layers.push(BackboneLayer::Conv3x3 { in_channels, out_channels });
+                layers.push(BackboneLayer::Conv3x3 {
+                    in_channels,
+                    out_channels,
+                });
                 layers.push(BackboneLayer::Relu);
                 layers.push(BackboneLayer::MaxPool2x2);
                 in_channels = out_channels;
@@ -105,12 +115,20 @@ pub fn backbone_layers(arch: Architecture) -> Vec<BackboneLayer> {
             let mut layers = Vec::new();
             let mut in_channels = INPUT_CHANNELS;
             for out_channels in [32, 64, 128] {
-                layers.push(BackboneLayer::Conv3x3 { in_channels, out_channels });
+                layers.push(BackboneLayer::Conv3x3 {
+                    in_channels,
+                    out_channels,
+                });
                 layers.push(BackboneLayer::Relu);
-                layers.push(BackboneLayer::Conv3x3 { in_channels: out_channels, out_channels });
+                layers.push(BackboneLayer::Conv3x3 {
+                    in_channels: out_channels,
+                    out_channels,
+                });
                 layers.push(BackboneLayer::Relu);
                 layers.push(BackboneLayer::MaxPool2x2);
-                layers.push(BackboneLayer::Dropout { probability: DEEP_CNN_BLOCK_DROPOUT });
+                layers.push(BackboneLayer::Dropout {
+                    probability: DEEP_CNN_BLOCK_DROPOUT,
+                });
                 in_channels = out_channels;
             }
             layers
@@ -133,9 +151,14 @@ fn vgg_layers(config: &[VggItem], batch_norm: bool) -> Vec<BackboneLayer> {
         match *item {
             VggItem::Pool => layers.push(BackboneLayer::MaxPool2x2),
             VggItem::Conv(out_channels) => {
-                layers.push(BackboneLayer::Conv3x3 { in_channels, out_channels });
+                layers.push(BackboneLayer::Conv3x3 {
+                    in_channels,
+                    out_channels,
+                });
                 if batch_norm {
-                    layers.push(BackboneLayer::BatchNorm { channels: out_channels });
+                    layers.push(BackboneLayer::BatchNorm {
+                        channels: out_channels,
+                    });
                 }
                 layers.push(BackboneLayer::Relu);
                 in_channels = out_channels;
@@ -152,12 +175,20 @@ pub fn head_layers(model: &ModelSpec, in_features: i64, num_classes: i64) -> Vec
     let mut in_features = in_features;
     for &width in &model.head {
         let out_features = i64::from(width);
-        layers.push(HeadLayer::Linear { in_features, out_features });
+        layers.push(HeadLayer::Linear {
+            in_features,
+            out_features,
+        });
         layers.push(HeadLayer::Relu);
-        layers.push(HeadLayer::Dropout { probability: model.dropout });
+        layers.push(HeadLayer::Dropout {
+            probability: model.dropout,
+        });
         in_features = out_features;
     }
-    layers.push(HeadLayer::Linear { in_features, out_features: num_classes });
+    layers.push(HeadLayer::Linear {
+        in_features,
+        out_features: num_classes,
+    });
     layers
 }
 
@@ -166,9 +197,10 @@ impl BackboneLayer {
     /// as in torchvision's counts).
     pub fn parameters(&self) -> u64 {
         match *self {
-            BackboneLayer::Conv3x3 { in_channels, out_channels } => {
-                (out_channels * in_channels * 9 + out_channels) as u64
-            }
+            BackboneLayer::Conv3x3 {
+                in_channels,
+                out_channels,
+            } => (out_channels * in_channels * 9 + out_channels) as u64,
             BackboneLayer::BatchNorm { channels } => 2 * channels as u64,
             BackboneLayer::Relu | BackboneLayer::MaxPool2x2 | BackboneLayer::Dropout { .. } => 0,
         }
@@ -181,9 +213,9 @@ impl BackboneLayer {
             // Padding 1 with a 3x3 kernel keeps the spatial size.
             BackboneLayer::Conv3x3 { out_channels, .. } => [out_channels, height, width],
             BackboneLayer::MaxPool2x2 => [channels, height / 2, width / 2],
-            BackboneLayer::BatchNorm { .. } | BackboneLayer::Relu | BackboneLayer::Dropout { .. } => {
-                input
-            }
+            BackboneLayer::BatchNorm { .. }
+            | BackboneLayer::Relu
+            | BackboneLayer::Dropout { .. } => input,
         }
     }
 }
@@ -191,9 +223,10 @@ impl BackboneLayer {
 impl HeadLayer {
     pub fn parameters(&self) -> u64 {
         match *self {
-            HeadLayer::Linear { in_features, out_features } => {
-                (in_features * out_features + out_features) as u64
-            }
+            HeadLayer::Linear {
+                in_features,
+                out_features,
+            } => (in_features * out_features + out_features) as u64,
             HeadLayer::Relu | HeadLayer::Dropout { .. } => 0,
         }
     }

@@ -1,7 +1,9 @@
 //! Shapes, parameter counts and activation memory, computed from the layer plans alone: nothing is
 //! allocated, so `client validate` can size a VGG16 run in microseconds.
 
-use super::plan::{BackboneLayer, HeadLayer, INPUT_CHANNELS, architecture_name, backbone_layers, head_layers};
+use super::plan::{
+    BackboneLayer, HeadLayer, INPUT_CHANNELS, architecture_name, backbone_layers, head_layers,
+};
 use crate::{Error, Result};
 use easel_spec::{Architecture, ModelSpec, Pooling};
 
@@ -48,17 +50,31 @@ impl ParameterCounts {
 
     /// What the optimizer updates while the backbone is frozen or not.
     pub fn trainable(&self, backbone_frozen: bool) -> u64 {
-        if backbone_frozen { self.head } else { self.total() }
+        if backbone_frozen {
+            self.head
+        } else {
+            self.total()
+        }
     }
 }
 
 /// Parameter counts of the classifier `build_classifier` would build, without building it.
-pub fn parameter_counts(model: &ModelSpec, num_classes: i64, image_hw: (i64, i64)) -> Result<ParameterCounts> {
+pub fn parameter_counts(
+    model: &ModelSpec,
+    num_classes: i64,
+    image_hw: (i64, i64),
+) -> Result<ParameterCounts> {
     let feature_map = feature_map_shape(model.architecture, image_hw)?;
     let head_in = head_input_features(feature_map, model.pooling);
     Ok(ParameterCounts {
-        backbone: backbone_layers(model.architecture).iter().map(BackboneLayer::parameters).sum(),
-        head: head_layers(model, head_in, num_classes).iter().map(HeadLayer::parameters).sum(),
+        backbone: backbone_layers(model.architecture)
+            .iter()
+            .map(BackboneLayer::parameters)
+            .sum(),
+        head: head_layers(model, head_in, num_classes)
+            .iter()
+            .map(HeadLayer::parameters)
+            .sum(),
     })
 }
 
@@ -103,9 +119,16 @@ fn volume(shape: [i64; 3]) -> u64 {
 
 fn backbone_output(layers: &[BackboneLayer], image_hw: (i64, i64)) -> [i64; 3] {
     let (height, width) = image_hw;
-    layers.iter().fold([INPUT_CHANNELS, height, width], |shape, layer| layer.output_shape(shape))
+    layers
+        .iter()
+        .fold([INPUT_CHANNELS, height, width], |shape, layer| {
+            layer.output_shape(shape)
+        })
 }
 
 fn pooling_stages(layers: &[BackboneLayer]) -> u32 {
-    layers.iter().filter(|layer| matches!(layer, BackboneLayer::MaxPool2x2)).count() as u32
+    layers
+        .iter()
+        .filter(|layer| matches!(layer, BackboneLayer::MaxPool2x2))
+        .count() as u32
 }

@@ -31,8 +31,14 @@ pub enum Value {
     Tuple(Vec<Value>),
     List(Vec<Value>),
     Dict(Vec<(Value, Value)>),
-    Global { module: String, name: String },
-    Storage { key: String, kind: Kind },
+    Global {
+        module: String,
+        name: String,
+    },
+    Storage {
+        key: String,
+        kind: Kind,
+    },
     Tensor(TensorRef),
     /// A call or object this reader does not model; kept only to keep the stack shape right.
     Opaque(String),
@@ -40,7 +46,14 @@ pub enum Value {
 
 /// Parses a pickle into its top value. Errors name the opcode and byte offset.
 pub fn parse(bytes: &[u8]) -> Result<Value, String> {
-    Machine { bytes, position: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }.run()
+    Machine {
+        bytes,
+        position: 0,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+    }
+    .run()
 }
 
 struct Machine<'a> {
@@ -52,7 +65,7 @@ struct Machine<'a> {
     memo: HashMap<u32, Value>,
 }
 
-impl Machine<'_> {
+impl<'a> Machine<'a> {
     fn run(mut self) -> Result<Value, String> {
         loop {
             let at = self.position;
@@ -115,7 +128,8 @@ impl Machine<'_> {
                 }
                 0x8a => {
                     let length = usize::from(self.take(1)?[0]);
-                    let value = long(self.take(length)?).ok_or_else(|| format!("integer too long at byte {at}"))?;
+                    let value = long(self.take(length)?)
+                        .ok_or_else(|| format!("integer too long at byte {at}"))?;
                     self.stack.push(Value::Int(value));
                 }
                 b'G' => {
@@ -153,7 +167,9 @@ impl Machine<'_> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     match (module, name) {
-                        (Value::Str(module), Value::Str(name)) => self.stack.push(Value::Global { module, name }),
+                        (Value::Str(module), Value::Str(name)) => {
+                            self.stack.push(Value::Global { module, name })
+                        }
                         _ => return Err(format!("STACK_GLOBAL without names at byte {at}")),
                     }
                 }
@@ -185,27 +201,37 @@ impl Machine<'_> {
                 }
                 b'Q' => {
                     let id = self.pop()?;
-                    self.stack.push(persistent_storage(id).map_err(|why| format!("{why} at byte {at}"))?);
+                    self.stack
+                        .push(persistent_storage(id).map_err(|why| format!("{why} at byte {at}"))?);
                 }
                 b'R' => {
                     let args = self.pop()?;
                     let callable = self.pop()?;
-                    self.stack.push(call(callable, args).map_err(|why| format!("{why} at byte {at}"))?);
+                    self.stack
+                        .push(call(callable, args).map_err(|why| format!("{why} at byte {at}"))?);
                 }
                 0x81 => {
                     let _args = self.pop()?;
                     let class = self.pop()?;
-                    self.stack.push(Value::Opaque(format!("instance of {}", describe(&class))));
+                    self.stack
+                        .push(Value::Opaque(format!("instance of {}", describe(&class))));
                 }
                 // BUILD sets an object's state (an OrderedDict's `_metadata`): not needed.
                 b'b' => drop(self.pop()?),
-                other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {at}")),
+                other => {
+                    return Err(format!(
+                        "unsupported pickle opcode 0x{other:02x} at byte {at}"
+                    ));
+                }
             }
         }
     }
 
-    fn take(&mut self, count: usize) -> Result<&[u8], String> {
-        let end = self.position.checked_add(count).filter(|&end| end <= self.bytes.len());
+    fn take(&mut self, count: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .position
+            .checked_add(count)
+            .filter(|&end| end <= self.bytes.len());
         let end = end.ok_or_else(|| format!("pickle ends early at byte {}", self.position))?;
         let slice = &self.bytes[self.position..end];
         self.position = end;
@@ -220,23 +246,33 @@ impl Machine<'_> {
 
     fn line(&mut self) -> Result<String, String> {
         let rest = &self.bytes[self.position..];
-        let length = rest.iter().position(|&b| b == b'\n').ok_or("unterminated GLOBAL name")?;
+        let length = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("unterminated GLOBAL name")?;
         let text = String::from_utf8_lossy(&rest[..length]).into_owned();
         self.position += length + 1;
         Ok(text)
     }
 
     fn push_text(&mut self, length: usize, at: usize) -> Result<(), String> {
-        let text = std::str::from_utf8(self.take(length)?).map_err(|_| format!("invalid UTF-8 string at byte {at}"))?;
+        let text = std::str::from_utf8(self.take(length)?)
+            .map_err(|_| format!("invalid UTF-8 string at byte {at}"))?;
         self.stack.push(Value::Str(text.to_string()));
         Ok(())
     }
 
     fn pop(&mut self) -> Result<Value, String> {
-        if self.marks.last().is_some_and(|&mark| mark >= self.stack.len()) {
+        if self
+            .marks
+            .last()
+            .is_some_and(|&mark| mark >= self.stack.len())
+        {
             return Err(format!("pickle pops past a MARK at byte {}", self.position));
         }
-        self.stack.pop().ok_or_else(|| format!("pickle stack empty at byte {}", self.position))
+        self.stack
+            .pop()
+            .ok_or_else(|| format!("pickle stack empty at byte {}", self.position))
     }
 
     fn pop_n(&mut self, count: usize) -> Result<Vec<Value>, String> {
@@ -248,18 +284,29 @@ impl Machine<'_> {
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
-        let mark = self.marks.pop().ok_or_else(|| format!("no MARK before byte {}", self.position))?;
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| format!("no MARK before byte {}", self.position))?;
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
     fn memoize(&mut self, slot: u32) -> Result<(), String> {
-        let top = self.stack.last().cloned().ok_or("memoizing an empty stack")?;
+        let top = self
+            .stack
+            .last()
+            .cloned()
+            .ok_or("memoizing an empty stack")?;
         self.memo.insert(slot, top);
         Ok(())
     }
 
     fn recall(&mut self, slot: u32, at: usize) -> Result<(), String> {
-        let value = self.memo.get(&slot).cloned().ok_or_else(|| format!("unknown memo {slot} at byte {at}"))?;
+        let value = self
+            .memo
+            .get(&slot)
+            .cloned()
+            .ok_or_else(|| format!("unknown memo {slot} at byte {at}"))?;
         self.stack.push(value);
         Ok(())
     }
@@ -286,7 +333,7 @@ impl Machine<'_> {
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, String> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err("odd number of dict items".to_string());
     }
     let mut items = items.into_iter();
@@ -321,12 +368,22 @@ fn persistent_storage(id: Value) -> Result<Value, String> {
         return Err("persistent id is not a tuple".to_string());
     };
     match fields.as_slice() {
-        [Value::Str(tag), storage_type, Value::Str(key), _location, ..] if tag == "storage" => {
+        [
+            Value::Str(tag),
+            storage_type,
+            Value::Str(key),
+            _location,
+            ..,
+        ] if tag == "storage" => {
             let Value::Global { name, .. } = storage_type else {
                 return Err("storage without a type".to_string());
             };
-            let kind = storage_kind(name).ok_or_else(|| format!("unsupported storage type {name}"))?;
-            Ok(Value::Storage { key: key.clone(), kind })
+            let kind =
+                storage_kind(name).ok_or_else(|| format!("unsupported storage type {name}"))?;
+            Ok(Value::Storage {
+                key: key.clone(),
+                kind,
+            })
         }
         _ => Err("persistent id is not a tensor storage".to_string()),
     }
@@ -359,10 +416,12 @@ fn call(callable: Value, args: Value) -> Result<Value, String> {
         ("collections", "OrderedDict") => Ok(Value::Dict(Vec::new())),
         ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") => rebuild_tensor(&args),
         // nn.Parameter wrapping a tensor (whole pickled modules, some checkpoints).
-        ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => match args.into_iter().next() {
-            Some(tensor @ Value::Tensor(_)) => Ok(tensor),
-            _ => Err("parameter without a tensor".to_string()),
-        },
+        ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
+            match args.into_iter().next() {
+                Some(tensor @ Value::Tensor(_)) => Ok(tensor),
+                _ => Err("parameter without a tensor".to_string()),
+            }
+        }
         _ => Ok(Value::Opaque(format!("call of {module}.{name}"))),
     }
 }
@@ -370,15 +429,19 @@ fn call(callable: Value, args: Value) -> Result<Value, String> {
 /// `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, ...)`.
 fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
     match args {
-        [Value::Storage { key, kind }, Value::Int(offset), Value::Tuple(size), Value::Tuple(stride), ..] => {
-            Ok(Value::Tensor(TensorRef {
-                storage_key: key.clone(),
-                kind: *kind,
-                offset: *offset,
-                size: ints(size)?,
-                stride: ints(stride)?,
-            }))
-        }
+        [
+            Value::Storage { key, kind },
+            Value::Int(offset),
+            Value::Tuple(size),
+            Value::Tuple(stride),
+            ..,
+        ] => Ok(Value::Tensor(TensorRef {
+            storage_key: key.clone(),
+            kind: *kind,
+            offset: *offset,
+            size: ints(size)?,
+            stride: ints(stride)?,
+        })),
         _ => Err("tensor rebuilt from unexpected arguments".to_string()),
     }
 }
@@ -391,4 +454,54 @@ fn ints(values: &[Value]) -> Result<Vec<i64>, String> {
             other => Err(format!("expected an integer, found {other:?}")),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Value, parse};
+
+    /// `pickle.dumps(OrderedDict([("a", [1, -300, 2**40, -2**40]), ("b", (1.5, True, None, "x"))]),
+    /// protocol=p)` from CPython, for p = 2 and p = 4.
+    const PROTOCOL_2: &[u8] = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00aq\x02]q\x03(K\x01J\xd4\xfe\xff\xff\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x06\x00\x00\x00\x00\x00\xffeX\x01\x00\x00\x00bq\x04(G?\xf8\x00\x00\x00\x00\x00\x00\x88NX\x01\x00\x00\x00xq\x05tq\x06u.";
+    const PROTOCOL_4: &[u8] = b"\x80\x04\x95Y\x00\x00\x00\x00\x00\x00\x00\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93\x94)R\x94(\x8c\x01a\x94]\x94(K\x01J\xd4\xfe\xff\xff\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x06\x00\x00\x00\x00\x00\xffe\x8c\x01b\x94(G?\xf8\x00\x00\x00\x00\x00\x00\x88N\x8c\x01x\x94t\x94u.";
+
+    #[test]
+    fn ordered_dicts_parse_the_same_in_protocols_2_and_4() {
+        let expected = Value::Dict(vec![
+            (
+                Value::Str("a".into()),
+                Value::List(vec![
+                    Value::Int(1),
+                    Value::Int(-300),
+                    Value::Int(1 << 40),
+                    Value::Int(-(1 << 40)),
+                ]),
+            ),
+            (
+                Value::Str("b".into()),
+                Value::Tuple(vec![
+                    Value::Float(1.5),
+                    Value::Bool(true),
+                    Value::None,
+                    Value::Str("x".into()),
+                ]),
+            ),
+        ]);
+        assert_eq!(parse(PROTOCOL_2).unwrap(), expected);
+        assert_eq!(parse(PROTOCOL_4).unwrap(), expected);
+    }
+
+    #[test]
+    fn broken_pickles_are_refused_with_the_place() {
+        let truncated = &PROTOCOL_2[..40];
+        assert!(parse(truncated).unwrap_err().contains("ends early"));
+        let unknown = b"\x80\x02\xff.";
+        assert_eq!(
+            parse(unknown).unwrap_err(),
+            "unsupported pickle opcode 0xff at byte 2"
+        );
+        // A persistent id that is not a tensor storage.
+        let bad_storage = b"\x80\x02K\x01Q.";
+        assert!(parse(bad_storage).unwrap_err().contains("persistent id"));
+    }
 }

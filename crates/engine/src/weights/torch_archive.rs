@@ -14,12 +14,17 @@ use zip::ZipArchive;
 
 /// True when the zip at `path` is a `torch.save` archive (has `data.pkl` and no TorchScript code).
 pub fn is_torch_save_archive(path: &Path) -> bool {
-    let Ok(archive) = File::open(path).map(std::io::BufReader::new).map(ZipArchive::new) else {
+    let Ok(archive) = File::open(path)
+        .map(std::io::BufReader::new)
+        .map(ZipArchive::new)
+    else {
         return false;
     };
     let Ok(archive) = archive else { return false };
     let names: Vec<&str> = archive.file_names().collect();
-    let has_code = names.iter().any(|name| name.contains("/code/") || name.ends_with("constants.pkl"));
+    let has_code = names
+        .iter()
+        .any(|name| name.contains("/code/") || name.ends_with("constants.pkl"));
     !has_code && names.iter().any(|name| is_record(name, "data.pkl"))
 }
 
@@ -28,17 +33,24 @@ pub fn is_torch_save_archive(path: &Path) -> bool {
 /// says which key was used.
 pub fn read_state_dict(path: &Path) -> Result<(BTreeMap<String, Tensor>, Option<String>), String> {
     let file = File::open(path).map_err(|error| error.to_string())?;
-    let mut archive = ZipArchive::new(std::io::BufReader::new(file)).map_err(|error| error.to_string())?;
+    let mut archive =
+        ZipArchive::new(std::io::BufReader::new(file)).map_err(|error| error.to_string())?;
     let pickle_name = archive
         .file_names()
         .find(|name| is_record(name, "data.pkl"))
         .map(str::to_string)
         .ok_or("the archive has no data.pkl")?;
-    let prefix = pickle_name.strip_suffix("data.pkl").unwrap_or_default().to_string();
+    let prefix = pickle_name
+        .strip_suffix("data.pkl")
+        .unwrap_or_default()
+        .to_string();
     if let Some(order) = read_record(&mut archive, &format!("{prefix}byteorder")).ok()
         && order != b"little"
     {
-        return Err(format!("tensors stored {} endian are not supported", String::from_utf8_lossy(&order)));
+        return Err(format!(
+            "tensors stored {} endian are not supported",
+            String::from_utf8_lossy(&order)
+        ));
     }
 
     let top = pickle::parse(&read_record(&mut archive, &pickle_name)?)?;
@@ -47,10 +59,14 @@ pub fn read_state_dict(path: &Path) -> Result<(BTreeMap<String, Tensor>, Option<
     let mut tensors = BTreeMap::new();
     for (name, reference) in entries {
         if !storages.contains_key(&reference.storage_key) {
-            let bytes = read_record(&mut archive, &format!("{prefix}data/{}", reference.storage_key))?;
+            let bytes = read_record(
+                &mut archive,
+                &format!("{prefix}data/{}", reference.storage_key),
+            )?;
             let element = reference.kind.elt_size_in_bytes();
-            let storage = Tensor::f_from_data_size(&bytes, &[(bytes.len() / element) as i64], reference.kind)
-                .map_err(|error| format!("{name}: {error}"))?;
+            let storage =
+                Tensor::f_from_data_size(&bytes, &[(bytes.len() / element) as i64], reference.kind)
+                    .map_err(|error| format!("{name}: {error}"))?;
             storages.insert(reference.storage_key.clone(), storage);
         }
         let tensor = storages[&reference.storage_key]
@@ -66,19 +82,32 @@ fn is_record(name: &str, record: &str) -> bool {
     name == record || name.ends_with(&format!("/{record}"))
 }
 
-fn read_record(archive: &mut ZipArchive<std::io::BufReader<File>>, name: &str) -> Result<Vec<u8>, String> {
-    let mut record = archive.by_name(name).map_err(|error| format!("{name}: {error}"))?;
+fn read_record(
+    archive: &mut ZipArchive<std::io::BufReader<File>>,
+    name: &str,
+) -> Result<Vec<u8>, String> {
+    let mut record = archive
+        .by_name(name)
+        .map_err(|error| format!("{name}: {error}"))?;
     let mut bytes = Vec::with_capacity(record.size() as usize);
-    record.read_to_end(&mut bytes).map_err(|error| format!("{name}: {error}"))?;
+    record
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("{name}: {error}"))?;
     Ok(bytes)
 }
 
 /// Common keys under which training checkpoints keep the model's state dict.
 const WRAPPER_KEYS: [&str; 4] = ["state_dict", "model_state_dict", "model", "module"];
 
-fn state_dict_entries(top: Value) -> Result<(Vec<(String, TensorRef)>, Option<String>), String> {
+/// Named tensor references, and the checkpoint key they were found under (if wrapped).
+type Entries = (Vec<(String, TensorRef)>, Option<String>);
+
+fn state_dict_entries(top: Value) -> Result<Entries, String> {
     let Value::Dict(entries) = top else {
-        return Err("the pickle holds no dict of tensors (a whole pickled model? save its state_dict())".into());
+        return Err(
+            "the pickle holds no dict of tensors (a whole pickled model? save its state_dict())"
+                .into(),
+        );
     };
     let tensors = tensor_entries(&entries);
     if !tensors.is_empty() {

@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 
+/// libtorch has one process-wide random generator (initialisation, dropout, augmentation), and
+/// the test harness runs tests on parallel threads: tests that compare runs bit for bit hold this
+/// lock so no other test draws from the generator meanwhile.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// `EASEL_SAMPLE_DATA`, else `<repo>/.easel-data/mnist-sample`.
 pub fn sample_dir() -> PathBuf {
     let dir = std::env::var_os("EASEL_SAMPLE_DATA").map(PathBuf::from).unwrap_or_else(|| {
@@ -62,8 +70,8 @@ pub fn subset(classes: &[usize], per_class: usize, seed: u64) -> Manifest {
     Manifest::new(names, entries)
 }
 
-/// A small-CNN spec on 28x28 digits; `extra` is TOML appended to the `[train]` table.
-pub fn spec(train_extra: &str) -> ExperimentSpec {
+/// A small-CNN spec on 28x28 digits; `train_extra` is TOML appended to the `[train]` table.
+pub fn spec(epochs: u32, train_extra: &str) -> ExperimentSpec {
     let text = format!(
         r#"
 name = "digits"
@@ -79,7 +87,7 @@ head = [64, 128]
 [augment]
 flip = false
 [train]
-epochs = 3
+epochs = {epochs}
 batch_size = 32
 optimizer = "adam"
 learning_rate = 0.002

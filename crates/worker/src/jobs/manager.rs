@@ -356,8 +356,10 @@ impl JobManager {
     }
 }
 
+/// Parses and validates a submitted spec (its data paths name the client's folders and are not
+/// checked here: the manifest replaces them).
 pub(crate) fn parse_spec(text: &str) -> Result<ExperimentSpec> {
-    toml::from_str(text).map_err(|e| Error::InvalidArgument(format!("experiment spec: {e}")))
+    easel_spec::parse_experiment(text, "submitted spec").map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

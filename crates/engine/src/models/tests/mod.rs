@@ -19,6 +19,17 @@ pub(super) const ALL_ARCHITECTURES: [Architecture; 10] = [
     Architecture::Vgg19Bn,
 ];
 
-pub(super) fn spec(architecture: Architecture, head: &[u32], pooling: Pooling, dropout: f64) -> ModelSpec {
-    ModelSpec { architecture, head: head.to_vec(), pooling, dropout, ..ModelSpec::default() }
+pub(super) fn spec(
+    architecture: Architecture,
+    head: &[u32],
+    pooling: Pooling,
+    dropout: f64,
+) -> ModelSpec {
+    ModelSpec {
+        architecture,
+        head: head.to_vec(),
+        pooling,
+        dropout,
+        ..ModelSpec::default()
+    }
 }

@@ -7,16 +7,33 @@ use tch::nn::VarStore;
 
 fn names(architecture: Architecture, head: &[u32]) -> BTreeSet<String> {
     let vs = VarStore::new(Device::Cpu);
-    build_classifier(&vs.root(), &spec(architecture, head, Pooling::Avg, 0.5), 10, (32, 32)).unwrap();
+    build_classifier(
+        &vs.root(),
+        &spec(architecture, head, Pooling::Avg, 0.5),
+        10,
+        (32, 32),
+    )
+    .unwrap();
     vs.variables().into_keys().collect()
 }
 
 fn conv_names(indices: &[usize]) -> Vec<String> {
-    indices.iter().flat_map(|i| [format!("features.{i}.weight"), format!("features.{i}.bias")]).collect()
+    indices
+        .iter()
+        .flat_map(|i| [format!("features.{i}.weight"), format!("features.{i}.bias")])
+        .collect()
 }
 
 fn classifier_names(indices: &[usize]) -> Vec<String> {
-    indices.iter().flat_map(|i| [format!("classifier.{i}.weight"), format!("classifier.{i}.bias")]).collect()
+    indices
+        .iter()
+        .flat_map(|i| {
+            [
+                format!("classifier.{i}.weight"),
+                format!("classifier.{i}.bias"),
+            ]
+        })
+        .collect()
 }
 
 #[test]

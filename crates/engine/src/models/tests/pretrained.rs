@@ -14,7 +14,13 @@ const VGG11_BN_NORMS: [usize; 8] = [1, 5, 9, 12, 16, 19, 23, 26];
 
 fn model_vs(architecture: Architecture, head: &[u32], pooling: Pooling, classes: i64) -> VarStore {
     let vs = VarStore::new(Device::Cpu);
-    build_classifier(&vs.root(), &spec(architecture, head, pooling, 0.0), classes, (32, 32)).unwrap();
+    build_classifier(
+        &vs.root(),
+        &spec(architecture, head, pooling, 0.0),
+        classes,
+        (32, 32),
+    )
+    .unwrap();
     vs
 }
 
@@ -34,6 +40,12 @@ fn write(path: &Path, tensors: &BTreeMap<String, Tensor>) {
     Tensor::write_safetensors(&named, path).unwrap();
 }
 
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/models/tests/fixtures")
+        .join(name)
+}
+
 fn weights_problems(result: crate::Result<LoadReport>) -> Vec<String> {
     match result {
         Err(Error::Weights { problems, .. }) => problems,
@@ -48,10 +60,16 @@ fn a_saved_backbone_loads_into_a_model_with_another_head_and_stays_frozen() {
     let path = dir.path().join("backbone.safetensors");
     let source = model_vs(Architecture::Vgg11Bn, &[16], Pooling::Avg, 3);
     scramble_running_stats(&source);
-    assert_eq!(save_backbone(&source, &path).unwrap(), VGG11_BN_BACKBONE_TENSORS);
+    assert_eq!(
+        save_backbone(&source, &path).unwrap(),
+        VGG11_BN_BACKBONE_TENSORS
+    );
     let saved = read_named_tensors(&path).unwrap();
     assert_eq!(saved.len(), VGG11_BN_BACKBONE_TENSORS);
-    assert!(saved.keys().all(|name| name.starts_with("features.")), "only the backbone is saved");
+    assert!(
+        saved.keys().all(|name| name.starts_with("features.")),
+        "only the backbone is saved"
+    );
 
     tch::manual_seed(11);
     let target_model = spec(Architecture::Vgg11Bn, &[8, 4], Pooling::Flatten, 0.0);
@@ -60,11 +78,21 @@ fn a_saved_backbone_loads_into_a_model_with_another_head_and_stays_frozen() {
     let report = load_pretrained_backbone(&mut target, &path).unwrap();
     assert_eq!(report.format, WeightsFormat::Safetensors);
     assert_eq!(report.tensors_loaded, VGG11_BN_BACKBONE_TENSORS);
-    assert!(report.ignored.is_empty() && report.notes.is_empty(), "{report:?}");
+    assert!(
+        report.ignored.is_empty() && report.notes.is_empty(),
+        "{report:?}"
+    );
 
     let source_tensors = source.variables();
-    for (name, tensor) in target.variables().iter().filter(|(name, _)| name.starts_with("features.")) {
-        assert!(tensor.equal(&source_tensors[name]), "{name} differs after loading");
+    for (name, tensor) in target
+        .variables()
+        .iter()
+        .filter(|(name, _)| name.starts_with("features."))
+    {
+        assert!(
+            tensor.equal(&source_tensors[name]),
+            "{name} differs after loading"
+        );
     }
 
     set_backbone_trainable(&target, false);
@@ -72,14 +100,23 @@ fn a_saved_backbone_loads_into_a_model_with_another_head_and_stays_frozen() {
     assert_eq!(count_parameters(&target), (counts.total(), counts.head));
     let images = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
     let labels = Tensor::from_slice(&[1_i64, 4]);
-    classifier.forward_t(&images, true).cross_entropy_for_logits(&labels).backward();
+    classifier
+        .forward_t(&images, true)
+        .cross_entropy_for_logits(&labels)
+        .backward();
     for (name, tensor) in target.variables() {
         let learnable = !name.contains("running_");
         if name.starts_with("features.") {
             assert!(!tensor.requires_grad(), "{name} is frozen");
-            assert!(!tensor.grad().defined(), "{name} got a gradient while frozen");
+            assert!(
+                !tensor.grad().defined(),
+                "{name} got a gradient while frozen"
+            );
         } else if learnable {
-            assert!(tensor.requires_grad() && tensor.grad().defined(), "{name} trains");
+            assert!(
+                tensor.requires_grad() && tensor.grad().defined(),
+                "{name} trains"
+            );
         }
     }
 }
@@ -100,11 +137,23 @@ fn a_full_state_dict_loads_its_backbone_and_reports_what_it_ignored() {
     let mut target = model_vs(Architecture::Vgg11Bn, &[32, 32], Pooling::Flatten, 9);
     let report = load_pretrained_backbone(&mut target, &path).unwrap();
     assert_eq!(report.tensors_loaded, VGG11_BN_BACKBONE_TENSORS);
-    assert_eq!(report.ignored.len(), 4 + VGG11_BN_NORMS.len(), "{:?}", report.ignored);
+    assert_eq!(
+        report.ignored.len(),
+        4 + VGG11_BN_NORMS.len(),
+        "{:?}",
+        report.ignored
+    );
     assert!(report.ignored.contains(&"classifier.0.weight".to_string()));
-    assert!(report.ignored.contains(&"features.26.num_batches_tracked".to_string()));
+    assert!(
+        report
+            .ignored
+            .contains(&"features.26.num_batches_tracked".to_string())
+    );
     let notes = report.notes.join("\n");
-    assert!(notes.contains("4 classifier.* tensors") && notes.contains("8 batch-norm"), "{notes}");
+    assert!(
+        notes.contains("4 classifier.* tensors") && notes.contains("8 batch-norm"),
+        "{notes}"
+    );
     let loaded = target.variables();
     assert!(loaded["features.26.running_var"].equal(&tensors["features.26.running_var"]));
 }
@@ -116,8 +165,14 @@ fn a_file_that_does_not_fit_lists_every_offending_tensor_and_changes_nothing() {
     let source = model_vs(Architecture::Vgg11, &[8], Pooling::Avg, 3);
     let mut tensors: BTreeMap<String, Tensor> = source.variables().into_iter().collect();
     tensors.remove("features.3.bias");
-    tensors.insert("features.0.weight".into(), Tensor::zeros([32, 3, 3, 3], (Kind::Float, Device::Cpu)));
-    tensors.insert("features.99.weight".into(), Tensor::zeros([4], (Kind::Float, Device::Cpu)));
+    tensors.insert(
+        "features.0.weight".into(),
+        Tensor::zeros([32, 3, 3, 3], (Kind::Float, Device::Cpu)),
+    );
+    tensors.insert(
+        "features.99.weight".into(),
+        Tensor::zeros([4], (Kind::Float, Device::Cpu)),
+    );
     write(&path, &tensors);
 
     let mut target = model_vs(Architecture::Vgg11, &[8], Pooling::Avg, 3);
@@ -127,10 +182,18 @@ fn a_file_that_does_not_fit_lists_every_offending_tensor_and_changes_nothing() {
     let problems = weights_problems(result);
     assert_eq!(problems.len(), 3, "{problems:?}");
     assert!(message.contains("missing features.3.bias"), "{message}");
-    assert!(message.contains("features.0.weight has shape [32, 3, 3, 3] in the file, the model needs [64, 3, 3, 3]"));
-    assert!(message.contains("unexpected features.99.weight"), "{message}");
+    assert!(message.contains(
+        "features.0.weight has shape [32, 3, 3, 3] in the file, the model needs [64, 3, 3, 3]"
+    ));
+    assert!(
+        message.contains("unexpected features.99.weight"),
+        "{message}"
+    );
     assert!(message.contains("broken.safetensors"), "{message}");
-    assert!(target.variables()["features.8.weight"].equal(&before), "a failed load copies nothing");
+    assert!(
+        target.variables()["features.8.weight"].equal(&before),
+        "a failed load copies nothing"
+    );
 }
 
 #[test]
@@ -142,20 +205,34 @@ fn another_architectures_backbone_is_refused_naming_every_tensor_at_fault() {
     let file: BTreeMap<String, Tensor> = read_named_tensors(&path).unwrap().into_iter().collect();
 
     let mut vgg11 = model_vs(Architecture::Vgg11, &[8], Pooling::Avg, 3);
-    let model: BTreeMap<String, Tensor> =
-        vgg11.variables().into_iter().filter(|(name, _)| name.starts_with("features.")).collect();
+    let model: BTreeMap<String, Tensor> = vgg11
+        .variables()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("features."))
+        .collect();
     let mut offending: Vec<&String> = model
         .iter()
-        .filter(|(name, tensor)| file.get(*name).is_none_or(|found| found.size() != tensor.size()))
+        .filter(|(name, tensor)| {
+            file.get(*name)
+                .is_none_or(|found| found.size() != tensor.size())
+        })
         .map(|(name, _)| name)
         .collect();
     offending.extend(file.keys().filter(|name| !model.contains_key(*name)));
-    assert!(offending.len() > 10, "vgg13 and vgg11 differ a lot: {offending:?}");
+    assert!(
+        offending.len() > 10,
+        "vgg13 and vgg11 differ a lot: {offending:?}"
+    );
 
     let problems = weights_problems(load_pretrained_backbone(&mut vgg11, &path));
     assert_eq!(problems.len(), offending.len(), "{problems:?}");
     for name in offending {
-        assert!(problems.iter().any(|problem| problem.contains(&format!("{name} "))), "{name} not listed");
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.contains(&format!("{name} "))),
+            "{name} not listed"
+        );
     }
 }
 
@@ -163,12 +240,22 @@ fn another_architectures_backbone_is_refused_naming_every_tensor_at_fault() {
 fn a_file_without_torchvision_names_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keras.safetensors");
-    let tensors = BTreeMap::from([("conv2d_1.kernel".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu)))]);
+    let tensors = BTreeMap::from([(
+        "conv2d_1.kernel".to_string(),
+        Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+    )]);
     write(&path, &tensors);
     let mut target = model_vs(Architecture::SmallCnn, &[8], Pooling::Avg, 3);
     let problems = weights_problems(load_pretrained_backbone(&mut target, &path));
-    assert!(problems[0].contains("no tensor is named features.*") && problems[0].contains("conv2d_1.kernel"));
-    assert_eq!(problems.len(), 1 + 4, "the hint plus the four missing small_cnn tensors");
+    assert!(
+        problems[0].contains("no tensor is named features.*")
+            && problems[0].contains("conv2d_1.kernel")
+    );
+    assert_eq!(
+        problems.len(),
+        1 + 4,
+        "the hint plus the four missing small_cnn tensors"
+    );
 }
 
 #[test]
@@ -178,31 +265,55 @@ fn unreadable_files_explain_how_to_convert_them() {
 
     let legacy = dir.path().join("legacy.pth");
     std::fs::write(&legacy, b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.").unwrap();
-    let message = load_pretrained_backbone(&mut target, &legacy).unwrap_err().to_string();
-    assert!(message.contains("legacy") && message.contains("save_file(") && message.contains("torch.load("), "{message}");
+    let message = load_pretrained_backbone(&mut target, &legacy)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("legacy")
+            && message.contains("save_file(")
+            && message.contains("torch.load("),
+        "{message}"
+    );
 
     let text = dir.path().join("notes.safetensors");
     std::fs::write(&text, b"these are not weights").unwrap();
-    let message = load_pretrained_backbone(&mut target, &text).unwrap_err().to_string();
-    assert!(message.contains("neither") && message.contains("save_file("), "{message}");
+    let message = load_pretrained_backbone(&mut target, &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("neither") && message.contains("save_file("),
+        "{message}"
+    );
 
     let missing = dir.path().join("absent.safetensors");
-    assert!(matches!(load_pretrained_backbone(&mut target, &missing), Err(Error::Io { .. })));
+    assert!(matches!(
+        load_pretrained_backbone(&mut target, &missing),
+        Err(Error::Io { .. })
+    ));
 
     let headless = VarStore::new(Device::Cpu);
-    assert!(matches!(save_backbone(&headless, &dir.path().join("x.safetensors")), Err(Error::Invalid(_))));
+    assert!(matches!(
+        save_backbone(&headless, &dir.path().join("x.safetensors")),
+        Err(Error::Invalid(_))
+    ));
 }
 
 #[test]
 fn a_torch_saved_state_dict_loads_its_backbone() {
     // Written by fixtures/make_torch_state_dict.py with PyTorch 2.11: tensor k in sorted name
     // order holds arange(numel) / numel + k.
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/models/tests/fixtures/small_cnn_state_dict.pt");
+    let path = fixture("small_cnn_state_dict.pt");
     let mut target = model_vs(Architecture::SmallCnn, &[8], Pooling::Avg, 3);
     let report = load_pretrained_backbone(&mut target, &path).unwrap();
     assert_eq!(report.format, WeightsFormat::PytorchArchive);
     assert_eq!(report.tensors_loaded, 4);
-    assert_eq!(report.ignored, vec!["classifier.0.bias".to_string(), "classifier.0.weight".to_string()]);
+    assert_eq!(
+        report.ignored,
+        vec![
+            "classifier.0.bias".to_string(),
+            "classifier.0.weight".to_string()
+        ]
+    );
 
     let sorted_names = [
         "classifier.0.bias",
@@ -213,11 +324,51 @@ fn a_torch_saved_state_dict_loads_its_backbone() {
         "features.3.weight",
     ];
     let loaded = target.variables();
-    for (k, name) in sorted_names.iter().enumerate().filter(|(_, name)| name.starts_with("features.")) {
+    for (k, name) in sorted_names
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| name.starts_with("features."))
+    {
         let tensor = &loaded[*name];
         let numel = tensor.numel() as i64;
-        let expected = (Tensor::arange(numel, (Kind::Float, Device::Cpu)) / numel as f64 + k as f64)
+        let expected = (Tensor::arange(numel, (Kind::Float, Device::Cpu)) / numel as f64
+            + k as f64)
             .reshape(tensor.size());
-        assert!(tensor.allclose(&expected, 0.0, 1e-6, false), "{name} holds other values");
+        assert!(
+            tensor.allclose(&expected, 0.0, 1e-6, false),
+            "{name} holds other values"
+        );
     }
+}
+
+#[test]
+fn a_wrapped_data_parallel_checkpoint_is_unwrapped_and_its_views_rebuilt() {
+    // {"epoch", "optimizer", "state_dict": OrderedDict("module.features.0.weight": a transposed
+    // view at storage offset 4, "module.features.0.bias": bf16, "...num_batches_tracked": int64)}.
+    let path = fixture("wrapped_checkpoint.pt");
+    let tensors = read_named_tensors(&path).unwrap();
+    assert_eq!(tensors.len(), 3, "{:?}", tensors.keys());
+    let base = Tensor::arange(12, (Kind::Float, Device::Cpu)).reshape([3, 4]);
+    assert!(tensors["module.features.0.weight"].equal(&base.narrow(0, 1, 2).tr()));
+    let bias = &tensors["module.features.0.bias"];
+    assert_eq!(bias.kind(), Kind::BFloat16);
+    assert_eq!(
+        Vec::<f32>::try_from(bias.to_kind(Kind::Float)).unwrap(),
+        vec![0.5, -1.5]
+    );
+    let counter = &tensors["module.features.1.num_batches_tracked"];
+    assert_eq!((counter.kind(), counter.int64_value(&[])), (Kind::Int64, 7));
+
+    let mut target = model_vs(Architecture::SmallCnn, &[8], Pooling::Avg, 3);
+    let problems = weights_problems(load_pretrained_backbone(&mut target, &path)).join("\n");
+    assert!(
+        !problems.contains("module."),
+        "the DataParallel prefix is removed: {problems}"
+    );
+    assert!(
+        problems.contains("features.0.weight has shape [4, 2] in the file"),
+        "{problems}"
+    );
+    assert!(problems.contains("missing features.3.weight"), "{problems}");
+    assert!(!problems.contains("num_batches_tracked"), "{problems}");
 }
