@@ -5,6 +5,7 @@
 #
 #   bash deploy/demo.sh            # uses configs/demo-cpu.toml
 #   bash deploy/demo.sh my.toml    # any spec
+#   EASEL_DEMO_PROFILE=debug bash deploy/demo.sh   # reuse a debug build (faster to build)
 set -euo pipefail
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo_root"
@@ -16,9 +17,14 @@ say "making sure libtorch and the sample dataset are there"
 bash deploy/setup-libtorch.sh
 dataset=$(bash deploy/sample-data.sh)
 
-say "building the worker and the client (release)"
-cargo build --release -p easel-worker -p easel-client
-bin="$repo_root/target/release"
+profile=${EASEL_DEMO_PROFILE:-release}
+say "building the worker and the client ($profile)"
+if [ "$profile" = release ]; then
+  cargo build --release -p easel-worker -p easel-client
+else
+  cargo build -p easel-worker -p easel-client
+fi
+bin="$repo_root/target/$profile"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/easel-demo.XXXXXX")
 worker_log="$work/worker.log"

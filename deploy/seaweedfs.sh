@@ -48,10 +48,18 @@ export EASEL_TEST_S3_SECRET_ACCESS_KEY=$secret_key
 EOF
 }
 
-# 200 once the server checks signatures and the bucket exists.
+s3_call() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 --aws-sigv4 'aws:amz:us-east-1:s3' \
+    --user "$access_key:$secret_key" "$@" 2>/dev/null
+}
+
+# Ready once the server checks signatures, the bucket exists and an object can be written and
+# read back (right after a restart the bucket answers before the volume server has registered).
 bucket_ready() {
-  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --aws-sigv4 'aws:amz:us-east-1:s3' \
-    --user "$access_key:$secret_key" "http://127.0.0.1:$s3_port/$bucket" 2>/dev/null)" = 200 ]
+  local probe="http://127.0.0.1:$s3_port/$bucket/.easel-ready"
+  [ "$(s3_call "http://127.0.0.1:$s3_port/$bucket")" = 200 ] &&
+    [ "$(printf ready | s3_call -T - "$probe")" = 200 ] &&
+    [ "$(s3_call "$probe")" = 200 ]
 }
 
 start() {
@@ -64,7 +72,13 @@ start() {
     return
   fi
   if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$s3_port/"; then
-    say "port $s3_port already answers: another server is running there (stop it, or set EASEL_SEAWEEDFS_PORT_OFFSET)"
+    if bucket_ready; then
+      # Same test credentials and bucket: another `start` already serves them; share it.
+      say "reusing the server already on 127.0.0.1:$s3_port (started from another folder)"
+      print_env
+      return
+    fi
+    say "port $s3_port already answers, but not with the test bucket and keys (stop that server, or set EASEL_SEAWEEDFS_PORT_OFFSET)"
     exit 1
   fi
   local weed
@@ -93,8 +107,9 @@ EOF
     kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null || { say "weed exited; last log lines:"; tail -20 "$dir/weed.log" >&2; exit 1; }
     sleep 0.1
   done
-  say "not ready after 30 s; last log lines:"
+  say "not ready after 30 s; stopping it. Last log lines:"
   tail -20 "$dir/weed.log" >&2
+  stop "$dir"
   exit 1
 }
 

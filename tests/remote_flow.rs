@@ -25,7 +25,10 @@ fn submit_follow_fetch_evaluate_restart() {
     let out = worker.client_ok(&home, &["submit", spec.to_str().unwrap()]);
     let job = out
         .lines()
-        .find_map(|l| l.strip_prefix("job ").and_then(|r| r.strip_suffix(" queued")))
+        .find_map(|l| {
+            l.strip_prefix("job ")
+                .and_then(|r| r.strip_suffix(" queued"))
+        })
         .unwrap_or_else(|| panic!("no job id in: {out}"))
         .to_owned();
     assert!(out.contains("job succeeded"), "{out}");
@@ -36,11 +39,14 @@ fn submit_follow_fetch_evaluate_restart() {
     let first_epoch = events.iter().find(|e| e["kind"] == "epoch").unwrap();
     eprintln!(
         "submit -> first epoch event: {:.2} s",
-        parse_time(first_epoch["time"].as_str().unwrap()) - parse_time(queued["time"].as_str().unwrap())
+        parse_time(first_epoch["time"].as_str().unwrap())
+            - parse_time(queued["time"].as_str().unwrap())
     );
     let finished = events.last().unwrap();
     assert_eq!(finished["outcome"], "succeeded", "{finished}");
-    let reported = finished["report"]["test_accuracy"].as_f64().expect("a test accuracy in the report");
+    let reported = finished["report"]["test_accuracy"]
+        .as_f64()
+        .expect("a test accuracy in the report");
 
     // Fetch: weights, metrics, report, classes, spec, plots; no checkpoints by default.
     let out_dir = tmp.path().join("fetched");
@@ -55,21 +61,33 @@ fn submit_follow_fetch_evaluate_restart() {
         "spec.toml",
         "events.jsonl",
     ] {
-        assert!(out_dir.join(name).is_file(), "{name} missing after fetch: {fetched}");
+        assert!(
+            out_dir.join(name).is_file(),
+            "{name} missing after fetch: {fetched}"
+        );
     }
     assert!(!out_dir.join("checkpoints").exists());
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["test_accuracy"].as_f64(), Some(reported));
 
     // The fetched weights reproduce the reported accuracy on the test folder.
     let evaluation = worker.client_ok(
         &home,
-        &["evaluate", out_dir.to_str().unwrap(), roots[2].to_str().unwrap(), "--json"],
+        &[
+            "evaluate",
+            out_dir.to_str().unwrap(),
+            roots[2].to_str().unwrap(),
+            "--json",
+        ],
     );
     let evaluation: serde_json::Value = serde_json::from_str(evaluation.trim()).unwrap();
     let accuracy = evaluation["accuracy"].as_f64().unwrap();
-    assert!((accuracy - reported).abs() < 1e-6, "evaluate says {accuracy}, the run reported {reported}");
+    assert!(
+        (accuracy - reported).abs() < 1e-6,
+        "evaluate says {accuracy}, the run reported {reported}"
+    );
 
     // The artifacts are in the local object store, report.json last.
     let stored = worker.data_dir.join("artifacts/jobs").join(&job);
@@ -81,10 +99,16 @@ fn submit_follow_fetch_evaluate_restart() {
     worker.stop();
     let worker = Worker::start(&worker.data_dir.clone());
     let after = worker.client_ok(&home, &["list", "--json"]);
-    let (before, after): (serde_json::Value, serde_json::Value) =
-        (serde_json::from_str(&before).unwrap(), serde_json::from_str(&after).unwrap());
+    let (before, after): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&before).unwrap(),
+        serde_json::from_str(&after).unwrap(),
+    );
     let ids = |v: &serde_json::Value| -> Vec<(String, String)> {
-        v.as_array().unwrap().iter().map(|j| (j["id"].to_string(), j["state"].to_string())).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|j| (j["id"].to_string(), j["state"].to_string()))
+            .collect()
     };
     assert_eq!(ids(&before), ids(&after));
     let status = worker.wait_for(&home, &job, Duration::from_secs(5), |_| true);

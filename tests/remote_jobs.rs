@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use easel_e2e::{Worker, client_with, json_lines, sample_subset, state, write_spec};
 
-const REFUSED: &str = "the worker refused the token (wrong or missing): pass --token or set EASEL_TOKEN";
+const REFUSED: &str =
+    "the worker refused the token (wrong or missing): pass --token or set EASEL_TOKEN";
 
 #[test]
 fn cancel_watch_and_token() {
@@ -17,7 +18,13 @@ fn cancel_watch_and_token() {
     let worker = Worker::start(&tmp.path().join("worker"));
 
     // Wrong and missing tokens are refused with the message saying what to do; the right one works.
-    for env in [vec![("EASEL_WORKER", worker.address.as_str()), ("EASEL_TOKEN", "0000")], vec![("EASEL_WORKER", worker.address.as_str())]] {
+    for env in [
+        vec![
+            ("EASEL_WORKER", worker.address.as_str()),
+            ("EASEL_TOKEN", "0000"),
+        ],
+        vec![("EASEL_WORKER", worker.address.as_str())],
+    ] {
         let output = client_with(&home, &["list"], &env);
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -27,37 +34,129 @@ fn cancel_watch_and_token() {
     assert_eq!(listed.trim(), "[]");
 
     let submit = |spec: &std::path::Path| -> String {
-        let out = worker.client_ok(&home, &["submit", spec.to_str().unwrap(), "--detach", "--json", "--no-poc"]);
+        let out = worker.client_ok(
+            &home,
+            &[
+                "submit",
+                spec.to_str().unwrap(),
+                "--detach",
+                "--json",
+                "--no-poc",
+            ],
+        );
         json_lines(&out)[0]["job_id"].as_str().unwrap().to_owned()
     };
     let running = submit(&long);
     let queued = submit(&short);
-    worker.wait_for(&home, &running, Duration::from_secs(120), |s| s["epochs_done"].as_u64() >= Some(1));
-    assert_eq!(state(&worker.wait_for(&home, &queued, Duration::from_secs(1), |_| true)), "queued");
+    worker.wait_for(&home, &running, Duration::from_secs(120), |s| {
+        s["epochs_done"].as_u64() >= Some(1)
+    });
+    assert_eq!(
+        state(&worker.wait_for(&home, &queued, Duration::from_secs(1), |_| true)),
+        "queued"
+    );
 
     // Cancel: the running job ends `cancelled` within seconds and the queued one starts.
     let asked = Instant::now();
     let out = worker.client_ok(&home, &["cancel", &running]);
     assert!(out.contains("cancel requested"), "{out}");
-    let cancelled = worker.wait_for(&home, &running, Duration::from_secs(30), |s| state(s) != "running");
+    let cancelled = worker.wait_for(&home, &running, Duration::from_secs(30), |s| {
+        state(s) != "running"
+    });
     assert_eq!(state(&cancelled), "cancelled", "{cancelled}");
     eprintln!("cancel took {:.2} s", asked.elapsed().as_secs_f64());
-    let next = worker.wait_for(&home, &queued, Duration::from_secs(60), |s| state(s) != "queued");
+    let next = worker.wait_for(&home, &queued, Duration::from_secs(60), |s| {
+        state(s) != "queued"
+    });
     assert!(matches!(state(&next), "running" | "succeeded"), "{next}");
-    let done = worker.wait_for(&home, &queued, Duration::from_secs(180), |s| state(s) != "running");
+    let done = worker.wait_for(&home, &queued, Duration::from_secs(180), |s| {
+        state(s) != "running"
+    });
     assert_eq!(state(&done), "succeeded", "{done}");
 
     // Watch from N yields exactly the events after N (the full log from 0 is the reference).
-    let all = json_lines(&worker.client_ok(&home, &["watch", &running, "--from", "0", "--json"]));
+    // Watching a job that did not succeed exits with failure, so scripts can tell.
+    let watch = |args: &[&str]| {
+        let output = worker.client(&home, args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json_lines(&String::from_utf8(output.stdout).unwrap())
+    };
+    let all = watch(&["watch", &running, "--from", "0", "--json"]);
     assert!(all.len() > 4, "{all:?}");
-    let sequences: Vec<u64> = all.iter().map(|e| e["sequence"].as_u64().unwrap()).collect();
+    let sequences: Vec<u64> = all
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
     assert_eq!(sequences, (1..=all.len() as u64).collect::<Vec<_>>());
     assert_eq!(all.last().unwrap()["kind"], "finished");
     assert_eq!(all.last().unwrap()["outcome"], "cancelled");
     let n = 3;
-    let after = json_lines(&worker.client_ok(&home, &["watch", &running, "--from", &n.to_string(), "--json"]));
+    let after = watch(&["watch", &running, "--from", &n.to_string(), "--json"]);
     assert_eq!(after, all[n..].to_vec());
     // Without --from, watch re-attaches after the last event this machine saw: nothing is repeated.
-    let again = json_lines(&worker.client_ok(&home, &["watch", &running, "--json"]));
-    assert!(again.is_empty(), "{again:?}");
+    let output = worker.client(&home, &["watch", &running, "--json"]);
+    assert!(
+        output.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn sigterm_checkpoints_and_a_restart_resumes_the_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = sample_subset(tmp.path(), 12);
+    let spec = write_spec(tmp.path(), "resumed", &data, 10);
+    let mut worker = Worker::start(&tmp.path().join("worker"));
+    let out = worker.client_ok(
+        &home,
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+        ],
+    );
+    let job = json_lines(&out)[0]["job_id"].as_str().unwrap().to_owned();
+    worker.wait_for(&home, &job, Duration::from_secs(120), |s| {
+        s["epochs_done"].as_u64() >= Some(2)
+    });
+
+    // SIGTERM: the running job stops at a step, keeps its checkpoint and is queued again.
+    worker.stop();
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(worker.data_dir.join("jobs").join(&job).join("state.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state(&record), "queued", "{record}");
+
+    // The restarted worker lists it and resumes it from the checkpoint to success.
+    let worker = Worker::start(&worker.data_dir.clone());
+    let done = worker.wait_for(&home, &job, Duration::from_secs(180), |s| {
+        !matches!(state(s), "queued" | "running")
+    });
+    assert_eq!(state(&done), "succeeded", "{done}");
+    let events = json_lines(&worker.client_ok(&home, &["watch", &job, "--from", "0", "--json"]));
+    let starts: Vec<u64> = events
+        .iter()
+        .filter(|e| e["kind"] == "started")
+        .map(|e| e["start_epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 2, "{events:?}");
+    // `start_epoch` is the first epoch a run trains: 1 when fresh, later when resumed.
+    assert_eq!(starts[0], 1);
+    assert!(starts[1] >= 3, "resumed at epoch {}", starts[1]);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "finished" && e["outcome"] == "interrupted")
+    );
 }

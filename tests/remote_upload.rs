@@ -20,7 +20,9 @@ fn noise_dataset(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(root.join(class)).unwrap();
         for i in 0..3 {
             let image = image::RgbImage::from_fn(200, 200, |_, _| image::Rgb(rng.random()));
-            image.save(root.join(class).join(format!("{i}.png"))).unwrap();
+            image
+                .save(root.join(class).join(format!("{i}.png")))
+                .unwrap();
         }
     }
     root
@@ -38,31 +40,44 @@ fn chunk(content: &[u8], offset: usize) -> pb::BlobChunk {
     }
 }
 
+type Interceptor =
+    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send + Sync>;
 type Client = WorkerClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send + Sync>,
-    >,
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Interceptor>,
 >;
 
 async fn connect(worker: &Worker) -> Client {
-    let channel = tonic::transport::Endpoint::from_shared(worker.address.clone()).unwrap().connect().await.unwrap();
-    let header: tonic::metadata::MetadataValue<_> = format!("Bearer {}", worker.token).parse().unwrap();
-    let interceptor: Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send + Sync> =
-        Box::new(move |mut request: tonic::Request<()>| {
-            request.metadata_mut().insert("authorization", header.clone());
-            Ok(request)
-        });
+    let channel = tonic::transport::Endpoint::from_shared(worker.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let header: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", worker.token).parse().unwrap();
+    let interceptor: Interceptor = Box::new(move |mut request: tonic::Request<()>| {
+        request
+            .metadata_mut()
+            .insert("authorization", header.clone());
+        Ok(request)
+    });
     WorkerClient::with_interceptor(channel, interceptor)
 }
 
-async fn upload(client: &mut Client, chunks: Vec<pb::BlobChunk>) -> Result<pb::UploadBlobsResponse, tonic::Status> {
-    client.upload_blobs(tokio_stream::iter(chunks)).await.map(|r| r.into_inner())
+async fn upload(
+    client: &mut Client,
+    chunks: Vec<pb::BlobChunk>,
+) -> Result<pb::UploadBlobsResponse, tonic::Status> {
+    client
+        .upload_blobs(tokio_stream::iter(chunks))
+        .await
+        .map(|r| r.into_inner())
 }
 
 async fn committed(client: &mut Client, digest: &str) -> Option<u64> {
     let missing = client
-        .missing_blobs(pb::MissingBlobsRequest { digests: vec![digest.to_owned()] })
+        .missing_blobs(pb::MissingBlobsRequest {
+            digests: vec![digest.to_owned()],
+        })
         .await
         .unwrap()
         .into_inner()
@@ -71,7 +86,11 @@ async fn committed(client: &mut Client, digest: &str) -> Option<u64> {
 }
 
 fn blob_file(worker: &Worker, digest: &str) -> PathBuf {
-    worker.data_dir.join("blobs").join(&digest[..2]).join(digest)
+    worker
+        .data_dir
+        .join("blobs")
+        .join(&digest[..2])
+        .join(digest)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,17 +103,28 @@ async fn cut_off_upload_resumes_and_corruption_leaves_nothing_behind() {
     // The largest image of the dataset, cut off after three chunks.
     let mut files: Vec<PathBuf> = ["a", "b"]
         .iter()
-        .flat_map(|c| std::fs::read_dir(data.join(c)).unwrap().map(|e| e.unwrap().path()))
+        .flat_map(|c| {
+            std::fs::read_dir(data.join(c))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+        })
         .collect();
     files.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
     let content = std::fs::read(files.last().unwrap()).unwrap();
-    assert!(content.len() > 5 * CHUNK, "test image too small: {}", content.len());
+    assert!(
+        content.len() > 5 * CHUNK,
+        "test image too small: {}",
+        content.len()
+    );
     let digest = blake3::hash(&content).to_hex().to_string();
     let first_three: Vec<_> = (0..3).map(|i| chunk(&content, i * CHUNK)).collect();
     let response = upload(&mut client, first_three).await.unwrap();
     assert_eq!(response.blobs[0].committed_offset, 3 * CHUNK as u64);
     assert!(!response.blobs[0].complete);
-    assert_eq!(committed(&mut client, &digest).await, Some(3 * CHUNK as u64));
+    assert_eq!(
+        committed(&mut client, &digest).await,
+        Some(3 * CHUNK as u64)
+    );
 
     // A corrupted chunk is refused; the committed offset and the partial file stay as they were,
     // and nothing appears in the blob store.
@@ -102,16 +132,31 @@ async fn cut_off_upload_resumes_and_corruption_leaves_nothing_behind() {
     bad.data[100] ^= 0x55;
     let status = upload(&mut client, vec![bad]).await.unwrap_err();
     assert_eq!(status.code(), Code::DataLoss, "{status:?}");
-    assert!(status.message().contains("corrupted"), "{}", status.message());
-    assert_eq!(committed(&mut client, &digest).await, Some(3 * CHUNK as u64));
+    assert!(
+        status.message().contains("corrupted"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        committed(&mut client, &digest).await,
+        Some(3 * CHUNK as u64)
+    );
     let partial = worker.data_dir.join("blobs/partial").join(&digest);
     assert_eq!(std::fs::metadata(&partial).unwrap().len(), 3 * CHUNK as u64);
     assert!(!blob_file(&worker, &digest).exists());
 
     // A chunk past the committed offset is refused with the offset to resume from.
-    let status = upload(&mut client, vec![chunk(&content, 5 * CHUNK)]).await.unwrap_err();
+    let status = upload(&mut client, vec![chunk(&content, 5 * CHUNK)])
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(status.message().contains(&format!("resume from {}", 3 * CHUNK)), "{}", status.message());
+    assert!(
+        status
+            .message()
+            .contains(&format!("resume from {}", 3 * CHUNK)),
+        "{}",
+        status.message()
+    );
 
     // Content that does not match its digest is discarded whole once complete.
     let lie = vec![9u8; CHUNK + 10];
@@ -123,19 +168,51 @@ async fn cut_off_upload_resumes_and_corruption_leaves_nothing_behind() {
     let status = upload(&mut client, lying).await.unwrap_err();
     assert_eq!(status.code(), Code::DataLoss);
     assert!(!blob_file(&worker, &claimed).exists());
-    assert!(!worker.data_dir.join("blobs/partial").join(&claimed).exists());
+    assert!(
+        !worker
+            .data_dir
+            .join("blobs/partial")
+            .join(&claimed)
+            .exists()
+    );
     assert_eq!(committed(&mut client, &claimed).await, Some(0));
 
     // The real client resumes the cut-off blob: only the bytes after the committed offset travel.
     let home = tmp.path().join("home");
     let spec = write_spec(tmp.path(), "noise", &data, 1);
-    let total: u64 = files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    let total: u64 = files
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
     let chunk_arg = CHUNK.to_string();
-    let out = worker.client_ok(&home, &["submit", spec.to_str().unwrap(), "--detach", "--json", "--no-poc", "--chunk-bytes", &chunk_arg]);
+    let out = worker.client_ok(
+        &home,
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+            "--chunk-bytes",
+            &chunk_arg,
+        ],
+    );
     let summary = &json_lines(&out)[0];
-    assert_eq!(summary["plan"]["resumed_bytes"], 3 * CHUNK as u64, "{summary}");
-    assert_eq!(summary["upload"]["bytes_sent"], total - 3 * CHUNK as u64, "{summary}");
-    assert_eq!(summary["upload"]["bytes_written"], total - 3 * CHUNK as u64, "{summary}");
+    assert_eq!(
+        summary["plan"]["resumed_bytes"],
+        3 * CHUNK as u64,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["upload"]["bytes_sent"],
+        total - 3 * CHUNK as u64,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["upload"]["bytes_written"],
+        total - 3 * CHUNK as u64,
+        "{summary}"
+    );
     assert_eq!(std::fs::read(blob_file(&worker, &digest)).unwrap(), content);
     assert!(!partial.exists());
     let seconds = summary["upload"]["seconds"].as_f64().unwrap();
@@ -146,15 +223,46 @@ async fn cut_off_upload_resumes_and_corruption_leaves_nothing_behind() {
     );
 
     // Submitting the same data again uploads nothing.
-    let out = worker.client_ok(&home, &["submit", spec.to_str().unwrap(), "--detach", "--json", "--no-poc"]);
+    let out = worker.client_ok(
+        &home,
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+        ],
+    );
     let again = &json_lines(&out)[0];
     assert_eq!(again["plan"]["upload_files"], 0, "{again}");
     assert_eq!(again["upload"]["bytes_sent"], 0, "{again}");
     assert_ne!(again["job_id"], summary["job_id"]);
 
     // The same idempotency key returns the same job.
-    let first = worker.client_ok(&home, &["submit", spec.to_str().unwrap(), "--detach", "--json", "--no-poc", "--idempotency-key", "k1"]);
-    let second = worker.client_ok(&home, &["submit", spec.to_str().unwrap(), "--detach", "--json", "--no-poc", "--idempotency-key", "k1"]);
+    let first = worker.client_ok(
+        &home,
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+            "--idempotency-key",
+            "k1",
+        ],
+    );
+    let second = worker.client_ok(
+        &home,
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+            "--idempotency-key",
+            "k1",
+        ],
+    );
     let (first, second) = (&json_lines(&first)[0], &json_lines(&second)[0]);
     assert_eq!(first["job_id"], second["job_id"]);
     assert_eq!(first["created"], true);

@@ -16,7 +16,9 @@ fn noise_dataset(dir: &Path, images_per_class: usize) -> PathBuf {
         std::fs::create_dir_all(root.join(class)).unwrap();
         for i in 0..images_per_class {
             let image = image::RgbImage::from_fn(512, 512, |_, _| image::Rgb(rng.random()));
-            image.save(root.join(class).join(format!("{i}.png"))).unwrap();
+            image
+                .save(root.join(class).join(format!("{i}.png")))
+                .unwrap();
         }
     }
     root
@@ -31,7 +33,15 @@ fn upload_mb_per_s(chunk_bytes: usize) -> (f64, u64) {
     let chunk = chunk_bytes.to_string();
     let out = worker.client_ok(
         &home,
-        &["submit", spec.to_str().unwrap(), "--detach", "--json", "--no-poc", "--chunk-bytes", &chunk],
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+            "--chunk-bytes",
+            &chunk,
+        ],
     );
     let summary = &json_lines(&out)[0];
     let bytes = summary["upload"]["bytes_sent"].as_u64().unwrap();
@@ -42,7 +52,10 @@ fn upload_mb_per_s(chunk_bytes: usize) -> (f64, u64) {
 fn main() {
     let (large, bytes) = upload_mb_per_s(1 << 20);
     let (small, _) = upload_mb_per_s(64 << 10);
-    println!("upload over loopback, {:.1} MB of noise PNGs:", bytes as f64 / 1e6);
+    println!(
+        "upload over loopback, {:.1} MB of noise PNGs:",
+        bytes as f64 / 1e6
+    );
     println!("  1 MiB chunks:  {large:.1} MB/s");
     println!("  64 KiB chunks: {small:.1} MB/s");
     println!("  ratio 1 MiB / 64 KiB: {:.2}", large / small);

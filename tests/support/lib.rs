@@ -8,23 +8,42 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the repository").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the repository")
+        .to_owned()
 }
 
 /// `target/debug` (or wherever this test binary was built).
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_owned()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_owned()
 }
 
 static BUILD: Once = Once::new();
 
-/// Path of a workspace binary, built once per test process so the tests never run stale ones.
+/// Path of a workspace binary, built once per test process so the tests never run stale ones
+/// (`EASEL_E2E_PREBUILT=1` skips the build when a script has just built them).
 pub fn binary(name: &str) -> PathBuf {
     BUILD.call_once(|| {
+        if std::env::var_os("EASEL_E2E_PREBUILT").is_some() {
+            return;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = Command::new(cargo);
-        command.args(["build", "--quiet", "-p", "easel-worker", "-p", "easel-client"]).current_dir(repo_root());
+        command
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "easel-worker",
+                "-p",
+                "easel-client",
+            ])
+            .current_dir(repo_root());
         if target_dir().file_name().is_some_and(|n| n == "release") {
             command.arg("--release");
         }
@@ -46,13 +65,19 @@ pub fn sample_subset(dest: &Path, per_class: usize) -> PathBuf {
         source.display()
     );
     let root = dest.join("mnist-subset");
-    let mut classes: Vec<PathBuf> = std::fs::read_dir(&source).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(&source)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     classes.retain(|p| p.is_dir());
     classes.sort();
     for class in classes {
         let target = root.join(class.file_name().unwrap());
         std::fs::create_dir_all(&target).unwrap();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&class)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for file in files.into_iter().take(per_class) {
             std::fs::copy(&file, target.join(file.file_name().unwrap())).unwrap();
@@ -66,9 +91,16 @@ pub fn sample_subset(dest: &Path, per_class: usize) -> PathBuf {
 /// checked by evaluating the test folder alone.
 pub fn sample_splits(dest: &Path, train: usize, validation: usize, test: usize) -> [PathBuf; 3] {
     let all = sample_subset(dest, train + validation + test);
-    let roots = [dest.join("train"), dest.join("validation"), dest.join("test")];
+    let roots = [
+        dest.join("train"),
+        dest.join("validation"),
+        dest.join("test"),
+    ];
     for class in std::fs::read_dir(&all).unwrap().map(|e| e.unwrap().path()) {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&class)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         let counts = [train, validation, test];
         let mut files = files.into_iter();
@@ -152,6 +184,11 @@ impl Worker {
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Worker {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Like `start_with`, with extra environment variables (object store credentials, ...).
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Worker {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.with_extension("log");
         let mut child = Command::new(binary("worker"))
@@ -160,6 +197,7 @@ impl Worker {
             .args(extra)
             .env("EASEL_LOG", "info")
             .env("EASEL_DEVICES", "cpu")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -169,7 +207,11 @@ impl Worker {
         let (tx, rx) = std::sync::mpsc::channel();
         let log_path = log.clone();
         std::thread::spawn(move || {
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path)
+                .unwrap();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(file, "{line}");
                 if let Some(address) = line.strip_prefix("worker: listening on ") {
@@ -177,11 +219,35 @@ impl Worker {
                 }
             }
         });
-        let address = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            panic!("the worker did not start; its log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
-        });
-        let token = std::fs::read_to_string(data_dir.join("token")).unwrap().trim().to_owned();
-        Worker { child: Some(child), address: format!("http://{address}"), token, data_dir: data_dir.to_owned(), log }
+        let address = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the worker did not start; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        // The token file appears right after the listening line; wait for it to be complete.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let token = loop {
+            let text = std::fs::read_to_string(data_dir.join("token")).unwrap_or_default();
+            if text.ends_with('\n') {
+                break text.trim().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no token file; worker log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Worker {
+            child: Some(child),
+            address: format!("http://{address}"),
+            token,
+            data_dir: data_dir.to_owned(),
+            log,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -190,17 +256,29 @@ impl Worker {
 
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "worker exited with {status}; log:\n{}", self.log_text());
+                assert!(
+                    status.success(),
+                    "worker exited with {status}; log:\n{}",
+                    self.log_text()
+                );
                 return;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("worker did not stop within 60 s of SIGTERM; log:\n{}", self.log_text());
+                panic!(
+                    "worker did not stop within 60 s of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -208,7 +286,14 @@ impl Worker {
 
     /// Runs the real client against this worker, with a private HOME (config and watch cursors).
     pub fn client(&self, home: &Path, args: &[&str]) -> Output {
-        client_with(home, args, &[("EASEL_WORKER", &self.address), ("EASEL_TOKEN", &self.token)])
+        client_with(
+            home,
+            args,
+            &[
+                ("EASEL_WORKER", &self.address),
+                ("EASEL_TOKEN", &self.token),
+            ],
+        )
     }
 
     /// Like `client`, asserting success and returning stdout.
@@ -225,14 +310,25 @@ impl Worker {
     }
 
     /// Job state (`status --json`) until `done` says so, or panics after `timeout`.
-    pub fn wait_for(&self, home: &Path, job: &str, timeout: Duration, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_for(
+        &self,
+        home: &Path,
+        job: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let status: serde_json::Value = serde_json::from_str(&self.client_ok(home, &["status", job, "--json"])).unwrap();
+            let status: serde_json::Value =
+                serde_json::from_str(&self.client_ok(home, &["status", job, "--json"])).unwrap();
             if done(&status) {
                 return status;
             }
-            assert!(Instant::now() < deadline, "job {job} did not get there in {timeout:?}: {status}\nworker log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "job {job} did not get there in {timeout:?}: {status}\nworker log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -272,5 +368,8 @@ pub fn state(status: &serde_json::Value) -> &str {
 
 /// Parses one JSON value per line.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

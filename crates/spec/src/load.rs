@@ -5,7 +5,7 @@
 //! names is dropped, and the rest is read again. What deserializes in the end is checked by the
 //! type's [`Validate`] implementation, whose problems get their positions from the same spans.
 
-use crate::document::{Document, paths_overlap};
+use crate::document::{Document, path_within};
 use crate::error::{Problem, SpecError, SpecErrors};
 use crate::messages::humanize;
 use serde::de::DeserializeOwned;
@@ -43,7 +43,7 @@ pub fn read_toml<'i, T: DeserializeOwned>(text: &'i str, origin: &str) -> Parsed
                 origin: parsed.origin.clone(),
                 path: String::new(),
                 position,
-                message: format!("invalid TOML: {}", error.message()),
+                message: syntax_message(text, &error),
             });
         }
         parsed.document = Some(document);
@@ -90,6 +90,15 @@ pub fn read_toml<'i, T: DeserializeOwned>(text: &'i str, origin: &str) -> Parsed
     parsed
 }
 
+/// The parser's message, naming the key when it is a duplicate.
+fn syntax_message(text: &str, error: &toml::de::Error) -> String {
+    let key = error.span().and_then(|span| text.get(span)).filter(|key| !key.is_empty() && key.len() <= 64);
+    match (error.message(), key) {
+        ("duplicate key", Some(key)) => format!("invalid TOML: duplicate key `{}`", key.trim()),
+        (message, _) => format!("invalid TOML: {message}"),
+    }
+}
+
 impl<'i, T> Parsed<'i, T> {
     /// Where a key path was written, as a ready-to-show error.
     pub fn error_at(&self, problem: Problem) -> SpecError {
@@ -102,12 +111,14 @@ impl<'i, T> Parsed<'i, T> {
 
     /// Adds problems found after parsing. A problem at or inside a key that already failed to
     /// parse is dropped: it would only describe the default that stood in for the bad value.
+    /// (A problem about a whole table, like "no dataset given", is kept even when one of its
+    /// keys failed: it may be the very thing to fix.)
     pub fn add_problems(&mut self, problems: impl IntoIterator<Item = Problem>) {
         for problem in problems {
             let shadowed = self
                 .errors
                 .iter()
-                .any(|error| !error.path.is_empty() && paths_overlap(&problem.path, &error.path));
+                .any(|error| !error.path.is_empty() && path_within(&problem.path, &error.path));
             if !shadowed {
                 let error = self.error_at(problem);
                 self.errors.push(error);

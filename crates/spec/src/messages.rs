@@ -20,6 +20,11 @@ pub(crate) fn humanize(message: &str) -> String {
     {
         return format!("expected {}, found {}", describe_expected(expected), strip_kind(found));
     }
+    if let Some(rest) = message.strip_prefix("invalid length ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        return format!("expected {expected}, found an array of {found}");
+    }
     if message == "wanted string or table" {
         // An enum (a name from a fixed list) was given a number, array or boolean.
         return "expected a name in quotes (a string)".to_string();
@@ -35,10 +40,14 @@ fn unknown_name(what: &str, rest: &str) -> String {
     let (given, expected) = rest.split_once(", ").unwrap_or((rest, ""));
     let given = given.trim_matches('`');
     let valid = names_in_backticks(expected);
-    match closest(given, &valid) {
-        Some(best) => format!("unknown {what} `{given}` (did you mean `{best}`?)"),
-        None if valid.is_empty() => format!("unknown {what} `{given}`; none are allowed here"),
-        None => format!("unknown {what} `{given}`; expected one of: {}", valid.join(", ")),
+    match closest_all(given, &valid).as_slice() {
+        [] if valid.is_empty() => format!("unknown {what} `{given}`; none are allowed here"),
+        [] => format!("unknown {what} `{given}`; expected one of: {}", valid.join(", ")),
+        [best] => format!("unknown {what} `{given}` (did you mean `{best}`?)"),
+        [first @ .., last] => {
+            let first: Vec<String> = first.iter().map(|name| format!("`{name}`")).collect();
+            format!("unknown {what} `{given}` (did you mean {} or `{last}`?)", first.join(", "))
+        }
     }
 }
 
@@ -46,20 +55,32 @@ fn names_in_backticks(text: &str) -> Vec<&str> {
     text.split('`').skip(1).step_by(2).collect()
 }
 
-/// The valid name closest to `given`, when it is close enough to be a likely typo: a letter or
-/// two wrong, missing or swapped, or a shared beginning (`lr` is too far from `learning_rate`).
+/// The valid name closest to `given`, when it is close enough to be a likely typo.
 pub(crate) fn closest<'a>(given: &str, valid: &[&'a str]) -> Option<&'a str> {
+    closest_all(given, valid).first().copied()
+}
+
+/// The valid names closest to `given` (several when equally close, e.g. `vgg17`), when close
+/// enough to be likely typos: a letter or two wrong, missing or swapped, or a long shared
+/// beginning (`lr` is too far from `learning_rate`).
+fn closest_all<'a>(given: &str, valid: &[&'a str]) -> Vec<&'a str> {
     let given = given.to_ascii_lowercase();
     let allowed_edits = (given.chars().count() / 3).max(1);
-    valid
+    let scored: Vec<(usize, f64, &str)> = valid
         .iter()
         .map(|candidate| {
             let candidate_lower = candidate.to_ascii_lowercase();
             (strsim::osa_distance(&given, &candidate_lower), strsim::jaro_winkler(&given, &candidate_lower), *candidate)
         })
         .filter(|(edits, similarity, _)| *edits <= allowed_edits || *similarity >= 0.85)
-        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
-        .map(|(_, _, candidate)| candidate)
+        .collect();
+    let Some(best) = scored.iter().map(|(edits, _, _)| *edits).min() else { return Vec::new() };
+    let best_similarity = scored.iter().filter(|(edits, _, _)| *edits == best).map(|(_, s, _)| *s).fold(0.0, f64::max);
+    scored
+        .into_iter()
+        .filter(|(edits, similarity, _)| *edits == best && *similarity >= best_similarity - 1e-9)
+        .map(|(_, _, name)| name)
+        .collect()
 }
 
 fn describe_expected(expected: &str) -> String {
@@ -125,6 +146,14 @@ mod tests {
         assert_eq!(closest("learning_rte", &keys), Some("learning_rate"));
         assert_eq!(closest("lr", &keys), None);
         assert_eq!(closest("colour", &keys), None);
+    }
+
+    #[test]
+    fn equally_close_names_are_all_suggested() {
+        assert_eq!(
+            humanize("unknown variant `vgg17`, expected one of `small_cnn`, `vgg11`, `vgg13`, `vgg16`, `vgg19`"),
+            "unknown value `vgg17` (did you mean `vgg11`, `vgg13`, `vgg16` or `vgg19`?)"
+        );
     }
 
     #[test]

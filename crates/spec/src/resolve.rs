@@ -94,7 +94,8 @@ impl ExperimentSpec {
         for (key, path) in self.data.keyed_paths() {
             if !path.exists() {
                 let what = if is_zip(path) { "dataset archive" } else { "dataset folder" };
-                problems.push(Problem::new(key, format!("{what} not found: {}", path.display())));
+                let hint = similar_sibling(path).map(|name| format!(" (did you mean `{name}`?)")).unwrap_or_default();
+                problems.push(Problem::new(key, format!("{what} not found: {}{hint}", path.display())));
             } else if path.is_file() && !is_zip(path) {
                 problems.push(Problem::new(
                     key,
@@ -118,6 +119,18 @@ impl ExperimentSpec {
     pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
         toml::to_string_pretty(self)
     }
+}
+
+/// A file or folder beside a missing path whose name is a likely typo of it.
+fn similar_sibling(path: &Path) -> Option<String> {
+    let wanted = path.file_name()?.to_str()?;
+    let siblings: Vec<String> = std::fs::read_dir(path.parent()?)
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    let names: Vec<&str> = siblings.iter().map(String::as_str).collect();
+    crate::messages::closest(wanted, &names).map(str::to_owned)
 }
 
 fn is_zip(path: &Path) -> bool {

@@ -86,7 +86,9 @@ impl Default for WorkerConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { max_queued_jobs: defaults::max_queued_jobs() }
+        QueueConfig {
+            max_queued_jobs: defaults::max_queued_jobs(),
+        }
     }
 }
 
@@ -134,7 +136,11 @@ impl DeviceName {
         match text.trim() {
             "auto" => Some(DeviceName::Auto),
             "cpu" => Some(DeviceName::Cpu),
-            other => other.strip_prefix("cuda:")?.parse().ok().map(DeviceName::Cuda),
+            other => other
+                .strip_prefix("cuda:")?
+                .parse()
+                .ok()
+                .map(DeviceName::Cuda),
         }
     }
 }
@@ -177,8 +183,9 @@ impl WorkerConfig {
         let mut config = match file {
             Some(path) => {
                 let origin = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| SpecErrors::whole_file(&origin, format!("cannot read the file: {e}")))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    SpecErrors::whole_file(&origin, format!("cannot read the file: {e}"))
+                })?;
                 WorkerConfig::from_toml(&text, &origin)?
             }
             None => WorkerConfig::default(),
@@ -189,9 +196,18 @@ impl WorkerConfig {
         let errors: Vec<SpecError> = env_problems
             .into_iter()
             .chain(config.validate())
-            .map(|problem| SpecError { origin: origin.into(), path: problem.path, position: None, message: problem.message })
+            .map(|problem| SpecError {
+                origin: origin.into(),
+                path: problem.path,
+                position: None,
+                message: problem.message,
+            })
             .collect();
-        if errors.is_empty() { Ok(config) } else { Err(SpecErrors { errors }) }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(SpecErrors { errors })
+        }
     }
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
@@ -200,7 +216,10 @@ impl WorkerConfig {
             if let Some(value) = env(name) {
                 match value.trim().parse() {
                     Ok(parsed) => *target = parsed,
-                    Err(_) => problems.push(Problem::new(name, format!("`{value}` is not a whole number"))),
+                    Err(_) => problems.push(Problem::new(
+                        name,
+                        format!("`{value}` is not a whole number"),
+                    )),
                 }
             }
         };
@@ -240,7 +259,10 @@ impl WorkerConfig {
 
     /// The parsed devices (call after validation).
     pub fn device_names(&self) -> Vec<DeviceName> {
-        self.devices.iter().filter_map(|d| DeviceName::parse(d)).collect()
+        self.devices
+            .iter()
+            .filter_map(|d| DeviceName::parse(d))
+            .collect()
     }
 
     /// Training slots: `max_concurrent_jobs`, or one per device when 0.
@@ -269,13 +291,19 @@ impl Validate for WorkerConfig {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String| problems.push(Problem::new(key, message));
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            problem("listen", format!("`{}` is not an address like 127.0.0.1:50051", self.listen));
+            problem(
+                "listen",
+                format!("`{}` is not an address like 127.0.0.1:50051", self.listen),
+            );
         }
         if self.data_dir.as_os_str().is_empty() {
             problem("data_dir", "must not be empty".into());
         }
         if self.devices.is_empty() {
-            problem("devices", "name at least one device (\"auto\", \"cpu\", \"cuda:0\")".into());
+            problem(
+                "devices",
+                "name at least one device (\"auto\", \"cpu\", \"cuda:0\")".into(),
+            );
         }
         for (index, device) in self.devices.iter().enumerate() {
             if DeviceName::parse(device).is_none() {
@@ -289,7 +317,10 @@ impl Validate for WorkerConfig {
             problem("queue.max_queued_jobs", "must be > 0".into());
         }
         if self.upload.max_chunk_bytes < 1024 || self.upload.max_chunk_bytes > 64 << 20 {
-            problem("upload.max_chunk_bytes", "must be between 1 KiB and 64 MiB".into());
+            problem(
+                "upload.max_chunk_bytes",
+                "must be between 1 KiB and 64 MiB".into(),
+            );
         }
         if self.upload.max_blob_bytes == 0 {
             problem("upload.max_blob_bytes", "must be > 0".into());
@@ -327,13 +358,20 @@ mod tests {
     fn flags_beat_env_beat_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("worker.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:1\"\ndata_dir = \"/from/file\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/from/file\"\n",
+        )
+        .unwrap();
         let env = |name: &str| match name {
             "EASEL_LISTEN" => Some("127.0.0.1:2".to_owned()),
             "EASEL_DATA_DIR" => Some("/from/env".to_owned()),
             _ => None,
         };
-        let overrides = WorkerOverrides { data_dir: Some("/from/flag".into()), ..Default::default() };
+        let overrides = WorkerOverrides {
+            data_dir: Some("/from/flag".into()),
+            ..Default::default()
+        };
         let config = WorkerConfig::load(Some(&file), &env, &overrides).unwrap();
         assert_eq!(config.listen, "127.0.0.1:2");
         assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
@@ -342,7 +380,10 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let overrides = WorkerOverrides { listen: Some("nowhere".into()), ..Default::default() };
+        let overrides = WorkerOverrides {
+            listen: Some("nowhere".into()),
+            ..Default::default()
+        };
         let env = |name: &str| match name {
             "EASEL_DEVICES" => Some("cuda:0,gpu7".to_owned()),
             "EASEL_MAX_QUEUED_JOBS" => Some("many".to_owned()),
@@ -350,7 +391,11 @@ mod tests {
         };
         let error = WorkerConfig::load(None, &env, &overrides).unwrap_err();
         let keys: Vec<&str> = error.errors.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(keys, ["EASEL_MAX_QUEUED_JOBS", "listen", "devices[1]"], "{error}");
+        assert_eq!(
+            keys,
+            ["EASEL_MAX_QUEUED_JOBS", "listen", "devices[1]"],
+            "{error}"
+        );
         let _ = no_env("");
     }
 
@@ -359,7 +404,10 @@ mod tests {
         assert_eq!(DeviceName::parse("cuda:3"), Some(DeviceName::Cuda(3)));
         assert_eq!(DeviceName::parse("cpu"), Some(DeviceName::Cpu));
         assert_eq!(DeviceName::parse("cuda"), None);
-        let config = WorkerConfig { devices: vec!["cuda:0".into(), "cuda:1".into()], ..Default::default() };
+        let config = WorkerConfig {
+            devices: vec!["cuda:0".into(), "cuda:1".into()],
+            ..Default::default()
+        };
         assert_eq!(config.concurrent_jobs(), 2);
         assert!(WorkerConfig::load(None, &no_env, &WorkerOverrides::default()).is_ok());
     }

@@ -177,6 +177,14 @@ fn syntax_errors_stop_before_type_checks() {
 }
 
 #[test]
+fn duplicate_keys_are_named() {
+    assert_eq!(
+        parse_errors("[data]\npath = \"a\"\npath = \"b\"\n"),
+        ["x.toml:3:1: invalid TOML: duplicate key `path`"]
+    );
+}
+
+#[test]
 fn missing_dataset_folder_is_reported_at_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let spec_path = dir.path().join("exp.toml");
@@ -191,6 +199,13 @@ fn missing_dataset_folder_is_reported_at_its_key() {
             format!("{origin}:2:8: data.path: dataset folder not found: {}", folder.display()),
             format!("{origin}:5:14: model.pretrained: pretrained weights file not found: {}", weights.display()),
         ]
+    );
+
+    std::fs::create_dir(dir.path().join("arts")).unwrap();
+    let lines = error_lines(&load_experiment(&spec_path).unwrap_err());
+    assert_eq!(
+        lines[0],
+        format!("{origin}:2:8: data.path: dataset folder not found: {} (did you mean `arts`?)", folder.display())
     );
 
     std::fs::create_dir(dir.path().join("art")).unwrap();

@@ -111,7 +111,9 @@ impl ArtifactStore {
         expected_digest: Option<&str>,
         target: &FsPath,
     ) -> Result<ObjectDownload> {
-        let partial = PathBuf::from(format!("{}.part", target.display()));
+        let mut partial = target.as_os_str().to_owned();
+        partial.push(".part");
+        let partial = PathBuf::from(partial);
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent)
                 .await

@@ -10,6 +10,13 @@
 //! - `report.json` ([`REPORT_NAME`]) is written last and marks a job complete. Just before it, the
 //!   store writes `artifacts.json` ([`INDEX_NAME`]): name, size and blake3 of every artifact, which
 //!   [`ArtifactStore::download_job`] uses to verify what it downloads.
+//! - Downloads resume: an unfinished file stays as `<name>.part` and the next call fetches only
+//!   the rest with a ranged GET; each file is renamed into place once its size (and digest) match.
+//! - Uploads that fail for a transient reason are retried by [`put_file_with_retry`], which
+//!   reports each retry so the worker can turn it into a job event.
+//!
+//! [`ArtifactStore::mirror_to_dir`] copies any prefix (e.g. a dataset already in the bucket) into a
+//! local folder with the same resume rules.
 
 mod download;
 mod error;

@@ -392,19 +392,42 @@ async fn download_resumes_and_verifies(store: &ArtifactStore) {
 
 /// A dataset already in the store is copied to a local folder; a second call fetches nothing.
 async fn mirror_prefix(store: &ArtifactStore) {
-    let files = [("train/cat/1.png", 3000), ("train/dog/2.png", 5000), ("val/cat/3.png", 0)];
+    let files = [
+        ("train/cat/1.png", 3000),
+        ("train/dog/2.png", 5000),
+        ("val/cat/3.png", 0),
+    ];
     for (name, len) in files {
-        store.put_bytes("data-set", name, Bytes::from(pattern(name, len))).await.unwrap();
+        store
+            .put_bytes("data-set", name, Bytes::from(pattern(name, len)))
+            .await
+            .unwrap();
     }
     let out = tempfile::tempdir().unwrap();
-    let report = store.mirror_to_dir("jobs/data-set", out.path()).await.unwrap();
-    assert_eq!((report.files, report.total_bytes, report.bytes_transferred), (3, 8000, 8000));
+    let report = store
+        .mirror_to_dir("jobs/data-set", out.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.files, report.total_bytes, report.bytes_transferred),
+        (3, 8000, 8000)
+    );
     for (name, len) in files {
-        assert_eq!(std::fs::read(out.path().join(name)).unwrap(), pattern(name, len), "{name}");
+        assert_eq!(
+            std::fs::read(out.path().join(name)).unwrap(),
+            pattern(name, len),
+            "{name}"
+        );
     }
-    let again = store.mirror_to_dir("jobs/data-set", out.path()).await.unwrap();
+    let again = store
+        .mirror_to_dir("jobs/data-set", out.path())
+        .await
+        .unwrap();
     assert_eq!((again.bytes_transferred, again.already_present), (0, 3));
-    let err = store.mirror_to_dir("jobs/absent", out.path()).await.unwrap_err();
+    let err = store
+        .mirror_to_dir("jobs/absent", out.path())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
 }
 
@@ -455,7 +478,9 @@ macro_rules! conformance {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn mirror_a_prefix_to_a_folder() {
-                let Some(backend) = super::$backend() else { return };
+                let Some(backend) = super::$backend() else {
+                    return;
+                };
                 mirror_prefix(&backend.store).await;
             }
         }

@@ -54,19 +54,38 @@ impl JobManager {
     }
 
     /// Where the artifact's bytes come from, with its size and digest.
-    pub async fn open_artifact(&self, id: &str, name: &str) -> Result<(ArtifactEntry, ArtifactBody)> {
-        easel_store::validate_artifact_name(name).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    pub async fn open_artifact(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<(ArtifactEntry, ArtifactBody)> {
+        easel_store::validate_artifact_name(name)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let job = self.job(id)?;
-        let local = if name == "events.jsonl" { job.dir.join(name) } else { job.run_dir().join(name) };
+        let local = if name == "events.jsonl" {
+            job.dir.join(name)
+        } else {
+            job.run_dir().join(name)
+        };
         if local.is_file() && name != INDEX_NAME {
             let path = local.clone();
             let (size, blake3) = tokio::task::spawn_blocking(move || hash_file(&path))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-            return Ok((ArtifactEntry { name: name.to_owned(), size, blake3 }, ArtifactBody::File(local)));
+            return Ok((
+                ArtifactEntry {
+                    name: name.to_owned(),
+                    size,
+                    blake3,
+                },
+                ArtifactBody::File(local),
+            ));
         }
         if !self.artifact_names(id)?.iter().any(|n| n == name) {
-            return Err(Error::ArtifactNotFound { job: id.to_owned(), name: name.to_owned() });
+            return Err(Error::ArtifactNotFound {
+                job: id.to_owned(),
+                name: name.to_owned(),
+            });
         }
         let bytes = self.store.get_bytes(id, name).await?;
         let entry = ArtifactEntry {

@@ -21,7 +21,11 @@ pub fn load_or_create_token(data_dir: &Path) -> Result<Token> {
     let path = data_dir.join("token");
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => {
-            return Ok(Token { value: text.trim().to_owned(), path, created: false });
+            return Ok(Token {
+                value: text.trim().to_owned(),
+                path,
+                created: false,
+            });
         }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -38,8 +42,13 @@ pub fn load_or_create_token(data_dir: &Path) -> Result<Token> {
         options.mode(0o600);
     }
     let mut file = options.open(&path).map_err(|e| Error::io(&path, e))?;
-    file.write_all(format!("{value}\n").as_bytes()).map_err(|e| Error::io(&path, e))?;
-    Ok(Token { value, path, created: true })
+    file.write_all(format!("{value}\n").as_bytes())
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(Token {
+        value,
+        path,
+        created: true,
+    })
 }
 
 /// The tonic interceptor guarding the worker service.
@@ -50,7 +59,9 @@ pub struct Guard {
 
 impl Guard {
     pub fn new(token: &str) -> Self {
-        Guard { token: token.into() }
+        Guard {
+            token: token.into(),
+        }
     }
 
     pub fn check(&self, request: Request<()>) -> std::result::Result<Request<()>, Status> {
@@ -90,10 +101,14 @@ mod tests {
     fn request(token: Option<&str>, protocol: Option<&str>) -> Request<()> {
         let mut request = Request::new(());
         if let Some(token) = token {
-            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
         }
         if let Some(protocol) = protocol {
-            request.metadata_mut().insert(easel_proto::PROTOCOL_HEADER, protocol.parse().unwrap());
+            request
+                .metadata_mut()
+                .insert(easel_proto::PROTOCOL_HEADER, protocol.parse().unwrap());
         }
         request
     }
@@ -112,9 +127,15 @@ mod tests {
     #[test]
     fn other_protocol_is_refused_by_name() {
         let guard = Guard::new("secret");
-        let status = guard.check(request(Some("secret"), Some("99"))).unwrap_err();
+        let status = guard
+            .check(request(Some("secret"), Some("99")))
+            .unwrap_err();
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
-        assert!(status.message().contains("protocol 99"), "{}", status.message());
+        assert!(
+            status.message().contains("protocol 99"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

@@ -65,19 +65,39 @@ pub fn event(record: EventRecord) -> pb::JobEvent {
             validation_loss: m.validation_loss,
             validation_accuracy: m.validation_accuracy,
             per_class_accuracy: m.per_class_accuracy,
-            confusion: m.confusion.into_iter().map(|counts| pb::ConfusionRow { counts }).collect(),
+            confusion: m
+                .confusion
+                .into_iter()
+                .map(|counts| pb::ConfusionRow { counts })
+                .collect(),
             images_per_second: m.images_per_second,
             learning_rate: m.learning_rate,
             seconds: m.seconds,
         }),
-        EventKind::CheckpointWritten { epoch, name } => Kind::CheckpointWritten(pb::CheckpointWritten { epoch, name }),
-        EventKind::ArtifactWritten { name, bytes } => Kind::ArtifactWritten(pb::ArtifactWritten { name, bytes }),
-        EventKind::ArtifactStored { name, bytes } => Kind::ArtifactStored(pb::ArtifactStored { name, bytes }),
-        EventKind::ArtifactRetry { name, attempt, error } => {
-            Kind::ArtifactRetry(pb::ArtifactRetry { name, attempt, error })
+        EventKind::CheckpointWritten { epoch, name } => {
+            Kind::CheckpointWritten(pb::CheckpointWritten { epoch, name })
         }
+        EventKind::ArtifactWritten { name, bytes } => {
+            Kind::ArtifactWritten(pb::ArtifactWritten { name, bytes })
+        }
+        EventKind::ArtifactStored { name, bytes } => {
+            Kind::ArtifactStored(pb::ArtifactStored { name, bytes })
+        }
+        EventKind::ArtifactRetry {
+            name,
+            attempt,
+            error,
+        } => Kind::ArtifactRetry(pb::ArtifactRetry {
+            name,
+            attempt,
+            error,
+        }),
         EventKind::Note { message } => Kind::Note(pb::Note { message }),
-        EventKind::Finished { outcome, reason, report } => Kind::Finished(pb::Finished {
+        EventKind::Finished {
+            outcome,
+            reason,
+            report,
+        } => Kind::Finished(pb::Finished {
             outcome: match outcome {
                 Outcome::Succeeded => pb::Outcome::Succeeded,
                 Outcome::Failed => pb::Outcome::Failed,
@@ -88,5 +108,9 @@ pub fn event(record: EventRecord) -> pb::JobEvent {
             report_json: report.map(|r| r.to_string()).unwrap_or_default(),
         }),
     };
-    pb::JobEvent { sequence: record.sequence, time: record.time, kind: Some(kind) }
+    pb::JobEvent {
+        sequence: record.sequence,
+        time: record.time,
+        kind: Some(kind),
+    }
 }

@@ -25,17 +25,27 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Boxed: the store's error is large and rare.
     #[error(transparent)]
-    Store(#[from] easel_store::Error),
+    Store(Box<easel_store::Error>),
     #[error("{0}")]
     Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<easel_store::Error> for Error {
+    fn from(error: easel_store::Error) -> Self {
+        Error::Store(Box::new(error))
+    }
+}
+
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

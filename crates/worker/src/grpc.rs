@@ -28,10 +28,15 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 #[tonic::async_trait]
 impl pb::worker_server::Worker for WorkerService {
-    async fn hello(&self, request: Request<pb::HelloRequest>) -> Result<Response<pb::HelloResponse>, Status> {
+    async fn hello(
+        &self,
+        request: Request<pb::HelloRequest>,
+    ) -> Result<Response<pb::HelloResponse>, Status> {
         let theirs = request.into_inner().protocol_version;
         if theirs != easel_proto::PROTOCOL_VERSION {
-            return Err(Status::failed_precondition(crate::auth::incompatible(&theirs.to_string())));
+            return Err(Status::failed_precondition(crate::auth::incompatible(
+                &theirs.to_string(),
+            )));
         }
         Ok(Response::new(self.hello.clone()))
     }
@@ -47,7 +52,10 @@ impl pb::worker_server::Worker for WorkerService {
             .map_err(|e| Status::internal(e.to_string()))??;
         let missing = missing
             .into_iter()
-            .map(|(digest, committed_offset)| pb::MissingBlob { digest, committed_offset })
+            .map(|(digest, committed_offset)| pb::MissingBlob {
+                digest,
+                committed_offset,
+            })
             .collect();
         Ok(Response::new(pb::MissingBlobsResponse { missing }))
     }
@@ -92,35 +100,57 @@ impl pb::worker_server::Worker for WorkerService {
         Ok(Response::new(pb::UploadBlobsResponse { blobs: results }))
     }
 
-    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         let request = request.into_inner();
         let manager = self.manager.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            manager.submit(&request.spec_toml, &request.manifest_json, &request.idempotency_key)
+            manager.submit(
+                &request.spec_toml,
+                &request.manifest_json,
+                &request.idempotency_key,
+            )
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
-        Ok(Response::new(pb::SubmitResponse { job: Some(convert::job(&outcome.job)), created: outcome.created }))
+        Ok(Response::new(pb::SubmitResponse {
+            job: Some(convert::job(&outcome.job)),
+            created: outcome.created,
+        }))
     }
 
-    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
         let record = self.manager.get(&request.into_inner().job_id)?;
         Ok(Response::new(convert::job(&record)))
     }
 
-    async fn list_jobs(&self, _: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        _: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let jobs = self.manager.list().iter().map(convert::job).collect();
         Ok(Response::new(pb::ListJobsResponse { jobs }))
     }
 
-    async fn cancel(&self, request: Request<pb::CancelRequest>) -> Result<Response<pb::Job>, Status> {
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
         let record = self.manager.cancel(&request.into_inner().job_id)?;
         Ok(Response::new(convert::job(&record)))
     }
 
     type WatchStream = BoxStream<pb::JobEvent>;
 
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let request = request.into_inner();
         let events = self.manager.watch(&request.job_id, request.from_sequence)?;
         let stream = ReceiverStream::new(events).map(|event| Ok(convert::event(event)));
@@ -134,7 +164,11 @@ impl pb::worker_server::Worker for WorkerService {
         let artifacts = self.manager.artifacts(&request.into_inner().job_id).await?;
         let artifacts = artifacts
             .into_iter()
-            .map(|a| pb::ArtifactInfo { name: a.name, size: a.size, blake3: a.blake3 })
+            .map(|a| pb::ArtifactInfo {
+                name: a.name,
+                size: a.size,
+                blake3: a.blake3,
+            })
             .collect();
         Ok(Response::new(pb::ListArtifactsResponse { artifacts }))
     }
@@ -147,17 +181,32 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<Self::FetchArtifactStream>, Status> {
         use pb::artifact_chunk::Part;
         let request = request.into_inner();
-        let (entry, body) = self.manager.open_artifact(&request.job_id, &request.name).await?;
+        let (entry, body) = self
+            .manager
+            .open_artifact(&request.job_id, &request.name)
+            .await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ArtifactChunk, Status>>(4);
-        let header = pb::ArtifactInfo { name: entry.name, size: entry.size, blake3: entry.blake3 };
+        let header = pb::ArtifactInfo {
+            name: entry.name,
+            size: entry.size,
+            blake3: entry.blake3,
+        };
         tokio::spawn(async move {
-            if tx.send(Ok(pb::ArtifactChunk { part: Some(Part::Header(header)) })).await.is_err() {
+            if tx
+                .send(Ok(pb::ArtifactChunk {
+                    part: Some(Part::Header(header)),
+                }))
+                .await
+                .is_err()
+            {
                 return;
             }
             match body {
                 ArtifactBody::Bytes(bytes) => {
                     for piece in bytes.chunks(FETCH_CHUNK_BYTES) {
-                        let chunk = pb::ArtifactChunk { part: Some(Part::Data(piece.to_vec())) };
+                        let chunk = pb::ArtifactChunk {
+                            part: Some(Part::Data(piece.to_vec())),
+                        };
                         if tx.send(Ok(chunk)).await.is_err() {
                             return;
                         }
@@ -177,7 +226,9 @@ impl pb::worker_server::Worker for WorkerService {
                             Ok(0) => return,
                             Ok(n) => {
                                 buffer.truncate(n);
-                                let chunk = pb::ArtifactChunk { part: Some(Part::Data(buffer)) };
+                                let chunk = pb::ArtifactChunk {
+                                    part: Some(Part::Data(buffer)),
+                                };
                                 if tx.send(Ok(chunk)).await.is_err() {
                                     return;
                                 }

@@ -36,9 +36,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("failed to create {}", data_dir.display()))?;
     let address = listener.local_addr()?;
-    let token = auth::load_or_create_token(data_dir).context("failed to set up the access token")?;
+    let token =
+        auth::load_or_create_token(data_dir).context("failed to set up the access token")?;
     if token.created {
         eprintln!(
             "worker: created the access token {} (shown once; it is stored in {}).\n\
@@ -63,7 +65,9 @@ pub async fn run(
         .with_context(|| format!("failed to open the artifact store {store_url}"))?;
 
     let device_names = config.device_names();
-    let slots = (0..config.concurrent_jobs()).map(|i| device_names[i % device_names.len()]).collect();
+    let slots = (0..config.concurrent_jobs())
+        .map(|i| device_names[i % device_names.len()])
+        .collect();
     let manager = jobs::JobManager::open(ManagerSettings {
         data_dir: data_dir.clone(),
         store,
@@ -87,15 +91,22 @@ pub async fn run(
         libtorch_version: runtime.libtorch_version,
         cuda_available: runtime.cuda_available,
     };
-    let service = grpc::WorkerService { manager: manager.clone(), hello };
+    let service = grpc::WorkerService {
+        manager: manager.clone(),
+        hello,
+    };
     let message_limit = config.upload.max_chunk_bytes as usize + MESSAGE_OVERHEAD;
     let worker = pb::worker_server::WorkerServer::new(service)
         .max_decoding_message_size(message_limit)
         .max_encoding_message_size(message_limit.max(4 << 20));
     let guard = auth::Guard::new(&token.value);
-    let worker = tonic::service::interceptor::InterceptedService::new(worker, move |request| guard.check(request));
+    let worker = tonic::service::interceptor::InterceptedService::new(worker, move |request| {
+        guard.check(request)
+    });
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("easel.v1.Worker", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_service_status("easel.v1.Worker", tonic_health::ServingStatus::Serving)
+        .await;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
@@ -116,10 +127,15 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down: refusing new jobs, stopping running jobs at a checkpoint");
-    health.set_service_status("easel.v1.Worker", tonic_health::ServingStatus::NotServing).await;
+    health
+        .set_service_status("easel.v1.Worker", tonic_health::ServingStatus::NotServing)
+        .await;
     let _ = stop_tx.send(());
     manager.shutdown().await;
-    serving.await.context("server task failed")?.context("server failed")?;
+    serving
+        .await
+        .context("server task failed")?
+        .context("server failed")?;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -45,8 +45,16 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: Args) -> anyhow::Result<()> {
-    let overrides = WorkerOverrides { listen: args.listen, data_dir: args.data_dir, store: args.store };
-    let config = WorkerConfig::load(args.config.as_deref(), &|name| std::env::var(name).ok(), &overrides)?;
+    let overrides = WorkerOverrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        store: args.store,
+    };
+    let config = WorkerConfig::load(
+        args.config.as_deref(),
+        &|name| std::env::var(name).ok(),
+        &overrides,
+    )?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -66,7 +74,9 @@ fn serve(args: Args) -> anyhow::Result<()> {
 /// The first SIGTERM/Ctrl-C starts a graceful stop; a second one exits at once.
 async fn signals(first: tokio::sync::oneshot::Sender<()>) {
     wait_for_signal().await;
-    eprintln!("worker: stopping; running jobs stop at their next step and keep their checkpoint (signal again to exit now)");
+    eprintln!(
+        "worker: stopping; running jobs stop at their next step and keep their checkpoint (signal again to exit now)"
+    );
     let _ = first.send(());
     wait_for_signal().await;
     eprintln!("worker: exiting now");

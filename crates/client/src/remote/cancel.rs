@@ -18,13 +18,18 @@ pub fn run(args: CancelArgs) -> anyhow::Result<ExitCode> {
         let mut remote = args.worker.connect().await?;
         let job = remote
             .client
-            .cancel(pb::CancelRequest { job_id: args.job.clone() })
+            .cancel(pb::CancelRequest {
+                job_id: args.job.clone(),
+            })
             .await
             .map_err(explain)?
             .into_inner();
         let state = super::json::state_name(job.state);
         match state {
-            "running" => println!("job {}: cancel requested; it stops at its next step", job.id),
+            "running" => println!(
+                "job {}: cancel requested; it stops at its next step",
+                job.id
+            ),
             _ => println!("job {}: {state}", job.id),
         }
         Ok(ExitCode::SUCCESS)

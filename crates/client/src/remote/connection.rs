@@ -42,9 +42,13 @@ fn config_path() -> Option<PathBuf> {
 }
 
 fn read_config() -> anyhow::Result<ClientConfig> {
-    let Some(path) = config_path() else { return Ok(ClientConfig::default()) };
+    let Some(path) = config_path() else {
+        return Ok(ClientConfig::default());
+    };
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("failed to read {}", path.display())),
+        Ok(text) => {
+            toml::from_str(&text).with_context(|| format!("failed to read {}", path.display()))
+        }
         Err(_) => Ok(ClientConfig::default()),
     }
 }
@@ -58,13 +62,19 @@ pub struct Credentials {
 }
 
 impl tonic::service::Interceptor for Credentials {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.authorization {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
-        request
-            .metadata_mut()
-            .insert(easel_proto::PROTOCOL_HEADER, easel_proto::PROTOCOL_VERSION.into());
+        request.metadata_mut().insert(
+            easel_proto::PROTOCOL_HEADER,
+            easel_proto::PROTOCOL_VERSION.into(),
+        );
         Ok(request)
     }
 }
@@ -82,7 +92,11 @@ impl WorkerArgs {
         let address = self.worker.clone().or(config.worker).ok_or_else(|| {
             anyhow!("no worker address: pass --worker http://HOST:PORT, set EASEL_WORKER, or put `worker = \"…\"` in ~/.config/easel/client.toml")
         })?;
-        let address = if address.contains("://") { address } else { format!("http://{address}") };
+        let address = if address.contains("://") {
+            address
+        } else {
+            format!("http://{address}")
+        };
         let token = self.token.clone().or(config.token);
         let authorization = match token {
             Some(token) => Some(
@@ -116,7 +130,11 @@ impl WorkerArgs {
                 hello.protocol_version
             );
         }
-        Ok(Remote { client, address, hello })
+        Ok(Remote {
+            client,
+            address,
+            hello,
+        })
     }
 }
 

@@ -16,16 +16,24 @@ pub struct LoadedSpec {
 
 pub fn load_spec(path: &Path) -> anyhow::Result<LoadedSpec> {
     let spec = easel_spec::load_experiment(path)?;
-    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
     Ok(LoadedSpec { text, spec })
 }
 
 /// Scans the spec's data and refuses a dataset with errors, listing them.
 pub fn scan(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
-    let options = ScanOptions { max_image_pixels: spec.data.max_image_pixels, ..ScanOptions::default() };
+    let options = ScanOptions {
+        max_image_pixels: spec.data.max_image_pixels,
+        ..ScanOptions::default()
+    };
     let report = match spec.data.sources() {
         Some(DataSources::Split { roots }) => easel_dataset::scan(&roots, &options)?,
-        Some(DataSources::Explicit { train, validation, test }) => {
+        Some(DataSources::Explicit {
+            train,
+            validation,
+            test,
+        }) => {
             let roots = SubsetRoots {
                 train: vec![train],
                 validation: validation.into_iter().collect(),

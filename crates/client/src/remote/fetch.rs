@@ -34,7 +34,8 @@ pub struct FetchArgs {
 pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(&args.job));
     super::block_on(async move {
-        std::fs::create_dir_all(&out).with_context(|| format!("failed to create {}", out.display()))?;
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("failed to create {}", out.display()))?;
         let files = match &args.store {
             Some(url) => fetch_from_store(url, &args.job, &out, args.all).await?,
             None => {
@@ -47,7 +48,10 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|(name, size)| serde_json::json!({"name": name, "size": size, "path": out.join(name)}))
                 .collect();
-            println!("{}", serde_json::json!({"job": args.job, "out": out, "files": files}));
+            println!(
+                "{}",
+                serde_json::json!({"job": args.job, "out": out, "files": files})
+            );
         } else {
             for (name, size) in &files {
                 println!("{:>12}  {}", size, out.join(name).display());
@@ -65,23 +69,41 @@ fn wanted(name: &str, all: bool) -> bool {
     all || !name.starts_with("checkpoints/")
 }
 
-async fn fetch_from_store(url: &str, job: &str, out: &Path, all: bool) -> anyhow::Result<Vec<(String, u64)>> {
+async fn fetch_from_store(
+    url: &str,
+    job: &str,
+    out: &Path,
+    all: bool,
+) -> anyhow::Result<Vec<(String, u64)>> {
     let store = easel_store::ArtifactStore::open(url, &easel_store::StoreOptions::from_env())?;
     let listed = store.list_artifacts(job).await?;
     if listed.is_empty() {
         bail!("no artifacts of job {job} in {url}");
     }
-    let names: Vec<&str> = listed.iter().map(|a| a.name.as_str()).filter(|n| wanted(n, all)).collect();
+    let names: Vec<&str> = listed
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|n| wanted(n, all))
+        .collect();
     let report = store.download_job(job, &names, out).await?;
     if !report.complete {
-        eprintln!("warning: job {job} has no report.json in the store yet: its artifacts may be incomplete");
+        eprintln!(
+            "warning: job {job} has no report.json in the store yet: its artifacts may be incomplete"
+        );
     }
     Ok(report.files.into_iter().map(|f| (f.name, f.size)).collect())
 }
 
-async fn fetch_from_worker(client: &mut Client, job: &str, out: &Path, all: bool) -> anyhow::Result<Vec<(String, u64)>> {
+async fn fetch_from_worker(
+    client: &mut Client,
+    job: &str,
+    out: &Path,
+    all: bool,
+) -> anyhow::Result<Vec<(String, u64)>> {
     let artifacts = client
-        .list_artifacts(pb::ListArtifactsRequest { job_id: job.to_owned() })
+        .list_artifacts(pb::ListArtifactsRequest {
+            job_id: job.to_owned(),
+        })
         .await
         .map_err(explain)?
         .into_inner()
@@ -101,19 +123,31 @@ async fn fetch_from_worker(client: &mut Client, job: &str, out: &Path, all: bool
 }
 
 fn already_there(target: &Path, artifact: &pb::ArtifactInfo) -> bool {
-    let Ok(bytes) = std::fs::read(target) else { return false };
+    let Ok(bytes) = std::fs::read(target) else {
+        return false;
+    };
     bytes.len() as u64 == artifact.size && blake3::hash(&bytes).to_hex().as_str() == artifact.blake3
 }
 
-async fn fetch_one(client: &mut Client, job: &str, name: &str, target: &Path) -> anyhow::Result<u64> {
+async fn fetch_one(
+    client: &mut Client,
+    job: &str,
+    name: &str,
+    target: &Path,
+) -> anyhow::Result<u64> {
     use pb::artifact_chunk::Part;
     let mut stream = client
-        .fetch_artifact(pb::FetchArtifactRequest { job_id: job.to_owned(), name: name.to_owned() })
+        .fetch_artifact(pb::FetchArtifactRequest {
+            job_id: job.to_owned(),
+            name: name.to_owned(),
+        })
         .await
         .map_err(explain)?
         .into_inner();
     let header = match stream.next().await {
-        Some(Ok(pb::ArtifactChunk { part: Some(Part::Header(header)) })) => header,
+        Some(Ok(pb::ArtifactChunk {
+            part: Some(Part::Header(header)),
+        })) => header,
         Some(Err(status)) => return Err(explain(status)),
         _ => bail!("{name}: the worker sent no header"),
     };
@@ -122,9 +156,14 @@ async fn fetch_one(client: &mut Client, job: &str, name: &str, target: &Path) ->
     }
     let partial = target.with_file_name(format!(
         "{}.part",
-        target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
-    let mut file = tokio::fs::File::create(&partial).await.with_context(|| format!("failed to create {}", partial.display()))?;
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .with_context(|| format!("failed to create {}", partial.display()))?;
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
     while let Some(chunk) = stream.next().await {

@@ -13,7 +13,10 @@ use super::connection::{Client, explain};
 /// How following ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Followed {
-    Finished { outcome: String, reason: String },
+    Finished {
+        outcome: String,
+        reason: String,
+    },
     Detached,
     /// The stream ended without a final event (the worker stopped).
     Disconnected,
@@ -43,9 +46,17 @@ fn save_cursor(job: &str, sequence: u64) {
     }
 }
 
-pub async fn follow(client: &mut Client, job: &str, from_sequence: u64, json: bool) -> anyhow::Result<Followed> {
+pub async fn follow(
+    client: &mut Client,
+    job: &str,
+    from_sequence: u64,
+    json: bool,
+) -> anyhow::Result<Followed> {
     let mut stream = client
-        .watch(pb::WatchRequest { job_id: job.to_owned(), from_sequence })
+        .watch(pb::WatchRequest {
+            job_id: job.to_owned(),
+            from_sequence,
+        })
         .await
         .map_err(explain)?
         .into_inner();
@@ -82,7 +93,11 @@ struct View {
 
 impl View {
     fn new(json: bool) -> Self {
-        View { json, bar: None, header_shown: false }
+        View {
+            json,
+            bar: None,
+            header_shown: false,
+        }
     }
 
     fn clear(&mut self) {
@@ -107,11 +122,14 @@ impl View {
             println!("{}", super::json::event(event));
         }
         let kind = event.kind.as_ref()?;
+        // An interruption is not the end: the job is queued again on the worker.
         let finished = match kind {
-            Kind::Finished(f) => Some(Followed::Finished {
-                outcome: super::json::outcome_name(f.outcome).to_owned(),
-                reason: f.reason.clone(),
-            }),
+            Kind::Finished(f) if f.outcome != pb::Outcome::Interrupted as i32 => {
+                Some(Followed::Finished {
+                    outcome: super::json::outcome_name(f.outcome).to_owned(),
+                    reason: f.reason.clone(),
+                })
+            }
             _ => None,
         };
         if self.json {
@@ -120,7 +138,11 @@ impl View {
         match kind {
             Kind::Queued(q) => self.println(format!("queued ({} job(s) ahead)", q.position)),
             Kind::Started(s) => {
-                let resumed = if s.start_epoch > 0 { format!(", resuming after epoch {}", s.start_epoch) } else { String::new() };
+                let resumed = if s.start_epoch > 1 {
+                    format!(", resuming at epoch {}", s.start_epoch)
+                } else {
+                    String::new()
+                };
                 self.println(format!(
                     "training on {}: {} train / {} validation / {} test images, {} classes, {} parameters, {} epochs{resumed}",
                     s.device, s.train_images, s.validation_images, s.test_images, s.classes.len(), s.parameters, s.epochs
@@ -130,22 +152,33 @@ impl View {
                 let bar = self.bar.get_or_insert_with(|| {
                     let bar = indicatif::ProgressBar::new(s.steps_per_epoch);
                     bar.set_style(
-                        indicatif::ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg}")
-                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                        indicatif::ProgressStyle::with_template(
+                            "epoch {prefix} {bar:30} {pos}/{len} {msg}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                     );
                     bar
                 });
                 bar.set_length(s.steps_per_epoch);
                 bar.set_prefix(s.epoch.to_string());
                 bar.set_position(s.step);
-                bar.set_message(format!("loss {:.4}  {:.0} img/s", s.loss, s.images_per_second));
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} img/s",
+                    s.loss, s.images_per_second
+                ));
             }
             Kind::Epoch(e) => {
                 if !self.header_shown {
                     self.header_shown = true;
                     self.println(format!(
                         "{:>5}  {:>10}  {:>9}  {:>8}  {:>7}  {:>8}  {:>7}",
-                        "epoch", "train loss", "train acc", "val loss", "val acc", "img/s", "seconds"
+                        "epoch",
+                        "train loss",
+                        "train acc",
+                        "val loss",
+                        "val acc",
+                        "img/s",
+                        "seconds"
                     ));
                 }
                 self.println(format!(
@@ -159,9 +192,10 @@ impl View {
                     e.seconds
                 ));
             }
-            Kind::ArtifactRetry(a) => {
-                self.println(format!("storing {} failed (attempt {}), retrying: {}", a.name, a.attempt, a.error))
-            }
+            Kind::ArtifactRetry(a) => self.println(format!(
+                "storing {} failed (attempt {}), retrying: {}",
+                a.name, a.attempt, a.error
+            )),
             Kind::Note(n) => self.println(format!("note: {}", n.message)),
             Kind::Finished(f) => {
                 self.clear();
@@ -172,7 +206,9 @@ impl View {
                     println!("job {outcome}: {}", f.reason);
                 }
                 if let Ok(report) = serde_json::from_str::<serde_json::Value>(&f.report_json) {
-                    let best = report.get("best_validation_accuracy").and_then(|v| v.as_f64());
+                    let best = report
+                        .get("best_validation_accuracy")
+                        .and_then(|v| v.as_f64());
                     let test = report.get("test_accuracy").and_then(|v| v.as_f64());
                     if let Some(best) = best {
                         println!("best validation accuracy {:.2}%", best * 100.0);

@@ -66,12 +66,21 @@ pub fn event(event: &pb::JobEvent) -> Value {
                    "validation_loss": e.validation_loss, "validation_accuracy": e.validation_accuracy,
                    "images_per_second": e.images_per_second, "seconds": e.seconds}),
         ),
-        Some(Kind::CheckpointWritten(c)) => ("checkpoint_written", json!({"epoch": c.epoch, "name": c.name})),
-        Some(Kind::ArtifactWritten(a)) => ("artifact_written", json!({"name": a.name, "bytes": a.bytes})),
-        Some(Kind::ArtifactStored(a)) => ("artifact_stored", json!({"name": a.name, "bytes": a.bytes})),
-        Some(Kind::ArtifactRetry(a)) => {
-            ("artifact_retry", json!({"name": a.name, "attempt": a.attempt, "error": a.error}))
+        Some(Kind::CheckpointWritten(c)) => (
+            "checkpoint_written",
+            json!({"epoch": c.epoch, "name": c.name}),
+        ),
+        Some(Kind::ArtifactWritten(a)) => (
+            "artifact_written",
+            json!({"name": a.name, "bytes": a.bytes}),
+        ),
+        Some(Kind::ArtifactStored(a)) => {
+            ("artifact_stored", json!({"name": a.name, "bytes": a.bytes}))
         }
+        Some(Kind::ArtifactRetry(a)) => (
+            "artifact_retry",
+            json!({"name": a.name, "attempt": a.attempt, "error": a.error}),
+        ),
         Some(Kind::Note(n)) => ("note", json!({"message": n.message})),
         Some(Kind::Finished(f)) => (
             "finished",

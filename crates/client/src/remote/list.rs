@@ -24,7 +24,13 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
             return list_store(url, args.json).await;
         }
         let mut remote = args.worker.connect().await?;
-        let jobs = remote.client.list_jobs(pb::ListJobsRequest {}).await.map_err(explain)?.into_inner().jobs;
+        let jobs = remote
+            .client
+            .list_jobs(pb::ListJobsRequest {})
+            .await
+            .map_err(explain)?
+            .into_inner()
+            .jobs;
         if args.json {
             let jobs: Vec<serde_json::Value> = jobs.iter().map(super::json::job).collect();
             println!("{}", serde_json::Value::Array(jobs));
@@ -34,7 +40,10 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
             println!("no jobs on {}", remote.address);
         }
         for job in &jobs {
-            let accuracy = job.best_validation_accuracy.map(|a| format!("{:.2}%", a * 100.0)).unwrap_or_default();
+            let accuracy = job
+                .best_validation_accuracy
+                .map(|a| format!("{:.2}%", a * 100.0))
+                .unwrap_or_default();
             println!(
                 "{:<22} {:<10} {:>3}/{:<3} {:>7}  {}{}",
                 job.id,
@@ -43,7 +52,11 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
                 job.epochs_total,
                 accuracy,
                 job.name,
-                if job.reason.is_empty() { String::new() } else { format!(" ({})", job.reason) }
+                if job.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", job.reason)
+                }
             );
         }
         Ok(ExitCode::SUCCESS)

@@ -20,7 +20,9 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let mut remote = args.worker.connect().await?;
         let job = remote
             .client
-            .get_job(pb::GetJobRequest { job_id: args.job.clone() })
+            .get_job(pb::GetJobRequest {
+                job_id: args.job.clone(),
+            })
             .await
             .map_err(explain)?
             .into_inner();
@@ -49,7 +51,11 @@ fn print_job(job: &pb::Job) {
     if !job.device.is_empty() {
         println!("device    {}", job.device);
     }
-    println!("dataset   {} images, {:.1} MB", job.dataset_images, job.dataset_bytes as f64 / 1e6);
+    println!(
+        "dataset   {} images, {:.1} MB",
+        job.dataset_images,
+        job.dataset_bytes as f64 / 1e6
+    );
     println!("created   {}", job.created_at);
     if !job.finished_at.is_empty() {
         println!("finished  {}", job.finished_at);

@@ -54,7 +54,9 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let loaded = &loaded;
     super::block_on(async move {
         let mut remote = args.worker.connect().await?;
-        let chunk_bytes = args.chunk_bytes.min(remote.hello.max_chunk_bytes.max(1) as usize);
+        let chunk_bytes = args
+            .chunk_bytes
+            .min(remote.hello.max_chunk_bytes.max(1) as usize);
         let plan = upload::plan(&mut remote.client, manifest).await?;
         eprintln!(
             "to upload: {} file(s), {:.1} MB; already on the worker: {} file(s), {:.1} MB{}",
@@ -63,12 +65,22 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             plan.present_files,
             plan.present_bytes as f64 / 1e6,
             if plan.resumed_bytes > 0 {
-                format!("; resuming {:.1} MB from an earlier upload", plan.resumed_bytes as f64 / 1e6)
+                format!(
+                    "; resuming {:.1} MB from an earlier upload",
+                    plan.resumed_bytes as f64 / 1e6
+                )
             } else {
                 String::new()
             }
         );
-        let uploaded = upload::upload(&mut remote.client, report.source(), &plan, chunk_bytes, !args.json).await?;
+        let uploaded = upload::upload(
+            &mut remote.client,
+            report.source(),
+            &plan,
+            chunk_bytes,
+            !args.json,
+        )
+        .await?;
         if uploaded.bytes_sent > 0 {
             eprintln!(
                 "uploaded {:.1} MB in {:.1} s ({:.1} MB/s)",
@@ -77,7 +89,10 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 uploaded.bytes_sent as f64 / 1e6 / uploaded.seconds.max(1e-9)
             );
         }
-        let key = args.idempotency_key.clone().unwrap_or_else(|| fresh_key(&loaded.text));
+        let key = args
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| fresh_key(&loaded.text));
         let submitted = remote
             .client
             .submit(pb::SubmitRequest {
@@ -100,7 +115,15 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             });
             println!("{summary}");
         } else {
-            println!("job {} {}", job.id, if submitted.created { "queued" } else { "(already submitted)" });
+            println!(
+                "job {} {}",
+                job.id,
+                if submitted.created {
+                    "queued"
+                } else {
+                    "(already submitted)"
+                }
+            );
         }
         if args.detach {
             if !args.json {
@@ -116,7 +139,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 pub(crate) fn exit_code(job: &str, followed: &Followed) -> ExitCode {
     match followed {
         Followed::Finished { outcome, .. } if outcome == "succeeded" => {
-            println!("fetch the results with: client fetch {job} --out {job}");
+            eprintln!("fetch the results with: client fetch {job} --out {job}");
             ExitCode::SUCCESS
         }
         Followed::Finished { .. } => ExitCode::FAILURE,
@@ -142,25 +165,42 @@ fn fresh_key(spec_text: &str) -> String {
 }
 
 #[cfg(feature = "engine")]
-fn proof_of_concept(spec: &easel_spec::ExperimentSpec, report: &easel_dataset::ScanReport) -> anyhow::Result<()> {
-    eprintln!("proof of concept: {} steps on CPU (skip with --no-poc)", spec.local.steps);
-    let poc = easel_engine::proof_of_concept(spec, &report.manifest, report.source(), &mut |_, _| {})
-        .context("the proof-of-concept training failed")?;
+fn proof_of_concept(
+    spec: &easel_spec::ExperimentSpec,
+    report: &easel_dataset::ScanReport,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "proof of concept: {} steps on CPU (skip with --no-poc)",
+        spec.local.steps
+    );
+    let poc =
+        easel_engine::proof_of_concept(spec, &report.manifest, report.source(), &mut |_, _| {})
+            .context("the proof-of-concept training failed")?;
     if !poc.loss_finite {
-        bail!("the proof-of-concept loss is not finite ({:?}); fix the spec before paying for a GPU", poc.losses);
+        bail!(
+            "the proof-of-concept loss is not finite ({:?}); fix the spec before paying for a GPU",
+            poc.losses
+        );
     }
     eprintln!(
         "proof of concept: loss {:.4} -> {:.4} in {:.1} s{}",
         poc.first_loss,
         poc.last_loss,
         poc.seconds,
-        if poc.loss_fell { "" } else { " (did not fall: check the learning rate)" }
+        if poc.loss_fell {
+            ""
+        } else {
+            " (did not fall: check the learning rate)"
+        }
     );
     Ok(())
 }
 
 #[cfg(not(feature = "engine"))]
-fn proof_of_concept(_: &easel_spec::ExperimentSpec, _: &easel_dataset::ScanReport) -> anyhow::Result<()> {
+fn proof_of_concept(
+    _: &easel_spec::ExperimentSpec,
+    _: &easel_dataset::ScanReport,
+) -> anyhow::Result<()> {
     eprintln!("proof of concept skipped: this client was built without the engine");
     Ok(())
 }

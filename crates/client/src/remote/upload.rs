@@ -34,13 +34,21 @@ pub async fn plan(client: &mut Client, manifest: &Manifest) -> anyhow::Result<Up
         .map_err(explain)?
         .into_inner()
         .missing;
-    let mut plan = UploadPlan { files: blobs.len(), bytes: blobs.iter().map(|(_, s)| s).sum(), ..Default::default() };
+    let mut plan = UploadPlan {
+        files: blobs.len(),
+        bytes: blobs.iter().map(|(_, s)| s).sum(),
+        ..Default::default()
+    };
     for m in missing {
-        let size = blobs.iter().find(|(d, _)| *d == m.digest).map_or(0, |(_, s)| *s);
+        let size = blobs
+            .iter()
+            .find(|(d, _)| *d == m.digest)
+            .map_or(0, |(_, s)| *s);
         plan.upload_files += 1;
         plan.upload_bytes += size - m.committed_offset.min(size);
         plan.resumed_bytes += m.committed_offset.min(size);
-        plan.missing.push((m.digest, size, m.committed_offset.min(size)));
+        plan.missing
+            .push((m.digest, size, m.committed_offset.min(size)));
     }
     plan.present_files = plan.files - plan.upload_files;
     plan.present_bytes = plan.bytes - plan.upload_bytes - plan.resumed_bytes;
@@ -86,9 +94,14 @@ pub async fn upload(
     let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         let mut sent = 0u64;
         for (digest, size, committed) in missing {
-            let bytes = source.read_digest(&digest).with_context(|| format!("failed to read blob {digest}"))?;
+            let bytes = source
+                .read_digest(&digest)
+                .with_context(|| format!("failed to read blob {digest}"))?;
             if bytes.len() as u64 != size {
-                bail!("{}: changed since the scan", source.display_path(&digest).unwrap_or(&digest));
+                bail!(
+                    "{}: changed since the scan",
+                    source.display_path(&digest).unwrap_or(&digest)
+                );
             }
             let mut offset = committed as usize;
             while offset < bytes.len() || (bytes.is_empty() && offset == 0) {
@@ -115,13 +128,19 @@ pub async fn upload(
         Ok(sent)
     });
     let started = std::time::Instant::now();
-    let response = client.upload_blobs(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+    let response = client
+        .upload_blobs(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
     let sent = producer.await.context("upload reader failed")??;
     progress.finish_and_clear();
     let response = response.map_err(explain)?.into_inner();
     let incomplete: Vec<&pb::BlobResult> = response.blobs.iter().filter(|b| !b.complete).collect();
     if let Some(first) = incomplete.first() {
-        bail!("the worker did not complete {} blob(s) (first: {})", incomplete.len(), first.digest);
+        bail!(
+            "the worker did not complete {} blob(s) (first: {})",
+            incomplete.len(),
+            first.digest
+        );
     }
     Ok(UploadResult {
         files: response.blobs.len(),

@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
-use super::connection::WorkerArgs;
-use super::follow::{follow, saved_cursor};
+use easel_proto::v1 as pb;
+
+use super::connection::{WorkerArgs, explain};
+use super::follow::{Followed, follow, saved_cursor};
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
@@ -26,6 +28,36 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             eprintln!("re-attaching after event {from} (use --from 0 for the whole history)");
         }
         let followed = follow(&mut remote.client, &args.job, from, args.json).await?;
+        if followed == Followed::Disconnected {
+            // Nothing after `from` and the job is over: say how it ended instead of "disconnected".
+            let job = remote
+                .client
+                .get_job(pb::GetJobRequest {
+                    job_id: args.job.clone(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let state = super::json::state_name(job.state);
+            if matches!(state, "succeeded" | "failed" | "cancelled") {
+                if !args.json {
+                    println!(
+                        "job {} {state}{}",
+                        job.id,
+                        if job.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", job.reason)
+                        }
+                    );
+                }
+                let outcome = Followed::Finished {
+                    outcome: state.to_owned(),
+                    reason: job.reason,
+                };
+                return Ok(super::submit::exit_code(&args.job, &outcome));
+            }
+        }
         Ok(super::submit::exit_code(&args.job, &followed))
     })
 }

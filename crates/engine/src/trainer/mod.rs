@@ -32,6 +32,8 @@ pub struct TrainJob<'a> {
     pub cancel: &'a AtomicBool,
 }
 
+// Returned once per run: the size difference costs nothing, and callers match on the report.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainOutcome {
     Completed(RunReport),

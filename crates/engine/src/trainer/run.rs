@@ -44,7 +44,7 @@ impl Settings {
             height: positive("data.image_size", i64::from(spec.data.image_size.height()))? as u32,
             width: positive("data.image_size", i64::from(spec.data.image_size.width()))? as u32,
         };
-        if !(spec.train.learning_rate > 0.0) {
+        if spec.train.learning_rate.is_nan() || spec.train.learning_rate <= 0.0 {
             return Err(Error::Invalid(format!("train.learning_rate is {}: it must be > 0", spec.train.learning_rate)));
         }
         Ok(settings)

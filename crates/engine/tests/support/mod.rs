@@ -138,10 +138,10 @@ pub fn train(
     };
     let mut events = Vec::new();
     let outcome = easel_engine::train(&job, &mut |event| {
-        if let (TrainEvent::Epoch(m), Some(k)) = (&event, cancel_after_epoch) {
-            if m.epoch == k {
-                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+        if let (TrainEvent::Epoch(m), Some(k)) = (&event, cancel_after_epoch)
+            && m.epoch == k
+        {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         events.push(event);
     })

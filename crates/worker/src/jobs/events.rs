@@ -24,15 +24,32 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
-    Queued { position: u32 },
+    Queued {
+        position: u32,
+    },
     Started(RunInfo),
     Step(StepProgress),
     Epoch(EpochMetrics),
-    CheckpointWritten { epoch: u32, name: String },
-    ArtifactWritten { name: String, bytes: u64 },
-    ArtifactStored { name: String, bytes: u64 },
-    ArtifactRetry { name: String, attempt: u32, error: String },
-    Note { message: String },
+    CheckpointWritten {
+        epoch: u32,
+        name: String,
+    },
+    ArtifactWritten {
+        name: String,
+        bytes: u64,
+    },
+    ArtifactStored {
+        name: String,
+        bytes: u64,
+    },
+    ArtifactRetry {
+        name: String,
+        attempt: u32,
+        error: String,
+    },
+    Note {
+        message: String,
+    },
     Finished {
         outcome: Outcome,
         reason: String,
@@ -54,8 +71,12 @@ impl From<TrainEvent> for EventKind {
             TrainEvent::Started(info) => EventKind::Started(info),
             TrainEvent::Step(step) => EventKind::Step(step),
             TrainEvent::Epoch(metrics) => EventKind::Epoch(metrics),
-            TrainEvent::CheckpointWritten { epoch, name } => EventKind::CheckpointWritten { epoch, name },
-            TrainEvent::ArtifactWritten { name, bytes } => EventKind::ArtifactWritten { name, bytes },
+            TrainEvent::CheckpointWritten { epoch, name } => {
+                EventKind::CheckpointWritten { epoch, name }
+            }
+            TrainEvent::ArtifactWritten { name, bytes } => {
+                EventKind::ArtifactWritten { name, bytes }
+            }
             TrainEvent::Note { message } => EventKind::Note { message },
         }
     }
@@ -70,7 +91,10 @@ mod tests {
         let record = EventRecord {
             sequence: 3,
             time: "2026-01-01T00:00:00.000Z".into(),
-            kind: EventKind::ArtifactStored { name: "weights/best.safetensors".into(), bytes: 10 },
+            kind: EventKind::ArtifactStored {
+                name: "weights/best.safetensors".into(),
+                bytes: 10,
+            },
         };
         let line = serde_json::to_string(&record).unwrap();
         assert!(line.contains("\"kind\":\"artifact_stored\""), "{line}");

@@ -25,16 +25,25 @@ impl EventLog {
                 // A crash mid-append leaves a torn last line: cut it so the next append starts clean.
                 if !text.is_empty() && !text.ends_with('\n') {
                     let keep = text.rfind('\n').map_or(0, |i| i + 1);
-                    let file = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| Error::io(&path, e))?;
                     file.set_len(keep as u64).map_err(|e| Error::io(&path, e))?;
                 }
-                text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+                text.lines()
+                    .filter_map(|line| serde_json::from_str(line).ok())
+                    .collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(Error::io(&path, e)),
         };
         let last = events.last().map_or(0, |e| e.sequence);
-        Ok(EventLog { path, events: Mutex::new(events), latest: watch::channel(last).0 })
+        Ok(EventLog {
+            path,
+            events: Mutex::new(events),
+            latest: watch::channel(last).0,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -49,14 +58,16 @@ impl EventLog {
             time: super::now(),
             kind,
         };
-        let mut line = serde_json::to_string(&record).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut line =
+            serde_json::to_string(&record).map_err(|e| Error::Internal(e.to_string()))?;
         line.push('\n');
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
-        file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
+        file.write_all(line.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))?;
         events.push(record.clone());
         let sequence = record.sequence;
         drop(events);
@@ -90,15 +101,32 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let log = EventLog::open(path.clone()).unwrap();
         for i in 0..5 {
-            log.append(EventKind::Note { message: format!("n{i}") }).unwrap();
+            log.append(EventKind::Note {
+                message: format!("n{i}"),
+            })
+            .unwrap();
         }
         // A torn last line (crash mid-write) is skipped.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"seq").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"seq")
+            .unwrap();
         let reopened = EventLog::open(path).unwrap();
         assert_eq!(reopened.last_sequence(), 5);
         let after: Vec<u64> = reopened.after(2).iter().map(|e| e.sequence).collect();
         assert_eq!(after, [3, 4, 5]);
-        reopened.append(EventKind::Note { message: "after the crash".into() }).unwrap();
-        assert_eq!(EventLog::open(dir.path().join("events.jsonl")).unwrap().last_sequence(), 6);
+        reopened
+            .append(EventKind::Note {
+                message: "after the crash".into(),
+            })
+            .unwrap();
+        assert_eq!(
+            EventLog::open(dir.path().join("events.jsonl"))
+                .unwrap()
+                .last_sequence(),
+            6
+        );
     }
 }

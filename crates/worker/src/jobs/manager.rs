@@ -32,7 +32,11 @@ pub struct Job {
 
 impl Job {
     pub fn snapshot(&self) -> JobRecord {
-        let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut record = self
+            .record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         record.last_sequence = self.log.last_sequence();
         record
     }
@@ -135,7 +139,11 @@ impl JobManager {
     }
 
     pub fn job(&self, id: &str) -> Result<Arc<Job>> {
-        self.lock().jobs.get(id).cloned().ok_or_else(|| Error::JobNotFound(id.to_owned()))
+        self.lock()
+            .jobs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::JobNotFound(id.to_owned()))
     }
 
     pub fn get(&self, id: &str) -> Result<JobRecord> {
@@ -159,13 +167,22 @@ impl JobManager {
             && let Some(id) = inner.by_key.get(key)
             && let Some(job) = inner.jobs.get(id)
         {
-            return Ok(SubmitOutcome { job: job.snapshot(), created: false });
+            return Ok(SubmitOutcome {
+                job: job.snapshot(),
+                created: false,
+            });
         }
         let spec = parse_spec(spec_toml)?;
         let manifest = Manifest::from_json(manifest_json)
             .map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
-        manifest.validate().map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
-        let digests: Vec<String> = manifest.unique_blobs().iter().map(|(d, _)| (*d).to_owned()).collect();
+        manifest
+            .validate()
+            .map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
+        let digests: Vec<String> = manifest
+            .unique_blobs()
+            .iter()
+            .map(|(d, _)| (*d).to_owned())
+            .collect();
         let missing = self.blobs.missing(&digests)?;
         if let Some((first, _)) = missing.first() {
             return Err(Error::FailedPrecondition(format!(
@@ -210,7 +227,9 @@ impl JobManager {
             cancel: Arc::default(),
             interrupted: AtomicBool::new(false),
         });
-        job.emit(EventKind::Queued { position: inner.queue.len() as u32 });
+        job.emit(EventKind::Queued {
+            position: inner.queue.len() as u32,
+        });
         inner.jobs.insert(id.clone(), job.clone());
         inner.queue.push_back(id.clone());
         if !key.is_empty() {
@@ -219,7 +238,10 @@ impl JobManager {
         drop(inner);
         tracing::info!(job = %id, images = job.snapshot().dataset_images, "job queued");
         self.wake.notify_one();
-        Ok(SubmitOutcome { job: job.snapshot(), created: true })
+        Ok(SubmitOutcome {
+            job: job.snapshot(),
+            created: true,
+        })
     }
 
     /// Cancels a queued job at once, a running one at its next step.
@@ -245,7 +267,9 @@ impl JobManager {
             JobState::Running => {
                 drop(inner);
                 if !job.cancel.swap(true, Ordering::SeqCst) {
-                    job.emit(EventKind::Note { message: "cancel requested; stopping at the next step".into() });
+                    job.emit(EventKind::Note {
+                        message: "cancel requested; stopping at the next step".into(),
+                    });
                     tracing::info!(job = %id, "cancel requested");
                 }
                 Ok(job.snapshot())
@@ -330,7 +354,12 @@ impl JobManager {
         let running: Vec<Arc<Job>> = {
             let mut inner = self.lock();
             inner.accepting = false;
-            inner.jobs.values().filter(|j| j.snapshot().state == JobState::Running).cloned().collect()
+            inner
+                .jobs
+                .values()
+                .filter(|j| j.snapshot().state == JobState::Running)
+                .cloned()
+                .collect()
         };
         for job in &running {
             job.interrupted.store(true, Ordering::SeqCst);
@@ -359,7 +388,8 @@ impl JobManager {
 /// Parses and validates a submitted spec (its data paths name the client's folders and are not
 /// checked here: the manifest replaces them).
 pub(crate) fn parse_spec(text: &str) -> Result<ExperimentSpec> {
-    easel_spec::parse_experiment(text, "submitted spec").map_err(|e| Error::InvalidArgument(e.to_string()))
+    easel_spec::parse_experiment(text, "submitted spec")
+        .map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

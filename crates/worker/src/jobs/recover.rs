@@ -28,11 +28,21 @@ pub(crate) fn load_jobs(jobs_dir: &Path) -> Result<Recovered> {
         }
         match JobRecord::load(&dir) {
             Ok(record) => records.push((dir, record)),
-            Err(error) => tracing::warn!(dir = %dir.display(), %error, "job state unreadable; skipped"),
+            Err(error) => {
+                tracing::warn!(dir = %dir.display(), %error, "job state unreadable; skipped")
+            }
         }
     }
-    records.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at).then(a.1.id.cmp(&b.1.id)));
-    let mut recovered = Recovered { jobs: BTreeMap::new(), queue: VecDeque::new(), by_key: HashMap::new() };
+    records.sort_by(|a, b| {
+        a.1.created_at
+            .cmp(&b.1.created_at)
+            .then(a.1.id.cmp(&b.1.id))
+    });
+    let mut recovered = Recovered {
+        jobs: BTreeMap::new(),
+        queue: VecDeque::new(),
+        by_key: HashMap::new(),
+    };
     for (dir, record) in records {
         let log = EventLog::open(dir.join("events.jsonl"))?;
         let id = record.id.clone();
@@ -48,7 +58,9 @@ pub(crate) fn load_jobs(jobs_dir: &Path) -> Result<Recovered> {
         if state == JobState::Running {
             if job.run_dir().join("checkpoints/last.ckpt").is_file() {
                 job.emit(EventKind::Note {
-                    message: "worker restarted; the job is queued to resume from its last checkpoint".into(),
+                    message:
+                        "worker restarted; the job is queued to resume from its last checkpoint"
+                            .into(),
                 });
                 job.update(|r| {
                     r.state = JobState::Queued;
@@ -72,10 +84,16 @@ pub(crate) fn load_jobs(jobs_dir: &Path) -> Result<Recovered> {
             recovered.queue.push_back(id.clone());
         }
         if !record.idempotency_key.is_empty() {
-            recovered.by_key.insert(record.idempotency_key.clone(), id.clone());
+            recovered
+                .by_key
+                .insert(record.idempotency_key.clone(), id.clone());
         }
         recovered.jobs.insert(id, job);
     }
-    tracing::info!(jobs = recovered.jobs.len(), queued = recovered.queue.len(), "jobs loaded");
+    tracing::info!(
+        jobs = recovered.jobs.len(),
+        queued = recovered.queue.len(),
+        "jobs loaded"
+    );
     Ok(recovered)
 }

@@ -37,8 +37,15 @@ pub(crate) async fn run_job(manager: &Arc<JobManager>, job: &Arc<Job>, device: D
         Outcome::Cancelled => JobState::Cancelled,
         Outcome::Interrupted => JobState::Queued,
     };
-    let test_accuracy = report.as_ref().and_then(|r| r.get("test_accuracy")).and_then(|v| v.as_f64());
-    job.emit(EventKind::Finished { outcome, reason: reason.clone(), report });
+    let test_accuracy = report
+        .as_ref()
+        .and_then(|r| r.get("test_accuracy"))
+        .and_then(|v| v.as_f64());
+    job.emit(EventKind::Finished {
+        outcome,
+        reason: reason.clone(),
+        report,
+    });
     let saved = job.update(|r| {
         r.state = state;
         r.reason = reason.clone();
@@ -55,12 +62,18 @@ pub(crate) async fn run_job(manager: &Arc<JobManager>, job: &Arc<Job>, device: D
 
 type Finish = (Outcome, String, Option<serde_json::Value>);
 
-async fn train(manager: &Arc<JobManager>, job: &Arc<Job>, device: DeviceName) -> Result<Finish, String> {
-    let spec_text = std::fs::read_to_string(job.dir.join("spec.toml")).map_err(|e| format!("spec.toml: {e}"))?;
+async fn train(
+    manager: &Arc<JobManager>,
+    job: &Arc<Job>,
+    device: DeviceName,
+) -> Result<Finish, String> {
+    let spec_text = std::fs::read_to_string(job.dir.join("spec.toml"))
+        .map_err(|e| format!("spec.toml: {e}"))?;
     let spec = parse_spec(&spec_text).map_err(|e| e.to_string())?;
-    let manifest_text =
-        std::fs::read_to_string(job.dir.join("manifest.json")).map_err(|e| format!("manifest.json: {e}"))?;
-    let manifest = Manifest::from_json(&manifest_text).map_err(|e| format!("manifest.json: {e}"))?;
+    let manifest_text = std::fs::read_to_string(job.dir.join("manifest.json"))
+        .map_err(|e| format!("manifest.json: {e}"))?;
+    let manifest =
+        Manifest::from_json(&manifest_text).map_err(|e| format!("manifest.json: {e}"))?;
     let source = BlobStoreSource::new(manager.blobs.dir());
     let run_dir = job.run_dir();
     let cache_dir = manager.cache_dir().to_path_buf();
@@ -106,13 +119,17 @@ async fn train(manager: &Arc<JobManager>, job: &Arc<Job>, device: DeviceName) ->
                     r.best_validation_accuracy = Some(best.max(metrics.validation_accuracy));
                 });
             }
-            TrainEvent::ArtifactWritten { name, .. } if name == REPORT_NAME => report_written = true,
+            TrainEvent::ArtifactWritten { name, .. } if name == REPORT_NAME => {
+                report_written = true
+            }
             TrainEvent::ArtifactWritten { name, .. } => uploader.send(name.clone()),
             _ => {}
         }
         job.emit(EventKind::from(event));
     }
-    let result = done.await.map_err(|_| "the training thread stopped unexpectedly (panic)".to_string())?;
+    let result = done
+        .await
+        .map_err(|_| "the training thread stopped unexpectedly (panic)".to_string())?;
     let failures = uploader.finish().await;
     match result {
         Err(error) => Err(format!("training failed: {error}")),
@@ -120,11 +137,17 @@ async fn train(manager: &Arc<JobManager>, job: &Arc<Job>, device: DeviceName) ->
             if job.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
                 Ok((
                     Outcome::Interrupted,
-                    format!("worker stopped after {completed_epochs} epoch(s); resumes from its checkpoint"),
+                    format!(
+                        "worker stopped after {completed_epochs} epoch(s); resumes from its checkpoint"
+                    ),
                     None,
                 ))
             } else {
-                Ok((Outcome::Cancelled, format!("cancelled by request after {completed_epochs} epoch(s)"), None))
+                Ok((
+                    Outcome::Cancelled,
+                    format!("cancelled by request after {completed_epochs} epoch(s)"),
+                    None,
+                ))
             }
         }
         Ok(TrainOutcome::Completed(report)) => {
@@ -144,13 +167,19 @@ async fn train(manager: &Arc<JobManager>, job: &Arc<Job>, device: DeviceName) ->
 /// events.jsonl, then artifacts.json (name, size, blake3 of everything), then report.json, which
 /// marks the job complete in the store.
 async fn store_final(manager: &Arc<JobManager>, job: &Arc<Job>) -> Result<(), String> {
-    job.emit(EventKind::Note { message: "all artifacts stored; writing the report".into() });
+    job.emit(EventKind::Note {
+        message: "all artifacts stored; writing the report".into(),
+    });
     store_one(manager, job, "events.jsonl", job.log.path())
         .await
         .map_err(|e| format!("events.jsonl not stored: {e}"))?;
-    retry_transient(&manager.retry, |_, _| {}, || manager.store.write_index(&job.id))
-        .await
-        .map_err(|e| format!("{INDEX_NAME} not stored: {e}"))?;
+    retry_transient(
+        &manager.retry,
+        |_, _| {},
+        || manager.store.write_index(&job.id),
+    )
+    .await
+    .map_err(|e| format!("{INDEX_NAME} not stored: {e}"))?;
     store_one(manager, job, REPORT_NAME, &job.run_dir().join(REPORT_NAME))
         .await
         .map_err(|e| format!("{REPORT_NAME} not stored: {e}"))

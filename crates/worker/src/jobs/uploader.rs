@@ -32,7 +32,9 @@ impl Uploader {
                     }
                 }
                 for name in pending {
-                    if let Err(error) = store_one(&manager, &job, &name, &job.run_dir().join(&name)).await {
+                    if let Err(error) =
+                        store_one(&manager, &job, &name, &job.run_dir().join(&name)).await
+                    {
                         failures.push(format!("{name}: {error}"));
                     }
                 }
@@ -49,7 +51,9 @@ impl Uploader {
     /// Waits for every announced artifact; returns the failures.
     pub async fn finish(self) -> Vec<String> {
         drop(self.names);
-        self.task.await.unwrap_or_else(|e| vec![format!("artifact uploader stopped: {e}")])
+        self.task
+            .await
+            .unwrap_or_else(|e| vec![format!("artifact uploader stopped: {e}")])
     }
 }
 
@@ -61,15 +65,29 @@ pub(crate) async fn store_one(
     path: &std::path::Path,
 ) -> easel_store::Result<()> {
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let result = put_file_with_retry(&manager.store, &job.id, name, path, &manager.retry, |attempt, error| {
-        job.emit(EventKind::ArtifactRetry { name: name.to_owned(), attempt, error: error.to_string() });
-    })
+    let result = put_file_with_retry(
+        &manager.store,
+        &job.id,
+        name,
+        path,
+        &manager.retry,
+        |attempt, error| {
+            job.emit(EventKind::ArtifactRetry {
+                name: name.to_owned(),
+                attempt,
+                error: error.to_string(),
+            });
+        },
+    )
     .await;
     match &result {
         Ok(()) => {
             tracing::debug!(job = %job.id, name, bytes, "artifact stored");
             if name != "events.jsonl" {
-                job.emit(EventKind::ArtifactStored { name: name.to_owned(), bytes });
+                job.emit(EventKind::ArtifactStored {
+                    name: name.to_owned(),
+                    bytes,
+                });
             }
         }
         Err(error) => tracing::warn!(job = %job.id, name, %error, "artifact not stored"),

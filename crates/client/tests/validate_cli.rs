@@ -1,0 +1,101 @@
+//! `client validate` and `client --version` as a user runs them: the real binary, real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn client() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_client"))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn repo_config(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name)).unwrap()
+}
+
+/// Every file under `dir`, to show a command wrote nothing.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Replaces the one line equal to `old` (trimmed) and returns its 1-based number.
+fn replace_line(text: &mut String, old: &str, new: &str) -> usize {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let matches: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].trim() == old).collect();
+    assert_eq!(matches.len(), 1, "`{old}` should appear exactly once in the example");
+    lines[matches[0]] = new.to_string();
+    *text = lines.join("\n") + "\n";
+    matches[0] + 1
+}
+
+#[test]
+fn broken_vgg16_spec_reports_every_problem_with_its_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("configs");
+    std::fs::create_dir(&configs).unwrap();
+    let mut text = repo_config("vgg16-art.toml");
+    let data_line = replace_line(&mut text, "path = \"../data/art\"", "path = \"../data/art\"");
+    let unknown_line = replace_line(&mut text, "pooling = \"flatten\"", "poolling = \"flatten\"");
+    let epochs_line = replace_line(&mut text, "epochs = 30", "epochs = -30");
+    let type_line = replace_line(&mut text, "batch_size = 32", "batch_size = \"thirty-two\"");
+    let spec = configs.join("vgg16-art.toml");
+    std::fs::write(&spec, &text).unwrap();
+    let before = files_under(dir.path());
+
+    let output = client().current_dir(dir.path()).args(["validate", "configs/vgg16-art.toml"]).output().unwrap();
+
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let missing = std::path::absolute(configs.join("../data/art")).unwrap();
+    let expected = [
+        format!("configs/vgg16-art.toml:{data_line}:8: data.path: dataset folder not found: {}", missing.display()),
+        format!("configs/vgg16-art.toml:{unknown_line}:1: model.poolling: unknown key `poolling` (did you mean `pooling`?)"),
+        format!("configs/vgg16-art.toml:{epochs_line}:10: train.epochs: must be at least 1, got -30"),
+        format!(
+            "configs/vgg16-art.toml:{type_line}:14: train.batch_size: expected an integer, found string \"thirty-two\""
+        ),
+        "4 problems in configs/vgg16-art.toml; nothing else was checked".to_string(),
+    ];
+    assert_eq!(stdout(&output).lines().collect::<Vec<_>>(), expected);
+    assert_eq!(files_under(dir.path()), before, "validate must not write anything");
+}
+
+#[test]
+fn broken_spec_problems_come_out_as_json_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("exp.toml");
+    std::fs::write(&spec, "[data]\npath = \"images\"\n[train]\nepochs = 0\n").unwrap();
+    let output = client().args(["validate", "--json"]).arg(&spec).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    let errors = json["spec_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{json:#}");
+    assert_eq!(errors[0]["path"], "data.path");
+    assert_eq!(errors[1]["path"], "train.epochs");
+    assert_eq!(errors[1]["line"], 4);
+    assert_eq!(errors[1]["column"], 10);
+    assert_eq!(errors[1]["message"], "must be at least 1, got 0");
+}
+
+#[test]
+fn version_names_libtorch_with_an_empty_environment() {
+    let output = client().env_clear().arg("--version").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output);
+    assert!(text.starts_with(&format!("client {} (libtorch 2.11.0", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(text.contains("CUDA available: "), "{text}");
+}
