@@ -89,6 +89,46 @@ fn submit_follow_fetch_evaluate_restart() {
         "evaluate says {accuracy}, the run reported {reported}"
     );
 
+    // Pretrained weights travel as a blob beside the (already uploaded) dataset: fine-tune from
+    // the fetched weights.
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        "[model]\n",
+        &format!(
+            "[model]\npretrained = \"{}\"\n",
+            out_dir.join("weights/best.safetensors").display()
+        ),
+    );
+    let tuned = tmp.path().join("tuned.toml");
+    std::fs::write(&tuned, text).unwrap();
+    let out = worker.client_ok(
+        &home,
+        &[
+            "submit",
+            tuned.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+        ],
+    );
+    let summary = &json_lines(&out)[0];
+    assert_eq!(
+        summary["plan"]["upload_files"], 1,
+        "only the weights travel: {summary}"
+    );
+    let tuned_job = summary["job_id"].as_str().unwrap().to_owned();
+    let done = worker.wait_for(&home, &tuned_job, Duration::from_secs(120), |s| {
+        !matches!(state(s), "queued" | "running")
+    });
+    assert_eq!(state(&done), "succeeded", "{done}");
+    let events =
+        json_lines(&worker.client_ok(&home, &["watch", &tuned_job, "--from", "0", "--json"]));
+    assert!(
+        events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("pretrained backbone"))),
+        "no note about the pretrained backbone: {events:?}"
+    );
+
     // The artifacts are in the local object store, report.json last.
     let stored = worker.data_dir.join("artifacts/jobs").join(&job);
     assert!(stored.join("report.json").is_file());

@@ -100,6 +100,29 @@ async fn cut_off_upload_resumes_and_corruption_leaves_nothing_behind() {
     let worker = Worker::start(&tmp.path().join("worker"));
     let mut client = connect(&worker).await;
 
+    // Health needs no token; everything else does.
+    let channel = tonic::transport::Endpoint::from_shared(worker.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "easel.v1.Worker".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let refused = WorkerClient::new(channel)
+        .missing_blobs(pb::MissingBlobsRequest { digests: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
     // The largest image of the dataset, cut off after three chunks.
     let mut files: Vec<PathBuf> = ["a", "b"]
         .iter()

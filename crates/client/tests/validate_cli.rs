@@ -99,3 +99,20 @@ fn version_names_libtorch_with_an_empty_environment() {
     assert!(text.starts_with(&format!("client {} (libtorch 2.11.0", env!("CARGO_PKG_VERSION"))), "{text}");
     assert!(text.contains("CUDA available: "), "{text}");
 }
+
+/// The shipped CPU demo validates against the sample dataset (`deploy/sample-data.sh`).
+#[test]
+fn demo_spec_validates_on_the_sample_dataset() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    assert!(
+        repo.join(".easel-data/mnist-sample").is_dir(),
+        "the sample dataset is missing: run `bash deploy/sample-data.sh` (deploy/test.sh does)"
+    );
+    let output = client().current_dir(&repo).args(["validate", "--json", "configs/demo-cpu.toml"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(output.status.success(), "{report:#}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["dataset"]["classes"].as_array().unwrap().len(), 10);
+    assert_eq!(report["dataset"]["images"], 5000);
+    assert_eq!(report["proof_of_concept"]["loss_fell"], true);
+}

@@ -65,7 +65,7 @@ pub struct UploadConfig {
     /// Largest chunk a client may send in one message.
     #[serde(default = "defaults::max_chunk_bytes")]
     pub max_chunk_bytes: u64,
-    /// Largest single dataset file accepted.
+    /// Largest single file accepted (dataset images and pretrained weights).
     #[serde(default = "defaults::max_blob_bytes")]
     pub max_blob_bytes: u64,
 }
@@ -119,7 +119,8 @@ mod defaults {
         4 << 20
     }
     pub fn max_blob_bytes() -> u64 {
-        256 << 20
+        // Pretrained weights (VGG16: ~530 MB) travel as blobs too.
+        2 << 30
     }
 }
 
@@ -397,6 +398,14 @@ mod tests {
             "{error}"
         );
         let _ = no_env("");
+    }
+
+    #[test]
+    fn the_shipped_worker_toml_is_valid() {
+        let text = include_str!("../../../configs/worker.toml");
+        let config = WorkerConfig::from_toml(text, "configs/worker.toml").unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(config.store_url(), "file:///var/lib/easel/artifacts");
     }
 
     #[test]

@@ -177,6 +177,20 @@ fn syntax_errors_stop_before_type_checks() {
 }
 
 #[test]
+fn a_bad_value_hides_only_checks_of_that_value() {
+    // The default standing in for `epochs` is not checked again, but the table-wide "no dataset"
+    // is still reported beside the type error in the same table.
+    assert_eq!(
+        parse_errors("[data]\nimage_size = \"big\"\n[train]\nepochs = \"x\"\n"),
+        [
+            "x.toml:1:2: data: no dataset given: set `path` to a folder with one sub-folder per class (or a .zip), or `train` and `validation` folders",
+            "x.toml:2:14: data.image_size: expected a side in pixels (150) or [height, width], found string \"big\"",
+            "x.toml:4:10: train.epochs: expected an integer, found string \"x\"",
+        ]
+    );
+}
+
+#[test]
 fn duplicate_keys_are_named() {
     assert_eq!(
         parse_errors("[data]\npath = \"a\"\npath = \"b\"\n"),

@@ -146,11 +146,11 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                     print_poc(&report);
                 }
                 if !report.loss_finite {
-                    let message = "proof of concept: the loss is not finite (NaN or infinite): lower train.learning_rate";
+                    let message = "proof of concept: the loss is not finite (NaN or infinite): the images or the model produce invalid values";
                     add_problem(&mut outcome, human, message.into());
                 } else if !report.loss_fell {
                     add_problem(&mut outcome, human, format!(
-                        "proof of concept: the loss did not fall over {} steps ({:.4} -> {:.4}): check train.learning_rate and the model",
+                        "proof of concept: the loss did not fall over {} steps ({:.4} -> {:.4}): the model cannot fit even one batch; check the images and the model settings",
                         report.steps, report.first_loss, report.last_loss
                     ));
                 }

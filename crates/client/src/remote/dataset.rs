@@ -1,7 +1,8 @@
 //! The spec and dataset a submit ships: the spec loaded and validated here (so mistakes surface
 //! before any upload) and the dataset scanned into a content-addressed manifest.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use easel_dataset::{ScanOptions, ScanReport, SubsetRoots};
@@ -54,4 +55,36 @@ pub fn scan(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
         bail!("the dataset has no usable images");
     }
     Ok(report)
+}
+
+/// The spec as sent to the worker, plus files that travel beside the dataset.
+pub struct Shipment {
+    pub spec_text: String,
+    /// (digest, size) of each extra blob.
+    pub blobs: Vec<(String, u64)>,
+    pub files: HashMap<String, PathBuf>,
+}
+
+/// Pretrained weights are a file on this machine: they travel as a blob like the images, and
+/// the spec sent names them `blob:<digest>` (the worker resolves that to its blob store).
+pub fn ship_pretrained(loaded: &LoadedSpec) -> anyhow::Result<Shipment> {
+    let mut shipment = Shipment {
+        spec_text: loaded.text.clone(),
+        blobs: Vec::new(),
+        files: HashMap::new(),
+    };
+    let Some(path) = &loaded.spec.model.pretrained else {
+        return Ok(shipment);
+    };
+    let digest = easel_dataset::digest_file(path)?;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("failed to read {}", path.display()))?
+        .len();
+    let mut document: toml_edit::DocumentMut =
+        loaded.text.parse().context("failed to re-read the spec")?;
+    document["model"]["pretrained"] = toml_edit::value(format!("blob:{digest}"));
+    shipment.spec_text = document.to_string();
+    shipment.blobs.push((digest.clone(), size));
+    shipment.files.insert(digest, path.clone());
+    Ok(shipment)
 }

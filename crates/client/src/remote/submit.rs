@@ -50,6 +50,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if args.chunk_bytes == 0 {
         bail!("--chunk-bytes must be > 0");
     }
+    let shipped = dataset::ship_pretrained(&loaded)?;
     let report = &report;
     let loaded = &loaded;
     super::block_on(async move {
@@ -57,7 +58,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         let chunk_bytes = args
             .chunk_bytes
             .min(remote.hello.max_chunk_bytes.max(1) as usize);
-        let plan = upload::plan(&mut remote.client, manifest).await?;
+        let plan = upload::plan(&mut remote.client, manifest, &shipped.blobs).await?;
         eprintln!(
             "to upload: {} file(s), {:.1} MB; already on the worker: {} file(s), {:.1} MB{}",
             plan.upload_files,
@@ -76,6 +77,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         let uploaded = upload::upload(
             &mut remote.client,
             report.source(),
+            &shipped.files,
             &plan,
             chunk_bytes,
             !args.json,
@@ -96,7 +98,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         let submitted = remote
             .client
             .submit(pb::SubmitRequest {
-                spec_toml: loaded.text.clone(),
+                spec_toml: shipped.spec_text.clone(),
                 manifest_json: manifest.to_json(),
                 idempotency_key: key,
             })

@@ -25,8 +25,14 @@ pub struct UploadPlan {
     pub resumed_bytes: u64,
 }
 
-pub async fn plan(client: &mut Client, manifest: &Manifest) -> anyhow::Result<UploadPlan> {
-    let blobs = manifest.unique_blobs();
+/// `extra`: files shipped beside the dataset (pretrained weights) as (digest, size).
+pub async fn plan(
+    client: &mut Client,
+    manifest: &Manifest,
+    extra: &[(String, u64)],
+) -> anyhow::Result<UploadPlan> {
+    let mut blobs = manifest.unique_blobs();
+    blobs.extend(extra.iter().map(|(d, s)| (d.as_str(), *s)));
     let digests = blobs.iter().map(|(d, _)| (*d).to_owned()).collect();
     let missing = client
         .missing_blobs(pb::MissingBlobsRequest { digests })
@@ -67,6 +73,7 @@ pub struct UploadResult {
 pub async fn upload(
     client: &mut Client,
     source: &LocalSource,
+    extra_files: &std::collections::HashMap<String, std::path::PathBuf>,
     plan: &UploadPlan,
     chunk_bytes: usize,
     show_progress: bool,
@@ -88,15 +95,20 @@ pub async fn upload(
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::BlobChunk>(8);
     let source = source.clone();
+    let extra_files = extra_files.clone();
     let missing = plan.missing.clone();
     let bar = progress.clone();
     // Reading files is blocking IO: a dedicated thread feeds the stream.
     let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         let mut sent = 0u64;
         for (digest, size, committed) in missing {
-            let bytes = source
-                .read_digest(&digest)
-                .with_context(|| format!("failed to read blob {digest}"))?;
+            let bytes = match extra_files.get(&digest) {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("failed to read {}", path.display()))?,
+                None => source
+                    .read_digest(&digest)
+                    .with_context(|| format!("failed to read blob {digest}"))?,
+            };
             if bytes.len() as u64 != size {
                 bail!(
                     "{}: changed since the scan",

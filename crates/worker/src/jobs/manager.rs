@@ -178,11 +178,14 @@ impl JobManager {
         manifest
             .validate()
             .map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
-        let digests: Vec<String> = manifest
+        let mut digests: Vec<String> = manifest
             .unique_blobs()
             .iter()
             .map(|(d, _)| (*d).to_owned())
             .collect();
+        if let Some(digest) = pretrained_blob(&spec) {
+            digests.push(digest.to_owned());
+        }
         let missing = self.blobs.missing(&digests)?;
         if let Some((first, _)) = missing.first() {
             return Err(Error::FailedPrecondition(format!(
@@ -390,6 +393,15 @@ impl JobManager {
 pub(crate) fn parse_spec(text: &str) -> Result<ExperimentSpec> {
     easel_spec::parse_experiment(text, "submitted spec")
         .map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+/// The blob digest a submitted spec's `model.pretrained = "blob:<digest>"` names.
+pub(crate) fn pretrained_blob(spec: &ExperimentSpec) -> Option<&str> {
+    spec.model
+        .pretrained
+        .as_ref()?
+        .to_str()?
+        .strip_prefix("blob:")
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

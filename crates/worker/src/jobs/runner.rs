@@ -10,7 +10,7 @@ use easel_store::{INDEX_NAME, REPORT_NAME, retry_transient};
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::{EventKind, Outcome};
-use super::manager::{Job, JobManager, parse_spec};
+use super::manager::{Job, JobManager, parse_spec, pretrained_blob};
 use super::record::JobState;
 use super::uploader::{Uploader, store_one};
 
@@ -69,7 +69,12 @@ async fn train(
 ) -> Result<Finish, String> {
     let spec_text = std::fs::read_to_string(job.dir.join("spec.toml"))
         .map_err(|e| format!("spec.toml: {e}"))?;
-    let spec = parse_spec(&spec_text).map_err(|e| e.to_string())?;
+    let mut spec = parse_spec(&spec_text).map_err(|e| e.to_string())?;
+    if let Some(digest) = pretrained_blob(&spec).map(str::to_owned) {
+        let path =
+            easel_dataset::blob_path(manager.blobs.dir(), &digest).map_err(|e| e.to_string())?;
+        spec.model.pretrained = Some(path);
+    }
     let manifest_text = std::fs::read_to_string(job.dir.join("manifest.json"))
         .map_err(|e| format!("manifest.json: {e}"))?;
     let manifest =
