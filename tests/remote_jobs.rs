@@ -32,6 +32,24 @@ fn cancel_watch_and_token() {
     }
     let listed = worker.client_ok(&home, &["list", "--json"]);
     assert_eq!(listed.trim(), "[]");
+    // The client config file names the worker and token when neither flag nor variable does.
+    let config = home.join(".config/easel/client.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "worker = \"{}\"\ntoken = \"{}\"\n",
+            worker.address, worker.token
+        ),
+    )
+    .unwrap();
+    let output = client_with(&home, &["list", "--json"], &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::remove_file(&config).unwrap();
 
     let submit = |spec: &std::path::Path| -> String {
         let out = worker.client_ok(
@@ -112,7 +130,8 @@ fn sigterm_checkpoints_and_a_restart_resumes_the_job() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let data = sample_subset(tmp.path(), 12);
-    let spec = write_spec(tmp.path(), "resumed", &data, 10);
+    // Long enough that SIGTERM lands mid-run even on a fast machine.
+    let spec = write_spec(tmp.path(), "resumed", &data, 20);
     let mut worker = Worker::start(&tmp.path().join("worker"));
     let out = worker.client_ok(
         &home,

@@ -1,5 +1,7 @@
 //! The laptop workflow end to end with the real binary on a tiny generated dataset:
 //! validate -> train --local -> evaluate -> predict, and the "image too small" refusal.
+// These commands run the engine: a submit-only build (`--no-default-features`) has none of them.
+#![cfg(feature = "engine")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -88,7 +90,15 @@ fn validate_train_evaluate_predict_on_a_tiny_dataset() {
         .output()
         .unwrap();
     check(&trained);
-    for artifact in ["spec.toml", "manifest.json", "classes.json", "metrics.jsonl", "report.json", "weights/best.safetensors", "events.jsonl"] {
+    for artifact in [
+        "spec.toml",
+        "manifest.json",
+        "classes.json",
+        "metrics.jsonl",
+        "report.json",
+        "weights/best.safetensors",
+        "events.jsonl",
+    ] {
         assert!(run.join(artifact).is_file(), "{artifact} missing from the run directory");
     }
     let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
@@ -107,8 +117,13 @@ fn validate_train_evaluate_predict_on_a_tiny_dataset() {
 
     let dark = images.join("dark/000.png");
     let light = images.join("light/000.png");
-    let predicted =
-        client().args(["predict", "--json", "--top", "1", "--device", "cpu"]).arg(&run).arg(&dark).arg(&light).output().unwrap();
+    let predicted = client()
+        .args(["predict", "--json", "--top", "1", "--device", "cpu"])
+        .arg(&run)
+        .arg(&dark)
+        .arg(&light)
+        .output()
+        .unwrap();
     check(&predicted);
     let predictions: serde_json::Value = serde_json::from_slice(&predicted.stdout).unwrap();
     assert_eq!(predictions[0]["class"], "dark", "{predictions:#}");

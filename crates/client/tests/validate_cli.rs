@@ -1,4 +1,6 @@
 //! `client validate` and `client --version` as a user runs them: the real binary, real files.
+// These commands run the engine: a submit-only build (`--no-default-features`) has none of them.
+#![cfg(feature = "engine")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -62,7 +64,9 @@ fn broken_vgg16_spec_reports_every_problem_with_its_line_and_writes_nothing() {
     let missing = std::path::absolute(configs.join("../data/art")).unwrap();
     let expected = [
         format!("configs/vgg16-art.toml:{data_line}:8: data.path: dataset folder not found: {}", missing.display()),
-        format!("configs/vgg16-art.toml:{unknown_line}:1: model.poolling: unknown key `poolling` (did you mean `pooling`?)"),
+        format!(
+            "configs/vgg16-art.toml:{unknown_line}:1: model.poolling: unknown key `poolling` (did you mean `pooling`?)"
+        ),
         format!("configs/vgg16-art.toml:{epochs_line}:10: train.epochs: must be at least 1, got -30"),
         format!(
             "configs/vgg16-art.toml:{type_line}:14: train.batch_size: expected an integer, found string \"thirty-two\""

@@ -55,8 +55,8 @@ impl fmt::Display for KeyPath {
                     if position > 0 {
                         f.write_str(".")?;
                     }
-                    let bare = !key.is_empty()
-                        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    let bare =
+                        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                     if bare { f.write_str(key)? } else { write!(f, "{key:?}")? }
                 }
                 Segment::Index(index) => write!(f, "[{index}]")?,
@@ -81,9 +81,7 @@ pub(crate) struct Document<'i> {
 
 impl<'i> Document<'i> {
     pub fn new(text: &'i str, root: Spanned<DeTable<'i>>) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
-            .collect();
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(at, _)| at + 1)).collect();
         Document { line_starts, text, root }
     }
 

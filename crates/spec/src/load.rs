@@ -115,10 +115,8 @@ impl<'i, T> Parsed<'i, T> {
     /// keys failed: it may be the very thing to fix.)
     pub fn add_problems(&mut self, problems: impl IntoIterator<Item = Problem>) {
         for problem in problems {
-            let shadowed = self
-                .errors
-                .iter()
-                .any(|error| !error.path.is_empty() && path_within(&problem.path, &error.path));
+            let shadowed =
+                self.errors.iter().any(|error| !error.path.is_empty() && path_within(&problem.path, &error.path));
             if !shadowed {
                 let error = self.error_at(problem);
                 self.errors.push(error);
@@ -136,7 +134,8 @@ impl<'i, T> Parsed<'i, T> {
         match self.value {
             Some(value) if self.errors.is_empty() => Ok(value),
             _ => {
-                self.errors.sort_by_key(|error| error.position.map_or((usize::MAX, usize::MAX), |p| (p.line, p.column)));
+                self.errors
+                    .sort_by_key(|error| error.position.map_or((usize::MAX, usize::MAX), |p| (p.line, p.column)));
                 Err(SpecErrors { errors: self.errors })
             }
         }

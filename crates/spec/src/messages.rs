@@ -135,7 +135,10 @@ mod tests {
             humanize("invalid value: integer `-2`, expected u32"),
             "expected a whole number from 0 to 4294967295, found -2"
         );
-        assert_eq!(humanize("invalid type: integer `5`, expected struct TrainSpec"), "expected a table, found integer `5`");
+        assert_eq!(
+            humanize("invalid type: integer `5`, expected struct TrainSpec"),
+            "expected a table, found integer `5`"
+        );
     }
 
     #[test]

@@ -46,7 +46,13 @@ fn check_data(data: &DataSpec, checks: &mut Checks) {
         checks.fail("data.paths", "give either `path` or `paths`, not both");
     }
     if split_roots && explicit_roots {
-        let key = if data.train.is_some() { "data.train" } else if data.validation.is_some() { "data.validation" } else { "data.test" };
+        let key = if data.train.is_some() {
+            "data.train"
+        } else if data.validation.is_some() {
+            "data.validation"
+        } else {
+            "data.test"
+        };
         checks.fail(
             key,
             "give either `path`/`paths` (split by validation_split) or explicit `train`/`validation`/`test` folders, not both",
@@ -162,7 +168,10 @@ fn check_augment(augment: &AugmentSpec, checks: &mut Checks) {
     if !(0.0..0.5).contains(&augment.random_crop) {
         checks.fail(
             "augment.random_crop",
-            format!("must be at least 0 and below 0.5 (padding as a fraction of the side), got {}", augment.random_crop),
+            format!(
+                "must be at least 0 and below 0.5 (padding as a fraction of the side), got {}",
+                augment.random_crop
+            ),
         );
     }
     if !(0.0..=1.0).contains(&augment.color_jitter) {

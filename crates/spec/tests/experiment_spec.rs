@@ -69,7 +69,9 @@ fn reference_commented_keys_are_real_keys() {
     let uncommented: String = read_config("experiment-reference.toml")
         .lines()
         .map(|line| match line.strip_prefix("# ") {
-            Some(rest) if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => rest,
+            Some(rest) if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => {
+                rest
+            }
             _ => line,
         })
         .map(|line| format!("{line}\n"))
@@ -164,7 +166,9 @@ batch_size = 0
 fn a_spec_without_data_says_how_to_give_it() {
     assert_eq!(
         parse_errors("name = \"x\"\n"),
-        ["x.toml: data: no dataset given: set `path` to a folder with one sub-folder per class (or a .zip), or `train` and `validation` folders"]
+        [
+            "x.toml: data: no dataset given: set `path` to a folder with one sub-folder per class (or a .zip), or `train` and `validation` folders"
+        ]
     );
 }
 
@@ -292,7 +296,11 @@ fn generic_loader_reports_type_and_validation_problems_together() {
     }
     impl Validate for Settings {
         fn validate(&self) -> Vec<Problem> {
-            if self.slots < 1 { vec![Problem::new("slots", format!("must be at least 1, got {}", self.slots))] } else { vec![] }
+            if self.slots < 1 {
+                vec![Problem::new("slots", format!("must be at least 1, got {}", self.slots))]
+            } else {
+                vec![]
+            }
         }
     }
     let errors = parse_toml::<Settings>("listen = \"0.0.0.0:7070\"\nslots = 0\nslot = 2\n", "worker.toml").unwrap_err();

@@ -66,6 +66,8 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<pb::UploadBlobsResponse>, Status> {
         let mut chunks = request.into_inner();
         let mut results: Vec<pb::BlobResult> = Vec::new();
+        // digest -> index in `results` (one call may carry a whole dataset's blobs)
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             let chunk = Chunk {
@@ -83,18 +85,22 @@ impl pb::worker_server::Worker for WorkerService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
             let outcome = outcome?;
-            match results.iter_mut().find(|r| r.digest == chunk.digest) {
-                Some(result) => {
+            match index.get(&chunk.digest) {
+                Some(&at) => {
+                    let result = &mut results[at];
                     result.committed_offset = outcome.committed_offset;
                     result.complete = outcome.complete;
                     result.bytes_written += outcome.bytes_written;
                 }
-                None => results.push(pb::BlobResult {
-                    digest: chunk.digest,
-                    committed_offset: outcome.committed_offset,
-                    complete: outcome.complete,
-                    bytes_written: outcome.bytes_written,
-                }),
+                None => {
+                    index.insert(chunk.digest.clone(), results.len());
+                    results.push(pb::BlobResult {
+                        digest: chunk.digest,
+                        committed_offset: outcome.committed_offset,
+                        complete: outcome.complete,
+                        bytes_written: outcome.bytes_written,
+                    });
+                }
             }
         }
         Ok(Response::new(pb::UploadBlobsResponse { blobs: results }))
@@ -186,6 +192,7 @@ impl pb::worker_server::Worker for WorkerService {
             .open_artifact(&request.job_id, &request.name)
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ArtifactChunk, Status>>(4);
+        let size = entry.size;
         let header = pb::ArtifactInfo {
             name: entry.name,
             size: entry.size,
@@ -213,8 +220,9 @@ impl pb::worker_server::Worker for WorkerService {
                     }
                 }
                 ArtifactBody::File(path) => {
+                    // Exactly the announced size: a running job's events.jsonl keeps growing.
                     let mut file = match tokio::fs::File::open(&path).await {
-                        Ok(file) => file,
+                        Ok(file) => file.take(size),
                         Err(e) => {
                             let _ = tx.send(Err(Error::io(&path, e).into())).await;
                             return;

@@ -18,7 +18,8 @@ pub fn scan_spec_data(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
                 validation: validation.into_iter().collect(),
                 test: test.into_iter().collect(),
             };
-            easel_dataset::scan_subsets(&roots, &options).context("cannot scan the dataset's train/validation/test folders")
+            easel_dataset::scan_subsets(&roots, &options)
+                .context("cannot scan the dataset's train/validation/test folders")
         }
     }
 }

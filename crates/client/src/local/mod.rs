@@ -3,8 +3,8 @@
 
 mod data;
 mod device;
-mod format;
 pub mod evaluate;
+mod format;
 pub mod predict;
 pub mod train;
 pub mod validate;

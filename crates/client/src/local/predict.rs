@@ -2,8 +2,8 @@
 //! weights of a run trained here or fetched from a worker.
 
 use super::device::parse_device;
-use easel_engine::{DeviceChoice, Prediction};
 use anyhow::Context;
+use easel_engine::{DeviceChoice, Prediction};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,7 +64,11 @@ impl<'a> From<&'a Prediction> for PredictionJson<'a> {
             path: prediction.path.display().to_string(),
             class: &prediction.class,
             probability: prediction.probability,
-            top: prediction.top.iter().map(|(class, probability)| Ranked { class, probability: *probability }).collect(),
+            top: prediction
+                .top
+                .iter()
+                .map(|(class, probability)| Ranked { class, probability: *probability })
+                .collect(),
         }
     }
 }

@@ -183,7 +183,10 @@ impl Progress {
                 }
                 // `start_epoch` is 1-based: the epochs before it are done (a resumed run).
                 bar.set_position(info.steps_per_epoch * u64::from(info.start_epoch.saturating_sub(1)));
+                bar.set_prefix(format!("epoch {}/{}", info.start_epoch, info.epochs));
                 self.epochs = info.epochs;
+                // Lines go above the bar from now on, so it is never left half-drawn.
+                self.bar = Some(bar);
                 self.println(&format!(
                     "training on {}: {} classes, {} train / {} validation / {} test images, {} parameters ({} trainable), {} steps per epoch",
                     info.device,
@@ -195,7 +198,6 @@ impl Progress {
                     count(info.trainable_parameters),
                     count(info.steps_per_epoch)
                 ));
-                self.bar = Some(bar);
             }
             TrainEvent::Step(step) => {
                 if let Some(bar) = &self.bar {
@@ -206,7 +208,11 @@ impl Progress {
             }
             TrainEvent::Epoch(metrics) => {
                 if let Some(bar) = &self.bar {
-                    bar.set_position(u64::from(metrics.epoch) * bar.length().unwrap_or(0) / u64::from(self.epochs.max(1)));
+                    bar.set_position(
+                        u64::from(metrics.epoch) * bar.length().unwrap_or(0) / u64::from(self.epochs.max(1)),
+                    );
+                    bar.set_prefix(format!("epoch {}/{}", (metrics.epoch + 1).min(self.epochs), self.epochs));
+                    bar.set_message(format!("validation accuracy {:.2}%", metrics.validation_accuracy * 100.0));
                 }
                 self.println(&epoch_line(metrics, self.epochs));
             }

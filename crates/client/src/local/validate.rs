@@ -124,9 +124,14 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if human {
         print_split(&split, &spec);
     }
-    outcome.split = Some(SplitSummary { train: split.train.len(), validation: split.validation.len(), test: split.test.len() });
+    outcome.split =
+        Some(SplitSummary { train: split.train.len(), validation: split.validation.len(), test: split.test.len() });
     if split.validation.is_empty() {
-        add_problem(&mut outcome, human, "the split leaves no validation images: raise data.validation_split or add images".into());
+        add_problem(
+            &mut outcome,
+            human,
+            "the split leaves no validation images: raise data.validation_split or add images".into(),
+        );
     }
 
     match easel_engine::estimate(&spec, manifest.classes.len(), split.train.len() as u64) {
@@ -149,10 +154,14 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                     let message = "proof of concept: the loss is not finite (NaN or infinite): the images or the model produce invalid values";
                     add_problem(&mut outcome, human, message.into());
                 } else if !report.loss_fell {
-                    add_problem(&mut outcome, human, format!(
-                        "proof of concept: the loss did not fall over {} steps ({:.4} -> {:.4}): the model cannot fit even one batch; check the images and the model settings",
-                        report.steps, report.first_loss, report.last_loss
-                    ));
+                    add_problem(
+                        &mut outcome,
+                        human,
+                        format!(
+                            "proof of concept: the loss did not fall over {} steps ({:.4} -> {:.4}): the model cannot fit even one batch; check the images and the model settings",
+                            report.steps, report.first_loss, report.last_loss
+                        ),
+                    );
                 }
                 outcome.proof_of_concept = Some(report);
             }
@@ -164,7 +173,12 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     finish(outcome, started, human)
 }
 
-fn proof_of_concept(spec: &ExperimentSpec, manifest: &Manifest, scan: &ScanReport, human: bool) -> easel_engine::Result<PocReport> {
+fn proof_of_concept(
+    spec: &ExperimentSpec,
+    manifest: &Manifest,
+    scan: &ScanReport,
+    human: bool,
+) -> easel_engine::Result<PocReport> {
     let bar = if human { ProgressBar::new(spec.local.steps.max(0) as u64) } else { ProgressBar::hidden() };
     if let Ok(style) = ProgressStyle::with_template("proof of concept {bar:30} {pos}/{len} steps  loss {msg}") {
         bar.set_style(style);
@@ -236,13 +250,8 @@ fn describe_model(spec: &ExperimentSpec) -> String {
     let model = &spec.model;
     let head: Vec<String> = model.head.iter().map(u32::to_string).collect();
     let size = spec.data.image_size;
-    let mut text = format!(
-        "{} at {}x{}, head {}",
-        serde_name(&model.architecture),
-        size.height(),
-        size.width(),
-        head.join("-")
-    );
+    let mut text =
+        format!("{} at {}x{}, head {}", serde_name(&model.architecture), size.height(), size.width(), head.join("-"));
     if let Some(weights) = &model.pretrained {
         text.push_str(&format!(", pretrained from {}", weights.display()));
         if model.freeze_backbone {
@@ -322,7 +331,13 @@ fn print_poc(report: &PocReport) {
     };
     println!(
         "proof     {} CPU steps at {}x{} on {} images: loss {:.4} -> {:.4}, {verdict} ({:.1} s)",
-        report.steps, report.image_size, report.image_size, report.images_used, report.first_loss, report.last_loss, report.seconds
+        report.steps,
+        report.image_size,
+        report.image_size,
+        report.images_used,
+        report.first_loss,
+        report.last_loss,
+        report.seconds
     );
 }
 

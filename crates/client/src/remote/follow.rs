@@ -106,10 +106,11 @@ impl View {
         }
     }
 
+    /// Prints above the progress bar; a hidden bar (output not a terminal) would swallow it.
     fn println(&self, line: String) {
         match &self.bar {
-            Some(bar) => bar.println(line),
-            None => {
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{line}");
             }

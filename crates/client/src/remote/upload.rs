@@ -45,11 +45,11 @@ pub async fn plan(
         bytes: blobs.iter().map(|(_, s)| s).sum(),
         ..Default::default()
     };
+    let sizes: std::collections::HashMap<&str, u64> = blobs.iter().copied().collect();
     for m in missing {
-        let size = blobs
-            .iter()
-            .find(|(d, _)| *d == m.digest)
-            .map_or(0, |(_, s)| *s);
+        let Some(&size) = sizes.get(m.digest.as_str()) else {
+            bail!("the worker asked for blob {}, which this dataset does not have", m.digest);
+        };
         plan.upload_files += 1;
         plan.upload_bytes += size - m.committed_offset.min(size);
         plan.resumed_bytes += m.committed_offset.min(size);
