@@ -179,3 +179,53 @@ fn sigterm_checkpoints_and_a_restart_resumes_the_job() {
             .any(|e| e["kind"] == "finished" && e["outcome"] == "interrupted")
     );
 }
+
+#[test]
+fn a_crash_requeues_a_running_job_that_has_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = sample_subset(tmp.path(), 12);
+    let spec = write_spec(tmp.path(), "crashed", &data, 500);
+    let mut worker = Worker::start(&tmp.path().join("worker"));
+    let out = worker.client_ok(
+        &home,
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+        ],
+    );
+    let job = json_lines(&out)[0]["job_id"].as_str().unwrap().to_owned();
+    // A checkpoint is written every epoch (the spec's default).
+    worker.wait_for(&home, &job, Duration::from_secs(120), |s| {
+        s["epochs_done"].as_u64() >= Some(2)
+    });
+    worker.kill();
+
+    let worker = Worker::start(&worker.data_dir.clone());
+    worker.wait_for(&home, &job, Duration::from_secs(60), |s| {
+        state(s) == "running" && s["epochs_done"].as_u64() >= Some(3)
+    });
+    worker.client_ok(&home, &["cancel", &job]);
+    let cancelled = worker.wait_for(&home, &job, Duration::from_secs(30), |s| {
+        state(s) != "running"
+    });
+    assert_eq!(state(&cancelled), "cancelled", "{cancelled}");
+    let output = worker.client(&home, &["watch", &job, "--from", "0", "--json"]);
+    let events = json_lines(&String::from_utf8(output.stdout).unwrap());
+    assert!(
+        events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("worker restarted"))),
+        "{events:?}"
+    );
+    let starts: Vec<u64> = events
+        .iter()
+        .filter(|e| e["kind"] == "started")
+        .map(|e| e["start_epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 2, "{events:?}");
+    assert!(starts[1] >= 2, "resumed at epoch {}", starts[1]);
+}

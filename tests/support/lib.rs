@@ -254,6 +254,14 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL: a crash, with no chance to checkpoint or save state.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {

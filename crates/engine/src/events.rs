@@ -30,7 +30,7 @@ pub struct RunInfo {
     pub trainable_parameters: u64,
     pub steps_per_epoch: u64,
     pub epochs: u32,
-    /// First epoch this run trains (non-zero when resumed from a checkpoint).
+    /// First epoch this run trains, 1-based (greater than 1 when resumed from a checkpoint).
     pub start_epoch: u32,
 }
 

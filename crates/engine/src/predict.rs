@@ -9,14 +9,13 @@ use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 const PREDICTION_BATCH: usize = 32;
-const TOP: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub path: PathBuf,
     pub class: String,
     pub probability: f64,
-    /// The most likely classes (up to 5), most likely first.
+    /// Every class with its probability, most likely first (callers keep as many as they show).
     pub top: Vec<(String, f64)>,
 }
 
@@ -53,7 +52,7 @@ pub fn predict(run_dir: &Path, images: &[PathBuf], device: DeviceChoice) -> Resu
 fn prediction_for(path: &Path, probabilities: &[f64], classes: &[String]) -> Prediction {
     let mut ranked: Vec<(usize, f64)> = probabilities.iter().copied().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let top: Vec<(String, f64)> = ranked.iter().take(TOP).map(|&(i, p)| (classes[i].clone(), p)).collect();
+    let top: Vec<(String, f64)> = ranked.iter().map(|&(i, p)| (classes[i].clone(), p)).collect();
     let (class, probability) = top.first().cloned().unwrap_or_default();
     Prediction { path: path.to_path_buf(), class, probability, top }
 }

@@ -15,9 +15,9 @@ pub struct PredictArgs {
     /// Image files (JPEG, PNG, WebP, GIF, BMP).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
-    /// How many of the most likely classes to show per image (the engine ranks up to 5).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
-    pub top: u8,
+    /// How many of the most likely classes to show per image.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    pub top: u16,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: DeviceChoice,

@@ -27,6 +27,7 @@ pub struct FetchArgs {
     /// Also download checkpoints (only needed to resume training elsewhere).
     #[arg(long)]
     pub all: bool,
+    /// Machine-readable output (JSON on stdout).
     #[arg(long)]
     pub json: bool,
 }

@@ -14,6 +14,7 @@ pub struct ListArgs {
     /// file:///dir, ...; credentials from the usual environment variables).
     #[arg(long)]
     pub store: Option<String>,
+    /// Machine-readable output (JSON on stdout).
     #[arg(long)]
     pub json: bool,
 }

@@ -11,6 +11,7 @@ pub struct StatusArgs {
     pub job: String,
     #[command(flatten)]
     pub worker: WorkerArgs,
+    /// Machine-readable output (JSON on stdout).
     #[arg(long)]
     pub json: bool,
 }

@@ -55,6 +55,19 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let loaded = &loaded;
     super::block_on(async move {
         let mut remote = args.worker.connect().await?;
+        let hello = &remote.hello;
+        eprintln!(
+            "worker {} (version {}): devices {}, libtorch {}, CUDA {}",
+            remote.address,
+            hello.worker_version,
+            hello.devices.join(", "),
+            hello.libtorch_version,
+            if hello.cuda_available {
+                "available"
+            } else {
+                "not available"
+            }
+        );
         let chunk_bytes = args
             .chunk_bytes
             .min(remote.hello.max_chunk_bytes.max(1) as usize);

@@ -48,7 +48,10 @@ pub async fn plan(
     let sizes: std::collections::HashMap<&str, u64> = blobs.iter().copied().collect();
     for m in missing {
         let Some(&size) = sizes.get(m.digest.as_str()) else {
-            bail!("the worker asked for blob {}, which this dataset does not have", m.digest);
+            bail!(
+                "the worker asked for blob {}, which this dataset does not have",
+                m.digest
+            );
         };
         plan.upload_files += 1;
         plan.upload_bytes += size - m.committed_offset.min(size);
