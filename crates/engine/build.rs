@@ -27,7 +27,9 @@ fn emit_libtorch_version() {
                     })
                 })
                 .or_else(|| {
-                    std::fs::read_to_string(&build_version).ok().map(|s| s.trim().to_string())
+                    std::fs::read_to_string(&build_version)
+                        .ok()
+                        .map(|s| s.trim().to_string())
                 })
         })
         .unwrap_or_else(|| "unknown".to_string());

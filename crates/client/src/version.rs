@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 pub fn long_version() -> &'static str {
     static TEXT: OnceLock<&'static str> = OnceLock::new();
-    TEXT.get_or_init(|| Box::leak(format!("{} ({})", env!("CARGO_PKG_VERSION"), runtime()).into_boxed_str()))
+    TEXT.get_or_init(|| {
+        Box::leak(format!("{} ({})", env!("CARGO_PKG_VERSION"), runtime()).into_boxed_str())
+    })
 }
 
 #[cfg(feature = "engine")]

@@ -58,7 +58,10 @@ fn image_size_too_small_for_the_model_is_refused() {
     let output = client().arg("validate").arg(&spec).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("error: image size 16x16 is too small for vgg16"), "{text}");
+    assert!(
+        text.contains("error: image size 16x16 is too small for vgg16"),
+        "{text}"
+    );
     assert!(text.contains("proof of concept skipped"), "{text}");
 }
 
@@ -69,7 +72,11 @@ fn validate_train_evaluate_predict_on_a_tiny_dataset() {
     write_dataset(&images, 12);
     let spec = write_spec(dir.path(), "small_cnn", 16);
 
-    let validated = client().args(["validate", "--json"]).arg(&spec).output().unwrap();
+    let validated = client()
+        .args(["validate", "--json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
     check(&validated);
     let report: serde_json::Value = serde_json::from_slice(&validated.stdout).unwrap();
     assert_eq!(report["ok"], true);
@@ -99,21 +106,41 @@ fn validate_train_evaluate_predict_on_a_tiny_dataset() {
         "weights/best.safetensors",
         "events.jsonl",
     ] {
-        assert!(run.join(artifact).is_file(), "{artifact} missing from the run directory");
+        assert!(
+            run.join(artifact).is_file(),
+            "{artifact} missing from the run directory"
+        );
     }
     let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
     let kinds: Vec<String> = events
         .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].as_str().unwrap().to_owned())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert!(kinds.iter().any(|kind| kind == "started"), "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|kind| *kind == "epoch").count(), 2, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|kind| *kind == "epoch").count(),
+        2,
+        "{kinds:?}"
+    );
 
-    let evaluated = client().args(["evaluate", "--json", "--device", "cpu"]).arg(&run).arg(&images).output().unwrap();
+    let evaluated = client()
+        .args(["evaluate", "--json", "--device", "cpu"])
+        .arg(&run)
+        .arg(&images)
+        .output()
+        .unwrap();
     check(&evaluated);
     let evaluation: serde_json::Value = serde_json::from_slice(&evaluated.stdout).unwrap();
     assert_eq!(evaluation["images"], 24);
-    assert!(evaluation["accuracy"].as_f64().unwrap() > 0.75, "{evaluation:#}");
+    assert!(
+        evaluation["accuracy"].as_f64().unwrap() > 0.75,
+        "{evaluation:#}"
+    );
 
     let dark = images.join("dark/000.png");
     let light = images.join("light/000.png");
@@ -136,30 +163,55 @@ fn ctrl_c_keeps_a_checkpoint_and_the_same_command_resumes() {
     let dir = tempfile::tempdir().unwrap();
     write_dataset(&dir.path().join("images"), 12);
     let spec = write_spec(dir.path(), "small_cnn", 16);
-    let text = std::fs::read_to_string(&spec).unwrap().replace("epochs = 2", "epochs = 60");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("epochs = 2", "epochs = 60");
     std::fs::write(&spec, text).unwrap();
     let run = dir.path().join("run");
     let train = || {
         let mut command = client();
-        command.args(["train", "--local", "--device", "cpu", "--no-cache"]).arg(&spec).arg("--out").arg(&run);
+        command
+            .args(["train", "--local", "--device", "cpu", "--no-cache"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(&run);
         command
     };
     let epochs_logged = || {
         std::fs::read_to_string(run.join("events.jsonl"))
-            .map(|events| events.lines().filter(|line| line.contains("\"kind\":\"epoch\"")).count())
+            .map(|events| {
+                events
+                    .lines()
+                    .filter(|line| line.contains("\"kind\":\"epoch\""))
+                    .count()
+            })
             .unwrap_or(0)
     };
 
-    let mut child = train().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = train()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while epochs_logged() == 0 {
-        assert!(std::time::Instant::now() < deadline, "no epoch finished in time");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no epoch finished in time"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(interrupted.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "Ctrl-C ends the run with status 130");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "Ctrl-C ends the run with status 130"
+    );
     let kept = epochs_logged();
     assert!(kept < 60, "the run stopped early ({kept} epochs logged)");
     assert!(run.join("checkpoints/last.ckpt").is_file());
@@ -167,6 +219,13 @@ fn ctrl_c_keeps_a_checkpoint_and_the_same_command_resumes() {
     let resumed = train().output().unwrap();
     check(&resumed);
     let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
-    assert!(events.contains("resumed after epoch"), "the second run resumes from the checkpoint");
-    assert_eq!(epochs_logged(), 60, "each epoch is trained once over both runs");
+    assert!(
+        events.contains("resumed after epoch"),
+        "the second run resumes from the checkpoint"
+    );
+    assert_eq!(
+        epochs_logged(),
+        60,
+        "each epoch is trained once over both runs"
+    );
 }

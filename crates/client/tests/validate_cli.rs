@@ -14,7 +14,12 @@ fn stdout(output: &Output) -> String {
 }
 
 fn repo_config(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name)).unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// Every file under `dir`, to show a command wrote nothing.
@@ -37,8 +42,14 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Replaces the one line equal to `old` (trimmed) and returns its 1-based number.
 fn replace_line(text: &mut String, old: &str, new: &str) -> usize {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let matches: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].trim() == old).collect();
-    assert_eq!(matches.len(), 1, "`{old}` should appear exactly once in the example");
+    let matches: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].trim() == old)
+        .collect();
+    assert_eq!(
+        matches.len(),
+        1,
+        "`{old}` should appear exactly once in the example"
+    );
     lines[matches[0]] = new.to_string();
     *text = lines.join("\n") + "\n";
     matches[0] + 1
@@ -50,7 +61,11 @@ fn broken_vgg16_spec_reports_every_problem_with_its_line_and_writes_nothing() {
     let configs = dir.path().join("configs");
     std::fs::create_dir(&configs).unwrap();
     let mut text = repo_config("vgg16-art.toml");
-    let data_line = replace_line(&mut text, "path = \"../data/art\"", "path = \"../data/art\"");
+    let data_line = replace_line(
+        &mut text,
+        "path = \"../data/art\"",
+        "path = \"../data/art\"",
+    );
     let unknown_line = replace_line(&mut text, "pooling = \"flatten\"", "poolling = \"flatten\"");
     let epochs_line = replace_line(&mut text, "epochs = 30", "epochs = -30");
     let type_line = replace_line(&mut text, "batch_size = 32", "batch_size = \"thirty-two\"");
@@ -58,23 +73,36 @@ fn broken_vgg16_spec_reports_every_problem_with_its_line_and_writes_nothing() {
     std::fs::write(&spec, &text).unwrap();
     let before = files_under(dir.path());
 
-    let output = client().current_dir(dir.path()).args(["validate", "configs/vgg16-art.toml"]).output().unwrap();
+    let output = client()
+        .current_dir(dir.path())
+        .args(["validate", "configs/vgg16-art.toml"])
+        .output()
+        .unwrap();
 
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let missing = std::path::absolute(configs.join("../data/art")).unwrap();
     let expected = [
-        format!("configs/vgg16-art.toml:{data_line}:8: data.path: dataset folder not found: {}", missing.display()),
+        format!(
+            "configs/vgg16-art.toml:{data_line}:8: data.path: dataset folder not found: {}",
+            missing.display()
+        ),
         format!(
             "configs/vgg16-art.toml:{unknown_line}:1: model.poolling: unknown key `poolling` (did you mean `pooling`?)"
         ),
-        format!("configs/vgg16-art.toml:{epochs_line}:10: train.epochs: must be at least 1, got -30"),
+        format!(
+            "configs/vgg16-art.toml:{epochs_line}:10: train.epochs: must be at least 1, got -30"
+        ),
         format!(
             "configs/vgg16-art.toml:{type_line}:14: train.batch_size: expected an integer, found string \"thirty-two\""
         ),
         "4 problems in configs/vgg16-art.toml; nothing else was checked".to_string(),
     ];
     assert_eq!(stdout(&output).lines().collect::<Vec<_>>(), expected);
-    assert_eq!(files_under(dir.path()), before, "validate must not write anything");
+    assert_eq!(
+        files_under(dir.path()),
+        before,
+        "validate must not write anything"
+    );
 }
 
 #[test]
@@ -82,7 +110,11 @@ fn broken_spec_problems_come_out_as_json_for_scripts() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("exp.toml");
     std::fs::write(&spec, "[data]\npath = \"images\"\n[train]\nepochs = 0\n").unwrap();
-    let output = client().args(["validate", "--json"]).arg(&spec).output().unwrap();
+    let output = client()
+        .args(["validate", "--json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["ok"], false);
@@ -100,7 +132,13 @@ fn version_names_libtorch_with_an_empty_environment() {
     let output = client().env_clear().arg("--version").output().unwrap();
     assert!(output.status.success(), "{output:?}");
     let text = stdout(&output);
-    assert!(text.starts_with(&format!("client {} (libtorch 2.11.0", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "client {} (libtorch 2.11.0",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
     assert!(text.contains("CUDA available: "), "{text}");
 }
 
@@ -112,7 +150,11 @@ fn demo_spec_validates_on_the_sample_dataset() {
         repo.join(".easel-data/mnist-sample").is_dir(),
         "the sample dataset is missing: run `bash deploy/sample-data.sh` (deploy/test.sh does)"
     );
-    let output = client().current_dir(&repo).args(["validate", "--json", "configs/demo-cpu.toml"]).output().unwrap();
+    let output = client()
+        .current_dir(&repo)
+        .args(["validate", "--json", "configs/demo-cpu.toml"])
+        .output()
+        .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(output.status.success(), "{report:#}");
     assert_eq!(report["ok"], true);

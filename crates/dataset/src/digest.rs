@@ -13,21 +13,28 @@ pub fn digest_bytes(bytes: &[u8]) -> String {
 pub fn digest_file(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(&mut file).map_err(|e| Error::io(path, e))?;
+    hasher
+        .update_reader(&mut file)
+        .map_err(|e| Error::io(path, e))?;
     Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// True for 64 lowercase hex characters. Digests arrive from the network, and they become
 /// file names, so anything else is refused before it touches a path.
 pub fn is_valid_digest(digest: &str) -> bool {
-    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Where a blob lives in a blob store folder: `<dir>/<digest[0..2]>/<digest>`. The two-character
 /// fan-out keeps any one folder small for datasets of hundreds of thousands of files.
 pub fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
     if !is_valid_digest(digest) {
-        return Err(Error::InvalidDigest { digest: digest.to_owned() });
+        return Err(Error::InvalidDigest {
+            digest: digest.to_owned(),
+        });
     }
     Ok(dir.join(&digest[..2]).join(digest))
 }
@@ -35,7 +42,9 @@ pub fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
 /// Checks that the file at `path` has content digest `digest`.
 pub fn verify_blob(path: &Path, digest: &str) -> Result<()> {
     if !is_valid_digest(digest) {
-        return Err(Error::InvalidDigest { digest: digest.to_owned() });
+        return Err(Error::InvalidDigest {
+            digest: digest.to_owned(),
+        });
     }
     let actual = digest_file(path)?;
     if actual != digest {
@@ -61,7 +70,13 @@ mod tests {
 
     #[test]
     fn blob_path_refuses_anything_but_a_digest() {
-        for bad in ["../../etc/passwd", "", "ABCDEF", &"g".repeat(64), &"a".repeat(63)] {
+        for bad in [
+            "../../etc/passwd",
+            "",
+            "ABCDEF",
+            &"g".repeat(64),
+            &"a".repeat(63),
+        ] {
             let err = blob_path(Path::new("/blobs"), bad).unwrap_err();
             assert!(matches!(err, Error::InvalidDigest { .. }), "{bad}: {err}");
         }

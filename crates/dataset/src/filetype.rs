@@ -13,9 +13,9 @@ pub fn is_hidden_name(name: &str) -> bool {
 
 pub fn has_image_extension(name: &str) -> bool {
     match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => {
-            IMAGE_EXTENSIONS.iter().any(|known| ext.eq_ignore_ascii_case(known))
-        }
+        Some((stem, ext)) if !stem.is_empty() => IMAGE_EXTENSIONS
+            .iter()
+            .any(|known| ext.eq_ignore_ascii_case(known)),
         _ => false,
     }
 }
@@ -60,8 +60,14 @@ mod tests {
 
     #[test]
     fn sniff_tells_png_from_text() {
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n0000"), Sniffed::Image(ImageFormat::Png));
+        assert_eq!(
+            sniff(b"\x89PNG\r\n\x1a\n0000"),
+            Sniffed::Image(ImageFormat::Png)
+        );
         assert_eq!(sniff(b"hello world"), Sniffed::NotAnImage);
-        assert!(matches!(sniff(b"II*\x00rest"), Sniffed::UnsupportedImage(ImageFormat::Tiff)));
+        assert!(matches!(
+            sniff(b"II*\x00rest"),
+            Sniffed::UnsupportedImage(ImageFormat::Tiff)
+        ));
     }
 }

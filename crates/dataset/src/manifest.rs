@@ -72,7 +72,13 @@ impl std::fmt::Display for Subset {
 
 impl ManifestEntry {
     fn sort_key(&self) -> (u32, &str, &str, u8, u64) {
-        (self.class, &self.path, &self.digest, Subset::tag(self.subset), self.size)
+        (
+            self.class,
+            &self.path,
+            &self.digest,
+            Subset::tag(self.subset),
+            self.size,
+        )
     }
 }
 
@@ -123,8 +129,8 @@ impl Manifest {
 
     /// Parses and checks a manifest (see [`Manifest::validate`]).
     pub fn from_json(text: &str) -> crate::Result<Self> {
-        let manifest: Manifest = serde_json::from_str(text)
-            .map_err(|source| crate::Error::ManifestJson { source })?;
+        let manifest: Manifest =
+            serde_json::from_str(text).map_err(|source| crate::Error::ManifestJson { source })?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -182,8 +188,11 @@ impl Manifest {
 
     /// Distinct blobs (digest, size), sorted by digest: what has to be uploaded once.
     pub fn unique_blobs(&self) -> Vec<(&str, u64)> {
-        let mut blobs: Vec<(&str, u64)> =
-            self.entries.iter().map(|e| (e.digest.as_str(), e.size)).collect();
+        let mut blobs: Vec<(&str, u64)> = self
+            .entries
+            .iter()
+            .map(|e| (e.digest.as_str(), e.size))
+            .collect();
         blobs.sort_unstable();
         blobs.dedup_by(|a, b| a.0 == b.0);
         blobs
@@ -198,7 +207,10 @@ impl Manifest {
     pub fn select(&self, indices: &[usize]) -> Manifest {
         Manifest::new(
             self.classes.clone(),
-            indices.iter().filter_map(|&i| self.entries.get(i).cloned()).collect(),
+            indices
+                .iter()
+                .filter_map(|&i| self.entries.get(i).cloned())
+                .collect(),
         )
     }
 }

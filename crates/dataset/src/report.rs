@@ -85,7 +85,9 @@ pub struct DuplicateFile {
 impl DuplicateGroup {
     /// The same picture filed under two classes: a labelling conflict.
     pub fn crosses_classes(&self) -> bool {
-        self.files.windows(2).any(|w| !w[0].class.eq_ignore_ascii_case(&w[1].class))
+        self.files
+            .windows(2)
+            .any(|w| !w[0].class.eq_ignore_ascii_case(&w[1].class))
     }
 
     /// The same picture in two subsets: validation or test data leaks into training.
@@ -125,7 +127,10 @@ impl ScanReport {
                 if self.loose_files.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({} images lie outside class folders: is the root one level too deep?)", self.loose_files.len())
+                    format!(
+                        " ({} images lie outside class folders: is the root one level too deep?)",
+                        self.loose_files.len()
+                    )
                 }
             ));
         }
@@ -142,13 +147,22 @@ impl ScanReport {
             warnings.push(merge.to_string());
         }
         for class in &self.empty_classes {
-            warnings.push(format!("class `{class}` has no usable images and is left out"));
+            warnings.push(format!(
+                "class `{class}` has no usable images and is left out"
+            ));
         }
         for missing in &self.missing_from_subsets {
-            warnings.push(format!("class `{}` has no images in the {} set", missing.class, missing.subset));
+            warnings.push(format!(
+                "class `{}` has no images in the {} set",
+                missing.class, missing.subset
+            ));
         }
         for group in &self.duplicates {
-            let paths: Vec<String> = group.files.iter().map(|f| format!("{} [{}]", f.path, f.class)).collect();
+            let paths: Vec<String> = group
+                .files
+                .iter()
+                .map(|f| format!("{} [{}]", f.path, f.class))
+                .collect();
             let what = if group.crosses_classes() {
                 "the same image is filed under different classes"
             } else if group.crosses_subsets() {
@@ -159,7 +173,10 @@ impl ScanReport {
             warnings.push(format!("{what}: {}", paths.join(", ")));
         }
         for problem in &self.unreadable {
-            warnings.push(format!("{}: unreadable image, skipped: {}", problem.path, problem.reason));
+            warnings.push(format!(
+                "{}: unreadable image, skipped: {}",
+                problem.path, problem.reason
+            ));
         }
         for image in &self.oversized {
             warnings.push(format!(
@@ -181,7 +198,12 @@ impl fmt::Display for ClassMerge {
             .iter()
             .map(|s| format!("`{}` from {}", s.folder, s.root))
             .collect();
-        write!(f, "class `{}` merged from {}", self.class, parts.join(" and "))
+        write!(
+            f,
+            "class `{}` merged from {}",
+            self.class,
+            parts.join(" and ")
+        )
     }
 }
 

@@ -17,7 +17,10 @@ use walkdir::WalkDir;
 #[derive(Debug, Clone)]
 pub(crate) enum Location {
     File(PathBuf),
-    ZipEntry { archive: SharedArchive, index: usize },
+    ZipEntry {
+        archive: SharedArchive,
+        index: usize,
+    },
 }
 
 /// A file found in a class folder, not yet read.
@@ -58,9 +61,9 @@ pub(crate) fn list_root(root: &Path) -> Result<RootListing> {
     }
     if root.is_file() {
         let archive = SharedArchive::open(root).map_err(|error| match error {
-            Error::Zip { .. } if !looks_like_zip_name(root) => {
-                Error::NotADatasetRoot { path: root.to_owned() }
-            }
+            Error::Zip { .. } if !looks_like_zip_name(root) => Error::NotADatasetRoot {
+                path: root.to_owned(),
+            },
             other => other,
         })?;
         return list_zip(archive, "");
@@ -79,11 +82,14 @@ pub(crate) fn list_root(root: &Path) -> Result<RootListing> {
             break;
         }
     }
-    Err(Error::RootNotFound { path: root.to_owned() })
+    Err(Error::RootNotFound {
+        path: root.to_owned(),
+    })
 }
 
 fn looks_like_zip_name(path: &Path) -> bool {
-    path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("zip"))
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("zip"))
 }
 
 fn slash_path(path: &Path) -> String {
@@ -100,7 +106,10 @@ fn list_folder(root: &Path) -> Result<RootListing> {
     let mut stepped = Vec::new();
     loop {
         let children = read_dir_sorted(&class_level)?;
-        let visible: Vec<&PathBuf> = children.iter().filter(|p| !is_hidden_path_name(p)).collect();
+        let visible: Vec<&PathBuf> = children
+            .iter()
+            .filter(|p| !is_hidden_path_name(p))
+            .collect();
         let step_into = match visible.as_slice() {
             [only] if only.is_dir() && !only.is_symlink() => {
                 let inner = read_dir_sorted(only)?;
@@ -177,9 +186,10 @@ fn walk_class_folder(
             Ok(entry) if entry.file_type().is_file() => found.push(entry),
             Ok(_) => {}
             Err(error) => walk_errors.push(FileProblem {
-                path: error
-                    .path()
-                    .map_or_else(|| class_dir.display().to_string(), |p| p.display().to_string()),
+                path: error.path().map_or_else(
+                    || class_dir.display().to_string(),
+                    |p| p.display().to_string(),
+                ),
                 reason: error.to_string(),
             }),
         }
@@ -189,7 +199,10 @@ fn walk_class_folder(
     listing.rejected.extend(walk_errors);
     for entry in found {
         let path = entry.path().to_owned();
-        let rel_path = path.strip_prefix(root).map(slash_path).unwrap_or_else(|_| slash_path(&path));
+        let rel_path = path
+            .strip_prefix(root)
+            .map(slash_path)
+            .unwrap_or_else(|_| slash_path(&path));
         listing.candidates.push(Candidate {
             rel_path,
             class_folder: class_name.to_owned(),
@@ -200,11 +213,15 @@ fn walk_class_folder(
 }
 
 fn escape_problem(path: String) -> FileProblem {
-    FileProblem { path, reason: "symbolic link leads outside the dataset root".to_owned() }
+    FileProblem {
+        path,
+        reason: "symbolic link leads outside the dataset root".to_owned(),
+    }
 }
 
 fn resolves_inside(path: &Path, canonical_root: &Path) -> bool {
-    path.canonicalize().is_ok_and(|target| target.starts_with(canonical_root))
+    path.canonicalize()
+        .is_ok_and(|target| target.starts_with(canonical_root))
 }
 
 fn is_hidden_path_name(path: &Path) -> bool {
@@ -212,7 +229,9 @@ fn is_hidden_path_name(path: &Path) -> bool {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -228,12 +247,20 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 /// A zip entry name split into '/'-separated parts, or why it is refused.
 fn zip_entry_parts(name: &str) -> std::result::Result<Vec<&str>, &'static str> {
     let is_absolute = name.starts_with('/')
-        || Path::new(name).components().any(|c| matches!(c, Component::Prefix(_)))
-        || name.split('/').next().is_some_and(|first| first.len() == 2 && first.ends_with(':'));
+        || Path::new(name)
+            .components()
+            .any(|c| matches!(c, Component::Prefix(_)))
+        || name
+            .split('/')
+            .next()
+            .is_some_and(|first| first.len() == 2 && first.ends_with(':'));
     if is_absolute {
         return Err("absolute path inside the archive");
     }
-    let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = name
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.contains(&"..") {
         return Err("path inside the archive climbs out with `..`");
     }
@@ -256,7 +283,10 @@ fn list_zip(archive: SharedArchive, inner: &str) -> Result<RootListing> {
         let parts = match zip_entry_parts(&info.name) {
             Ok(parts) => parts,
             Err(reason) => {
-                listing.rejected.push(FileProblem { path: display, reason: reason.to_owned() });
+                listing.rejected.push(FileProblem {
+                    path: display,
+                    reason: reason.to_owned(),
+                });
                 continue;
             }
         };
@@ -264,7 +294,10 @@ fn list_zip(archive: SharedArchive, inner: &str) -> Result<RootListing> {
             continue;
         }
         inner_seen = true;
-        let below: Vec<String> = parts[inner_parts.len()..].iter().map(|p| p.to_string()).collect();
+        let below: Vec<String> = parts[inner_parts.len()..]
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         if below.is_empty() {
             continue;
         }
@@ -282,7 +315,10 @@ fn list_zip(archive: SharedArchive, inner: &str) -> Result<RootListing> {
         visible.push((index, below, info.is_dir, info.name));
     }
     if !inner_seen {
-        return Err(Error::NotInArchive { archive: archive_path, inner: inner.to_owned() });
+        return Err(Error::NotInArchive {
+            archive: archive_path,
+            inner: inner.to_owned(),
+        });
     }
     listing.hidden_skipped = hidden_prefixes.len();
 
@@ -310,7 +346,12 @@ fn list_zip(archive: SharedArchive, inner: &str) -> Result<RootListing> {
         }
         match (top_level_file, tops.len(), tops.values().next()) {
             (false, 1, Some((false, true))) => {
-                stepped.push(tops.keys().next().map(|k| k.to_string()).unwrap_or_default());
+                stepped.push(
+                    tops.keys()
+                        .next()
+                        .map(|k| k.to_string())
+                        .unwrap_or_default(),
+                );
                 depth += 1;
             }
             _ => break,
@@ -343,12 +384,17 @@ fn list_zip(archive: SharedArchive, inner: &str) -> Result<RootListing> {
                     rel_path,
                     class_folder: class.clone(),
                     display,
-                    location: Location::ZipEntry { archive: archive.clone(), index },
+                    location: Location::ZipEntry {
+                        archive: archive.clone(),
+                        index,
+                    },
                 });
             }
         }
     }
-    listing.candidates.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    listing
+        .candidates
+        .sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
     Ok(listing)
 }
 
@@ -362,6 +408,9 @@ mod tests {
         assert!(zip_entry_parts("a/../../evil.png").is_err());
         assert!(zip_entry_parts("/etc/passwd").is_err());
         assert!(zip_entry_parts("C:/evil.png").is_err());
-        assert_eq!(zip_entry_parts("a/./b/c.png").unwrap(), vec!["a", "b", "c.png"]);
+        assert_eq!(
+            zip_entry_parts("a/./b/c.png").unwrap(),
+            vec!["a", "b", "c.png"]
+        );
     }
 }

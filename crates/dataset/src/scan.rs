@@ -27,7 +27,11 @@ pub struct ScanOptions {
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { max_image_pixels: 40_000_000, max_file_bytes: 256 << 20, deduplicate: false }
+        ScanOptions {
+            max_image_pixels: 40_000_000,
+            max_file_bytes: 256 << 20,
+            deduplicate: false,
+        }
     }
 }
 
@@ -79,8 +83,10 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
     if roots.is_empty() {
         return Err(Error::NoRoots);
     }
-    let listings: Vec<RootListing> =
-        roots.iter().map(|(path, _)| list_root(path)).collect::<Result<_>>()?;
+    let listings: Vec<RootListing> = roots
+        .iter()
+        .map(|(path, _)| list_root(path))
+        .collect::<Result<_>>()?;
     let labels = root_labels(roots.iter().map(|(path, _)| path.as_path()));
     let prefix_paths = roots.len() > 1;
 
@@ -89,13 +95,19 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
         for folder in &listing.class_folders {
             let info = classes
                 .entry(folder.to_lowercase())
-                .or_insert_with(|| ClassInfo { name: folder.clone(), sources: Vec::new() });
+                .or_insert_with(|| ClassInfo {
+                    name: folder.clone(),
+                    sources: Vec::new(),
+                });
             info.sources.push((root, folder.clone()));
         }
     }
 
     let mut report = ScanReport {
-        manifest: Manifest { classes: Vec::new(), entries: Vec::new() },
+        manifest: Manifest {
+            classes: Vec::new(),
+            entries: Vec::new(),
+        },
         roots: Vec::new(),
         merged_classes: Vec::new(),
         empty_classes: Vec::new(),
@@ -133,7 +145,12 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
     let mut found = Vec::new();
     for ((root, candidate), outcome) in candidates.into_iter().zip(inspected) {
         match outcome {
-            Inspected::Image { digest, size, width, height } => found.push(Found {
+            Inspected::Image {
+                digest,
+                size,
+                width,
+                height,
+            } => found.push(Found {
                 root,
                 class_key: candidate.class_folder.to_lowercase(),
                 candidate,
@@ -143,12 +160,15 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
                 height,
             }),
             Inspected::NotAnImage => report.non_images.push(candidate.display),
-            Inspected::Unreadable { reason } => {
-                report.unreadable.push(FileProblem { path: candidate.display, reason })
-            }
-            Inspected::Oversized { width, height } => {
-                report.oversized.push(OversizedImage { path: candidate.display, width, height })
-            }
+            Inspected::Unreadable { reason } => report.unreadable.push(FileProblem {
+                path: candidate.display,
+                reason,
+            }),
+            Inspected::Oversized { width, height } => report.oversized.push(OversizedImage {
+                path: candidate.display,
+                width,
+                height,
+            }),
         }
     }
 
@@ -165,7 +185,10 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
         }
         let distinct_roots = info.sources.windows(2).any(|w| w[0].0 != w[1].0);
         let respelled = info.sources.iter().any(|(_, folder)| folder != &info.name);
-        let is_subset_scan = info.sources.iter().any(|(root, _)| roots[*root].1.is_some());
+        let is_subset_scan = info
+            .sources
+            .iter()
+            .any(|(root, _)| roots[*root].1.is_some());
         if respelled || (distinct_roots && !is_subset_scan) {
             report.merged_classes.push(ClassMerge {
                 class: info.name.clone(),
@@ -196,11 +219,14 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
             .iter()
             .map(|&i| {
                 let item = &found[i];
-                (i, DuplicateFile {
-                    path: item.candidate.display.clone(),
-                    class: classes[&item.class_key].name.clone(),
-                    subset: roots[item.root].1,
-                })
+                (
+                    i,
+                    DuplicateFile {
+                        path: item.candidate.display.clone(),
+                        class: classes[&item.class_key].name.clone(),
+                        subset: roots[item.root].1,
+                    },
+                )
             })
             .collect();
         files.sort_by(|a, b| a.1.path.cmp(&b.1.path));
@@ -271,7 +297,10 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
     Ok(report)
 }
 
-fn missing_from_subsets(manifest: &Manifest, roots: &[(PathBuf, Option<Subset>)]) -> Vec<MissingClass> {
+fn missing_from_subsets(
+    manifest: &Manifest,
+    roots: &[(PathBuf, Option<Subset>)],
+) -> Vec<MissingClass> {
     let mut missing = Vec::new();
     for subset in Subset::ALL {
         if !roots.iter().any(|(_, s)| *s == Some(subset)) {
@@ -283,7 +312,10 @@ fn missing_from_subsets(manifest: &Manifest, roots: &[(PathBuf, Option<Subset>)]
                 .iter()
                 .any(|e| e.class as usize == class_index && e.subset == Some(subset));
             if !present {
-                missing.push(MissingClass { class: class.clone(), subset });
+                missing.push(MissingClass {
+                    class: class.clone(),
+                    subset,
+                });
             }
         }
     }
@@ -296,7 +328,10 @@ fn root_labels<'a>(roots: impl Iterator<Item = &'a Path>) -> Vec<String> {
     for (index, root) in roots.enumerate() {
         let name = match root.file_name() {
             Some(name) => Some(name.to_owned()),
-            None => root.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_owned())),
+            None => root
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_owned())),
         };
         let base = name
             .map(|n| n.to_string_lossy().into_owned())

@@ -21,7 +21,10 @@ pub struct LocalSource {
 
 impl LocalSource {
     pub(crate) fn new(by_digest: HashMap<String, (Location, String)>, max_file_bytes: u64) -> Self {
-        LocalSource { by_digest: Arc::new(by_digest), max_file_bytes }
+        LocalSource {
+            by_digest: Arc::new(by_digest),
+            max_file_bytes,
+        }
     }
 
     /// Number of distinct images this source can read.
@@ -36,7 +39,10 @@ impl LocalSource {
     /// Reads a blob by digest (what an upload needs).
     pub fn read_digest(&self, digest: &str) -> io::Result<Vec<u8>> {
         let (location, display) = self.by_digest.get(digest).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("no scanned file has digest {digest}"))
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no scanned file has digest {digest}"),
+            )
         })?;
         let bytes = read_all(location, self.max_file_bytes)
             .map_err(|e| io::Error::new(e.kind(), format!("{display}: {e}")))?;
@@ -46,7 +52,9 @@ impl LocalSource {
 
     /// Full path of the file holding `digest`, for messages.
     pub fn display_path(&self, digest: &str) -> Option<&str> {
-        self.by_digest.get(digest).map(|(_, display)| display.as_str())
+        self.by_digest
+            .get(digest)
+            .map(|(_, display)| display.as_str())
     }
 }
 
@@ -54,7 +62,10 @@ impl ImageSource for LocalSource {
     fn read(&self, entry: &ManifestEntry) -> io::Result<Vec<u8>> {
         self.read_digest(&entry.digest).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound && self.display_path(&entry.digest).is_none() {
-                io::Error::new(e.kind(), format!("{}: not among the scanned files", entry.path))
+                io::Error::new(
+                    e.kind(),
+                    format!("{}: not among the scanned files", entry.path),
+                )
             } else {
                 e
             }
@@ -79,7 +90,10 @@ impl ImageSource for BlobStoreSource {
         let path = blob_path(&self.dir, &entry.digest)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let bytes = std::fs::read(&path).map_err(|e| {
-            io::Error::new(e.kind(), format!("{} (blob of `{}`): {e}", path.display(), entry.path))
+            io::Error::new(
+                e.kind(),
+                format!("{} (blob of `{}`): {e}", path.display(), entry.path),
+            )
         })?;
         check_digest(&bytes, &entry.digest, &path.display().to_string())?;
         Ok(bytes)

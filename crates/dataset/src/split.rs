@@ -33,7 +33,12 @@ impl Split {
 /// With explicit subsets (entries carrying [`Subset`]), those are respected: entries marked
 /// validation/test stay there, and a fraction is drawn from the training entries only for a
 /// subset that no entry names (e.g. explicit train and test folders, validation drawn by seed).
-pub fn split(manifest: &Manifest, validation_fraction: f64, test_fraction: f64, seed: u64) -> Result<Split> {
+pub fn split(
+    manifest: &Manifest,
+    validation_fraction: f64,
+    test_fraction: f64,
+    seed: u64,
+) -> Result<Split> {
     check_fraction("validation fraction", validation_fraction)?;
     check_fraction("test fraction", test_fraction)?;
     if validation_fraction + test_fraction >= 1.0 {
@@ -59,15 +64,23 @@ pub fn split(manifest: &Manifest, validation_fraction: f64, test_fraction: f64, 
             Some(Subset::Train) | None => pool.push(index),
         }
     }
-    let validation_fraction = if draw_validation { validation_fraction } else { 0.0 };
+    let validation_fraction = if draw_validation {
+        validation_fraction
+    } else {
+        0.0
+    };
     let test_fraction = if draw_test { test_fraction } else { 0.0 };
 
     for (class, mut members) in by_class(manifest, &pool) {
         shuffle(&mut members, seed, "split", &manifest.classes[class]);
         let (validation, test) = split_counts(members.len(), validation_fraction, test_fraction);
         result.validation.extend_from_slice(&members[..validation]);
-        result.test.extend_from_slice(&members[validation..validation + test]);
-        result.train.extend_from_slice(&members[validation + test..]);
+        result
+            .test
+            .extend_from_slice(&members[validation..validation + test]);
+        result
+            .train
+            .extend_from_slice(&members[validation + test..]);
     }
     result.train.sort_unstable();
     result.validation.sort_unstable();
@@ -79,7 +92,9 @@ fn check_fraction(what: &str, value: f64) -> Result<()> {
     if value.is_finite() && (0.0..1.0).contains(&value) {
         Ok(())
     } else {
-        Err(Error::InvalidSplit { reason: format!("{what} must be at least 0 and below 1, got {value}") })
+        Err(Error::InvalidSplit {
+            reason: format!("{what} must be at least 0 and below 1, got {value}"),
+        })
     }
 }
 
@@ -112,7 +127,12 @@ pub fn stratified_subset(manifest: &Manifest, max_images: usize, seed: u64) -> V
 }
 
 /// Like [`stratified_subset`], drawn from `pool` (e.g. a split's training indices).
-pub fn stratified_subset_of(manifest: &Manifest, pool: &[usize], max_images: usize, seed: u64) -> Vec<usize> {
+pub fn stratified_subset_of(
+    manifest: &Manifest,
+    pool: &[usize],
+    max_images: usize,
+    seed: u64,
+) -> Vec<usize> {
     let groups = by_class(manifest, pool);
     let total: usize = groups.iter().map(|(_, members)| members.len()).sum();
     if max_images >= total {
@@ -139,7 +159,9 @@ pub fn stratified_subset_of(manifest: &Manifest, pool: &[usize], max_images: usi
     while sum < max_images {
         let best = (0..groups.len())
             .filter(|&c| taken[c] < groups[c].1.len())
-            .max_by(|&a, &b| (quotas[a] - taken[a] as f64).total_cmp(&(quotas[b] - taken[b] as f64)));
+            .max_by(|&a, &b| {
+                (quotas[a] - taken[a] as f64).total_cmp(&(quotas[b] - taken[b] as f64))
+            });
         let Some(class) = best else { break };
         taken[class] += 1;
         sum += 1;
@@ -148,7 +170,9 @@ pub fn stratified_subset_of(manifest: &Manifest, pool: &[usize], max_images: usi
         let floor = usize::from(max_images >= groups.len());
         let best = (0..groups.len())
             .filter(|&c| taken[c] > floor)
-            .max_by(|&a, &b| (taken[a] as f64 - quotas[a]).total_cmp(&(taken[b] as f64 - quotas[b])));
+            .max_by(|&a, &b| {
+                (taken[a] as f64 - quotas[a]).total_cmp(&(taken[b] as f64 - quotas[b]))
+            });
         let Some(class) = best else { break };
         taken[class] -= 1;
         sum -= 1;
@@ -166,7 +190,11 @@ pub fn stratified_subset_of(manifest: &Manifest, pool: &[usize], max_images: usi
 fn by_class(manifest: &Manifest, pool: &[usize]) -> Vec<(usize, Vec<usize>)> {
     let mut groups = vec![Vec::new(); manifest.classes.len()];
     for &index in pool {
-        if let Some(group) = manifest.entries.get(index).and_then(|e| groups.get_mut(e.class as usize)) {
+        if let Some(group) = manifest
+            .entries
+            .get(index)
+            .and_then(|e| groups.get_mut(e.class as usize))
+        {
             group.push(index);
         }
     }

@@ -17,7 +17,9 @@ pub(crate) struct SharedArchive {
 
 impl std::fmt::Debug for SharedArchive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedArchive").field("path", &self.path).finish()
+        f.debug_struct("SharedArchive")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -25,10 +27,19 @@ impl SharedArchive {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let reader = PositionalFile { file: Arc::new(file), pos: 0, len };
-        let archive = ZipArchive::new(reader)
-            .map_err(|source| Error::Zip { path: path.to_owned(), source })?;
-        Ok(SharedArchive { path: path.to_owned(), archive })
+        let reader = PositionalFile {
+            file: Arc::new(file),
+            pos: 0,
+            len,
+        };
+        let archive = ZipArchive::new(reader).map_err(|source| Error::Zip {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(SharedArchive {
+            path: path.to_owned(),
+            archive,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -113,7 +124,10 @@ impl Seek for PositionalFile {
             SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
         };
         self.pos = new_pos.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the file")
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the file",
+            )
         })?;
         Ok(self.pos)
     }

@@ -15,7 +15,12 @@ fn scan_one(root: &Path) -> easel_dataset::ScanReport {
 }
 
 fn paths(report: &easel_dataset::ScanReport) -> Vec<&str> {
-    report.manifest.entries.iter().map(|e| e.path.as_str()).collect()
+    report
+        .manifest
+        .entries
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect()
 }
 
 #[test]
@@ -36,16 +41,28 @@ fn hidden_files_and_non_images_are_skipped_and_counted() {
 
     let report = scan_one(root);
     assert_eq!(report.manifest.classes, ["cat", "dog"]);
-    assert_eq!(paths(&report), ["cat/1.png", "cat/no_extension", "dog/2.png"]);
+    assert_eq!(
+        paths(&report),
+        ["cat/1.png", "cat/no_extension", "dog/2.png"]
+    );
     // .DS_Store, ._1.png, .thumbs/ (once), .git/ (once), __MACOSX/ (once)
     assert_eq!(report.hidden_skipped, 5);
-    let mut non_images: Vec<String> = report.non_images.iter().map(|p| p.replace('\\', "/")).collect();
+    let mut non_images: Vec<String> = report
+        .non_images
+        .iter()
+        .map(|p| p.replace('\\', "/"))
+        .collect();
     non_images.sort();
     assert_eq!(non_images.len(), 2, "{non_images:?}");
     assert!(non_images[0].ends_with("cat/notes.txt") && non_images[1].ends_with("dog/data.csv"));
     assert_eq!(report.loose_files.len(), 1);
     assert!(report.loose_files[0].ends_with("README.md"));
-    assert!(report.warnings().iter().any(|w| w.contains("README.md: not inside a class folder")));
+    assert!(
+        report
+            .warnings()
+            .iter()
+            .any(|w| w.contains("README.md: not inside a class folder"))
+    );
 }
 
 #[test]
@@ -65,17 +82,43 @@ fn corrupt_images_are_reported_with_their_path_and_left_out() {
     let mut unreadable: Vec<(String, String)> = report
         .unreadable
         .iter()
-        .map(|p| (Path::new(&p.path).file_name().unwrap().to_string_lossy().into_owned(), p.reason.clone()))
+        .map(|p| {
+            (
+                Path::new(&p.path)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                p.reason.clone(),
+            )
+        })
         .collect();
     unreadable.sort();
     assert_eq!(unreadable.len(), 3, "{unreadable:?}");
     assert_eq!(unreadable[0].0, "garbage.png");
-    assert!(unreadable[0].1.contains("not a JPEG, PNG"), "{}", unreadable[0].1);
+    assert!(
+        unreadable[0].1.contains("not a JPEG, PNG"),
+        "{}",
+        unreadable[0].1
+    );
     assert_eq!(unreadable[1].0, "scan.tif");
-    assert!(unreadable[1].1.contains("Tiff images are not supported"), "{}", unreadable[1].1);
+    assert!(
+        unreadable[1].1.contains("Tiff images are not supported"),
+        "{}",
+        unreadable[1].1
+    );
     assert_eq!(unreadable[2].0, "truncated.png");
-    assert!(unreadable[2].1.contains("bad image header"), "{}", unreadable[2].1);
-    assert!(report.warnings().iter().any(|w| w.contains("garbage.png: unreadable image")));
+    assert!(
+        unreadable[2].1.contains("bad image header"),
+        "{}",
+        unreadable[2].1
+    );
+    assert!(
+        report
+            .warnings()
+            .iter()
+            .any(|w| w.contains("garbage.png: unreadable image"))
+    );
 }
 
 #[test]
@@ -88,17 +131,43 @@ fn images_over_the_pixel_limit_are_reported_without_decoding() {
     write(root, "b/bomb.png", &png_header_only(100_000, 100_000));
     write(root, "b/small.png", &png(10, 10, 3));
 
-    let options = ScanOptions { max_image_pixels: 500, ..ScanOptions::default() };
+    let options = ScanOptions {
+        max_image_pixels: 500,
+        ..ScanOptions::default()
+    };
     let report = scan(&[root.to_owned()], &options).unwrap();
     assert_eq!(paths(&report), ["a/small.png", "b/small.png"]);
     let mut oversized: Vec<(String, u32, u32)> = report
         .oversized
         .iter()
-        .map(|o| (Path::new(&o.path).file_name().unwrap().to_string_lossy().into_owned(), o.width, o.height))
+        .map(|o| {
+            (
+                Path::new(&o.path)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                o.width,
+                o.height,
+            )
+        })
         .collect();
     oversized.sort();
-    assert_eq!(oversized, [("bomb.png".into(), 100_000, 100_000), ("large.png".into(), 30, 20)], "{:?}", report.unreadable);
-    assert!(report.warnings().iter().any(|w| w.contains("bomb.png: 100000x100000 pixels is over the limit")));
+    assert_eq!(
+        oversized,
+        [
+            ("bomb.png".into(), 100_000, 100_000),
+            ("large.png".into(), 30, 20)
+        ],
+        "{:?}",
+        report.unreadable
+    );
+    assert!(
+        report
+            .warnings()
+            .iter()
+            .any(|w| w.contains("bomb.png: 100000x100000 pixels is over the limit"))
+    );
 }
 
 #[test]
@@ -119,12 +188,23 @@ fn duplicate_files_are_listed_and_optionally_dropped() {
     let classes: Vec<&str> = group.files.iter().map(|f| f.class.as_str()).collect();
     assert_eq!(classes, ["cat", "cat", "dog"]);
     assert!(group.crosses_classes());
-    assert!(report.warnings().iter().any(|w| w.contains("filed under different classes") && w.contains("copy-of-a.png")));
+    assert!(
+        report
+            .warnings()
+            .iter()
+            .any(|w| w.contains("filed under different classes") && w.contains("copy-of-a.png"))
+    );
 
-    let options = ScanOptions { deduplicate: true, ..ScanOptions::default() };
+    let options = ScanOptions {
+        deduplicate: true,
+        ..ScanOptions::default()
+    };
     let deduplicated = scan(&[root.to_owned()], &options).unwrap();
     // One copy per class survives: the cross-class conflict stays for the user to resolve.
-    assert_eq!(paths(&deduplicated), ["cat/a.png", "dog/also-a.png", "dog/b.png"]);
+    assert_eq!(
+        paths(&deduplicated),
+        ["cat/a.png", "dog/also-a.png", "dog/b.png"]
+    );
     assert_eq!(deduplicated.duplicates_dropped, 1);
 }
 
@@ -140,40 +220,53 @@ fn empty_classes_are_reported_and_left_out_of_the_class_list() {
     let report = scan_one(root);
     assert_eq!(report.manifest.classes, ["a", "b"]);
     assert_eq!(report.empty_classes, ["c", "d"]);
-    assert!(report.warnings().contains(&"class `c` has no usable images and is left out".to_owned()));
+    assert!(
+        report
+            .warnings()
+            .contains(&"class `c` has no usable images and is left out".to_owned())
+    );
 
     let only_one = tempfile::tempdir().unwrap();
     write(only_one.path(), "a/1.png", &png(4, 4, 1));
     let errors = scan_one(only_one.path()).errors();
-    assert!(errors[0].contains("at least 2 classes with images; found 1"), "{errors:?}");
+    assert!(
+        errors[0].contains("at least 2 classes with images; found 1"),
+        "{errors:?}"
+    );
 }
 
 #[test]
 fn a_zip_archive_with_a_wrapping_folder_is_a_dataset() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("art.zip");
-    write_zip(&archive, &[
-        ("dataset/", None),
-        ("dataset/drawings/", None),
-        ("dataset/drawings/1.png", Some(png(5, 5, 1))),
-        ("dataset/drawings/2.png", Some(png(5, 5, 2))),
-        ("dataset/painting/3.png", Some(png(5, 5, 3))),
-        ("dataset/painting/sub/4.png", Some(png(5, 5, 4))),
-        ("dataset/sculpture/", None),
-        ("__MACOSX/dataset/drawings/._1.png", Some(b"fork".to_vec())),
-        ("dataset/.DS_Store", Some(b"finder".to_vec())),
-    ]);
+    write_zip(
+        &archive,
+        &[
+            ("dataset/", None),
+            ("dataset/drawings/", None),
+            ("dataset/drawings/1.png", Some(png(5, 5, 1))),
+            ("dataset/drawings/2.png", Some(png(5, 5, 2))),
+            ("dataset/painting/3.png", Some(png(5, 5, 3))),
+            ("dataset/painting/sub/4.png", Some(png(5, 5, 4))),
+            ("dataset/sculpture/", None),
+            ("__MACOSX/dataset/drawings/._1.png", Some(b"fork".to_vec())),
+            ("dataset/.DS_Store", Some(b"finder".to_vec())),
+        ],
+    );
 
     let report = scan_one(&archive);
     assert_eq!(report.manifest.classes, ["drawings", "painting"]);
     assert_eq!(report.empty_classes, ["sculpture"]);
     assert_eq!(report.roots[0].stepped_into.as_deref(), Some("dataset"));
-    assert_eq!(paths(&report), [
-        "dataset/drawings/1.png",
-        "dataset/drawings/2.png",
-        "dataset/painting/3.png",
-        "dataset/painting/sub/4.png",
-    ]);
+    assert_eq!(
+        paths(&report),
+        [
+            "dataset/drawings/1.png",
+            "dataset/drawings/2.png",
+            "dataset/painting/3.png",
+            "dataset/painting/sub/4.png",
+        ]
+    );
     assert_eq!(report.hidden_skipped, 2);
 
     // Entries are read back from the open archive by many threads at once.
@@ -188,32 +281,48 @@ fn a_zip_archive_with_a_wrapping_folder_is_a_dataset() {
     let inner = scan_one(&archive.join("dataset"));
     assert_eq!(inner.manifest, report.manifest);
     let missing = scan(&[archive.join("nope")], &ScanOptions::default()).unwrap_err();
-    assert!(missing.to_string().contains("the folder `nope` is not inside the archive"), "{missing}");
+    assert!(
+        missing
+            .to_string()
+            .contains("the folder `nope` is not inside the archive"),
+        "{missing}"
+    );
 }
 
 #[test]
 fn zip_entries_that_escape_the_root_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("evil.zip");
-    write_zip(&archive, &[
-        ("a/1.png", Some(png(4, 4, 1))),
-        ("b/2.png", Some(png(4, 4, 2))),
-        ("../outside.png", Some(png(4, 4, 3))),
-        ("a/../../climb.png", Some(png(4, 4, 4))),
-        ("/etc/absolute.png", Some(png(4, 4, 5))),
-    ]);
+    write_zip(
+        &archive,
+        &[
+            ("a/1.png", Some(png(4, 4, 1))),
+            ("b/2.png", Some(png(4, 4, 2))),
+            ("../outside.png", Some(png(4, 4, 3))),
+            ("a/../../climb.png", Some(png(4, 4, 4))),
+            ("/etc/absolute.png", Some(png(4, 4, 5))),
+        ],
+    );
 
     let report = scan_one(&archive);
     assert_eq!(paths(&report), ["a/1.png", "b/2.png"]);
     let mut reasons: Vec<&str> = report.rejected.iter().map(|p| p.reason.as_str()).collect();
     reasons.sort();
-    assert_eq!(reasons, [
-        "absolute path inside the archive",
-        "path inside the archive climbs out with `..`",
-        "path inside the archive climbs out with `..`",
-    ]);
+    assert_eq!(
+        reasons,
+        [
+            "absolute path inside the archive",
+            "path inside the archive climbs out with `..`",
+            "path inside the archive climbs out with `..`",
+        ]
+    );
     let errors = report.errors();
-    assert!(errors.iter().any(|e| e.contains("../outside.png") && e.contains("climbs out")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("../outside.png") && e.contains("climbs out")),
+        "{errors:?}"
+    );
 }
 
 #[cfg(unix)]
@@ -233,11 +342,22 @@ fn symlinks_out_of_the_root_are_rejected_and_links_inside_are_followed() {
     let mut rejected: Vec<String> = report
         .rejected
         .iter()
-        .map(|p| Path::new(&p.path).file_name().unwrap().to_string_lossy().into_owned())
+        .map(|p| {
+            Path::new(&p.path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     rejected.sort();
     assert_eq!(rejected, ["leak.png", "leaked-folder"]);
-    assert!(report.errors().iter().any(|e| e.contains("leads outside the dataset root")));
+    assert!(
+        report
+            .errors()
+            .iter()
+            .any(|e| e.contains("leads outside the dataset root"))
+    );
 }
 
 #[test]
@@ -247,21 +367,30 @@ fn two_roots_merge_classes_by_name_ignoring_case() {
     write(&first, "Drawings/1.png", &png(4, 4, 1));
     write(&first, "Painting/2.png", &png(4, 4, 2));
     let second = dir.path().join("extra.zip");
-    write_zip(&second, &[
-        ("drawings/1.png", Some(png(4, 4, 3))),
-        ("sculpture/4.png", Some(png(4, 4, 4))),
-    ]);
+    write_zip(
+        &second,
+        &[
+            ("drawings/1.png", Some(png(4, 4, 3))),
+            ("sculpture/4.png", Some(png(4, 4, 4))),
+        ],
+    );
 
     let report = scan(&[first.clone(), second.clone()], &ScanOptions::default()).unwrap();
-    assert_eq!(report.manifest.classes, ["Drawings", "Painting", "sculpture"]);
+    assert_eq!(
+        report.manifest.classes,
+        ["Drawings", "Painting", "sculpture"]
+    );
     assert_eq!(report.manifest.class_counts(), [2, 1, 1]);
     // Same relative path in both roots: the root label keeps manifest paths distinct.
-    assert_eq!(paths(&report), [
-        "extra.zip/drawings/1.png",
-        "museum/Drawings/1.png",
-        "museum/Painting/2.png",
-        "extra.zip/sculpture/4.png",
-    ]);
+    assert_eq!(
+        paths(&report),
+        [
+            "extra.zip/drawings/1.png",
+            "museum/Drawings/1.png",
+            "museum/Painting/2.png",
+            "extra.zip/sculpture/4.png",
+        ]
+    );
     assert_eq!(report.merged_classes.len(), 1);
     let message = report.merged_classes[0].to_string();
     assert_eq!(
@@ -274,7 +403,10 @@ fn two_roots_merge_classes_by_name_ignoring_case() {
     );
     assert!(report.warnings().contains(&message));
     for entry in &report.manifest.entries {
-        assert_eq!(digest_bytes(&report.source().read(entry).unwrap()), entry.digest);
+        assert_eq!(
+            digest_bytes(&report.source().read(entry).unwrap()),
+            entry.digest
+        );
     }
 }
 
@@ -289,26 +421,52 @@ fn explicit_subsets_are_kept_and_missing_classes_reported() {
     }
     write(&validation, "Cat/v.png", &png(4, 4, 50));
 
-    let roots = SubsetRoots { train: vec![train], validation: vec![validation], test: vec![] };
+    let roots = SubsetRoots {
+        train: vec![train],
+        validation: vec![validation],
+        test: vec![],
+    };
     let report = scan_subsets(&roots, &ScanOptions::default()).unwrap();
     assert_eq!(report.manifest.classes, ["cat", "dog"]);
-    let validation_entries: Vec<&ManifestEntry> =
-        report.manifest.entries.iter().filter(|e| e.subset == Some(Subset::Validation)).collect();
+    let validation_entries: Vec<&ManifestEntry> = report
+        .manifest
+        .entries
+        .iter()
+        .filter(|e| e.subset == Some(Subset::Validation))
+        .collect();
     assert_eq!(validation_entries.len(), 1);
     assert_eq!(validation_entries[0].path, "validation_set/Cat/v.png");
     assert_eq!(report.missing_from_subsets.len(), 1);
     assert_eq!(report.missing_from_subsets[0].class, "dog");
-    assert!(report.warnings().iter().any(|w| w == "class `dog` has no images in the validation set"));
-    assert!(report.warnings().iter().any(|w| w.contains("class `cat` merged from")));
+    assert!(
+        report
+            .warnings()
+            .iter()
+            .any(|w| w == "class `dog` has no images in the validation set")
+    );
+    assert!(
+        report
+            .warnings()
+            .iter()
+            .any(|w| w.contains("class `cat` merged from"))
+    );
 
     // The explicit validation set is used as is; the test set, not given, is drawn from train.
     let split = split(&report.manifest, 0.5, 0.2, 1).unwrap();
-    let validation_paths: Vec<&str> =
-        split.validation.iter().map(|&i| report.manifest.entries[i].path.as_str()).collect();
+    let validation_paths: Vec<&str> = split
+        .validation
+        .iter()
+        .map(|&i| report.manifest.entries[i].path.as_str())
+        .collect();
     assert_eq!(validation_paths, ["validation_set/Cat/v.png"]);
     assert_eq!(split.test.len(), 2); // round(6 x 0.2) = 1 per class
     assert_eq!(split.train.len(), 10);
-    assert!(split.test.iter().all(|&i| report.manifest.entries[i].subset == Some(Subset::Train)));
+    assert!(
+        split
+            .test
+            .iter()
+            .all(|&i| report.manifest.entries[i].subset == Some(Subset::Train))
+    );
 }
 
 fn synthetic_manifest(per_class: &[usize]) -> Manifest {
@@ -340,7 +498,8 @@ fn split_is_deterministic_and_stratified_with_small_classes() {
     assert_eq!(per_class(&a.train), [1, 2, 9, 37]);
     assert!(a.test.is_empty());
     // Different seeds pick different images.
-    let differs = (0..20u64).any(|seed| split(&manifest, 0.1, 0.0, seed).unwrap().validation != a.validation);
+    let differs =
+        (0..20u64).any(|seed| split(&manifest, 0.1, 0.0, seed).unwrap().validation != a.validation);
     assert!(differs);
 
     for (validation, test) in [(1.0, 0.0), (-0.1, 0.0), (0.6, 0.5), (f64::NAN, 0.0)] {
@@ -390,7 +549,13 @@ fn manifest_digest_ignores_entry_order_and_tracks_content() {
     // Pinned: a change here changes every cache key and upload check built on it.
     let pinned = Manifest::new(
         vec!["a".into()],
-        vec![ManifestEntry { path: "a/1.png".into(), class: 0, size: 3, digest: digest_bytes(b"abc"), subset: None }],
+        vec![ManifestEntry {
+            path: "a/1.png".into(),
+            class: 0,
+            size: 3,
+            digest: digest_bytes(b"abc"),
+            subset: None,
+        }],
     );
     assert_eq!(pinned.digest(), pinned_digest());
 }
@@ -410,7 +575,11 @@ fn manifest_json_round_trips_and_bad_manifests_are_refused() {
     let mut bad_class = manifest.clone();
     bad_class.entries[1].class = 7;
     let err = Manifest::from_json(&bad_class.to_json()).unwrap_err();
-    assert!(err.to_string().contains("has class 7 but there are 2 classes"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("has class 7 but there are 2 classes"),
+        "{err}"
+    );
 
     let mut bad_digest = manifest.clone();
     bad_digest.entries[0].digest = "../../etc/passwd".into();
@@ -420,7 +589,10 @@ fn manifest_json_round_trips_and_bad_manifests_are_refused() {
     let mut twice = manifest.clone();
     twice.classes[1] = "CLASS0".into();
     let err = Manifest::from_json(&twice.to_json()).unwrap_err();
-    assert!(err.to_string().contains("class `CLASS0` is listed twice"), "{err}");
+    assert!(
+        err.to_string().contains("class `CLASS0` is listed twice"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -428,13 +600,22 @@ fn missing_roots_and_non_archives_are_errors_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-folder");
     let err = scan(std::slice::from_ref(&missing), &ScanOptions::default()).unwrap_err();
-    assert_eq!(err.to_string(), format!("{}: no such folder or zip archive", missing.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{}: no such folder or zip archive", missing.display())
+    );
 
     let text = write(dir.path(), "notes.txt", b"not an archive");
     let err = scan(std::slice::from_ref(&text), &ScanOptions::default()).unwrap_err();
-    assert_eq!(err.to_string(), format!("{}: not a folder or a zip archive", text.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{}: not a folder or a zip archive", text.display())
+    );
 
-    assert!(matches!(scan(&[], &ScanOptions::default()), Err(Error::NoRoots)));
+    assert!(matches!(
+        scan(&[], &ScanOptions::default()),
+        Err(Error::NoRoots)
+    ));
 }
 
 #[test]
@@ -445,7 +626,10 @@ fn local_source_refuses_a_file_changed_after_the_scan() {
     write(root, "b/2.png", &png(4, 4, 2));
     let report = scan_one(root);
     std::fs::write(&file, png(4, 4, 77)).unwrap();
-    let err = report.source().read(&report.manifest.entries[0]).unwrap_err();
+    let err = report
+        .source()
+        .read(&report.manifest.entries[0])
+        .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     assert!(err.to_string().contains("1.png: content changed"), "{err}");
 }
@@ -457,17 +641,30 @@ fn blob_store_source_reads_by_digest_and_checks_content() {
     let bytes = png(4, 4, 1);
     let digest = digest_bytes(&bytes);
     let path = blob_path(&blobs, &digest).unwrap();
-    write(&blobs, path.strip_prefix(&blobs).unwrap().to_str().unwrap(), &bytes);
+    write(
+        &blobs,
+        path.strip_prefix(&blobs).unwrap().to_str().unwrap(),
+        &bytes,
+    );
     verify_blob(&path, &digest).unwrap();
 
-    let entry = ManifestEntry { path: "a/1.png".into(), class: 0, size: bytes.len() as u64, digest, subset: None };
+    let entry = ManifestEntry {
+        path: "a/1.png".into(),
+        class: 0,
+        size: bytes.len() as u64,
+        digest,
+        subset: None,
+    };
     let source = BlobStoreSource::new(&blobs);
     assert_eq!(source.read(&entry).unwrap(), bytes);
 
     std::fs::write(&path, b"damaged").unwrap();
     let err = source.read(&entry).unwrap_err();
     assert!(err.to_string().contains("content changed"), "{err}");
-    let missing = ManifestEntry { digest: digest_bytes(b"never stored"), ..entry };
+    let missing = ManifestEntry {
+        digest: digest_bytes(b"never stored"),
+        ..entry
+    };
     let err = source.read(&missing).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     assert!(err.to_string().contains("blob of `a/1.png`"), "{err}");

@@ -13,7 +13,8 @@ fn sample_report() -> &'static easel_dataset::ScanReport {
 }
 
 const CLASSES: [&str; 10] = [
-    "0-zero", "1-one", "2-two", "3-three", "4-four", "5-five", "6-six", "7-seven", "8-eight", "9-nine",
+    "0-zero", "1-one", "2-two", "3-three", "4-four", "5-five", "6-six", "7-seven", "8-eight",
+    "9-nine",
 ];
 
 #[test]
@@ -22,19 +23,37 @@ fn sample_has_ten_digit_classes_of_500_clean_images() {
     assert_eq!(report.manifest.classes, CLASSES);
     assert_eq!(report.manifest.class_counts(), vec![500; 10]);
     assert!(report.errors().is_empty(), "{:?}", report.errors());
-    assert!(report.unreadable.is_empty() && report.oversized.is_empty() && report.rejected.is_empty());
+    assert!(
+        report.unreadable.is_empty() && report.oversized.is_empty() && report.rejected.is_empty()
+    );
     assert!(report.non_images.is_empty());
     assert_eq!(report.hidden_skipped, 0);
     let sizes = report.image_sizes.unwrap();
-    assert_eq!((sizes.min_width, sizes.max_width, sizes.min_height, sizes.max_height), (28, 28, 28, 28));
+    assert_eq!(
+        (
+            sizes.min_width,
+            sizes.max_width,
+            sizes.min_height,
+            sizes.max_height
+        ),
+        (28, 28, 28, 28)
+    );
     // Paths are relative to the root: "<class>/<file>".
     let first = &report.manifest.entries[0];
-    assert!(first.path.starts_with("0-zero/") && first.path.ends_with(".png"), "{}", first.path);
+    assert!(
+        first.path.starts_with("0-zero/") && first.path.ends_with(".png"),
+        "{}",
+        first.path
+    );
     let on_disk: u64 = report
         .manifest
         .entries
         .iter()
-        .map(|e| std::fs::metadata(common::sample_dataset().join(&e.path)).unwrap().len())
+        .map(|e| {
+            std::fs::metadata(common::sample_dataset().join(&e.path))
+                .unwrap()
+                .len()
+        })
         .sum();
     assert_eq!(report.manifest.total_bytes(), on_disk);
 }
@@ -48,7 +67,8 @@ fn sample_digests_match_file_contents_and_the_source_reads_them() {
         assert_eq!(digest_bytes(&on_disk), entry.digest, "{}", entry.path);
         assert_eq!(source.read(entry).unwrap(), on_disk);
     }
-    let image = image::load_from_memory(&source.read(&report.manifest.entries[0]).unwrap()).unwrap();
+    let image =
+        image::load_from_memory(&source.read(&report.manifest.entries[0]).unwrap()).unwrap();
     assert_eq!((image.width(), image.height()), (28, 28));
 }
 
@@ -68,13 +88,27 @@ fn sample_split_is_stratified_disjoint_and_repeatable() {
     let manifest = &sample_report().manifest;
     let first = split(manifest, 0.2, 0.1, 7).unwrap();
     assert_eq!(first, split(manifest, 0.2, 0.1, 7).unwrap());
-    assert_ne!(first.validation, split(manifest, 0.2, 0.1, 8).unwrap().validation);
+    assert_ne!(
+        first.validation,
+        split(manifest, 0.2, 0.1, 8).unwrap().validation
+    );
 
-    let mut all: Vec<usize> = first.train.iter().chain(&first.validation).chain(&first.test).copied().collect();
+    let mut all: Vec<usize> = first
+        .train
+        .iter()
+        .chain(&first.validation)
+        .chain(&first.test)
+        .copied()
+        .collect();
     all.sort_unstable();
     assert_eq!(all, (0..manifest.entries.len()).collect::<Vec<_>>());
     for class in 0..10u32 {
-        let count = |indices: &[usize]| indices.iter().filter(|&&i| manifest.entries[i].class == class).count();
+        let count = |indices: &[usize]| {
+            indices
+                .iter()
+                .filter(|&&i| manifest.entries[i].class == class)
+                .count()
+        };
         assert_eq!(count(&first.validation), 100, "class {class}");
         assert_eq!(count(&first.test), 50, "class {class}");
         assert_eq!(count(&first.train), 350, "class {class}");

@@ -20,11 +20,31 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 fn main() {
     let info = easel_engine::runtime_info();
-    println!("libtorch {} | cuda {} ({} devices) | cpu threads {}", info.libtorch_version, info.cuda_available, info.cuda_device_count, tch::get_num_threads());
+    println!(
+        "libtorch {} | cuda {} ({} devices) | cpu threads {}",
+        info.libtorch_version,
+        info.cuda_available,
+        info.cuda_device_count,
+        tch::get_num_threads()
+    );
     pipeline();
     println!("\ntraining step, CPU, fp32, SGD momentum");
-    for (architecture, name) in [(Architecture::SmallCnn, "small_cnn"), (Architecture::Vgg16, "vgg16")] {
-        let rate = step_rate(architecture, 64, 8, Device::Cpu, Mode { bf16: false, channels_last: false }, 3, 10);
+    for (architecture, name) in [
+        (Architecture::SmallCnn, "small_cnn"),
+        (Architecture::Vgg16, "vgg16"),
+    ] {
+        let rate = step_rate(
+            architecture,
+            64,
+            8,
+            Device::Cpu,
+            Mode {
+                bf16: false,
+                channels_last: false,
+            },
+            3,
+            10,
+        );
         println!("  {name:<10} 64x64 batch 8: {rate:8.1} images/s");
     }
     if tch::Cuda::is_available() {
@@ -35,29 +55,44 @@ fn main() {
 fn pipeline() {
     let dir = std::env::var_os("EASEL_SAMPLE_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.easel-data/mnist-sample"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.easel-data/mnist-sample")
+        });
     if !dir.is_dir() {
-        println!("input pipeline: skipped, no sample at {} (run deploy/sample-data.sh)", dir.display());
+        println!(
+            "input pipeline: skipped, no sample at {} (run deploy/sample-data.sh)",
+            dir.display()
+        );
         return;
     }
-    let report = easel_dataset::scan(std::slice::from_ref(&dir), &Default::default()).expect("scan the sample");
+    let report = easel_dataset::scan(std::slice::from_ref(&dir), &Default::default())
+        .expect("scan the sample");
     let manifest = &report.manifest;
     let source = report.source();
     let images = manifest.entries.len() as f64;
     let cache = tempfile::tempdir().expect("temporary cache");
-    println!("\ninput pipeline, {} images, resized to 64x64, {} rayon threads", manifest.entries.len(), rayon::current_num_threads());
+    println!(
+        "\ninput pipeline, {} images, resized to 64x64, {} rayon threads",
+        manifest.entries.len(),
+        rayon::current_num_threads()
+    );
     let started = Instant::now();
     let decoded = load_manifest(manifest, source, 64, 64, 40_000_000, None).expect("decode");
     let decode_rate = images / started.elapsed().as_secs_f64();
     assert_eq!(decoded.cache, CacheStatus::Disabled);
-    let written = load_manifest(manifest, source, 64, 64, 40_000_000, Some(cache.path())).expect("write cache");
+    let written = load_manifest(manifest, source, 64, 64, 40_000_000, Some(cache.path()))
+        .expect("write cache");
     assert_eq!(written.cache, CacheStatus::Written);
     let started = Instant::now();
-    let hit = load_manifest(manifest, source, 64, 64, 40_000_000, Some(cache.path())).expect("read cache");
+    let hit = load_manifest(manifest, source, 64, 64, 40_000_000, Some(cache.path()))
+        .expect("read cache");
     let cache_rate = images / started.elapsed().as_secs_f64();
     assert_eq!(hit.cache, CacheStatus::Hit);
     println!("  decode + resize from disk: {decode_rate:10.0} images/s");
-    println!("  from the decoded cache:    {cache_rate:10.0} images/s  ({:.1}x)", cache_rate / decode_rate);
+    println!(
+        "  from the decoded cache:    {cache_rate:10.0} images/s  ({:.1}x)",
+        cache_rate / decode_rate
+    );
 }
 
 fn cuda() {
@@ -65,15 +100,47 @@ fn cuda() {
     tch::Cuda::cudnn_set_benchmark(true);
     println!("\ntraining step, CUDA, VGG16 (head 32/64/128/64), batch 128, SGD momentum");
     for side in [224, 150] {
-        let baseline = step_rate(Architecture::Vgg16, side, 128, device, Mode { bf16: false, channels_last: false }, 5, 20);
+        let baseline = step_rate(
+            Architecture::Vgg16,
+            side,
+            128,
+            device,
+            Mode {
+                bf16: false,
+                channels_last: false,
+            },
+            5,
+            20,
+        );
         println!("  {side}x{side} fp32 NCHW:            {baseline:8.0} images/s");
         for (label, mode) in [
-            ("fp32 channels-last", Mode { bf16: false, channels_last: true }),
-            ("bf16 NCHW", Mode { bf16: true, channels_last: false }),
-            ("bf16 channels-last", Mode { bf16: true, channels_last: true }),
+            (
+                "fp32 channels-last",
+                Mode {
+                    bf16: false,
+                    channels_last: true,
+                },
+            ),
+            (
+                "bf16 NCHW",
+                Mode {
+                    bf16: true,
+                    channels_last: false,
+                },
+            ),
+            (
+                "bf16 channels-last",
+                Mode {
+                    bf16: true,
+                    channels_last: true,
+                },
+            ),
         ] {
             let rate = step_rate(Architecture::Vgg16, side, 128, device, mode, 5, 20);
-            println!("  {side}x{side} {label:<22} {rate:8.0} images/s  ({:.2}x fp32)", rate / baseline);
+            println!(
+                "  {side}x{side} {label:<22} {rate:8.0} images/s  ({:.2}x fp32)",
+                rate / baseline
+            );
         }
     }
 }
@@ -85,34 +152,67 @@ struct Mode {
 }
 
 /// Images/s of full training steps (forward, backward, update) on random data.
-fn step_rate(architecture: Architecture, side: i64, batch: i64, device: Device, mode: Mode, warmup: usize, steps: usize) -> f64 {
+fn step_rate(
+    architecture: Architecture,
+    side: i64,
+    batch: i64,
+    device: Device,
+    mode: Mode,
+    warmup: usize,
+    steps: usize,
+) -> f64 {
     tch::manual_seed(0);
     let model = ModelSpec {
         architecture,
-        head: if architecture == Architecture::SmallCnn { vec![64, 128] } else { vec![32, 64, 128, 64] },
+        head: if architecture == Architecture::SmallCnn {
+            vec![64, 128]
+        } else {
+            vec![32, 64, 128, 64]
+        },
         ..ModelSpec::default()
     };
     let vs = VarStore::new(device);
     let net = build_classifier(&vs.root(), &model, 5, (side, side)).expect("model");
     let mut optimizer = Optimizer::new(OptimizerKind::Sgd, 0.9, 0.0, parameters_of(&vs));
-    let copy = mode.bf16.then(|| Bf16Copy::new(&vs, &model, 5, (side, side), device).expect("bf16 copy"));
+    let copy = mode
+        .bf16
+        .then(|| Bf16Copy::new(&vs, &model, 5, (side, side), device).expect("bf16 copy"));
     let x = Tensor::randn([batch, 3, side, side], (Kind::Float, device));
-    let x = if mode.channels_last { channels_last(&x) } else { x };
+    let x = if mode.channels_last {
+        channels_last(&x)
+    } else {
+        x
+    };
     let y = Tensor::randint(5, [batch], (Kind::Int64, device));
-    let rates = GroupRates { backbone: 1e-3, head: 1e-3 };
+    let rates = GroupRates {
+        backbone: 1e-3,
+        head: 1e-3,
+    };
     let mut step = || -> Tensor {
         match &copy {
             Some(copy) => {
                 copy.pull_weights();
                 copy.zero_grad();
-                let loss = copy.forward_train(&x).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+                let loss = copy.forward_train(&x).cross_entropy_loss::<Tensor>(
+                    &y,
+                    None,
+                    Reduction::Mean,
+                    -100,
+                    0.0,
+                );
                 loss.backward();
                 optimizer.step_with(rates, |p| copy.gradient(&p.name));
                 loss
             }
             None => {
                 optimizer.zero_grad();
-                let loss = net.forward_t(&x, true).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+                let loss = net.forward_t(&x, true).cross_entropy_loss::<Tensor>(
+                    &y,
+                    None,
+                    Reduction::Mean,
+                    -100,
+                    0.0,
+                );
                 loss.backward();
                 optimizer.step(rates);
                 loss

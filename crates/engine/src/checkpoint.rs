@@ -64,7 +64,11 @@ impl HostTensor {
         let numel = tensor.numel();
         let mut bytes = vec![0u8; numel * tensor.kind().elt_size_in_bytes()];
         tensor.f_copy_data_u8(&mut bytes, numel)?;
-        Ok(HostTensor { dtype, shape: tensor.size().iter().map(|&d| d as usize).collect(), bytes })
+        Ok(HostTensor {
+            dtype,
+            shape: tensor.size().iter().map(|&d| d as usize).collect(),
+            bytes,
+        })
     }
 }
 
@@ -95,12 +99,16 @@ pub fn write(
         host.push((format!("{MODEL_PREFIX}{name}"), HostTensor::new(tensor)?));
     }
     for (name, tensor) in optimizer {
-        host.push((format!("{OPTIMIZER_PREFIX}{name}"), HostTensor::new(tensor)?));
+        host.push((
+            format!("{OPTIMIZER_PREFIX}{name}"),
+            HostTensor::new(tensor)?,
+        ));
     }
     let header = serde_json::to_string(state).map_err(|e| Error::json("checkpoint header", e))?;
     let metadata = Some(HashMap::from([(METADATA_KEY.to_string(), header)]));
-    let bytes = safetensors::tensor::serialize(host.iter().map(|(name, t)| (name.as_str(), t)), &metadata)
-        .map_err(|e| Error::artifact(path, format!("cannot serialise checkpoint: {e:?}")))?;
+    let bytes =
+        safetensors::tensor::serialize(host.iter().map(|(name, t)| (name.as_str(), t)), &metadata)
+            .map_err(|e| Error::artifact(path, format!("cannot serialise checkpoint: {e:?}")))?;
     crate::artifacts::write_atomically(path, &bytes)?;
     Ok(bytes.len() as u64)
 }
@@ -108,16 +116,22 @@ pub fn write(
 /// Reads a checkpoint: its header and tensors (on the CPU), by full name.
 pub fn read(path: &Path) -> Result<(CheckpointState, HashMap<String, Tensor>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let unreadable = |why: String| Error::artifact(path, format!("not a readable checkpoint: {why}"));
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| unreadable(format!("{e:?}")))?;
+    let unreadable =
+        |why: String| Error::artifact(path, format!("not a readable checkpoint: {why}"));
+    let (_, metadata) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| unreadable(format!("{e:?}")))?;
     let header = metadata
         .metadata()
         .as_ref()
         .and_then(|m| m.get(METADATA_KEY))
         .ok_or_else(|| unreadable("no easel header".into()))?;
-    let state: CheckpointState = serde_json::from_str(header).map_err(|e| unreadable(e.to_string()))?;
+    let state: CheckpointState =
+        serde_json::from_str(header).map_err(|e| unreadable(e.to_string()))?;
     if state.format != FORMAT {
-        return Err(unreadable(format!("format {} (this build reads {FORMAT})", state.format)));
+        return Err(unreadable(format!(
+            "format {} (this build reads {FORMAT})",
+            state.format
+        )));
     }
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| unreadable(format!("{e:?}")))?;
     let mut named = HashMap::new();
@@ -145,7 +159,12 @@ pub fn new_state(identity: String) -> CheckpointState {
 }
 
 /// Copies `tensors[prefix + name]` into every variable of `vs`; lists every missing one.
-pub fn load_variables(vs: &tch::nn::VarStore, tensors: &HashMap<String, Tensor>, prefix: &str, path: &Path) -> Result<()> {
+pub fn load_variables(
+    vs: &tch::nn::VarStore,
+    tensors: &HashMap<String, Tensor>,
+    prefix: &str,
+    path: &Path,
+) -> Result<()> {
     let _no_grad = tch::no_grad_guard();
     let mut missing = Vec::new();
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -153,13 +172,20 @@ pub fn load_variables(vs: &tch::nn::VarStore, tensors: &HashMap<String, Tensor>,
     for (name, mut variable) in variables {
         match tensors.get(&format!("{prefix}{name}")) {
             Some(source) if source.size() == variable.size() => variable.f_copy_(source)?,
-            Some(source) => missing.push(format!("{name} has shape {:?}, expected {:?}", source.size(), variable.size())),
+            Some(source) => missing.push(format!(
+                "{name} has shape {:?}, expected {:?}",
+                source.size(),
+                variable.size()
+            )),
             None => missing.push(format!("{name} missing")),
         }
     }
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Error::artifact(path, format!("does not fit this model: {}", missing.join("; "))))
+        Err(Error::artifact(
+            path,
+            format!("does not fit this model: {}", missing.join("; ")),
+        ))
     }
 }

@@ -53,7 +53,11 @@ pub fn runtime_info() -> RuntimeInfo {
     RuntimeInfo {
         libtorch_version: env!("EASEL_LIBTORCH_VERSION").to_string(),
         cuda_available,
-        cuda_device_count: if cuda_available { tch::Cuda::device_count() as usize } else { 0 },
+        cuda_device_count: if cuda_available {
+            tch::Cuda::device_count() as usize
+        } else {
+            0
+        },
         cudnn_available: cuda_available && tch::Cuda::cudnn_is_available(),
     }
 }

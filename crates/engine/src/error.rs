@@ -25,18 +25,33 @@ pub enum Error {
         "image {name} is {width}x{height} = {pixels} pixels, above the limit of {limit} pixels \
          (data.max_image_pixels)"
     )]
-    ImageTooLarge { name: String, width: u32, height: u32, pixels: u64, limit: u64 },
+    ImageTooLarge {
+        name: String,
+        width: u32,
+        height: u32,
+        pixels: u64,
+        limit: u64,
+    },
 
     /// The model's backbone would shrink the image to nothing (e.g. VGG needs >= 32 px).
     #[error(
         "image size {height}x{width} is too small for {model}: it needs at least \
          {minimum}x{minimum} pixels ({detail})"
     )]
-    ImageTooSmall { model: String, height: i64, width: i64, minimum: i64, detail: String },
+    ImageTooSmall {
+        model: String,
+        height: i64,
+        width: i64,
+        minimum: i64,
+        detail: String,
+    },
 
     /// Pretrained weights that do not fit the model: every missing or mismatched tensor listed.
     #[error("weights {path}: {problems}", problems = problems.join("; "))]
-    Weights { path: PathBuf, problems: Vec<String> },
+    Weights {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 
     /// The experiment or the data cannot be trained as given (empty split, bad number...).
     #[error("{0}")]
@@ -56,14 +71,23 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn artifact(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Artifact { path: path.into(), message: message.into() }
+        Error::Artifact {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn json(context: impl Into<String>, source: serde_json::Error) -> Self {
-        Error::Json { context: context.into(), source }
+        Error::Json {
+            context: context.into(),
+            source,
+        }
     }
 }

@@ -24,12 +24,21 @@ pub struct Estimate {
 /// Fails with `Error::ImageTooSmall` (naming the model and the size) when the backbone would
 /// shrink `data.image_size` to nothing.
 pub fn estimate(spec: &ExperimentSpec, num_classes: usize, train_images: u64) -> Result<Estimate> {
-    let image_hw = (i64::from(spec.data.image_size.height()), i64::from(spec.data.image_size.width()));
+    let image_hw = (
+        i64::from(spec.data.image_size.height()),
+        i64::from(spec.data.image_size.width()),
+    );
     if spec.train.batch_size <= 0 {
-        return Err(Error::Invalid(format!("train.batch_size is {}: it must be > 0", spec.train.batch_size)));
+        return Err(Error::Invalid(format!(
+            "train.batch_size is {}: it must be > 0",
+            spec.train.batch_size
+        )));
     }
     if spec.train.epochs <= 0 {
-        return Err(Error::Invalid(format!("train.epochs is {}: it must be > 0", spec.train.epochs)));
+        return Err(Error::Invalid(format!(
+            "train.epochs is {}: it must be > 0",
+            spec.train.epochs
+        )));
     }
     let feature_map = feature_map_shape(spec.model.architecture, image_hw)?;
     let counts = parameter_counts(&spec.model, num_classes as i64, image_hw)?;

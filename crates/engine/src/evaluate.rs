@@ -24,11 +24,19 @@ pub struct Evaluation {
 
 /// Classes are matched by name; data holding a class the run never saw is an error (its images
 /// could only be wrong). The run's classes missing from the data are fine.
-pub fn evaluate(run_dir: &Path, manifest: &Manifest, source: &dyn ImageSource, device: DeviceChoice) -> Result<Evaluation> {
+pub fn evaluate(
+    run_dir: &Path,
+    manifest: &Manifest,
+    source: &dyn ImageSource,
+    device: DeviceChoice,
+) -> Result<Evaluation> {
     let device = device.resolve()?;
     let model = TrainedModel::open(run_dir, device)?;
-    let mapping: Vec<Option<usize>> =
-        manifest.classes.iter().map(|name| model.classes.iter().position(|known| known == name)).collect();
+    let mapping: Vec<Option<usize>> = manifest
+        .classes
+        .iter()
+        .map(|name| model.classes.iter().position(|known| known == name))
+        .collect();
     let unknown: Vec<&str> = manifest
         .classes
         .iter()
@@ -48,13 +56,27 @@ pub fn evaluate(run_dir: &Path, manifest: &Manifest, source: &dyn ImageSource, d
     }
     let entries: Vec<&ManifestEntry> = manifest.entries.iter().collect();
     let (height, width) = model.image_size();
-    let mut data = decode_dataset(&entries, source, height, width, model.spec.data.max_image_pixels)?;
-    let labels: Vec<i64> =
-        entries.iter().map(|e| mapping[e.class as usize].unwrap_or_default() as i64).collect();
+    let mut data = decode_dataset(
+        &entries,
+        source,
+        height,
+        width,
+        model.spec.data.max_image_pixels,
+    )?;
+    let labels: Vec<i64> = entries
+        .iter()
+        .map(|e| mapping[e.class as usize].unwrap_or_default() as i64)
+        .collect();
     data.labels = tch::Tensor::from_slice(&labels);
     let source = BatchSource::new(&data, device, device.is_cuda())?;
     let indices: Vec<i64> = (0..entries.len() as i64).collect();
-    let totals = evaluate_indices(&model.net, &source, &indices, EVALUATION_BATCH, model.classes.len());
+    let totals = evaluate_indices(
+        &model.net,
+        &source,
+        &indices,
+        EVALUATION_BATCH,
+        model.classes.len(),
+    );
     Ok(Evaluation {
         images: totals.images,
         accuracy: totals.accuracy,

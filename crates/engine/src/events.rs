@@ -11,12 +11,20 @@ pub enum TrainEvent {
     Step(StepProgress),
     Epoch(EpochMetrics),
     /// A resumable checkpoint was written under the run directory.
-    CheckpointWritten { epoch: u32, name: String },
+    CheckpointWritten {
+        epoch: u32,
+        name: String,
+    },
     /// A finished artifact file (path relative to the run directory) is complete on disk and may
     /// be copied to object storage.
-    ArtifactWritten { name: String, bytes: u64 },
+    ArtifactWritten {
+        name: String,
+        bytes: u64,
+    },
     /// Human-readable note (e.g. "backbone unfrozen", "early stopping at epoch 7").
-    Note { message: String },
+    Note {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

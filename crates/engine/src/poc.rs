@@ -7,7 +7,9 @@ use crate::models::{build_classifier, load_pretrained_backbone, set_backbone_tra
 use crate::pipeline::{BatchSource, decode_dataset};
 use crate::trainer::optimizer::{GroupRates, Optimizer, parameters_of};
 use crate::{Error, Result};
-use easel_dataset::{ImageSource, Manifest, ManifestEntry, stratified_subset, stratified_subset_of};
+use easel_dataset::{
+    ImageSource, Manifest, ManifestEntry, stratified_subset, stratified_subset_of,
+};
 use easel_spec::{ExperimentSpec, ModelSpec, Optimizer as OptimizerKind};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -64,16 +66,28 @@ pub fn proof_of_concept(
     let entries: Vec<&ManifestEntry> = subset.iter().map(|&i| &manifest.entries[i]).collect();
     let data = decode_dataset(&entries, source, side, side, spec.data.max_image_pixels)?;
     // The fixed batch: a stratified pick from the subset, as positions in `data`.
-    let batch_entries = stratified_subset_of(manifest, &subset, local.batch_size as usize, spec.data.seed);
-    let positions: Vec<i64> =
-        batch_entries.iter().filter_map(|i| subset.binary_search(i).ok()).map(|p| p as i64).collect();
+    let batch_entries =
+        stratified_subset_of(manifest, &subset, local.batch_size as usize, spec.data.seed);
+    let positions: Vec<i64> = batch_entries
+        .iter()
+        .filter_map(|i| subset.binary_search(i).ok())
+        .map(|p| p as i64)
+        .collect();
 
     tch::manual_seed(spec.train.seed as i64);
     let device = Device::Cpu;
     let mut vs = VarStore::new(device);
     // No head dropout: with one fixed batch the loss curve then shows learning, not noise.
-    let model = ModelSpec { dropout: 0.0, ..spec.model.clone() };
-    let net = build_classifier(&vs.root(), &model, num_classes as i64, (side as i64, side as i64))?;
+    let model = ModelSpec {
+        dropout: 0.0,
+        ..spec.model.clone()
+    };
+    let net = build_classifier(
+        &vs.root(),
+        &model,
+        num_classes as i64,
+        (side as i64, side as i64),
+    )?;
     if let Some(path) = &spec.model.pretrained {
         load_pretrained_backbone(&mut vs, path)?;
     }
@@ -88,7 +102,10 @@ pub fn proof_of_concept(
         let logits = net.forward_t(&x, true);
         let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
         loss.backward();
-        optimizer.step(GroupRates { backbone: lr, head: lr });
+        optimizer.step(GroupRates {
+            backbone: lr,
+            head: lr,
+        });
         let value = loss.double_value(&[]);
         losses.push(value);
         on_step(step, value);

@@ -19,7 +19,11 @@ pub struct Prediction {
     pub top: Vec<(String, f64)>,
 }
 
-pub fn predict(run_dir: &Path, images: &[PathBuf], device: DeviceChoice) -> Result<Vec<Prediction>> {
+pub fn predict(
+    run_dir: &Path,
+    images: &[PathBuf],
+    device: DeviceChoice,
+) -> Result<Vec<Prediction>> {
     let device = device.resolve()?;
     let model = TrainedModel::open(run_dir, device)?;
     let (height, width) = model.image_size();
@@ -30,7 +34,13 @@ pub fn predict(run_dir: &Path, images: &[PathBuf], device: DeviceChoice) -> Resu
         let mut pixels = Vec::with_capacity(chunk.len() * 3 * height as usize * width as usize);
         for path in chunk {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            pixels.extend(decode_rgb_chw(&bytes, &path.display().to_string(), max_pixels, height, width)?);
+            pixels.extend(decode_rgb_chw(
+                &bytes,
+                &path.display().to_string(),
+                max_pixels,
+                height,
+                width,
+            )?);
         }
         let batch = Tensor::from_data_size(
             &pixels,
@@ -39,9 +49,21 @@ pub fn predict(run_dir: &Path, images: &[PathBuf], device: DeviceChoice) -> Resu
         )
         .to_device(device);
         let x = normalise(&(batch.to_kind(Kind::Float) / 255.0));
-        let x = if device.is_cuda() { channels_last(&x) } else { x };
-        let probabilities = model.net.forward_t(&x, false).to_kind(Kind::Float).softmax(-1, Kind::Float);
-        let probabilities: Vec<Vec<f64>> = Vec::try_from(probabilities.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
+        let x = if device.is_cuda() {
+            channels_last(&x)
+        } else {
+            x
+        };
+        let probabilities = model
+            .net
+            .forward_t(&x, false)
+            .to_kind(Kind::Float)
+            .softmax(-1, Kind::Float);
+        let probabilities: Vec<Vec<f64>> = Vec::try_from(
+            probabilities
+                .to_kind(Kind::Double)
+                .to_device(tch::Device::Cpu),
+        )?;
         for (path, row) in chunk.iter().zip(probabilities) {
             predictions.push(prediction_for(path, &row, &model.classes));
         }
@@ -52,7 +74,15 @@ pub fn predict(run_dir: &Path, images: &[PathBuf], device: DeviceChoice) -> Resu
 fn prediction_for(path: &Path, probabilities: &[f64], classes: &[String]) -> Prediction {
     let mut ranked: Vec<(usize, f64)> = probabilities.iter().copied().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let top: Vec<(String, f64)> = ranked.iter().map(|&(i, p)| (classes[i].clone(), p)).collect();
+    let top: Vec<(String, f64)> = ranked
+        .iter()
+        .map(|&(i, p)| (classes[i].clone(), p))
+        .collect();
     let (class, probability) = top.first().cloned().unwrap_or_default();
-    Prediction { path: path.to_path_buf(), class, probability, top }
+    Prediction {
+        path: path.to_path_buf(),
+        class,
+        probability,
+        top,
+    }
 }

@@ -25,14 +25,21 @@ impl TrainedModel {
         let classes: Vec<String> = serde_json::from_str(&read(artifacts::CLASSES)?)
             .map_err(|e| Error::artifact(run_dir.join(artifacts::CLASSES), e.to_string()))?;
         let mut vs = VarStore::new(device);
-        let image_hw = (i64::from(spec.data.image_size.height()), i64::from(spec.data.image_size.width()));
+        let image_hw = (
+            i64::from(spec.data.image_size.height()),
+            i64::from(spec.data.image_size.width()),
+        );
         let net = build_classifier(&vs.root(), &spec.model, classes.len() as i64, image_hw)?;
         let weights = run_dir.join(artifacts::BEST_WEIGHTS);
-        vs.load(&weights).map_err(|e| Error::artifact(&weights, e.to_string()))?;
+        vs.load(&weights)
+            .map_err(|e| Error::artifact(&weights, e.to_string()))?;
         Ok(TrainedModel { spec, classes, net })
     }
 
     pub fn image_size(&self) -> (u32, u32) {
-        (self.spec.data.image_size.height(), self.spec.data.image_size.width())
+        (
+            self.spec.data.image_size.height(),
+            self.spec.data.image_size.width(),
+        )
     }
 }

@@ -4,8 +4,8 @@ mod support;
 
 use easel_engine::pipeline::{CacheStatus, load_manifest};
 use easel_engine::{Error, TrainJob};
-use support::{sample, spec, subset};
 use std::sync::atomic::AtomicBool;
+use support::{sample, spec, subset};
 
 #[test]
 fn the_second_load_reads_the_decoded_cache_without_decoding() {
@@ -46,7 +46,10 @@ fn an_image_above_the_pixel_limit_is_refused_by_name() {
     assert!(matches!(err, Error::ImageTooLarge { .. }), "{err}");
     let message = err.to_string();
     assert!(message.contains(&manifest.entries[0].path), "{message}");
-    assert!(message.contains("28x28 = 784 pixels, above the limit of 783"), "{message}");
+    assert!(
+        message.contains("28x28 = 784 pixels, above the limit of 783"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -56,9 +59,12 @@ fn the_proof_of_concept_overfits_a_batch() {
     spec.local.image_size = 32;
     spec.local.max_images = 60;
     let mut steps = Vec::new();
-    let report = easel_engine::proof_of_concept(&spec, &sample().manifest, &sample().source, &mut |step, loss| {
-        steps.push((step, loss))
-    })
+    let report = easel_engine::proof_of_concept(
+        &spec,
+        &sample().manifest,
+        &sample().source,
+        &mut |step, loss| steps.push((step, loss)),
+    )
     .unwrap();
     assert_eq!(steps.len(), 15);
     assert_eq!(report.images_used, 60);

@@ -13,19 +13,35 @@ fn small_cnn_learns_digits_and_writes_every_artifact() {
     let manifest = subset(&(0..10).collect::<Vec<_>>(), 300, 1);
     let dir = tempfile::tempdir().unwrap();
     let run = train(&spec(3, ""), &manifest, dir.path(), None, None);
-    let TrainOutcome::Completed(report) = &run.outcome else { panic!("run was not completed") };
+    let TrainOutcome::Completed(report) = &run.outcome else {
+        panic!("run was not completed")
+    };
 
     let epochs = run.epochs();
     assert_eq!(epochs.len(), 3);
-    assert!(epochs[2].train_loss < epochs[0].train_loss, "training loss falls: {epochs:?}");
-    assert!(report.best_validation_accuracy > 0.8, "validation accuracy {}", report.best_validation_accuracy);
+    assert!(
+        epochs[2].train_loss < epochs[0].train_loss,
+        "training loss falls: {epochs:?}"
+    );
+    assert!(
+        report.best_validation_accuracy > 0.8,
+        "validation accuracy {}",
+        report.best_validation_accuracy
+    );
     let test_accuracy = report.test_accuracy.expect("a test split exists");
     assert!(test_accuracy > 0.8, "test accuracy {test_accuracy}");
-    eprintln!("sample accuracy: validation {:.4}, test {test_accuracy:.4}", report.best_validation_accuracy);
+    eprintln!(
+        "sample accuracy: validation {:.4}, test {test_accuracy:.4}",
+        report.best_validation_accuracy
+    );
     let last = &epochs[2];
     assert_eq!(last.confusion.len(), 10);
     assert_eq!(last.per_class_accuracy.len(), 10);
-    assert_eq!(last.confusion.iter().flatten().sum::<u64>(), 600, "20% of 3000 validate");
+    assert_eq!(
+        last.confusion.iter().flatten().sum::<u64>(),
+        600,
+        "20% of 3000 validate"
+    );
 
     // Every artifact is on disk and was announced; report.json comes last.
     let announced: Vec<(String, u64)> = run
@@ -36,7 +52,13 @@ fn small_cnn_learns_digits_and_writes_every_artifact() {
             _ => None,
         })
         .collect();
-    let last_size = |name: &str| announced.iter().rev().find(|(n, _)| n == name).map(|(_, b)| *b);
+    let last_size = |name: &str| {
+        announced
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| *b)
+    };
     for name in [
         "spec.toml",
         "manifest.json",
@@ -49,22 +71,40 @@ fn small_cnn_learns_digits_and_writes_every_artifact() {
         "plots/confusion.svg",
         "report.json",
     ] {
-        let on_disk = std::fs::metadata(dir.path().join(name)).map(|m| m.len()).ok();
+        let on_disk = std::fs::metadata(dir.path().join(name))
+            .map(|m| m.len())
+            .ok();
         assert!(on_disk.is_some(), "{name} written");
-        assert_eq!(last_size(name), on_disk, "{name} announced with its final size");
+        assert_eq!(
+            last_size(name),
+            on_disk,
+            "{name} announced with its final size"
+        );
     }
-    assert_eq!(announced.last().map(|(n, _)| n.as_str()), Some("report.json"));
+    assert_eq!(
+        announced.last().map(|(n, _)| n.as_str()),
+        Some("report.json")
+    );
     let metrics_lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
     assert_eq!(metrics_lines.lines().count(), 3);
 
     // The run's best weights serve `evaluate` and `predict`.
-    let evaluation = easel_engine::evaluate(dir.path(), &manifest, &sample().source, DeviceChoice::Cpu).unwrap();
+    let evaluation =
+        easel_engine::evaluate(dir.path(), &manifest, &sample().source, DeviceChoice::Cpu).unwrap();
     assert_eq!(evaluation.images, 3000);
-    assert!(evaluation.accuracy > 0.8, "evaluation accuracy {}", evaluation.accuracy);
+    assert!(
+        evaluation.accuracy > 0.8,
+        "evaluation accuracy {}",
+        evaluation.accuracy
+    );
     let images: Vec<_> = ["3-three", "7-seven"]
         .iter()
         .map(|class| {
-            let entry = manifest.entries.iter().find(|e| e.path.starts_with(class)).unwrap();
+            let entry = manifest
+                .entries
+                .iter()
+                .find(|e| e.path.starts_with(class))
+                .unwrap();
             sample().dir.join(&entry.path)
         })
         .collect();
@@ -82,12 +122,19 @@ fn a_seeded_run_repeats_exactly() {
     let _serial = support::serial();
     let manifest = subset(&[0, 1, 2, 3], 40, 2);
     let mut spec = spec(2, "");
-    spec.augment = easel_spec::AugmentSpec { flip: true, random_crop: 0.1, color_jitter: 0.2 };
+    spec.augment = easel_spec::AugmentSpec {
+        flip: true,
+        random_crop: 0.1,
+        color_jitter: 0.2,
+    };
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let first = train(&spec, &manifest, a.path(), None, None);
     let second = train(&spec, &manifest, b.path(), None, None);
     assert_eq!(timeless(&first.epochs()), timeless(&second.epochs()));
-    assert_eq!(read(&a.path().join("weights/last.safetensors")), read(&b.path().join("weights/last.safetensors")));
+    assert_eq!(
+        read(&a.path().join("weights/last.safetensors")),
+        read(&b.path().join("weights/last.safetensors"))
+    );
 }
 
 #[test]
@@ -96,7 +143,10 @@ fn a_cancelled_run_resumes_to_the_uninterrupted_result() {
     let manifest = subset(&[0, 1, 2, 3, 4], 40, 3);
     // Momentum, a schedule with warm-up, dropout and augmentation: all state that must carry over.
     let spec = {
-        let mut spec = spec(3, "[train.schedule]\nkind = \"cosine\"\nwarmup_epochs = 0.5");
+        let mut spec = spec(
+            3,
+            "[train.schedule]\nkind = \"cosine\"\nwarmup_epochs = 0.5",
+        );
         spec.train.optimizer = easel_spec::Optimizer::Sgd;
         spec.train.learning_rate = 0.05;
         spec.train.momentum = 0.9;
@@ -112,7 +162,12 @@ fn a_cancelled_run_resumes_to_the_uninterrupted_result() {
     assert!(matches!(uninterrupted.outcome, TrainOutcome::Completed(_)));
 
     let interrupted = train(&spec, &manifest, parts.path(), None, Some(1));
-    assert_eq!(interrupted.outcome, TrainOutcome::Cancelled { completed_epochs: 1 });
+    assert_eq!(
+        interrupted.outcome,
+        TrainOutcome::Cancelled {
+            completed_epochs: 1
+        }
+    );
     assert!(parts.path().join("checkpoints/last.ckpt").is_file());
     assert!(!parts.path().join("report.json").exists());
 
@@ -130,7 +185,10 @@ fn a_cancelled_run_resumes_to_the_uninterrupted_result() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
-    assert_eq!(timeless(&metrics_of(whole.path())), timeless(&metrics_of(parts.path())));
+    assert_eq!(
+        timeless(&metrics_of(whole.path())),
+        timeless(&metrics_of(parts.path()))
+    );
     assert_eq!(
         read(&whole.path().join("weights/last.safetensors")),
         read(&parts.path().join("weights/last.safetensors")),
@@ -150,7 +208,8 @@ fn a_backbone_trained_on_some_digits_transfers_frozen_to_others() {
     let vs_pretrained = {
         let mut vs = VarStore::new(tch::Device::Cpu);
         build_classifier(&vs.root(), &pretrain_spec.model, 5, (28, 28)).unwrap();
-        vs.load(pretrain_dir.path().join("weights/best.safetensors")).unwrap();
+        vs.load(pretrain_dir.path().join("weights/best.safetensors"))
+            .unwrap();
         vs
     };
     let backbone = pretrain_dir.path().join("backbone.safetensors");
@@ -162,24 +221,38 @@ fn a_backbone_trained_on_some_digits_transfers_frozen_to_others() {
     fine_tune.model.freeze_backbone = true;
     let fine_dir = tempfile::tempdir().unwrap();
     let run = train(&fine_tune, &second_half, fine_dir.path(), None, None);
-    let TrainOutcome::Completed(report) = &run.outcome else { panic!("fine-tuning completed") };
-    assert!(report.best_validation_accuracy > 0.5, "frozen-backbone accuracy {}", report.best_validation_accuracy);
+    let TrainOutcome::Completed(report) = &run.outcome else {
+        panic!("fine-tuning completed")
+    };
+    assert!(
+        report.best_validation_accuracy > 0.5,
+        "frozen-backbone accuracy {}",
+        report.best_validation_accuracy
+    );
     let info = run.events.iter().find_map(|e| match e {
         TrainEvent::Started(info) => Some(info.clone()),
         _ => None,
     });
     let info = info.unwrap();
-    assert!(info.trainable_parameters < info.parameters, "backbone frozen: {info:?}");
+    assert!(
+        info.trainable_parameters < info.parameters,
+        "backbone frozen: {info:?}"
+    );
 
     // The backbone did not move; the head did.
-    let tuned = tch::Tensor::read_safetensors(fine_dir.path().join("weights/last.safetensors")).unwrap();
+    let tuned =
+        tch::Tensor::read_safetensors(fine_dir.path().join("weights/last.safetensors")).unwrap();
     let pretrained = vs_pretrained.variables();
     for (name, tensor) in &tuned {
         if name.starts_with("features.") {
             assert!(tensor.equal(&pretrained[name]), "{name} stayed frozen");
         }
     }
-    assert!(tuned.iter().any(|(name, _)| name.starts_with("classifier.")));
+    assert!(
+        tuned
+            .iter()
+            .any(|(name, _)| name.starts_with("classifier."))
+    );
 
     // Unfrozen after the first epoch, the backbone then learns (at the lower backbone rate).
     let mut unfreeze = fine_tune.clone();
@@ -187,8 +260,12 @@ fn a_backbone_trained_on_some_digits_transfers_frozen_to_others() {
     let unfreeze_dir = tempfile::tempdir().unwrap();
     let run = train(&unfreeze, &second_half, unfreeze_dir.path(), None, None);
     assert!(run.events.iter().any(|e| matches!(e, TrainEvent::Note { message } if message.contains("backbone unfrozen at epoch 2"))));
-    let tuned = tch::Tensor::read_safetensors(unfreeze_dir.path().join("weights/last.safetensors")).unwrap();
-    let moved = tuned.iter().filter(|(name, t)| name.starts_with("features.") && !t.equal(&pretrained[name])).count();
+    let tuned = tch::Tensor::read_safetensors(unfreeze_dir.path().join("weights/last.safetensors"))
+        .unwrap();
+    let moved = tuned
+        .iter()
+        .filter(|(name, t)| name.starts_with("features.") && !t.equal(&pretrained[name]))
+        .count();
     assert!(moved > 0, "the unfrozen backbone was trained");
 }
 
@@ -210,9 +287,21 @@ fn the_bf16_copy_trains_the_fp32_master_weights() {
     for _ in 0..30 {
         copy.pull_weights();
         copy.zero_grad();
-        let loss = copy.forward_train(&x).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+        let loss = copy.forward_train(&x).cross_entropy_loss::<Tensor>(
+            &y,
+            None,
+            Reduction::Mean,
+            -100,
+            0.0,
+        );
         loss.backward();
-        optimizer.step_with(GroupRates { backbone: 3e-3, head: 3e-3 }, |p| copy.gradient(&p.name));
+        optimizer.step_with(
+            GroupRates {
+                backbone: 3e-3,
+                head: 3e-3,
+            },
+            |p| copy.gradient(&p.name),
+        );
         losses.push(loss.double_value(&[]));
     }
     assert!(losses[29] < losses[0] * 0.5, "{losses:?}");
@@ -220,7 +309,9 @@ fn the_bf16_copy_trains_the_fp32_master_weights() {
         assert_eq!(tensor.kind(), Kind::Float, "{name} stays fp32");
     }
     // The fp32 master model has learned what the bf16 copy learned.
-    let master_loss = net.forward_t(&x, false).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+    let master_loss =
+        net.forward_t(&x, false)
+            .cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
     assert!(master_loss.double_value(&[]) < losses[0] * 0.5);
 }
 
@@ -229,20 +320,35 @@ fn early_stopping_ends_the_run_and_a_rerun_trains_no_further() {
     let _serial = support::serial();
     let manifest = subset(&[0, 1, 2], 30, 6);
     // No epoch can improve the validation loss by 10: patience 1 stops after epoch 2.
-    let spec = spec(5, "[train.early_stopping]\nmonitor = \"val_loss\"\npatience = 1\nmin_delta = 10.0");
+    let spec = spec(
+        5,
+        "[train.early_stopping]\nmonitor = \"val_loss\"\npatience = 1\nmin_delta = 10.0",
+    );
     let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let noted = |run: &support::Recorded, text: &str| {
-        run.events.iter().any(|e| matches!(e, TrainEvent::Note { message } if message.contains(text)))
+        run.events
+            .iter()
+            .any(|e| matches!(e, TrainEvent::Note { message } if message.contains(text)))
     };
     let run = train(&spec, &manifest, dir.path(), Some(cache.path()), None);
     assert!(noted(&run, "images decoded and cached"));
-    let TrainOutcome::Completed(report) = &run.outcome else { panic!("completed") };
+    let TrainOutcome::Completed(report) = &run.outcome else {
+        panic!("completed")
+    };
     assert!(report.stopped_early);
     assert_eq!(report.epochs_run, 2);
     assert_eq!(run.epochs().len(), 2);
     let again = train(&spec, &manifest, dir.path(), Some(cache.path()), None);
-    assert!(noted(&again, "images read from the decoded cache"), "the second run decodes nothing");
-    assert!(again.epochs().is_empty(), "the finished run is not trained again");
-    let TrainOutcome::Completed(again) = &again.outcome else { panic!("completed") };
+    assert!(
+        noted(&again, "images read from the decoded cache"),
+        "the second run decodes nothing"
+    );
+    assert!(
+        again.epochs().is_empty(),
+        "the finished run is not trained again"
+    );
+    let TrainOutcome::Completed(again) = &again.outcome else {
+        panic!("completed")
+    };
     assert_eq!(again.epochs_run, 2);
 }

@@ -55,9 +55,15 @@ impl fmt::Display for KeyPath {
                     if position > 0 {
                         f.write_str(".")?;
                     }
-                    let bare =
-                        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                    if bare { f.write_str(key)? } else { write!(f, "{key:?}")? }
+                    let bare = !key.is_empty()
+                        && key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    if bare {
+                        f.write_str(key)?
+                    } else {
+                        write!(f, "{key:?}")?
+                    }
                 }
                 Segment::Index(index) => write!(f, "[{index}]")?,
             }
@@ -70,7 +76,9 @@ impl fmt::Display for KeyPath {
 pub(crate) fn path_within(path: &str, outer: &str) -> bool {
     path == outer
         || outer.is_empty()
-        || path.strip_prefix(outer).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        || path
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 pub(crate) struct Document<'i> {
@@ -81,8 +89,14 @@ pub(crate) struct Document<'i> {
 
 impl<'i> Document<'i> {
     pub fn new(text: &'i str, root: Spanned<DeTable<'i>>) -> Self {
-        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(at, _)| at + 1)).collect();
-        Document { line_starts, text, root }
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+            .collect();
+        Document {
+            line_starts,
+            text,
+            root,
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -90,8 +104,14 @@ impl<'i> Document<'i> {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset);
         let line_start = self.line_starts[line - 1];
-        let column = self.text.get(line_start..offset).map_or(offset - line_start, |s| s.chars().count());
-        crate::Position { line, column: column + 1 }
+        let column = self
+            .text
+            .get(line_start..offset)
+            .map_or(offset - line_start, |s| s.chars().count());
+        crate::Position {
+            line,
+            column: column + 1,
+        }
     }
 
     /// Where the value at `path` was written; for a key the file does not contain, where its
@@ -103,11 +123,17 @@ impl<'i> Document<'i> {
         let mut found: Option<usize> = None;
         for segment in &path.0 {
             let next = match (segment, table, value.get_ref()) {
-                (Segment::Key(key), Some(table), _) => table.get_key_value(key.as_str()).map(|(k, v)| {
-                    // A table written as a `[header]` has its own span; point at the key otherwise.
-                    let at = if v.get_ref().is_table() { k.span().start } else { v.span().start };
-                    (at, v)
-                }),
+                (Segment::Key(key), Some(table), _) => {
+                    table.get_key_value(key.as_str()).map(|(k, v)| {
+                        // A table written as a `[header]` has its own span; point at the key otherwise.
+                        let at = if v.get_ref().is_table() {
+                            k.span().start
+                        } else {
+                            v.span().start
+                        };
+                        (at, v)
+                    })
+                }
                 (Segment::Index(index), None, DeValue::Array(items)) => {
                     items.get(*index).map(|item| (item.span().start, item))
                 }
@@ -132,7 +158,11 @@ impl<'i> Document<'i> {
     /// The table written exactly over `span` (`Some(empty path)` for the document itself): serde
     /// reports a missing key on the table that lacks it.
     pub fn table_spanning(&self, span: &Range<usize>) -> Option<KeyPath> {
-        fn search(table: &DeTable, span: &Range<usize>, prefix: &mut Vec<Segment>) -> Option<KeyPath> {
+        fn search(
+            table: &DeTable,
+            span: &Range<usize>,
+            prefix: &mut Vec<Segment>,
+        ) -> Option<KeyPath> {
             for (key, value) in table.iter() {
                 if let DeValue::Table(inner) = value.get_ref() {
                     prefix.push(Segment::Key(key.get_ref().to_string()));
@@ -158,7 +188,9 @@ impl<'i> Document<'i> {
     /// of the document can be read. Returns whether anything was removed.
     pub fn remove(&mut self, path: &KeyPath) -> bool {
         let keys = path.table_keys();
-        let Some((last, parents)) = keys.split_last() else { return false };
+        let Some((last, parents)) = keys.split_last() else {
+            return false;
+        };
         let mut table = self.root.get_mut();
         for key in parents {
             match table.get_mut(*key).map(|value| value.get_mut()) {
@@ -175,12 +207,20 @@ fn covers(span: &Range<usize>, offset: usize) -> bool {
 }
 
 fn consider(prefix: &[Segment], best: &mut Option<KeyPath>) {
-    if best.as_ref().is_none_or(|path| prefix.len() >= path.0.len()) {
+    if best
+        .as_ref()
+        .is_none_or(|path| prefix.len() >= path.0.len())
+    {
         *best = Some(KeyPath(prefix.to_vec()));
     }
 }
 
-fn search_table(table: &DeTable, offset: usize, prefix: &mut Vec<Segment>, best: &mut Option<KeyPath>) {
+fn search_table(
+    table: &DeTable,
+    offset: usize,
+    prefix: &mut Vec<Segment>,
+    best: &mut Option<KeyPath>,
+) {
     for (key, value) in table.iter() {
         prefix.push(Segment::Key(key.get_ref().to_string()));
         if covers(&key.span(), offset) {
@@ -191,7 +231,12 @@ fn search_table(table: &DeTable, offset: usize, prefix: &mut Vec<Segment>, best:
     }
 }
 
-fn search_value(value: &Spanned<DeValue>, offset: usize, prefix: &mut Vec<Segment>, best: &mut Option<KeyPath>) {
+fn search_value(
+    value: &Spanned<DeValue>,
+    offset: usize,
+    prefix: &mut Vec<Segment>,
+    best: &mut Option<KeyPath>,
+) {
     if covers(&value.span(), offset) {
         consider(prefix, best);
     }
@@ -236,7 +281,10 @@ mod tests {
         assert!(errors.is_empty());
         let document = Document::new(text, root);
         let value_at = document.locate("bé").unwrap();
-        assert_eq!(document.position(value_at), crate::Position { line: 3, column: 8 });
+        assert_eq!(
+            document.position(value_at),
+            crate::Position { line: 3, column: 8 }
+        );
         assert_eq!(document.position(0), crate::Position { line: 1, column: 1 });
     }
 }

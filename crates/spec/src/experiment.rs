@@ -86,9 +86,16 @@ impl<'de> Deserialize<'de> for ImageSize {
                     .map(ImageSize::Square)
                     .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(side), &self))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ImageSize, A::Error> {
-                let height: u32 = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
-                let width: u32 = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(1, &self))?;
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ImageSize, A::Error> {
+                let height: u32 = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                let width: u32 = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(1, &self))?;
                 if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
                     return Err(serde::de::Error::invalid_length(3, &self));
                 }
@@ -432,7 +439,11 @@ impl Default for ScheduleSpec {
 
 impl Default for AugmentSpec {
     fn default() -> Self {
-        AugmentSpec { flip: true, random_crop: 0.0, color_jitter: 0.0 }
+        AugmentSpec {
+            flip: true,
+            random_crop: 0.0,
+            color_jitter: 0.0,
+        }
     }
 }
 

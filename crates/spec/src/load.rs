@@ -35,7 +35,12 @@ const MAX_DESERIALIZE_ATTEMPTS: usize = 64;
 pub fn read_toml<'i, T: DeserializeOwned>(text: &'i str, origin: &str) -> Parsed<'i, T> {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
     let mut document = Document::new(text, root);
-    let mut parsed = Parsed { origin: origin.to_string(), document: None, value: None, errors: Vec::new() };
+    let mut parsed = Parsed {
+        origin: origin.to_string(),
+        document: None,
+        value: None,
+        errors: Vec::new(),
+    };
     if !syntax_errors.is_empty() {
         for error in syntax_errors {
             let position = error.span().map(|span| document.position(span.start));
@@ -69,7 +74,10 @@ pub fn read_toml<'i, T: DeserializeOwned>(text: &'i str, origin: &str) -> Parsed
                 (table, at.map(|offset| document.position(offset)))
             }
             // On the key for an unknown key, on the value for a wrong type.
-            Some(span) => (document.path_at(span.start).unwrap_or_default(), Some(document.position(span.start))),
+            Some(span) => (
+                document.path_at(span.start).unwrap_or_default(),
+                Some(document.position(span.start)),
+            ),
             None => (Default::default(), None),
         };
         parsed.errors.push(SpecError {
@@ -92,7 +100,10 @@ pub fn read_toml<'i, T: DeserializeOwned>(text: &'i str, origin: &str) -> Parsed
 
 /// The parser's message, naming the key when it is a duplicate.
 fn syntax_message(text: &str, error: &toml::de::Error) -> String {
-    let key = error.span().and_then(|span| text.get(span)).filter(|key| !key.is_empty() && key.len() <= 64);
+    let key = error
+        .span()
+        .and_then(|span| text.get(span))
+        .filter(|key| !key.is_empty() && key.len() <= 64);
     match (error.message(), key) {
         ("duplicate key", Some(key)) => format!("invalid TOML: duplicate key `{}`", key.trim()),
         (message, _) => format!("invalid TOML: {message}"),
@@ -102,11 +113,17 @@ fn syntax_message(text: &str, error: &toml::de::Error) -> String {
 impl<'i, T> Parsed<'i, T> {
     /// Where a key path was written, as a ready-to-show error.
     pub fn error_at(&self, problem: Problem) -> SpecError {
-        let position = self
-            .document
-            .as_ref()
-            .and_then(|document| document.locate(&problem.path).map(|offset| document.position(offset)));
-        SpecError { origin: self.origin.clone(), path: problem.path, position, message: problem.message }
+        let position = self.document.as_ref().and_then(|document| {
+            document
+                .locate(&problem.path)
+                .map(|offset| document.position(offset))
+        });
+        SpecError {
+            origin: self.origin.clone(),
+            path: problem.path,
+            position,
+            message: problem.message,
+        }
     }
 
     /// Adds problems found after parsing. A problem at or inside a key that already failed to
@@ -115,8 +132,10 @@ impl<'i, T> Parsed<'i, T> {
     /// keys failed: it may be the very thing to fix.)
     pub fn add_problems(&mut self, problems: impl IntoIterator<Item = Problem>) {
         for problem in problems {
-            let shadowed =
-                self.errors.iter().any(|error| !error.path.is_empty() && path_within(&problem.path, &error.path));
+            let shadowed = self
+                .errors
+                .iter()
+                .any(|error| !error.path.is_empty() && path_within(&problem.path, &error.path));
             if !shadowed {
                 let error = self.error_at(problem);
                 self.errors.push(error);
@@ -134,9 +153,14 @@ impl<'i, T> Parsed<'i, T> {
         match self.value {
             Some(value) if self.errors.is_empty() => Ok(value),
             _ => {
-                self.errors
-                    .sort_by_key(|error| error.position.map_or((usize::MAX, usize::MAX), |p| (p.line, p.column)));
-                Err(SpecErrors { errors: self.errors })
+                self.errors.sort_by_key(|error| {
+                    error
+                        .position
+                        .map_or((usize::MAX, usize::MAX), |p| (p.line, p.column))
+                });
+                Err(SpecErrors {
+                    errors: self.errors,
+                })
             }
         }
     }
@@ -153,7 +177,10 @@ impl<T: Validate> Parsed<'_, T> {
 }
 
 /// Parses and validates `text`: `Ok` only when there is no problem at all.
-pub fn parse_toml<T: DeserializeOwned + Validate>(text: &str, origin: &str) -> Result<T, SpecErrors> {
+pub fn parse_toml<T: DeserializeOwned + Validate>(
+    text: &str,
+    origin: &str,
+) -> Result<T, SpecErrors> {
     read_toml::<T>(text, origin).validated().finish()
 }
 
@@ -165,6 +192,10 @@ pub fn load_toml<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, SpecE
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, SpecErrors> {
-    std::fs::read_to_string(path)
-        .map_err(|error| SpecErrors::whole_file(&path.display().to_string(), format!("cannot read the file: {error}")))
+    std::fs::read_to_string(path).map_err(|error| {
+        SpecErrors::whole_file(
+            &path.display().to_string(),
+            format!("cannot read the file: {error}"),
+        )
+    })
 }

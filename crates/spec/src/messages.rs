@@ -18,7 +18,11 @@ pub(crate) fn humanize(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("invalid value: ")
         && let Some((found, expected)) = rest.split_once(", expected ")
     {
-        return format!("expected {}, found {}", describe_expected(expected), strip_kind(found));
+        return format!(
+            "expected {}, found {}",
+            describe_expected(expected),
+            strip_kind(found)
+        );
     }
     if let Some(rest) = message.strip_prefix("invalid length ")
         && let Some((found, expected)) = rest.split_once(", expected ")
@@ -42,11 +46,17 @@ fn unknown_name(what: &str, rest: &str) -> String {
     let valid = names_in_backticks(expected);
     match closest_all(given, &valid).as_slice() {
         [] if valid.is_empty() => format!("unknown {what} `{given}`; none are allowed here"),
-        [] => format!("unknown {what} `{given}`; expected one of: {}", valid.join(", ")),
+        [] => format!(
+            "unknown {what} `{given}`; expected one of: {}",
+            valid.join(", ")
+        ),
         [best] => format!("unknown {what} `{given}` (did you mean `{best}`?)"),
         [first @ .., last] => {
             let first: Vec<String> = first.iter().map(|name| format!("`{name}`")).collect();
-            format!("unknown {what} `{given}` (did you mean {} or `{last}`?)", first.join(", "))
+            format!(
+                "unknown {what} `{given}` (did you mean {} or `{last}`?)",
+                first.join(", ")
+            )
         }
     }
 }
@@ -70,12 +80,22 @@ fn closest_all<'a>(given: &str, valid: &[&'a str]) -> Vec<&'a str> {
         .iter()
         .map(|candidate| {
             let candidate_lower = candidate.to_ascii_lowercase();
-            (strsim::osa_distance(&given, &candidate_lower), strsim::jaro_winkler(&given, &candidate_lower), *candidate)
+            (
+                strsim::osa_distance(&given, &candidate_lower),
+                strsim::jaro_winkler(&given, &candidate_lower),
+                *candidate,
+            )
         })
         .filter(|(edits, similarity, _)| *edits <= allowed_edits || *similarity >= 0.85)
         .collect();
-    let Some(best) = scored.iter().map(|(edits, _, _)| *edits).min() else { return Vec::new() };
-    let best_similarity = scored.iter().filter(|(edits, _, _)| *edits == best).map(|(_, s, _)| *s).fold(0.0, f64::max);
+    let Some(best) = scored.iter().map(|(edits, _, _)| *edits).min() else {
+        return Vec::new();
+    };
+    let best_similarity = scored
+        .iter()
+        .filter(|(edits, _, _)| *edits == best)
+        .map(|(_, s, _)| *s)
+        .fold(0.0, f64::max);
     scored
         .into_iter()
         .filter(|(edits, similarity, _)| *edits == best && *similarity >= best_similarity - 1e-9)
@@ -130,7 +150,10 @@ mod tests {
 
     #[test]
     fn type_errors_name_the_toml_type() {
-        assert_eq!(humanize("invalid type: string \"ten\", expected i64"), "expected an integer, found string \"ten\"");
+        assert_eq!(
+            humanize("invalid type: string \"ten\", expected i64"),
+            "expected an integer, found string \"ten\""
+        );
         assert_eq!(
             humanize("invalid value: integer `-2`, expected u32"),
             "expected a whole number from 0 to 4294967295, found -2"
@@ -154,7 +177,9 @@ mod tests {
     #[test]
     fn equally_close_names_are_all_suggested() {
         assert_eq!(
-            humanize("unknown variant `vgg17`, expected one of `small_cnn`, `vgg11`, `vgg13`, `vgg16`, `vgg19`"),
+            humanize(
+                "unknown variant `vgg17`, expected one of `small_cnn`, `vgg11`, `vgg13`, `vgg16`, `vgg19`"
+            ),
             "unknown value `vgg17` (did you mean `vgg11`, `vgg13`, `vgg16` or `vgg19`?)"
         );
     }

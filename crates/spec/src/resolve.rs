@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 /// Parses and validates spec text without touching the file system (data paths stay as
 /// written). Used for text that did not come from a file, e.g. a spec received by a worker.
 pub fn parse_experiment(text: &str, origin: &str) -> Result<ExperimentSpec, SpecErrors> {
-    read_toml::<ExperimentSpec>(text, origin).validated().finish()
+    read_toml::<ExperimentSpec>(text, origin)
+        .validated()
+        .finish()
 }
 
 /// Reads, parses and validates `path`, resolves the spec's relative paths against its folder
@@ -31,7 +33,10 @@ pub fn load_experiment(path: &Path) -> Result<ExperimentSpec, SpecErrors> {
 
 /// The absolute folder holding the spec file (relative paths in it are relative to this).
 pub fn spec_folder(spec_path: &Path) -> PathBuf {
-    let folder = spec_path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let folder = spec_path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf())
 }
 
@@ -41,7 +46,11 @@ pub enum DataSources {
     /// One or more roots (folder per class, or zips) merged by class name, then split by seed.
     Split { roots: Vec<PathBuf> },
     /// Explicit subsets.
-    Explicit { train: PathBuf, validation: Option<PathBuf>, test: Option<PathBuf> },
+    Explicit {
+        train: PathBuf,
+        validation: Option<PathBuf>,
+        test: Option<PathBuf>,
+    },
 }
 
 impl DataSpec {
@@ -63,9 +72,22 @@ impl DataSpec {
     fn keyed_paths(&self) -> Vec<(String, &PathBuf)> {
         let mut keyed = Vec::new();
         keyed.extend(self.path.iter().map(|path| ("data.path".to_string(), path)));
-        keyed.extend(self.paths.iter().enumerate().map(|(index, path)| (format!("data.paths[{index}]"), path)));
-        keyed.extend(self.train.iter().map(|path| ("data.train".to_string(), path)));
-        keyed.extend(self.validation.iter().map(|path| ("data.validation".to_string(), path)));
+        keyed.extend(
+            self.paths
+                .iter()
+                .enumerate()
+                .map(|(index, path)| (format!("data.paths[{index}]"), path)),
+        );
+        keyed.extend(
+            self.train
+                .iter()
+                .map(|path| ("data.train".to_string(), path)),
+        );
+        keyed.extend(
+            self.validation
+                .iter()
+                .map(|path| ("data.validation".to_string(), path)),
+        );
         keyed.extend(self.test.iter().map(|path| ("data.test".to_string(), path)));
         keyed
     }
@@ -82,8 +104,15 @@ impl ExperimentSpec {
             }
         };
         let data = &mut self.data;
-        data.path.iter_mut().chain(data.paths.iter_mut()).for_each(resolve);
-        data.train.iter_mut().chain(data.validation.iter_mut()).chain(data.test.iter_mut()).for_each(resolve);
+        data.path
+            .iter_mut()
+            .chain(data.paths.iter_mut())
+            .for_each(resolve);
+        data.train
+            .iter_mut()
+            .chain(data.validation.iter_mut())
+            .chain(data.test.iter_mut())
+            .for_each(resolve);
         self.model.pretrained.iter_mut().for_each(resolve);
     }
 
@@ -93,13 +122,25 @@ impl ExperimentSpec {
         let mut problems = Vec::new();
         for (key, path) in self.data.keyed_paths() {
             if !path.exists() {
-                let what = if is_zip(path) { "dataset archive" } else { "dataset folder" };
-                let hint = similar_sibling(path).map(|name| format!(" (did you mean `{name}`?)")).unwrap_or_default();
-                problems.push(Problem::new(key, format!("{what} not found: {}{hint}", path.display())));
+                let what = if is_zip(path) {
+                    "dataset archive"
+                } else {
+                    "dataset folder"
+                };
+                let hint = similar_sibling(path)
+                    .map(|name| format!(" (did you mean `{name}`?)"))
+                    .unwrap_or_default();
+                problems.push(Problem::new(
+                    key,
+                    format!("{what} not found: {}{hint}", path.display()),
+                ));
             } else if path.is_file() && !is_zip(path) {
                 problems.push(Problem::new(
                     key,
-                    format!("must be a folder with one sub-folder per class or a .zip archive: {}", path.display()),
+                    format!(
+                        "must be a folder with one sub-folder per class or a .zip archive: {}",
+                        path.display()
+                    ),
                 ));
             }
         }
@@ -134,5 +175,6 @@ fn similar_sibling(path: &Path) -> Option<String> {
 }
 
 fn is_zip(path: &Path) -> bool {
-    path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("zip"))
+    path.extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("zip"))
 }

@@ -59,7 +59,10 @@ fn check_data(data: &DataSpec, checks: &mut Checks) {
         );
     }
     if explicit_roots && data.train.is_none() {
-        checks.fail("data.train", "`validation`/`test` folders need a `train` folder too");
+        checks.fail(
+            "data.train",
+            "`validation`/`test` folders need a `train` folder too",
+        );
     }
     checks.fraction("data.validation_split", data.validation_split);
     checks.fraction("data.test_split", data.test_split);
@@ -78,50 +81,83 @@ fn check_data(data: &DataSpec, checks: &mut Checks) {
             "must be above 0: the validation images choose the best weights and drive early stopping (e.g. 0.2)",
         );
     }
-    if explicit_roots && data.train.is_some() && data.validation.is_none() && data.validation_split == 0.0 {
+    if explicit_roots
+        && data.train.is_some()
+        && data.validation.is_none()
+        && data.validation_split == 0.0
+    {
         checks.fail(
             "data.validation",
             "no validation images: add a `validation` folder or set validation_split (drawn from `train`)",
         );
     }
-    for (axis, side) in [("height", data.image_size.height()), ("width", data.image_size.width())] {
+    for (axis, side) in [
+        ("height", data.image_size.height()),
+        ("width", data.image_size.width()),
+    ] {
         let key = match data.image_size {
             ImageSize::Square(_) => "data.image_size".to_string(),
-            ImageSize::HeightWidth(_) => format!("data.image_size[{}]", usize::from(axis == "width")),
+            ImageSize::HeightWidth(_) => {
+                format!("data.image_size[{}]", usize::from(axis == "width"))
+            }
         };
         if side < MIN_IMAGE_SIDE {
-            checks.fail(key, format!("image {axis} must be at least {MIN_IMAGE_SIDE} pixels, got {side}"));
+            checks.fail(
+                key,
+                format!("image {axis} must be at least {MIN_IMAGE_SIDE} pixels, got {side}"),
+            );
         } else if side > MAX_IMAGE_SIDE {
-            checks.fail(key, format!("image {axis} must be at most {MAX_IMAGE_SIDE} pixels, got {side}"));
+            checks.fail(
+                key,
+                format!("image {axis} must be at most {MAX_IMAGE_SIDE} pixels, got {side}"),
+            );
         }
     }
     let pixels = u64::from(data.image_size.height()) * u64::from(data.image_size.width());
     if data.max_image_pixels < pixels {
         checks.fail(
             "data.max_image_pixels",
-            format!("must be at least the training image size ({pixels} pixels), got {}", data.max_image_pixels),
+            format!(
+                "must be at least the training image size ({pixels} pixels), got {}",
+                data.max_image_pixels
+            ),
         );
     }
 }
 
 fn check_model(model: &ModelSpec, epochs: i64, checks: &mut Checks) {
     if model.head.is_empty() {
-        checks.fail("model.head", "must list at least one dense layer width, e.g. [64, 128]");
+        checks.fail(
+            "model.head",
+            "must list at least one dense layer width, e.g. [64, 128]",
+        );
     }
     for (index, width) in model.head.iter().enumerate() {
         if *width == 0 {
-            checks.fail(format!("model.head[{index}]"), "layer widths must be at least 1, got 0");
+            checks.fail(
+                format!("model.head[{index}]"),
+                "layer widths must be at least 1, got 0",
+            );
         }
     }
     checks.fraction("model.dropout", model.dropout);
     if model.freeze_backbone && model.pretrained.is_none() {
-        checks.fail("model.freeze_backbone", "needs `pretrained` weights: a frozen random backbone learns nothing");
+        checks.fail(
+            "model.freeze_backbone",
+            "needs `pretrained` weights: a frozen random backbone learns nothing",
+        );
     }
     if let Some(after) = model.unfreeze_after_epochs {
         if model.pretrained.is_none() {
-            checks.fail("model.unfreeze_after_epochs", "needs `pretrained` weights to fine-tune");
+            checks.fail(
+                "model.unfreeze_after_epochs",
+                "needs `pretrained` weights to fine-tune",
+            );
         } else if !model.freeze_backbone {
-            checks.fail("model.unfreeze_after_epochs", "has no effect unless freeze_backbone = true");
+            checks.fail(
+                "model.unfreeze_after_epochs",
+                "has no effect unless freeze_backbone = true",
+            );
         }
         if epochs >= 1 && i64::from(after) >= epochs {
             checks.fail(
@@ -140,22 +176,41 @@ fn check_train(train: &TrainSpec, checks: &mut Checks) {
     checks.fraction("train.momentum", train.momentum);
     checks.non_negative("train.weight_decay", train.weight_decay);
     checks.fraction("train.label_smoothing", train.label_smoothing);
-    checks.int_range("train.checkpoint_every_epochs", train.checkpoint_every_epochs, 1, 100_000);
+    checks.int_range(
+        "train.checkpoint_every_epochs",
+        train.checkpoint_every_epochs,
+        1,
+        100_000,
+    );
 
     let schedule = &train.schedule;
     checks.non_negative("train.schedule.warmup_epochs", schedule.warmup_epochs);
     if train.epochs >= 1 && schedule.warmup_epochs >= train.epochs as f64 {
         checks.fail(
             "train.schedule.warmup_epochs",
-            format!("must be below train.epochs ({}), got {}", train.epochs, schedule.warmup_epochs),
+            format!(
+                "must be below train.epochs ({}), got {}",
+                train.epochs, schedule.warmup_epochs
+            ),
         );
     }
-    checks.int_range("train.schedule.step_epochs", schedule.step_epochs, 1, 100_000);
+    checks.int_range(
+        "train.schedule.step_epochs",
+        schedule.step_epochs,
+        1,
+        100_000,
+    );
     if !(schedule.gamma > 0.0 && schedule.gamma <= 1.0) {
-        checks.fail("train.schedule.gamma", format!("must be above 0 and at most 1, got {}", schedule.gamma));
+        checks.fail(
+            "train.schedule.gamma",
+            format!("must be above 0 and at most 1, got {}", schedule.gamma),
+        );
     }
     if !(0.0..=1.0).contains(&schedule.min_lr_scale) {
-        checks.fail("train.schedule.min_lr_scale", format!("must be from 0 to 1, got {}", schedule.min_lr_scale));
+        checks.fail(
+            "train.schedule.min_lr_scale",
+            format!("must be from 0 to 1, got {}", schedule.min_lr_scale),
+        );
     }
 
     if let Some(early) = &train.early_stopping {
@@ -175,13 +230,21 @@ fn check_augment(augment: &AugmentSpec, checks: &mut Checks) {
         );
     }
     if !(0.0..=1.0).contains(&augment.color_jitter) {
-        checks.fail("augment.color_jitter", format!("must be from 0 to 1, got {}", augment.color_jitter));
+        checks.fail(
+            "augment.color_jitter",
+            format!("must be from 0 to 1, got {}", augment.color_jitter),
+        );
     }
 }
 
 fn check_local(local: &LocalSpec, checks: &mut Checks) {
     checks.int_range("local.steps", local.steps, 1, 10_000);
-    checks.int_range("local.image_size", local.image_size, i64::from(MIN_IMAGE_SIDE), i64::from(MAX_IMAGE_SIDE));
+    checks.int_range(
+        "local.image_size",
+        local.image_size,
+        i64::from(MIN_IMAGE_SIDE),
+        i64::from(MAX_IMAGE_SIDE),
+    );
     checks.int_range("local.max_images", local.max_images, 1, 1_000_000);
     checks.int_range("local.batch_size", local.batch_size, 1, 65_536);
 }

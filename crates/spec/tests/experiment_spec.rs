@@ -43,7 +43,12 @@ fn demo_example_is_small_and_points_at_the_sample_dataset() {
     assert!(spec.train.epochs <= 5);
     spec.resolve_paths(&spec_folder(&configs().join("demo-cpu.toml")));
     let expected = std::path::absolute(configs().join("../.easel-data/mnist-sample")).unwrap();
-    assert_eq!(spec.data.sources(), Some(DataSources::Split { roots: vec![expected] }));
+    assert_eq!(
+        spec.data.sources(),
+        Some(DataSources::Split {
+            roots: vec![expected]
+        })
+    );
 }
 
 #[test]
@@ -56,7 +61,8 @@ fn missing_keys_take_the_documented_defaults() {
     assert_eq!(minimal.local.steps, 20);
 
     // The reference file writes every default out: reading it must give the same spec.
-    let reference = parse_experiment(&read_config("experiment-reference.toml"), "reference").unwrap();
+    let reference =
+        parse_experiment(&read_config("experiment-reference.toml"), "reference").unwrap();
     let mut expected = minimal;
     expected.data.path = reference.data.path.clone();
     assert_eq!(reference, expected);
@@ -69,7 +75,12 @@ fn reference_commented_keys_are_real_keys() {
     let uncommented: String = read_config("experiment-reference.toml")
         .lines()
         .map(|line| match line.strip_prefix("# ") {
-            Some(rest) if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' ')) =>
+            {
                 rest
             }
             _ => line,
@@ -96,7 +107,9 @@ fn unknown_key_is_reported_with_a_suggestion() {
 fn unknown_key_far_from_any_lists_the_valid_ones() {
     assert_eq!(
         parse_errors("[data]\npath = \"images\"\n[augment]\nmirror = true\n"),
-        ["x.toml:4:1: augment.mirror: unknown key `mirror`; expected one of: flip, random_crop, color_jitter"]
+        [
+            "x.toml:4:1: augment.mirror: unknown key `mirror`; expected one of: flip, random_crop, color_jitter"
+        ]
     );
 }
 
@@ -112,7 +125,9 @@ fn wrong_type_names_what_was_expected() {
     );
     assert_eq!(
         parse_errors("[data]\npath = \"images\"\nimage_size = \"big\"\n"),
-        ["x.toml:3:14: data.image_size: expected a side in pixels (150) or [height, width], found string \"big\""]
+        [
+            "x.toml:3:14: data.image_size: expected a side in pixels (150) or [height, width], found string \"big\""
+        ]
     );
     assert_eq!(
         parse_errors("[data]\npath = \"images\"\n[train]\noptimizer = \"sdg\"\n"),
@@ -206,7 +221,11 @@ fn duplicate_keys_are_named() {
 fn missing_dataset_folder_is_reported_at_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let spec_path = dir.path().join("exp.toml");
-    std::fs::write(&spec_path, "[data]\npath = \"art\"\n\n[model]\npretrained = \"w.safetensors\"\n").unwrap();
+    std::fs::write(
+        &spec_path,
+        "[data]\npath = \"art\"\n\n[model]\npretrained = \"w.safetensors\"\n",
+    )
+    .unwrap();
     let lines = error_lines(&load_experiment(&spec_path).unwrap_err());
     let folder = std::path::absolute(dir.path().join("art")).unwrap();
     let weights = std::path::absolute(dir.path().join("w.safetensors")).unwrap();
@@ -214,8 +233,14 @@ fn missing_dataset_folder_is_reported_at_its_key() {
     assert_eq!(
         lines,
         [
-            format!("{origin}:2:8: data.path: dataset folder not found: {}", folder.display()),
-            format!("{origin}:5:14: model.pretrained: pretrained weights file not found: {}", weights.display()),
+            format!(
+                "{origin}:2:8: data.path: dataset folder not found: {}",
+                folder.display()
+            ),
+            format!(
+                "{origin}:5:14: model.pretrained: pretrained weights file not found: {}",
+                weights.display()
+            ),
         ]
     );
 
@@ -223,13 +248,20 @@ fn missing_dataset_folder_is_reported_at_its_key() {
     let lines = error_lines(&load_experiment(&spec_path).unwrap_err());
     assert_eq!(
         lines[0],
-        format!("{origin}:2:8: data.path: dataset folder not found: {} (did you mean `arts`?)", folder.display())
+        format!(
+            "{origin}:2:8: data.path: dataset folder not found: {} (did you mean `arts`?)",
+            folder.display()
+        )
     );
 
     std::fs::create_dir(dir.path().join("art")).unwrap();
     std::fs::write(dir.path().join("w.safetensors"), b"weights").unwrap();
     let spec = load_experiment(&spec_path).unwrap();
-    assert_eq!(spec.data.path, Some(folder), "relative to the spec's folder, not the working directory");
+    assert_eq!(
+        spec.data.path,
+        Some(folder),
+        "relative to the spec's folder, not the working directory"
+    );
     assert_eq!(spec.model.pretrained, Some(weights));
 }
 
@@ -259,10 +291,15 @@ learning_rate = \"fast\"
     assert_eq!(
         error_lines(&errors),
         [
-            format!("{origin}:4:8: data.path: dataset folder not found: {}", folder.display()),
+            format!(
+                "{origin}:4:8: data.path: dataset folder not found: {}",
+                folder.display()
+            ),
             format!("{origin}:9:1: model.haed: unknown key `haed` (did you mean `head`?)"),
             format!("{origin}:12:10: train.epochs: must be at least 1, got -3"),
-            format!("{origin}:13:17: train.learning_rate: expected a number, found string \"fast\""),
+            format!(
+                "{origin}:13:17: train.learning_rate: expected a number, found string \"fast\""
+            ),
         ]
     );
     assert_eq!(errors.to_string().lines().count(), 4);
@@ -280,8 +317,12 @@ fn resolved_spec_round_trips_through_toml() {
 
 #[test]
 fn rectangular_image_sizes_are_accepted() {
-    let spec = parse_experiment("[data]\npath = \"x\"\nimage_size = [120, 160]\n", "x.toml").unwrap();
-    assert_eq!((spec.data.image_size.height(), spec.data.image_size.width()), (120, 160));
+    let spec =
+        parse_experiment("[data]\npath = \"x\"\nimage_size = [120, 160]\n", "x.toml").unwrap();
+    assert_eq!(
+        (spec.data.image_size.height(), spec.data.image_size.width()),
+        (120, 160)
+    );
 }
 
 /// The generic loader works for any `deny_unknown_fields` type, as worker.toml uses it.
@@ -297,13 +338,20 @@ fn generic_loader_reports_type_and_validation_problems_together() {
     impl Validate for Settings {
         fn validate(&self) -> Vec<Problem> {
             if self.slots < 1 {
-                vec![Problem::new("slots", format!("must be at least 1, got {}", self.slots))]
+                vec![Problem::new(
+                    "slots",
+                    format!("must be at least 1, got {}", self.slots),
+                )]
             } else {
                 vec![]
             }
         }
     }
-    let errors = parse_toml::<Settings>("listen = \"0.0.0.0:7070\"\nslots = 0\nslot = 2\n", "worker.toml").unwrap_err();
+    let errors = parse_toml::<Settings>(
+        "listen = \"0.0.0.0:7070\"\nslots = 0\nslot = 2\n",
+        "worker.toml",
+    )
+    .unwrap_err();
     assert_eq!(
         error_lines(&errors),
         [
@@ -311,8 +359,12 @@ fn generic_loader_reports_type_and_validation_problems_together() {
             "worker.toml:3:1: slot: unknown key `slot` (did you mean `slots`?)",
         ]
     );
-    let good = parse_toml::<Settings>("listen = \"[::1]:7070\"\nslots = 2\n", "worker.toml").unwrap();
+    let good =
+        parse_toml::<Settings>("listen = \"[::1]:7070\"\nslots = 2\n", "worker.toml").unwrap();
     assert_eq!((good.listen.as_str(), good.slots), ("[::1]:7070", 2));
     let missing = parse_toml::<Settings>("slots = 2\n", "worker.toml").unwrap_err();
-    assert_eq!(error_lines(&missing), ["worker.toml: missing required key `listen`"]);
+    assert_eq!(
+        error_lines(&missing),
+        ["worker.toml: missing required key `listen`"]
+    );
 }

@@ -7,12 +7,22 @@ use easel_spec::{DataSources, ExperimentSpec};
 /// Scans the folders/zips of a loaded spec (paths already absolute). Problems with single files
 /// are in the report (`errors()` / `warnings()`); only a root that cannot be read at all fails.
 pub fn scan_spec_data(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
-    let options = ScanOptions { max_image_pixels: spec.data.max_image_pixels, ..ScanOptions::default() };
-    match spec.data.sources().context("the spec names no dataset (data.path or data.train)")? {
-        DataSources::Split { roots } => {
-            easel_dataset::scan(&roots, &options).with_context(|| format!("cannot scan the dataset {}", list(&roots)))
-        }
-        DataSources::Explicit { train, validation, test } => {
+    let options = ScanOptions {
+        max_image_pixels: spec.data.max_image_pixels,
+        ..ScanOptions::default()
+    };
+    match spec
+        .data
+        .sources()
+        .context("the spec names no dataset (data.path or data.train)")?
+    {
+        DataSources::Split { roots } => easel_dataset::scan(&roots, &options)
+            .with_context(|| format!("cannot scan the dataset {}", list(&roots))),
+        DataSources::Explicit {
+            train,
+            validation,
+            test,
+        } => {
             let roots = SubsetRoots {
                 train: vec![train],
                 validation: validation.into_iter().collect(),
@@ -25,5 +35,9 @@ pub fn scan_spec_data(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
 }
 
 fn list(paths: &[std::path::PathBuf]) -> String {
-    paths.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

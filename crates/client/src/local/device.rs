@@ -26,6 +26,10 @@ mod tests {
         assert_eq!(parse_device("cuda"), Ok(DeviceChoice::Cuda(0)));
         assert_eq!(parse_device("cuda:3"), Ok(DeviceChoice::Cuda(3)));
         assert_eq!(parse_device("auto"), Ok(DeviceChoice::Auto));
-        assert!(parse_device("tpu").unwrap_err().contains("unknown device `tpu`"));
+        assert!(
+            parse_device("tpu")
+                .unwrap_err()
+                .contains("unknown device `tpu`")
+        );
     }
 }

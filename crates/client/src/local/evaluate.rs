@@ -40,10 +40,14 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     if scan.manifest.entries.is_empty() {
-        anyhow::bail!("{}: no images found (expected one sub-folder per class)", args.data.display());
+        anyhow::bail!(
+            "{}: no images found (expected one sub-folder per class)",
+            args.data.display()
+        );
     }
-    let evaluation = easel_engine::evaluate(&args.run_dir, &scan.manifest, scan.source(), args.device)
-        .with_context(|| format!("cannot evaluate {}", args.run_dir.display()))?;
+    let evaluation =
+        easel_engine::evaluate(&args.run_dir, &scan.manifest, scan.source(), args.device)
+            .with_context(|| format!("cannot evaluate {}", args.run_dir.display()))?;
     let classes = &scan.manifest.classes;
     if args.json {
         let json = EvaluationJson {
@@ -69,9 +73,20 @@ fn print_table(evaluation: &Evaluation, classes: &[String]) {
     let width = classes.iter().map(String::len).max().unwrap_or(5).max(5);
     println!("{:width$}  {:>8}  {:>8}", "class", "images", "accuracy");
     for (index, class) in classes.iter().enumerate() {
-        let images: u64 = evaluation.confusion.get(index).map_or(0, |row| row.iter().sum());
-        let accuracy = evaluation.per_class_accuracy.get(index).copied().unwrap_or(0.0);
-        println!("{class:width$}  {:>8}  {:>7.2}%", count(images), accuracy * 100.0);
+        let images: u64 = evaluation
+            .confusion
+            .get(index)
+            .map_or(0, |row| row.iter().sum());
+        let accuracy = evaluation
+            .per_class_accuracy
+            .get(index)
+            .copied()
+            .unwrap_or(0.0);
+        println!(
+            "{class:width$}  {:>8}  {:>7.2}%",
+            count(images),
+            accuracy * 100.0
+        );
     }
     println!("confusion (rows: true class, columns: predicted, in the order above):");
     for row in &evaluation.confusion {

@@ -22,12 +22,20 @@ pub fn bytes(value: u64) -> String {
         size /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{value} bytes") } else { format!("{size:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{value} bytes")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
 }
 
 /// `14_714_688` -> `14.7 M`.
 pub fn millions(value: u64) -> String {
-    if value >= 1_000_000 { format!("{:.1} M", value as f64 / 1e6) } else { count(value) }
+    if value >= 1_000_000 {
+        format!("{:.1} M", value as f64 / 1e6)
+    } else {
+        count(value)
+    }
 }
 
 #[cfg(test)]

@@ -67,14 +67,20 @@ impl<'a> From<&'a Prediction> for PredictionJson<'a> {
             top: prediction
                 .top
                 .iter()
-                .map(|(class, probability)| Ranked { class, probability: *probability })
+                .map(|(class, probability)| Ranked {
+                    class,
+                    probability: *probability,
+                })
                 .collect(),
         }
     }
 }
 
 fn describe(prediction: &Prediction) -> String {
-    let ranked: Vec<String> =
-        prediction.top.iter().map(|(class, probability)| format!("{class} {:.1}%", probability * 100.0)).collect();
+    let ranked: Vec<String> = prediction
+        .top
+        .iter()
+        .map(|(class, probability)| format!("{class} {:.1}%", probability * 100.0))
+        .collect();
     format!("{}: {}", prediction.path.display(), ranked.join(", "))
 }

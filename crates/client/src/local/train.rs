@@ -44,7 +44,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         Ok(spec) => spec,
         Err(errors) => {
             eprintln!("{errors}");
-            anyhow::bail!("{} has {} problem(s); `client validate` checks it", args.spec.display(), errors.len());
+            anyhow::bail!(
+                "{} has {} problem(s); `client validate` checks it",
+                args.spec.display(),
+                errors.len()
+            );
         }
     };
     let scan = scan_spec_data(&spec)?;
@@ -53,10 +57,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     let errors = scan.errors();
     if !errors.is_empty() {
-        anyhow::bail!("the dataset cannot be trained on:\n  {}", errors.join("\n  "));
+        anyhow::bail!(
+            "the dataset cannot be trained on:\n  {}",
+            errors.join("\n  ")
+        );
     }
 
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let events_path = args.out.join(EVENTS_FILE);
     let events_file = File::options()
         .create(true)
@@ -64,7 +72,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .open(&events_path)
         .with_context(|| format!("cannot open {}", events_path.display()))?;
     let mut events = BufWriter::new(events_file);
-    let cache_dir = if args.no_cache { None } else { args.cache_dir.clone().or_else(default_cache_dir) };
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.clone().or_else(default_cache_dir)
+    };
 
     let cancel = Arc::new(AtomicBool::new(false));
     stop_on_ctrl_c(Arc::clone(&cancel));
@@ -89,7 +101,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         progress.show(&event);
     });
     progress.finish();
-    events.flush().with_context(|| format!("cannot write {}", events_path.display()))?;
+    events
+        .flush()
+        .with_context(|| format!("cannot write {}", events_path.display()))?;
     if let Some(error) = write_error {
         return Err(error).with_context(|| format!("cannot write {}", events_path.display()));
     }
@@ -97,7 +111,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     match outcome.context("training failed")? {
         TrainOutcome::Completed(report) => {
             let test = match (report.test_accuracy, report.test_loss) {
-                (Some(accuracy), Some(loss)) => format!(", test accuracy {:.2}% (loss {loss:.4})", accuracy * 100.0),
+                (Some(accuracy), Some(loss)) => {
+                    format!(", test accuracy {:.2}% (loss {loss:.4})", accuracy * 100.0)
+                }
                 _ => String::new(),
             };
             println!(
@@ -107,7 +123,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 report.seconds,
                 report.best_validation_accuracy * 100.0,
                 report.best_epoch,
-                if report.stopped_early { " (stopped early)" } else { "" }
+                if report.stopped_early {
+                    " (stopped early)"
+                } else {
+                    ""
+                }
             );
             println!("run directory: {}", args.out.display());
             Ok(ExitCode::SUCCESS)
@@ -127,7 +147,10 @@ fn write_event(out: &mut impl Write, event: &TrainEvent) -> std::io::Result<()> 
     serde_json::to_writer(&mut *out, event)?;
     out.write_all(b"\n")?;
     // Flushed at epoch boundaries so a crash loses at most the steps of one epoch.
-    if matches!(event, TrainEvent::Epoch(_) | TrainEvent::CheckpointWritten { .. }) {
+    if matches!(
+        event,
+        TrainEvent::Epoch(_) | TrainEvent::CheckpointWritten { .. }
+    ) {
         out.flush()?;
     }
     Ok(())
@@ -145,19 +168,26 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// First Ctrl-C: stop at the next step (the checkpoint of the last finished epoch stays).
 /// Second: leave at once.
 fn stop_on_ctrl_c(cancel: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new().name("ctrl-c".into()).spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        runtime.block_on(async {
-            if tokio::signal::ctrl_c().await.is_err() {
+    let spawned = std::thread::Builder::new()
+        .name("ctrl-c".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
-            }
-            cancel.store(true, Ordering::SeqCst);
-            eprintln!("\nstopping at the next step (Ctrl-C again to quit at once)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
+            };
+            runtime.block_on(async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+                cancel.store(true, Ordering::SeqCst);
+                eprintln!("\nstopping at the next step (Ctrl-C again to quit at once)");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            });
         });
-    });
     if let Err(error) = spawned {
         tracing::warn!(%error, "ctrl-c handler not installed");
     }
@@ -182,7 +212,9 @@ impl Progress {
                     bar.set_style(style.progress_chars("=> "));
                 }
                 // `start_epoch` is 1-based: the epochs before it are done (a resumed run).
-                bar.set_position(info.steps_per_epoch * u64::from(info.start_epoch.saturating_sub(1)));
+                bar.set_position(
+                    info.steps_per_epoch * u64::from(info.start_epoch.saturating_sub(1)),
+                );
                 bar.set_prefix(format!("epoch {}/{}", info.start_epoch, info.epochs));
                 self.epochs = info.epochs;
                 // Lines go above the bar from now on, so it is never left half-drawn.
@@ -202,23 +234,38 @@ impl Progress {
             TrainEvent::Step(step) => {
                 if let Some(bar) = &self.bar {
                     bar.set_prefix(format!("epoch {}/{}", step.epoch, self.epochs));
-                    bar.set_position(u64::from(step.epoch.saturating_sub(1)) * step.steps_per_epoch + step.step);
-                    bar.set_message(format!("loss {:.4}, {:.0} img/s", step.loss, step.images_per_second));
+                    bar.set_position(
+                        u64::from(step.epoch.saturating_sub(1)) * step.steps_per_epoch + step.step,
+                    );
+                    bar.set_message(format!(
+                        "loss {:.4}, {:.0} img/s",
+                        step.loss, step.images_per_second
+                    ));
                 }
             }
             TrainEvent::Epoch(metrics) => {
                 if let Some(bar) = &self.bar {
                     bar.set_position(
-                        u64::from(metrics.epoch) * bar.length().unwrap_or(0) / u64::from(self.epochs.max(1)),
+                        u64::from(metrics.epoch) * bar.length().unwrap_or(0)
+                            / u64::from(self.epochs.max(1)),
                     );
-                    bar.set_prefix(format!("epoch {}/{}", (metrics.epoch + 1).min(self.epochs), self.epochs));
-                    bar.set_message(format!("validation accuracy {:.2}%", metrics.validation_accuracy * 100.0));
+                    bar.set_prefix(format!(
+                        "epoch {}/{}",
+                        (metrics.epoch + 1).min(self.epochs),
+                        self.epochs
+                    ));
+                    bar.set_message(format!(
+                        "validation accuracy {:.2}%",
+                        metrics.validation_accuracy * 100.0
+                    ));
                 }
                 self.println(&epoch_line(metrics, self.epochs));
             }
             TrainEvent::Note { message } => self.println(message),
             TrainEvent::CheckpointWritten { .. } => {}
-            TrainEvent::ArtifactWritten { name, bytes } => tracing::debug!(name, bytes, "artifact written"),
+            TrainEvent::ArtifactWritten { name, bytes } => {
+                tracing::debug!(name, bytes, "artifact written")
+            }
         }
     }
 

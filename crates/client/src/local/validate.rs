@@ -77,7 +77,10 @@ struct SplitSummary {
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let human = !args.json;
-    let mut outcome = Outcome { spec: args.spec.display().to_string(), ..Outcome::default() };
+    let mut outcome = Outcome {
+        spec: args.spec.display().to_string(),
+        ..Outcome::default()
+    };
 
     let spec = match easel_spec::load_experiment(&args.spec) {
         Ok(spec) => spec,
@@ -85,13 +88,22 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             record_spec_errors(&mut outcome, &errors);
             if human {
                 println!("{errors}");
-                println!("{} in {}; nothing else was checked", plural(errors.len(), "problem"), args.spec.display());
+                println!(
+                    "{} in {}; nothing else was checked",
+                    plural(errors.len(), "problem"),
+                    args.spec.display()
+                );
             }
             return finish(outcome, started, human);
         }
     };
     if human {
-        println!("spec      {}: `{}`, {}", args.spec.display(), spec.name, describe_model(&spec));
+        println!(
+            "spec      {}: `{}`, {}",
+            args.spec.display(),
+            spec.name,
+            describe_model(&spec)
+        );
     }
 
     let scan = match scan_spec_data(&spec) {
@@ -114,23 +126,36 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     }
 
     let manifest = &scan.manifest;
-    let split = match easel_dataset::split(manifest, spec.data.validation_split, spec.data.test_split, spec.data.seed) {
+    let split = match easel_dataset::split(
+        manifest,
+        spec.data.validation_split,
+        spec.data.test_split,
+        spec.data.seed,
+    ) {
         Ok(split) => split,
         Err(error) => {
-            add_problem(&mut outcome, human, format!("cannot split the dataset: {error}"));
+            add_problem(
+                &mut outcome,
+                human,
+                format!("cannot split the dataset: {error}"),
+            );
             return finish(outcome, started, human);
         }
     };
     if human {
         print_split(&split, &spec);
     }
-    outcome.split =
-        Some(SplitSummary { train: split.train.len(), validation: split.validation.len(), test: split.test.len() });
+    outcome.split = Some(SplitSummary {
+        train: split.train.len(),
+        validation: split.validation.len(),
+        test: split.test.len(),
+    });
     if split.validation.is_empty() {
         add_problem(
             &mut outcome,
             human,
-            "the split leaves no validation images: raise data.validation_split or add images".into(),
+            "the split leaves no validation images: raise data.validation_split or add images"
+                .into(),
         );
     }
 
@@ -165,7 +190,11 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 }
                 outcome.proof_of_concept = Some(report);
             }
-            Err(error) => add_problem(&mut outcome, human, format!("proof of concept failed: {error}")),
+            Err(error) => add_problem(
+                &mut outcome,
+                human,
+                format!("proof of concept failed: {error}"),
+            ),
         }
     } else if human {
         println!("proof of concept skipped: fix the problems above first");
@@ -179,14 +208,21 @@ fn proof_of_concept(
     scan: &ScanReport,
     human: bool,
 ) -> easel_engine::Result<PocReport> {
-    let bar = if human { ProgressBar::new(spec.local.steps.max(0) as u64) } else { ProgressBar::hidden() };
-    if let Ok(style) = ProgressStyle::with_template("proof of concept {bar:30} {pos}/{len} steps  loss {msg}") {
+    let bar = if human {
+        ProgressBar::new(spec.local.steps.max(0) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) =
+        ProgressStyle::with_template("proof of concept {bar:30} {pos}/{len} steps  loss {msg}")
+    {
         bar.set_style(style);
     }
-    let report = easel_engine::proof_of_concept(spec, manifest, scan.source(), &mut |step, loss| {
-        bar.set_position(u64::from(step));
-        bar.set_message(format!("{loss:.4}"));
-    });
+    let report =
+        easel_engine::proof_of_concept(spec, manifest, scan.source(), &mut |step, loss| {
+            bar.set_position(u64::from(step));
+            bar.set_message(format!("{loss:.4}"));
+        });
     bar.finish_and_clear();
     report
 }
@@ -204,7 +240,11 @@ fn finish(mut outcome: Outcome, started: Instant, human: bool) -> anyhow::Result
     } else {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     }
-    Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn add_problem(outcome: &mut Outcome, human: bool, message: String) {
@@ -236,7 +276,10 @@ fn summarize(scan: &ScanReport) -> DatasetSummary {
             .classes
             .iter()
             .zip(manifest.class_counts())
-            .map(|(name, images)| ClassCount { name: name.clone(), images })
+            .map(|(name, images)| ClassCount {
+                name: name.clone(),
+                images,
+            })
             .collect(),
         hidden_skipped: scan.hidden_skipped,
         non_images: scan.non_images.len(),
@@ -250,8 +293,13 @@ fn describe_model(spec: &ExperimentSpec) -> String {
     let model = &spec.model;
     let head: Vec<String> = model.head.iter().map(u32::to_string).collect();
     let size = spec.data.image_size;
-    let mut text =
-        format!("{} at {}x{}, head {}", serde_name(&model.architecture), size.height(), size.width(), head.join("-"));
+    let mut text = format!(
+        "{} at {}x{}, head {}",
+        serde_name(&model.architecture),
+        size.height(),
+        size.width(),
+        head.join("-")
+    );
     if let Some(weights) = &model.pretrained {
         text.push_str(&format!(", pretrained from {}", weights.display()));
         if model.freeze_backbone {
@@ -263,7 +311,10 @@ fn describe_model(spec: &ExperimentSpec) -> String {
 
 /// The spelling a user writes in the spec (`vgg16_bn`), not the Rust variant name.
 fn serde_name<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn print_dataset(summary: &DatasetSummary, warnings: &[String], errors: &[String]) {
@@ -274,20 +325,36 @@ fn print_dataset(summary: &DatasetSummary, warnings: &[String], errors: &[String
         summary.classes.len(),
         bytes(summary.bytes)
     );
-    let width = summary.classes.iter().map(|class| class.name.len()).max().unwrap_or(0);
+    let width = summary
+        .classes
+        .iter()
+        .map(|class| class.name.len())
+        .max()
+        .unwrap_or(0);
     for class in &summary.classes {
-        println!("            {:width$}  {:>8}", class.name, count(class.images as u64));
+        println!(
+            "            {:width$}  {:>8}",
+            class.name,
+            count(class.images as u64)
+        );
     }
     println!(
         "          skipped: {} hidden, {} not images, {} unreadable, {} over the pixel limit; {} groups of duplicates",
-        summary.hidden_skipped, summary.non_images, summary.unreadable, summary.oversized, summary.duplicate_groups
+        summary.hidden_skipped,
+        summary.non_images,
+        summary.unreadable,
+        summary.oversized,
+        summary.duplicate_groups
     );
     const SHOWN: usize = 10;
     for warning in warnings.iter().take(SHOWN) {
         println!("warning: {warning}");
     }
     if warnings.len() > SHOWN {
-        println!("warning: ... and {} more (see --json)", warnings.len() - SHOWN);
+        println!(
+            "warning: ... and {} more (see --json)",
+            warnings.len() - SHOWN
+        );
     }
     for error in errors {
         println!("error: {error}");
@@ -342,5 +409,9 @@ fn print_poc(report: &PocReport) {
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }

@@ -22,7 +22,11 @@ pub fn sample_dataset() -> PathBuf {
 /// A real PNG of `width` x `height` whose pixels depend on `seed` (distinct seeds, distinct bytes).
 pub fn png(width: u32, height: u32, seed: u8) -> Vec<u8> {
     let image = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([seed, (x as u8).wrapping_mul(7), (y as u8).wrapping_add(seed)])
+        image::Rgb([
+            seed,
+            (x as u8).wrapping_mul(7),
+            (y as u8).wrapping_add(seed),
+        ])
     });
     let mut bytes = Cursor::new(Vec::new());
     image.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
@@ -56,7 +60,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -22,7 +22,10 @@ pub const REPORT: &str = "report.json";
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temporary = dir.join(format!(".{file_name}.partial-{}", std::process::id()));
     let result = (|| {
         use std::io::Write;
@@ -53,7 +56,12 @@ impl<'a> RunDir<'a> {
     }
 
     /// Writes `name` atomically and announces it.
-    pub fn write(&self, name: &str, bytes: &[u8], on_event: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+    pub fn write(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<()> {
         write_atomically(&self.path(name), bytes)?;
         self.announce(name, on_event)
     }
@@ -72,8 +80,13 @@ impl<'a> RunDir<'a> {
     /// Announces a file already complete on disk.
     pub fn announce(&self, name: &str, on_event: &mut dyn FnMut(TrainEvent)) -> Result<()> {
         let path = self.path(name);
-        let bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
-        on_event(TrainEvent::ArtifactWritten { name: name.to_string(), bytes });
+        let bytes = std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len();
+        on_event(TrainEvent::ArtifactWritten {
+            name: name.to_string(),
+            bytes,
+        });
         Ok(())
     }
 

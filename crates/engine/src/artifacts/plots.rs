@@ -18,15 +18,36 @@ pub fn curves_svg(history: &[EpochMetrics]) -> String {
     let epochs: Vec<f64> = history.iter().map(|m| f64::from(m.epoch)).collect();
     let series = |f: fn(&EpochMetrics) -> f64| history.iter().map(f).collect::<Vec<f64>>();
     let (train_loss, validation_loss) = (series(|m| m.train_loss), series(|m| m.validation_loss));
-    let max_loss = train_loss.iter().chain(&validation_loss).cloned().filter(|v| v.is_finite()).fold(0.0, f64::max);
-    panel(&mut svg, MARGIN, "loss", &epochs, &[(&train_loss, TRAIN_COLOUR), (&validation_loss, VALIDATION_COLOUR)], max_loss.max(1e-6));
-    let (train_accuracy, validation_accuracy) = (series(|m| m.train_accuracy), series(|m| m.validation_accuracy));
+    let max_loss = train_loss
+        .iter()
+        .chain(&validation_loss)
+        .cloned()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    panel(
+        &mut svg,
+        MARGIN,
+        "loss",
+        &epochs,
+        &[
+            (&train_loss, TRAIN_COLOUR),
+            (&validation_loss, VALIDATION_COLOUR),
+        ],
+        max_loss.max(1e-6),
+    );
+    let (train_accuracy, validation_accuracy) = (
+        series(|m| m.train_accuracy),
+        series(|m| m.validation_accuracy),
+    );
     panel(
         &mut svg,
         2.0 * MARGIN + PANEL_WIDTH,
         "accuracy",
         &epochs,
-        &[(&train_accuracy, TRAIN_COLOUR), (&validation_accuracy, VALIDATION_COLOUR)],
+        &[
+            (&train_accuracy, TRAIN_COLOUR),
+            (&validation_accuracy, VALIDATION_COLOUR),
+        ],
         1.0,
     );
     let legend_y = height - 12.0;
@@ -39,11 +60,24 @@ pub fn curves_svg(history: &[EpochMetrics]) -> String {
     svg
 }
 
-fn panel(svg: &mut String, left: f64, title: &str, epochs: &[f64], lines: &[(&Vec<f64>, &str)], y_max: f64) {
+fn panel(
+    svg: &mut String,
+    left: f64,
+    title: &str,
+    epochs: &[f64],
+    lines: &[(&Vec<f64>, &str)],
+    y_max: f64,
+) {
     let top = MARGIN;
     let bottom = top + PANEL_HEIGHT;
     let x_max = epochs.last().copied().unwrap_or(1.0).max(1.0);
-    let x_of = |epoch: f64| left + if x_max > 1.0 { (epoch - 1.0) / (x_max - 1.0) * PANEL_WIDTH } else { PANEL_WIDTH / 2.0 };
+    let x_of = |epoch: f64| {
+        left + if x_max > 1.0 {
+            (epoch - 1.0) / (x_max - 1.0) * PANEL_WIDTH
+        } else {
+            PANEL_WIDTH / 2.0
+        }
+    };
     let y_of = |value: f64| bottom - (value / y_max).clamp(0.0, 1.0) * PANEL_HEIGHT;
     let _ = write!(
         svg,
@@ -53,10 +87,20 @@ fn panel(svg: &mut String, left: f64, title: &str, epochs: &[f64], lines: &[(&Ve
     );
     for tick in 0..=4 {
         let value = y_max * f64::from(tick) / 4.0;
-        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="end" font-size="11">{value:.3}</text>"#, left - 4.0, y_of(value) + 4.0);
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end" font-size="11">{value:.3}</text>"#,
+            left - 4.0,
+            y_of(value) + 4.0
+        );
     }
     for epoch in epochs {
-        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">{epoch}</text>"#, x_of(*epoch), bottom + 15.0);
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">{epoch}</text>"#,
+            x_of(*epoch),
+            bottom + 15.0
+        );
     }
     for (values, colour) in lines {
         let points: Vec<String> = epochs
@@ -65,7 +109,11 @@ fn panel(svg: &mut String, left: f64, title: &str, epochs: &[f64], lines: &[(&Ve
             .filter(|(_, v)| v.is_finite())
             .map(|(e, v)| format!("{:.1},{:.1}", x_of(*e), y_of(*v)))
             .collect();
-        let _ = write!(svg, r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#, points.join(" "));
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
         for point in &points {
             let (x, y) = point.split_once(',').unwrap_or(("0", "0"));
             let _ = write!(svg, r#"<circle cx="{x}" cy="{y}" r="3" fill="{colour}"/>"#);
@@ -80,13 +128,24 @@ pub fn confusion_svg(classes: &[String], confusion: &[Vec<u64>]) -> String {
     let label_space = 140.0;
     let size = label_space + cell * n + MARGIN;
     let mut svg = header(size, size + 20.0);
-    let _ = write!(svg, r#"<text x="{}" y="20" text-anchor="middle" font-weight="bold">confusion matrix (rows: true class, columns: predicted)</text>"#, size / 2.0);
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="20" text-anchor="middle" font-weight="bold">confusion matrix (rows: true class, columns: predicted)</text>"#,
+        size / 2.0
+    );
     for (row, counts) in confusion.iter().enumerate() {
         let total: u64 = counts.iter().sum();
         for (column, &count) in counts.iter().enumerate() {
-            let share = if total == 0 { 0.0 } else { count as f64 / total as f64 };
+            let share = if total == 0 {
+                0.0
+            } else {
+                count as f64 / total as f64
+            };
             let shade = (255.0 * (1.0 - share)).round() as u8;
-            let (x, y) = (label_space + column as f64 * cell, label_space + row as f64 * cell);
+            let (x, y) = (
+                label_space + column as f64 * cell,
+                label_space + row as f64 * cell,
+            );
             let text_colour = if share > 0.5 { "#fff" } else { "#000" };
             let _ = write!(
                 svg,
@@ -100,7 +159,12 @@ pub fn confusion_svg(classes: &[String], confusion: &[Vec<u64>]) -> String {
     for (index, class) in classes.iter().enumerate() {
         let name = escape(class);
         let middle = label_space + (index as f64 + 0.5) * cell;
-        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="end" font-size="11">{name}</text>"#, label_space - 6.0, middle + 4.0);
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end" font-size="11">{name}</text>"#,
+            label_space - 6.0,
+            middle + 4.0
+        );
         let _ = write!(
             svg,
             r#"<text x="{middle}" y="{}" text-anchor="start" font-size="11" transform="rotate(-60 {middle} {})">{name}</text>"#,
@@ -119,7 +183,10 @@ fn header(width: f64, height: f64) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -55,15 +55,22 @@ fn random_flip(x: &Tensor) -> Tensor {
 /// Zero-pads by `pad` on every side and cuts a window of the original size at a random offset
 /// per image, with two gathers (no per-image loop).
 fn random_crop(x: &Tensor, pad: i64) -> Tensor {
-    let [batch, channels, height, width] = x.size()[..] else { return x.shallow_clone() };
+    let [batch, channels, height, width] = x.size()[..] else {
+        return x.shallow_clone();
+    };
     let device = x.device();
     let padded = x.constant_pad_nd([pad, pad, pad, pad]);
     let offsets = Tensor::randint(2 * pad + 1, [batch, 2], (Kind::Int64, device));
-    let rows = offsets.narrow(1, 0, 1) + Tensor::arange(height, (Kind::Int64, device)).view([1, -1]);
+    let rows =
+        offsets.narrow(1, 0, 1) + Tensor::arange(height, (Kind::Int64, device)).view([1, -1]);
     let cols = offsets.narrow(1, 1, 1) + Tensor::arange(width, (Kind::Int64, device)).view([1, -1]);
-    let rows = rows.view([batch, 1, height, 1]).expand([batch, channels, height, width + 2 * pad], false);
+    let rows = rows
+        .view([batch, 1, height, 1])
+        .expand([batch, channels, height, width + 2 * pad], false);
     let cropped_rows = padded.gather(2, &rows, false);
-    let cols = cols.view([batch, 1, 1, width]).expand([batch, channels, height, width], false);
+    let cols = cols
+        .view([batch, 1, 1, width])
+        .expand([batch, channels, height, width], false);
     cropped_rows.gather(3, &cols, false)
 }
 
@@ -80,7 +87,9 @@ fn color_jitter(x: &Tensor, strength: f64) -> Tensor {
 }
 
 fn grayscale(x: &Tensor) -> Tensor {
-    let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).to_device(x.device()).view([1, 3, 1, 1]);
+    let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
+        .to_device(x.device())
+        .view([1, 3, 1, 1]);
     (x * weights).sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
 }
 
@@ -91,7 +100,8 @@ mod tests {
     #[test]
     fn crop_keeps_shape_and_moves_content() {
         tch::manual_seed(1);
-        let x = Tensor::arange(2 * 3 * 4 * 4, (Kind::Float, tch::Device::Cpu)).view([2, 3, 4, 4]) / 96.0;
+        let x = Tensor::arange(2 * 3 * 4 * 4, (Kind::Float, tch::Device::Cpu)).view([2, 3, 4, 4])
+            / 96.0;
         let y = random_crop(&x, 2);
         assert_eq!(y.size(), vec![2, 3, 4, 4]);
         // Every output pixel is either padding (0) or some input pixel.

@@ -29,12 +29,22 @@ pub struct BatchSource {
 impl BatchSource {
     /// `channels_last` is honoured on CUDA only (it slows CPU convolutions down).
     pub fn new(data: &DecodedDataset, device: Device, channels_last: bool) -> Result<Self> {
-        let residency = if device.is_cuda() { choose_residency(&data.images, device) } else { Residency::OnDevice };
+        let residency = if device.is_cuda() {
+            choose_residency(&data.images, device)
+        } else {
+            Residency::OnDevice
+        };
         let (images, labels) = match residency {
             Residency::OnDevice => (data.images.to_device(device), data.labels.to_device(device)),
             Residency::Streamed => (data.images.shallow_clone(), data.labels.shallow_clone()),
         };
-        Ok(BatchSource { images, labels, device, channels_last: channels_last && device.is_cuda(), residency })
+        Ok(BatchSource {
+            images,
+            labels,
+            device,
+            channels_last: channels_last && device.is_cuda(),
+            residency,
+        })
     }
 
     pub fn residency(&self) -> Residency {
@@ -81,18 +91,28 @@ impl BatchSource {
             _ => x01,
         };
         let x = normalise(&x01);
-        let x = if self.channels_last { channels_last(&x) } else { x };
+        let x = if self.channels_last {
+            channels_last(&x)
+        } else {
+            x
+        };
         (x, labels)
     }
 }
 
 fn choose_residency(images: &Tensor, device: Device) -> Residency {
     let bytes = images.numel() as u64;
-    let Device::Cuda(index) = device else { return Residency::OnDevice };
+    let Device::Cuda(index) = device else {
+        return Residency::OnDevice;
+    };
     match cuda_free_bytes(index) {
         Some(free) if (bytes as f64) < RESIDENT_FRACTION * free as f64 => Residency::OnDevice,
         Some(free) => {
-            tracing::info!(dataset_bytes = bytes, free_bytes = free, "dataset streamed from host memory");
+            tracing::info!(
+                dataset_bytes = bytes,
+                free_bytes = free,
+                "dataset streamed from host memory"
+            );
             Residency::Streamed
         }
         // No way to ask: keep small datasets resident (under 2 GiB), stream the rest.
@@ -104,12 +124,20 @@ fn choose_residency(images: &Tensor, device: Device) -> Residency {
 /// Free memory of a CUDA device as reported by `nvidia-smi` (libtorch's C API offers no query).
 fn cuda_free_bytes(index: usize) -> Option<u64> {
     let output = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", &index.to_string()])
+        .args([
+            "--query-gpu=memory.free",
+            "--format=csv,noheader,nounits",
+            "-i",
+            &index.to_string(),
+        ])
         .output()
         .ok()?;
     if !output.status.success() {
         return None;
     }
-    let mib: u64 = String::from_utf8_lossy(&output.stdout).trim().parse().ok()?;
+    let mib: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .ok()?;
     Some(mib << 20)
 }

@@ -67,7 +67,8 @@ pub fn read(path: &Path, expected: &CacheHeader) -> Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     let mut pixels = Vec::with_capacity(header.pixel_bytes() as usize);
-    file.read_to_end(&mut pixels).map_err(|e| Error::io(path, e))?;
+    file.read_to_end(&mut pixels)
+        .map_err(|e| Error::io(path, e))?;
     if pixels.len() as u64 != header.pixel_bytes() {
         tracing::warn!(path = %path.display(), "decoded cache file truncated; rebuilding");
         return Ok(None);
@@ -104,13 +105,21 @@ mod tests {
     #[test]
     fn round_trip_and_mismatch() {
         let dir = tempfile::tempdir().unwrap();
-        let header = CacheHeader { key: cache_key("abc", 2, 3), images: 2, height: 2, width: 3 };
+        let header = CacheHeader {
+            key: cache_key("abc", 2, 3),
+            images: 2,
+            height: 2,
+            width: 3,
+        };
         let path = cache_path(dir.path(), &header.key);
         let pixels: Vec<u8> = (0..36).collect();
         assert_eq!(read(&path, &header).unwrap(), None);
         write(&path, &header, &pixels).unwrap();
         assert_eq!(read(&path, &header).unwrap(), Some(pixels));
-        let other = CacheHeader { images: 3, ..header.clone() };
+        let other = CacheHeader {
+            images: 3,
+            ..header.clone()
+        };
         assert_eq!(read(&path, &other).unwrap(), None);
         assert_ne!(cache_key("abc", 2, 3), cache_key("abc", 3, 2));
     }

@@ -58,7 +58,11 @@ pub fn load_manifest(
     cache_dir: Option<&Path>,
 ) -> Result<LoadedDataset> {
     let started = Instant::now();
-    let labels: Vec<i64> = manifest.entries.iter().map(|e| i64::from(e.class)).collect();
+    let labels: Vec<i64> = manifest
+        .entries
+        .iter()
+        .map(|e| i64::from(e.class))
+        .collect();
     let entries: Vec<&ManifestEntry> = manifest.entries.iter().collect();
     let header = cache::CacheHeader {
         key: cache::cache_key(&super::ordered_entries_digest(manifest), height, width),
@@ -130,7 +134,10 @@ pub fn decode_entries(
         .filter_map(|(index, (slot, entry))| {
             let result = source
                 .read(entry)
-                .map_err(|e| Error::Image { name: entry.path.clone(), message: e.to_string() })
+                .map_err(|e| Error::Image {
+                    name: entry.path.clone(),
+                    message: e.to_string(),
+                })
                 .and_then(|bytes| decode_rgb_chw(&bytes, &entry.path, max_pixels, height, width))
                 .map(|chw| slot.copy_from_slice(&chw));
             result.err().map(|err| (index, err))
@@ -144,7 +151,15 @@ pub fn decode_entries(
 
 fn to_tensors(pixels: &[u8], labels: Vec<i64>, height: u32, width: u32) -> DecodedDataset {
     let n = labels.len() as i64;
-    let images =
-        Tensor::from_data_size(pixels, &[n, 3, i64::from(height), i64::from(width)], Kind::Uint8);
-    DecodedDataset { images, labels: Tensor::from_slice(&labels), height, width }
+    let images = Tensor::from_data_size(
+        pixels,
+        &[n, 3, i64::from(height), i64::from(width)],
+        Kind::Uint8,
+    );
+    DecodedDataset {
+        images,
+        labels: Tensor::from_slice(&labels),
+        height,
+        width,
+    }
 }

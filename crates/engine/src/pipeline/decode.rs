@@ -15,10 +15,13 @@ pub fn decode_rgb_chw(
     height: u32,
     width: u32,
 ) -> Result<Vec<u8>> {
-    let image_error =
-        |err: &dyn std::fmt::Display| Error::Image { name: name.to_string(), message: err.to_string() };
-    let mut reader =
-        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| image_error(&e))?;
+    let image_error = |err: &dyn std::fmt::Display| Error::Image {
+        name: name.to_string(),
+        message: err.to_string(),
+    };
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| image_error(&e))?;
     let mut limits = Limits::default();
     // Our own pixel limit is the real guard; the allocation cap only has to admit what it allows
     // (16-bit RGBA is 8 bytes a pixel).
@@ -45,7 +48,11 @@ pub fn decode_rgb_chw(
     if image.width() != width || image.height() != height {
         image = image.resize_exact(width, height, FilterType::Triangle);
     }
-    Ok(hwc_to_chw(&image.into_rgb8().into_raw(), height as usize, width as usize))
+    Ok(hwc_to_chw(
+        &image.into_rgb8().into_raw(),
+        height as usize,
+        width as usize,
+    ))
 }
 
 fn hwc_to_chw(hwc: &[u8], height: usize, width: usize) -> Vec<u8> {
@@ -66,7 +73,9 @@ mod tests {
 
     fn png(image: DynamicImage) -> Vec<u8> {
         let mut bytes = Vec::new();
-        image.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+        image
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
         bytes
     }
 

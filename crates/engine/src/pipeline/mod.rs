@@ -36,7 +36,11 @@ pub(crate) fn ordered_entries_digest(manifest: &Manifest) -> String {
     for entry in &manifest.entries {
         let subset = entry.subset.map(|s| format!("{s:?}")).unwrap_or_default();
         hasher.update(
-            format!("{}\t{}\t{}\t{}\n", entry.path, entry.class, subset, entry.digest).as_bytes(),
+            format!(
+                "{}\t{}\t{}\t{}\n",
+                entry.path, entry.class, subset, entry.digest
+            )
+            .as_bytes(),
         );
     }
     hasher.finalize().to_hex().to_string()
@@ -45,8 +49,12 @@ pub(crate) fn ordered_entries_digest(manifest: &Manifest) -> String {
 /// u8 pixels to the model's input: float in [0, 1] -> ImageNet normalisation.
 pub fn normalise(x01: &tch::Tensor) -> tch::Tensor {
     let device = x01.device();
-    let mean = tch::Tensor::from_slice(&MEAN).to_kind(tch::Kind::Float).view([1, 3, 1, 1]);
-    let std = tch::Tensor::from_slice(&STD).to_kind(tch::Kind::Float).view([1, 3, 1, 1]);
+    let mean = tch::Tensor::from_slice(&MEAN)
+        .to_kind(tch::Kind::Float)
+        .view([1, 3, 1, 1]);
+    let std = tch::Tensor::from_slice(&STD)
+        .to_kind(tch::Kind::Float)
+        .view([1, 3, 1, 1]);
     (x01 - mean.to_device(device)) / std.to_device(device)
 }
 

@@ -93,8 +93,16 @@ pub fn train_epoch(
         if plan.cancel.load(Ordering::Relaxed) {
             return None;
         }
-        lr = learning_rate(plan.train, *global_step, plan.steps_per_epoch, plan.total_steps);
-        let rates = GroupRates { backbone: lr * plan.backbone_lr_scale, head: lr };
+        lr = learning_rate(
+            plan.train,
+            *global_step,
+            plan.steps_per_epoch,
+            plan.total_steps,
+        );
+        let rates = GroupRates {
+            backbone: lr * plan.backbone_lr_scale,
+            head: lr,
+        };
         let start = step as i64 * plan.batch_size as i64;
         let length = (plan.batch_size as i64).min(total - start);
         let (x, y) = source.batch(&order.narrow(0, start, length), Some(plan.augment));
@@ -117,18 +125,41 @@ pub fn train_epoch(
     }
     let loss = loss_sum.double_value(&[]) / images.max(1) as f64;
     let accuracy = correct.int64_value(&[]) as f64 / images.max(1) as f64;
-    Some(TrainTotals { loss, accuracy, images, seconds: started.elapsed().as_secs_f64(), learning_rate: lr })
+    Some(TrainTotals {
+        loss,
+        accuracy,
+        images,
+        seconds: started.elapsed().as_secs_f64(),
+        learning_rate: lr,
+    })
 }
 
 /// Forward, backward and update on one batch; returns the logits (detached) and the loss.
-fn train_step(trainee: &mut Trainee, x: &Tensor, y: &Tensor, label_smoothing: f64, rates: GroupRates) -> (Tensor, Tensor) {
-    let Trainee { net, optimizer, bf16, .. } = trainee;
+fn train_step(
+    trainee: &mut Trainee,
+    x: &Tensor,
+    y: &Tensor,
+    label_smoothing: f64,
+    rates: GroupRates,
+) -> (Tensor, Tensor) {
+    let Trainee {
+        net,
+        optimizer,
+        bf16,
+        ..
+    } = trainee;
     match bf16 {
         Some(copy) => {
             copy.pull_weights();
             copy.zero_grad();
             let logits = copy.forward_train(x);
-            let loss = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, label_smoothing);
+            let loss = logits.cross_entropy_loss::<Tensor>(
+                y,
+                None,
+                Reduction::Mean,
+                -100,
+                label_smoothing,
+            );
             loss.backward();
             optimizer.step_with(rates, |parameter| copy.gradient(&parameter.name));
             (logits.detach(), loss.detach())
@@ -136,7 +167,13 @@ fn train_step(trainee: &mut Trainee, x: &Tensor, y: &Tensor, label_smoothing: f6
         None => {
             optimizer.zero_grad();
             let logits = net.forward_t(x, true);
-            let loss = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, label_smoothing);
+            let loss = logits.cross_entropy_loss::<Tensor>(
+                y,
+                None,
+                Reduction::Mean,
+                -100,
+                label_smoothing,
+            );
             loss.backward();
             optimizer.step(rates);
             (logits.detach(), loss.detach())

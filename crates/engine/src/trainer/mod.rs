@@ -38,7 +38,9 @@ pub struct TrainJob<'a> {
 pub enum TrainOutcome {
     Completed(RunReport),
     /// Stopped by the cancel flag; `completed_epochs` are saved in the checkpoint.
-    Cancelled { completed_epochs: u32 },
+    Cancelled {
+        completed_epochs: u32,
+    },
 }
 
 /// `report.json`, written last.

@@ -28,7 +28,9 @@ impl MetricMonitor {
     /// Monitors `early_stopping.monitor`, or validation accuracy when early stopping is off.
     pub fn new(early_stopping: Option<&EarlyStoppingSpec>) -> Self {
         MetricMonitor {
-            monitor: early_stopping.map(|e| e.monitor).unwrap_or(Monitor::ValAccuracy),
+            monitor: early_stopping
+                .map(|e| e.monitor)
+                .unwrap_or(Monitor::ValAccuracy),
             best_epoch: 0,
             best_value: None,
             epochs_without_improvement: 0,
@@ -58,7 +60,10 @@ impl MetricMonitor {
             self.best_epoch = epoch;
         }
         let Some(spec) = early_stopping else {
-            return Verdict { new_best, stop: false };
+            return Verdict {
+                new_best,
+                stop: false,
+            };
         };
         if better(value, self.reference_value, spec.min_delta.max(0.0)) {
             self.reference_value = Some(value);
@@ -77,12 +82,34 @@ mod tests {
 
     #[test]
     fn stops_after_patience_without_real_improvement() {
-        let spec = EarlyStoppingSpec { patience: 2, min_delta: 0.05, monitor: Monitor::ValLoss };
+        let spec = EarlyStoppingSpec {
+            patience: 2,
+            min_delta: 0.05,
+            monitor: Monitor::ValLoss,
+        };
         let mut monitor = MetricMonitor::new(Some(&spec));
-        assert_eq!(monitor.observe(1, 1.0, 0.5, Some(&spec)), Verdict { new_best: true, stop: false });
+        assert_eq!(
+            monitor.observe(1, 1.0, 0.5, Some(&spec)),
+            Verdict {
+                new_best: true,
+                stop: false
+            }
+        );
         // Better, but by less than min_delta: best weights move, patience runs.
-        assert_eq!(monitor.observe(2, 0.98, 0.5, Some(&spec)), Verdict { new_best: true, stop: false });
-        assert_eq!(monitor.observe(3, 0.99, 0.5, Some(&spec)), Verdict { new_best: false, stop: true });
+        assert_eq!(
+            monitor.observe(2, 0.98, 0.5, Some(&spec)),
+            Verdict {
+                new_best: true,
+                stop: false
+            }
+        );
+        assert_eq!(
+            monitor.observe(3, 0.99, 0.5, Some(&spec)),
+            Verdict {
+                new_best: false,
+                stop: true
+            }
+        );
         assert_eq!(monitor.best_epoch, 2);
     }
 

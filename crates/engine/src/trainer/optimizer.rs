@@ -39,7 +39,10 @@ pub struct Optimizer {
 
 /// Learnable variables of `vs` with their names and groups, sorted by name (a stable order).
 pub fn parameters_of(vs: &VarStore) -> Vec<Parameter> {
-    let variables = vs.variables_.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let variables = vs
+        .variables_
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let name_of: HashMap<usize, &String> = variables
         .named_variables
         .iter()
@@ -50,7 +53,11 @@ pub fn parameters_of(vs: &VarStore) -> Vec<Parameter> {
         .iter()
         .filter_map(|var| {
             let name = name_of.get(&(var.tensor.data_ptr() as usize))?;
-            Some(Parameter { name: (*name).clone(), tensor: var.tensor.shallow_clone(), group: var.group })
+            Some(Parameter {
+                name: (*name).clone(),
+                tensor: var.tensor.shallow_clone(),
+                group: var.group,
+            })
         })
         .collect();
     parameters.sort_by(|a, b| a.name.cmp(&b.name));
@@ -58,8 +65,19 @@ pub fn parameters_of(vs: &VarStore) -> Vec<Parameter> {
 }
 
 impl Optimizer {
-    pub fn new(kind: OptimizerKind, momentum: f64, weight_decay: f64, parameters: Vec<Parameter>) -> Self {
-        Optimizer { kind, momentum, weight_decay, parameters, state: HashMap::new() }
+    pub fn new(
+        kind: OptimizerKind,
+        momentum: f64,
+        weight_decay: f64,
+        parameters: Vec<Parameter>,
+    ) -> Self {
+        Optimizer {
+            kind,
+            momentum,
+            weight_decay,
+            parameters,
+            state: HashMap::new(),
+        }
     }
 
     pub fn parameters(&self) -> &[Parameter] {
@@ -79,7 +97,11 @@ impl Optimizer {
 
     /// One update with gradients supplied by `gradient_of` (an undefined tensor = no gradient,
     /// e.g. a frozen variable): used when the gradients were computed on a reduced-precision copy.
-    pub fn step_with(&mut self, learning_rates: GroupRates, gradient_of: impl Fn(&Parameter) -> Tensor) {
+    pub fn step_with(
+        &mut self,
+        learning_rates: GroupRates,
+        gradient_of: impl Fn(&Parameter) -> Tensor,
+    ) {
         let _no_grad = tch::no_grad_guard();
         for parameter in &self.parameters {
             if !parameter.tensor.requires_grad() {
@@ -90,18 +112,32 @@ impl Optimizer {
                 continue;
             }
             let lr = learning_rates.for_group(parameter.group);
-            let state = self.state.entry(parameter.name.clone()).or_insert_with(|| ParameterState {
-                steps: 0,
-                first: parameter.tensor.zeros_like(),
-                second: matches!(self.kind, OptimizerKind::Adam | OptimizerKind::Adamw)
-                    .then(|| parameter.tensor.zeros_like()),
-            });
+            let state =
+                self.state
+                    .entry(parameter.name.clone())
+                    .or_insert_with(|| ParameterState {
+                        steps: 0,
+                        first: parameter.tensor.zeros_like(),
+                        second: matches!(self.kind, OptimizerKind::Adam | OptimizerKind::Adamw)
+                            .then(|| parameter.tensor.zeros_like()),
+                    });
             state.steps += 1;
             let mut weights = parameter.tensor.shallow_clone();
             match self.kind {
-                OptimizerKind::Sgd => sgd(&mut weights, gradient, state, lr, self.momentum, self.weight_decay),
-                OptimizerKind::Adam => adam(&mut weights, gradient, state, lr, self.weight_decay, false),
-                OptimizerKind::Adamw => adam(&mut weights, gradient, state, lr, self.weight_decay, true),
+                OptimizerKind::Sgd => sgd(
+                    &mut weights,
+                    gradient,
+                    state,
+                    lr,
+                    self.momentum,
+                    self.weight_decay,
+                ),
+                OptimizerKind::Adam => {
+                    adam(&mut weights, gradient, state, lr, self.weight_decay, false)
+                }
+                OptimizerKind::Adamw => {
+                    adam(&mut weights, gradient, state, lr, self.weight_decay, true)
+                }
             }
         }
     }
@@ -119,7 +155,10 @@ impl Optimizer {
     }
 
     pub fn step_counts(&self) -> BTreeMap<String, u64> {
-        self.state.iter().map(|(name, state)| (name.clone(), state.steps)).collect()
+        self.state
+            .iter()
+            .map(|(name, state)| (name.clone(), state.steps))
+            .collect()
     }
 
     /// Restores what `state_tensors` + `step_counts` saved; `tensors` is looked up by name.
@@ -147,7 +186,14 @@ impl Optimizer {
                         .to_device(device),
                 ),
             };
-            self.state.insert(name.clone(), ParameterState { steps, first, second });
+            self.state.insert(
+                name.clone(),
+                ParameterState {
+                    steps,
+                    first,
+                    second,
+                },
+            );
         }
         Ok(())
     }
@@ -170,8 +216,19 @@ impl GroupRates {
     }
 }
 
-fn sgd(weights: &mut Tensor, gradient: Tensor, state: &mut ParameterState, lr: f64, momentum: f64, wd: f64) {
-    let mut gradient = if wd != 0.0 { gradient + &*weights * wd } else { gradient };
+fn sgd(
+    weights: &mut Tensor,
+    gradient: Tensor,
+    state: &mut ParameterState,
+    lr: f64,
+    momentum: f64,
+    wd: f64,
+) {
+    let mut gradient = if wd != 0.0 {
+        gradient + &*weights * wd
+    } else {
+        gradient
+    };
     if momentum != 0.0 {
         if state.steps == 1 {
             state.first.copy_(&gradient);
@@ -184,7 +241,14 @@ fn sgd(weights: &mut Tensor, gradient: Tensor, state: &mut ParameterState, lr: f
     *weights -= gradient * lr;
 }
 
-fn adam(weights: &mut Tensor, gradient: Tensor, state: &mut ParameterState, lr: f64, wd: f64, decoupled: bool) {
+fn adam(
+    weights: &mut Tensor,
+    gradient: Tensor,
+    state: &mut ParameterState,
+    lr: f64,
+    wd: f64,
+    decoupled: bool,
+) {
     let (beta1, beta2) = ADAM_BETAS;
     let gradient = if decoupled {
         if wd != 0.0 {
@@ -198,7 +262,9 @@ fn adam(weights: &mut Tensor, gradient: Tensor, state: &mut ParameterState, lr: 
     };
     state.first *= beta1;
     state.first += &gradient * (1.0 - beta1);
-    let Some(second) = state.second.as_mut() else { return };
+    let Some(second) = state.second.as_mut() else {
+        return;
+    };
     *second *= beta2;
     *second += &gradient * &gradient * (1.0 - beta2);
     let t = state.steps as i32;
@@ -215,13 +281,19 @@ mod tests {
 
     fn quadratic_descent(kind: OptimizerKind, lr: f64) -> f64 {
         let vs = VarStore::new(Device::Cpu);
-        let x = vs.root().set_group(HEAD_GROUP).var_copy("x", &Tensor::from_slice(&[3.0f32, -2.0]));
+        let x = vs
+            .root()
+            .set_group(HEAD_GROUP)
+            .var_copy("x", &Tensor::from_slice(&[3.0f32, -2.0]));
         let mut optimizer = Optimizer::new(kind, 0.9, 0.0, parameters_of(&vs));
         for _ in 0..200 {
             optimizer.zero_grad();
             let loss = (&x * &x).sum(Kind::Float);
             loss.backward();
-            optimizer.step(GroupRates { backbone: lr, head: lr });
+            optimizer.step(GroupRates {
+                backbone: lr,
+                head: lr,
+            });
         }
         (&x * &x).sum(Kind::Float).double_value(&[])
     }
@@ -244,11 +316,18 @@ mod tests {
         for step in 0..3 {
             optimizer.zero_grad();
             (&x * &x).sum(Kind::Double).backward();
-            optimizer.step(GroupRates { backbone: 0.5, head: 0.5 });
+            optimizer.step(GroupRates {
+                backbone: 0.5,
+                head: 0.5,
+            });
             let g = 2.0 * expected + 0.1 * expected;
             buffer = if step == 0 { g } else { 0.9 * buffer + g };
             expected -= 0.5 * buffer;
         }
-        assert!((x.double_value(&[0]) - expected).abs() < 1e-5, "{} vs {expected}", x.double_value(&[0]));
+        assert!(
+            (x.double_value(&[0]) - expected).abs() < 1e-5,
+            "{} vs {expected}",
+            x.double_value(&[0])
+        );
     }
 }

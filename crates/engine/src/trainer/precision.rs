@@ -22,23 +22,39 @@ pub struct Bf16Copy {
 }
 
 impl Bf16Copy {
-    pub fn new(master: &VarStore, model: &ModelSpec, num_classes: i64, image_hw: (i64, i64), device: Device) -> Result<Self> {
+    pub fn new(
+        master: &VarStore,
+        model: &ModelSpec,
+        num_classes: i64,
+        image_hw: (i64, i64),
+        device: Device,
+    ) -> Result<Self> {
         let mut vs = VarStore::new(device);
         let net = build_classifier(&vs.root(), model, num_classes, image_hw)?;
         vs.bfloat16();
         let copies = vs.variables();
-        let learnable: Vec<String> = super::optimizer::parameters_of(master).into_iter().map(|p| p.name).collect();
+        let learnable: Vec<String> = super::optimizer::parameters_of(master)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         let mut parameters = HashMap::new();
         let mut buffers = Vec::new();
         for (name, master_tensor) in master.variables() {
-            let Some(copy) = copies.get(&name) else { continue };
+            let Some(copy) = copies.get(&name) else {
+                continue;
+            };
             if learnable.contains(&name) {
                 parameters.insert(name, (master_tensor, copy.shallow_clone()));
             } else {
                 buffers.push((master_tensor, copy.shallow_clone()));
             }
         }
-        let copy = Bf16Copy { vs, net, parameters, buffers };
+        let copy = Bf16Copy {
+            vs,
+            net,
+            parameters,
+            buffers,
+        };
         copy.pull_buffers();
         Ok(copy)
     }
@@ -79,7 +95,9 @@ impl Bf16Copy {
 
     /// fp32 logits from the bf16 model.
     pub fn forward_train(&self, xs: &Tensor) -> Tensor {
-        self.net.forward_t(&xs.to_kind(Kind::BFloat16), true).to_kind(Kind::Float)
+        self.net
+            .forward_t(&xs.to_kind(Kind::BFloat16), true)
+            .to_kind(Kind::Float)
     }
 
     /// The fp32 gradient of a learnable variable (undefined when it has none).
@@ -87,7 +105,11 @@ impl Bf16Copy {
         match self.parameters.get(name) {
             Some((_, copy)) => {
                 let gradient = copy.grad();
-                if gradient.defined() { gradient.to_kind(Kind::Float) } else { gradient }
+                if gradient.defined() {
+                    gradient.to_kind(Kind::Float)
+                } else {
+                    gradient
+                }
             }
             None => Tensor::new(),
         }

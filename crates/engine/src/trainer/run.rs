@@ -12,7 +12,9 @@ use crate::artifacts::{self, RunDir, plots};
 use crate::checkpoint::{self, CheckpointState, MODEL_PREFIX, OPTIMIZER_PREFIX};
 use crate::device::device_name;
 use crate::events::{EpochMetrics, RunInfo, TrainEvent};
-use crate::models::{build_classifier, count_parameters, load_pretrained_backbone, set_backbone_trainable};
+use crate::models::{
+    build_classifier, count_parameters, load_pretrained_backbone, set_backbone_trainable,
+};
 use crate::pipeline::{self, Augment, BatchSource, CacheStatus};
 use crate::{Error, Result};
 use easel_spec::{ExperimentSpec, Precision};
@@ -35,17 +37,27 @@ struct Settings {
 impl Settings {
     fn check(spec: &ExperimentSpec) -> Result<Self> {
         let positive = |key: &str, value: i64| {
-            if value > 0 { Ok(value) } else { Err(Error::Invalid(format!("{key} is {value}: it must be > 0"))) }
+            if value > 0 {
+                Ok(value)
+            } else {
+                Err(Error::Invalid(format!("{key} is {value}: it must be > 0")))
+            }
         };
         let settings = Settings {
             epochs: positive("train.epochs", spec.train.epochs)? as u32,
             batch_size: positive("train.batch_size", spec.train.batch_size)? as usize,
-            checkpoint_every: positive("train.checkpoint_every_epochs", spec.train.checkpoint_every_epochs)? as u32,
+            checkpoint_every: positive(
+                "train.checkpoint_every_epochs",
+                spec.train.checkpoint_every_epochs,
+            )? as u32,
             height: positive("data.image_size", i64::from(spec.data.image_size.height()))? as u32,
             width: positive("data.image_size", i64::from(spec.data.image_size.width()))? as u32,
         };
         if spec.train.learning_rate.is_nan() || spec.train.learning_rate <= 0.0 {
-            return Err(Error::Invalid(format!("train.learning_rate is {}: it must be > 0", spec.train.learning_rate)));
+            return Err(Error::Invalid(format!(
+                "train.learning_rate is {}: it must be > 0",
+                spec.train.learning_rate
+            )));
         }
         Ok(settings)
     }
@@ -64,17 +76,29 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
     let classes = job.manifest.classes.clone();
     let num_classes = classes.len();
     if num_classes < 2 {
-        return Err(Error::Invalid(format!("the dataset has {num_classes} class(es): a classifier needs at least 2")));
+        return Err(Error::Invalid(format!(
+            "the dataset has {num_classes} class(es): a classifier needs at least 2"
+        )));
     }
-    let split = split_manifest(job.manifest, spec.data.validation_split, spec.data.test_split, spec.data.seed)?;
+    let split = split_manifest(
+        job.manifest,
+        spec.data.validation_split,
+        spec.data.test_split,
+        spec.data.seed,
+    )?;
     check_split(&split)?;
 
     let run = RunDir::new(job.run_dir)?;
     let dataset_digest = pipeline::dataset_digest(job.manifest);
     let identity = checkpoint::run_identity(spec, &dataset_digest);
-    let spec_text = toml::to_string_pretty(spec).map_err(|e| Error::Invalid(format!("cannot write spec.toml: {e}")))?;
+    let spec_text = toml::to_string_pretty(spec)
+        .map_err(|e| Error::Invalid(format!("cannot write spec.toml: {e}")))?;
     run.write(artifacts::SPEC, spec_text.as_bytes(), on_event)?;
-    run.write(artifacts::MANIFEST, job.manifest.to_json().as_bytes(), on_event)?;
+    run.write(
+        artifacts::MANIFEST,
+        job.manifest.to_json().as_bytes(),
+        on_event,
+    )?;
     run.write_json(artifacts::CLASSES, &classes, on_event)?;
 
     let (height, width) = (settings.height, settings.width);
@@ -93,14 +117,23 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
             CacheStatus::Disabled => "decoded",
         };
         on_event(TrainEvent::Note {
-            message: format!("{} images {how} at {height}x{width} in {:.1} s", loaded.data.len(), loaded.seconds),
+            message: format!(
+                "{} images {how} at {height}x{width} in {:.1} s",
+                loaded.data.len(),
+                loaded.seconds
+            ),
         });
         BatchSource::new(&loaded.data, device, cuda)?
     };
 
     tch::manual_seed(spec.train.seed as i64);
     let mut vs = VarStore::new(device);
-    let net = build_classifier(&vs.root(), &spec.model, num_classes as i64, (i64::from(height), i64::from(width)))?;
+    let net = build_classifier(
+        &vs.root(),
+        &spec.model,
+        num_classes as i64,
+        (i64::from(height), i64::from(width)),
+    )?;
     if let Some(path) = &spec.model.pretrained {
         let report = load_pretrained_backbone(&mut vs, path)?;
         let mut message = format!(
@@ -118,11 +151,21 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
 
     let (mut state, resumed) = resume_or_start(&run, &identity, spec, &vs, on_event)?;
     set_backbone_trainable(&vs, !state.backbone_frozen);
-    let mut optimizer = Optimizer::new(spec.train.optimizer, spec.train.momentum, spec.train.weight_decay, parameters_of(&vs));
+    let mut optimizer = Optimizer::new(
+        spec.train.optimizer,
+        spec.train.momentum,
+        spec.train.weight_decay,
+        parameters_of(&vs),
+    );
     if let Some(tensors) = &resumed {
         let optimizer_tensors: HashMap<String, Tensor> = tensors
             .iter()
-            .filter_map(|(name, t)| Some((name.strip_prefix(OPTIMIZER_PREFIX)?.to_string(), t.shallow_clone())))
+            .filter_map(|(name, t)| {
+                Some((
+                    name.strip_prefix(OPTIMIZER_PREFIX)?.to_string(),
+                    t.shallow_clone(),
+                ))
+            })
             .collect();
         optimizer
             .restore(&state.optimizer_steps, &optimizer_tensors)
@@ -130,11 +173,22 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
     }
     drop(resumed);
     let bf16 = if cuda && spec.train.precision == Precision::Bf16 {
-        Some(Bf16Copy::new(&vs, &spec.model, num_classes as i64, (i64::from(height), i64::from(width)), device)?)
+        Some(Bf16Copy::new(
+            &vs,
+            &spec.model,
+            num_classes as i64,
+            (i64::from(height), i64::from(width)),
+            device,
+        )?)
     } else {
         None
     };
-    let mut trainee = Trainee { vs, net, optimizer, bf16 };
+    let mut trainee = Trainee {
+        vs,
+        net,
+        optimizer,
+        bf16,
+    };
 
     let train_indices: Vec<i64> = split.train.iter().map(|&i| i as i64).collect();
     let validation_indices: Vec<i64> = split.validation.iter().map(|&i| i as i64).collect();
@@ -154,7 +208,13 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         start_epoch: state.epoch + 1,
     }));
     if state.epoch > 0 {
-        on_event(TrainEvent::Note { message: format!("resumed after epoch {} from {}", state.epoch, artifacts::CHECKPOINT) });
+        on_event(TrainEvent::Note {
+            message: format!(
+                "resumed after epoch {} from {}",
+                state.epoch,
+                artifacts::CHECKPOINT
+            ),
+        });
     }
 
     let augment = Augment::from_spec(&spec.augment, height, width);
@@ -168,7 +228,10 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
             break;
         }
         let cancelled = job.cancel.load(Ordering::Relaxed);
-        if !cancelled && state.backbone_frozen && spec.model.unfreeze_after_epochs.is_some_and(|n| epoch > n) {
+        if !cancelled
+            && state.backbone_frozen
+            && spec.model.unfreeze_after_epochs.is_some_and(|n| epoch > n)
+        {
             state.backbone_frozen = false;
             set_backbone_trainable(&trainee.vs, true);
             on_event(TrainEvent::Note {
@@ -185,27 +248,52 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
             batch_size: settings.batch_size,
             steps_per_epoch: steps,
             total_steps,
-            backbone_lr_scale: if spec.model.freeze_backbone { spec.model.backbone_lr_scale } else { 1.0 },
+            backbone_lr_scale: if spec.model.freeze_backbone {
+                spec.model.backbone_lr_scale
+            } else {
+                1.0
+            },
             cancel: job.cancel,
         };
         let epoch_started = Instant::now();
         let totals = if cancelled {
             None
         } else {
-            train_epoch(&mut trainee, &source, &plan, spec.train.seed, epoch, &mut global_step, on_event)
+            train_epoch(
+                &mut trainee,
+                &source,
+                &plan,
+                spec.train.seed,
+                epoch,
+                &mut global_step,
+                on_event,
+            )
         };
         let Some(totals) = totals else {
             if checkpointed_epoch < state.epoch {
                 state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
                 write_checkpoint(&run, &state, &trainee, on_event)?;
             }
-            on_event(TrainEvent::Note { message: format!("cancelled during epoch {epoch}; {} epoch(s) kept", state.epoch) });
-            return Ok(TrainOutcome::Cancelled { completed_epochs: state.epoch });
+            on_event(TrainEvent::Note {
+                message: format!(
+                    "cancelled during epoch {epoch}; {} epoch(s) kept",
+                    state.epoch
+                ),
+            });
+            return Ok(TrainOutcome::Cancelled {
+                completed_epochs: state.epoch,
+            });
         };
         if let Some(copy) = &trainee.bf16 {
             copy.push_buffers();
         }
-        let validation = evaluate_indices(&trainee.net, &source, &validation_indices, settings.batch_size, num_classes);
+        let validation = evaluate_indices(
+            &trainee.net,
+            &source,
+            &validation_indices,
+            settings.batch_size,
+            num_classes,
+        );
         let metrics = EpochMetrics {
             epoch,
             train_loss: totals.loss,
@@ -218,13 +306,23 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
             learning_rate: totals.learning_rate,
             seconds: epoch_started.elapsed().as_secs_f64(),
         };
-        let verdict = state.monitor.observe(epoch, metrics.validation_loss, metrics.validation_accuracy, spec.train.early_stopping.as_ref());
+        let verdict = state.monitor.observe(
+            epoch,
+            metrics.validation_loss,
+            metrics.validation_accuracy,
+            spec.train.early_stopping.as_ref(),
+        );
         state.history.push(metrics.clone());
         state.epoch = epoch;
         state.global_step = global_step;
         state.stopped_early = verdict.stop;
         state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
-        tracing::info!(epoch, train_loss = metrics.train_loss, validation_accuracy = metrics.validation_accuracy, "epoch done");
+        tracing::info!(
+            epoch,
+            train_loss = metrics.train_loss,
+            validation_accuracy = metrics.validation_accuracy,
+            "epoch done"
+        );
         on_event(TrainEvent::Epoch(metrics));
         write_metrics(&run, &state.history, on_event)?;
         if verdict.new_best {
@@ -245,8 +343,20 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         }
     }
 
-    finish(&run, job, &state, &mut trainee, &source, &split, num_classes, settings.batch_size, &dataset_digest, device, on_event)
-        .map(TrainOutcome::Completed)
+    finish(
+        &run,
+        job,
+        &state,
+        &mut trainee,
+        &source,
+        &split,
+        num_classes,
+        settings.batch_size,
+        &dataset_digest,
+        device,
+        on_event,
+    )
+    .map(TrainOutcome::Completed)
 }
 
 fn check_split(split: &SplitIndices) -> Result<()> {
@@ -283,19 +393,29 @@ fn resume_or_start(
         }
         Ok(_) => {
             on_event(TrainEvent::Note {
-                message: format!("{} was made for another spec or dataset; starting afresh", artifacts::CHECKPOINT),
+                message: format!(
+                    "{} was made for another spec or dataset; starting afresh",
+                    artifacts::CHECKPOINT
+                ),
             });
             Ok((fresh, None))
         }
         Err(err) => {
             tracing::warn!(error = %err, "checkpoint unreadable; starting afresh");
-            on_event(TrainEvent::Note { message: format!("ignoring unreadable checkpoint: {err}") });
+            on_event(TrainEvent::Note {
+                message: format!("ignoring unreadable checkpoint: {err}"),
+            });
             Ok((fresh, None))
         }
     }
 }
 
-fn write_checkpoint(run: &RunDir, state: &CheckpointState, trainee: &Trainee, on_event: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+fn write_checkpoint(
+    run: &RunDir,
+    state: &CheckpointState,
+    trainee: &Trainee,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<()> {
     let mut state = state.clone();
     state.optimizer_steps = trainee.optimizer.step_counts();
     let mut model: Vec<(String, Tensor)> = trainee.vs.variables().into_iter().collect();
@@ -303,14 +423,23 @@ fn write_checkpoint(run: &RunDir, state: &CheckpointState, trainee: &Trainee, on
     let mut optimizer = trainee.optimizer.state_tensors();
     optimizer.sort_by(|a, b| a.0.cmp(&b.0));
     checkpoint::write(&run.path(artifacts::CHECKPOINT), &state, &model, &optimizer)?;
-    on_event(TrainEvent::CheckpointWritten { epoch: state.epoch, name: artifacts::CHECKPOINT.to_string() });
+    on_event(TrainEvent::CheckpointWritten {
+        epoch: state.epoch,
+        name: artifacts::CHECKPOINT.to_string(),
+    });
     run.announce(artifacts::CHECKPOINT, on_event)
 }
 
-fn write_metrics(run: &RunDir, history: &[EpochMetrics], on_event: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+fn write_metrics(
+    run: &RunDir,
+    history: &[EpochMetrics],
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<()> {
     let mut text = String::new();
     for metrics in history {
-        text.push_str(&serde_json::to_string(metrics).map_err(|e| Error::json(artifacts::METRICS, e))?);
+        text.push_str(
+            &serde_json::to_string(metrics).map_err(|e| Error::json(artifacts::METRICS, e))?,
+        );
         text.push('\n');
     }
     run.write(artifacts::METRICS, text.as_bytes(), on_event)
@@ -331,28 +460,44 @@ fn finish(
     device: tch::Device,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<RunReport> {
-    let final_metrics = state
-        .history
-        .last()
-        .cloned()
-        .ok_or_else(|| Error::artifact(run.path(artifacts::CHECKPOINT), "no epoch was trained"))?;
+    let final_metrics =
+        state.history.last().cloned().ok_or_else(|| {
+            Error::artifact(run.path(artifacts::CHECKPOINT), "no epoch was trained")
+        })?;
     let best_epoch = state.monitor.best_epoch.max(1);
-    let best = state.history.get(best_epoch as usize - 1).unwrap_or(&final_metrics);
+    let best = state
+        .history
+        .get(best_epoch as usize - 1)
+        .unwrap_or(&final_metrics);
     let mut confusion = best.confusion.clone();
     let mut test = None;
     if !split.test.is_empty() {
         let best_path = run.path(artifacts::BEST_WEIGHTS);
-        trainee.vs.load(&best_path).map_err(|e| Error::artifact(&best_path, e.to_string()))?;
+        trainee
+            .vs
+            .load(&best_path)
+            .map_err(|e| Error::artifact(&best_path, e.to_string()))?;
         let indices: Vec<i64> = split.test.iter().map(|&i| i as i64).collect();
         let totals = evaluate_indices(&trainee.net, source, &indices, batch_size, num_classes);
         on_event(TrainEvent::Note {
-            message: format!("test accuracy {:.4} (loss {:.4}) on {} images, best weights", totals.accuracy, totals.loss, totals.images),
+            message: format!(
+                "test accuracy {:.4} (loss {:.4}) on {} images, best weights",
+                totals.accuracy, totals.loss, totals.images
+            ),
         });
         confusion = totals.confusion.clone();
         test = Some(totals);
     }
-    run.write(artifacts::CURVES_PLOT, plots::curves_svg(&state.history).as_bytes(), on_event)?;
-    run.write(artifacts::CONFUSION_PLOT, plots::confusion_svg(&job.manifest.classes, &confusion).as_bytes(), on_event)?;
+    run.write(
+        artifacts::CURVES_PLOT,
+        plots::curves_svg(&state.history).as_bytes(),
+        on_event,
+    )?;
+    run.write(
+        artifacts::CONFUSION_PLOT,
+        plots::confusion_svg(&job.manifest.classes, &confusion).as_bytes(),
+        on_event,
+    )?;
     let report = RunReport {
         name: job.spec.name.clone(),
         classes: job.manifest.classes.clone(),

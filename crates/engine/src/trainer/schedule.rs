@@ -34,7 +34,13 @@ mod tests {
     fn spec(kind: ScheduleKind, warmup_epochs: f64) -> TrainSpec {
         TrainSpec {
             learning_rate: 0.1,
-            schedule: ScheduleSpec { kind, warmup_epochs, step_epochs: 2, gamma: 0.5, min_lr_scale: 0.1 },
+            schedule: ScheduleSpec {
+                kind,
+                warmup_epochs,
+                step_epochs: 2,
+                gamma: 0.5,
+                min_lr_scale: 0.1,
+            },
             ..TrainSpec::default()
         }
     }

@@ -6,7 +6,15 @@ use easel_dataset::Manifest;
 
 pub use easel_dataset::Split as SplitIndices;
 
-pub fn split_manifest(manifest: &Manifest, validation_split: f64, test_split: f64, seed: u64) -> Result<SplitIndices> {
-    easel_dataset::split(manifest, validation_split, test_split, seed)
-        .map_err(|e| Error::Invalid(format!("data split (data.validation_split / data.test_split): {e}")))
+pub fn split_manifest(
+    manifest: &Manifest,
+    validation_split: f64,
+    test_split: f64,
+    seed: u64,
+) -> Result<SplitIndices> {
+    easel_dataset::split(manifest, validation_split, test_split, seed).map_err(|e| {
+        Error::Invalid(format!(
+            "data split (data.validation_split / data.test_split): {e}"
+        ))
+    })
 }

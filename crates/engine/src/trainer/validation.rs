@@ -40,14 +40,17 @@ pub fn evaluate_indices(
         confusion += (&y * classes + predicted).bincount::<Tensor>(None, classes * classes);
         start += length;
     }
-    let confusion: Vec<i64> = Vec::try_from(confusion.to_device(tch::Device::Cpu)).unwrap_or_default();
+    let confusion: Vec<i64> =
+        Vec::try_from(confusion.to_device(tch::Device::Cpu)).unwrap_or_default();
     let loss = loss_sum.double_value(&[]);
     totals_from(confusion, loss, num_classes)
 }
 
 fn totals_from(flat: Vec<i64>, loss_sum: f64, num_classes: usize) -> EvaluationTotals {
-    let confusion: Vec<Vec<u64>> =
-        flat.chunks(num_classes.max(1)).map(|row| row.iter().map(|&v| v.max(0) as u64).collect()).collect();
+    let confusion: Vec<Vec<u64>> = flat
+        .chunks(num_classes.max(1))
+        .map(|row| row.iter().map(|&v| v.max(0) as u64).collect())
+        .collect();
     let images: u64 = confusion.iter().flatten().sum();
     let correct: u64 = (0..num_classes).map(|c| confusion[c][c]).sum();
     let per_class_accuracy = confusion
@@ -55,13 +58,25 @@ fn totals_from(flat: Vec<i64>, loss_sum: f64, num_classes: usize) -> EvaluationT
         .enumerate()
         .map(|(c, row)| {
             let n: u64 = row.iter().sum();
-            if n == 0 { 0.0 } else { row[c] as f64 / n as f64 }
+            if n == 0 {
+                0.0
+            } else {
+                row[c] as f64 / n as f64
+            }
         })
         .collect();
     EvaluationTotals {
         images,
-        loss: if images == 0 { 0.0 } else { loss_sum / images as f64 },
-        accuracy: if images == 0 { 0.0 } else { correct as f64 / images as f64 },
+        loss: if images == 0 {
+            0.0
+        } else {
+            loss_sum / images as f64
+        },
+        accuracy: if images == 0 {
+            0.0
+        } else {
+            correct as f64 / images as f64
+        },
         per_class_accuracy,
         confusion,
     }

@@ -19,9 +19,11 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// `EASEL_SAMPLE_DATA`, else `<repo>/.easel-data/mnist-sample`.
 pub fn sample_dir() -> PathBuf {
-    let dir = std::env::var_os("EASEL_SAMPLE_DATA").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.easel-data/mnist-sample")
-    });
+    let dir = std::env::var_os("EASEL_SAMPLE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.easel-data/mnist-sample")
+        });
     assert!(
         dir.join("0-zero").is_dir(),
         "the MNIST sample dataset is missing at {}: build it with `deploy/sample-data.sh` \
@@ -42,9 +44,18 @@ pub fn sample() -> &'static Sample {
     static SAMPLE: OnceLock<Sample> = OnceLock::new();
     SAMPLE.get_or_init(|| {
         let dir = sample_dir();
-        let report = scan(std::slice::from_ref(&dir), &ScanOptions::default()).expect("scan the sample");
-        assert_eq!(report.manifest.classes.len(), 10, "the sample has 10 digit classes");
-        Sample { dir, source: report.source().clone(), manifest: report.manifest }
+        let report =
+            scan(std::slice::from_ref(&dir), &ScanOptions::default()).expect("scan the sample");
+        assert_eq!(
+            report.manifest.classes.len(),
+            10,
+            "the sample has 10 digit classes"
+        );
+        Sample {
+            dir,
+            source: report.source().clone(),
+            manifest: report.manifest,
+        }
     })
 }
 
@@ -52,8 +63,9 @@ pub fn sample() -> &'static Sample {
 /// only those classes (renumbered, in order).
 pub fn subset(classes: &[usize], per_class: usize, seed: u64) -> Manifest {
     let full = &sample().manifest;
-    let indices: Vec<usize> =
-        (0..full.entries.len()).filter(|&i| classes.contains(&(full.entries[i].class as usize))).collect();
+    let indices: Vec<usize> = (0..full.entries.len())
+        .filter(|&i| classes.contains(&(full.entries[i].class as usize)))
+        .collect();
     let kept = full.select(&indices);
     let picked = stratified_subset(&kept, per_class * classes.len(), seed);
     let chosen = kept.select(&picked);
@@ -151,7 +163,14 @@ pub fn train(
 
 /// Metrics without the wall-clock fields, for exact comparisons between runs.
 pub fn timeless(metrics: &[EpochMetrics]) -> Vec<EpochMetrics> {
-    metrics.iter().map(|m| EpochMetrics { images_per_second: 0.0, seconds: 0.0, ..m.clone() }).collect()
+    metrics
+        .iter()
+        .map(|m| EpochMetrics {
+            images_per_second: 0.0,
+            seconds: 0.0,
+            ..m.clone()
+        })
+        .collect()
 }
 
 pub fn read(path: &Path) -> Vec<u8> {
