@@ -13,4 +13,4 @@ trap cleanup EXIT
 # Prints `export NAME=value` lines naming the endpoint, bucket and keys the S3 tests use.
 eval "$(bash deploy/seaweedfs.sh start "$s3_dir")"
 
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
