@@ -5,7 +5,8 @@
 #
 #   bash deploy/demo.sh            # uses configs/demo-cpu.toml
 #   bash deploy/demo.sh my.toml    # any spec
-#   EASEL_DEMO_PROFILE=debug bash deploy/demo.sh   # reuse a debug build (faster to build)
+#   EASEL_DEMO_PROFILE=release bash deploy/demo.sh # optimised build (slower to build; the heavy
+#                                                  # lifting is libtorch's either way)
 set -euo pipefail
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo_root"
@@ -17,7 +18,8 @@ say "making sure libtorch and the sample dataset are there"
 bash deploy/setup-libtorch.sh
 dataset=$(bash deploy/sample-data.sh)
 
-profile=${EASEL_DEMO_PROFILE:-release}
+# Dependencies are optimised in the debug profile too (Cargo.toml), so debug is the quick default.
+profile=${EASEL_DEMO_PROFILE:-debug}
 say "building the worker and the client ($profile)"
 if [ "$profile" = release ]; then
   cargo build --release -p easel-worker -p easel-client

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 /// Easel: prototype an image classifier on the laptop, train it for real on a GPU worker.
 #[derive(Debug, Parser)]
-#[command(name = "client", version = crate::version::long_version(), propagate_version = true)]
+#[command(name = "client", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -9,6 +9,9 @@ mod version;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    if version::print_if_asked() {
+        return std::process::ExitCode::SUCCESS;
+    }
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

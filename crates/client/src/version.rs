@@ -1,30 +1,20 @@
-//! `client --version`: the crate version plus what the binary can train with. The libtorch
-//! version is fixed at build time, but whether CUDA works is only known on the machine running
-//! the binary, so the text is computed at run time (once) and leaked to give clap its
-//! `&'static str`.
+//! `client --version`: the crate version plus what the binary can train with. Whether CUDA works
+//! is only known on the machine running the binary, and asking initialises the CUDA driver, so it
+//! is asked only when the user wants the version, not on every command.
 
-use std::sync::OnceLock;
-
-pub fn long_version() -> &'static str {
-    static TEXT: OnceLock<&'static str> = OnceLock::new();
-    TEXT.get_or_init(|| {
-        Box::leak(format!("{} ({})", env!("CARGO_PKG_VERSION"), runtime()).into_boxed_str())
-    })
+/// Prints the long version and returns true when the only argument is `--version`/`-V`.
+pub fn print_if_asked() -> bool {
+    let mut args = std::env::args().skip(1);
+    let asked = matches!(args.next().as_deref(), Some("--version" | "-V")) && args.next().is_none();
+    if asked {
+        println!("client {} ({})", env!("CARGO_PKG_VERSION"), runtime());
+    }
+    asked
 }
 
 #[cfg(feature = "engine")]
 fn runtime() -> String {
-    let info = easel_engine::runtime_info();
-    if info.cuda_available {
-        format!(
-            "libtorch {}, CUDA available: yes, {} device(s), cuDNN: {}",
-            info.libtorch_version,
-            info.cuda_device_count,
-            if info.cudnn_available { "yes" } else { "no" }
-        )
-    } else {
-        format!("libtorch {}, CUDA available: no", info.libtorch_version)
-    }
+    easel_engine::runtime_info().to_string()
 }
 
 #[cfg(not(feature = "engine"))]

@@ -162,3 +162,46 @@ fn demo_spec_validates_on_the_sample_dataset() {
     assert_eq!(report["dataset"]["images"], 5000);
     assert_eq!(report["proof_of_concept"]["loss_fell"], true);
 }
+
+/// The write-up's VGG16 example, unchanged but for its data, validates end to end (proof of
+/// concept at the reduced size, estimate of the full run). Five digit classes of the sample stand
+/// in for the five art classes, which are not shipped.
+#[test]
+fn vgg16_example_validates_and_estimates_the_full_run() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let sample = repo.join(".easel-data/mnist-sample");
+    assert!(
+        sample.is_dir(),
+        "the sample dataset is missing: run `bash deploy/sample-data.sh` (deploy/test.sh does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    for class in ["0-zero", "1-one", "2-two", "3-three", "4-four"] {
+        let target = dir.path().join("data/art").join(class);
+        std::fs::create_dir_all(&target).unwrap();
+        for entry in std::fs::read_dir(sample.join(class)).unwrap().take(60) {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(configs.join("vgg16-art.toml"), repo_config("vgg16-art.toml")).unwrap();
+
+    let output = client()
+        .current_dir(dir.path())
+        .args(["validate", "--json", "configs/vgg16-art.toml"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(output.status.success(), "{report:#}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["dataset"]["images"], 300);
+    assert_eq!(report["proof_of_concept"]["loss_fell"], true);
+    assert_eq!(report["proof_of_concept"]["loss_finite"], true);
+    let estimate = &report["estimate"];
+    // VGG16's convolutional base (14,714,688) plus the 32-64-128-64 head on a 512x4x4 map.
+    let parameters = estimate["parameters"].as_u64().unwrap();
+    assert!(parameters > 14_714_688, "{estimate:#}");
+    assert_eq!(estimate["feature_map"], serde_json::json!([512, 4, 4]));
+    assert!(estimate["steps_per_epoch"].as_u64().unwrap() > 0, "{estimate:#}");
+}

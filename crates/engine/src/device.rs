@@ -48,6 +48,19 @@ pub struct RuntimeInfo {
     pub cudnn_available: bool,
 }
 
+/// The line `client --version` and `worker --version` print after their own version.
+impl std::fmt::Display for RuntimeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "libtorch {}, CUDA available: ", self.libtorch_version)?;
+        if self.cuda_available {
+            let cudnn = if self.cudnn_available { "yes" } else { "no" };
+            write!(f, "yes, {} device(s), cuDNN: {cudnn}", self.cuda_device_count)
+        } else {
+            write!(f, "no")
+        }
+    }
+}
+
 pub fn runtime_info() -> RuntimeInfo {
     let cuda_available = tch::Cuda::is_available();
     RuntimeInfo {
