@@ -100,17 +100,7 @@ fn submit_follow_fetch_evaluate_restart() {
     );
     let tuned = tmp.path().join("tuned.toml");
     std::fs::write(&tuned, text).unwrap();
-    let out = worker.client_ok(
-        &home,
-        &[
-            "submit",
-            tuned.to_str().unwrap(),
-            "--detach",
-            "--json",
-            "--no-poc",
-        ],
-    );
-    let summary = &json_lines(&out)[0];
+    let summary = worker.submit_detached(&home, &tuned, &[]);
     assert_eq!(
         summary["plan"]["upload_files"], 1,
         "only the weights travel: {summary}"

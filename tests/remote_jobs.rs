@@ -1,6 +1,7 @@
 //! Job control against the real worker: cancel a running job (the next queued one starts),
 //! watch from a sequence number, and the access token.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use easel_e2e::{Worker, client_with, json_lines, sample_subset, state, write_spec};
@@ -52,17 +53,10 @@ fn cancel_watch_and_token() {
     std::fs::remove_file(&config).unwrap();
 
     let submit = |spec: &std::path::Path| -> String {
-        let out = worker.client_ok(
-            &home,
-            &[
-                "submit",
-                spec.to_str().unwrap(),
-                "--detach",
-                "--json",
-                "--no-poc",
-            ],
-        );
-        json_lines(&out)[0]["job_id"].as_str().unwrap().to_owned()
+        worker.submit_detached(&home, spec, &[])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     let running = submit(&long);
     let queued = submit(&short);
@@ -125,28 +119,38 @@ fn cancel_watch_and_token() {
     );
 }
 
-#[test]
-fn sigterm_checkpoints_and_a_restart_resumes_the_job() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let data = sample_subset(tmp.path(), 12);
-    // Long enough that SIGTERM lands mid-run even on a fast machine.
-    let spec = write_spec(tmp.path(), "resumed", &data, 20);
-    let mut worker = Worker::start(&tmp.path().join("worker"));
-    let out = worker.client_ok(
-        &home,
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--detach",
-            "--json",
-            "--no-poc",
-        ],
-    );
-    let job = json_lines(&out)[0]["job_id"].as_str().unwrap().to_owned();
+/// A fresh worker under `dir` training a job of `epochs` epochs on the sample, returned (with the
+/// client's home and the job id) once two epochs are done; a checkpoint is written every epoch
+/// (the spec's default).
+fn two_epochs_into(dir: &Path, name: &str, epochs: u32) -> (Worker, PathBuf, String) {
+    let home = dir.join("home");
+    let data = sample_subset(dir, 12);
+    let spec = write_spec(dir, name, &data, epochs);
+    let worker = Worker::start(&dir.join("worker"));
+    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     worker.wait_for(&home, &job, Duration::from_secs(120), |s| {
         s["epochs_done"].as_u64() >= Some(2)
     });
+    (worker, home, job)
+}
+
+/// The `start_epoch` of every `started` event: one per run of the job.
+fn start_epochs(events: &[serde_json::Value]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "started")
+        .map(|e| e["start_epoch"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn sigterm_checkpoints_and_a_restart_resumes_the_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Long enough that SIGTERM lands mid-run even on a fast machine.
+    let (mut worker, home, job) = two_epochs_into(tmp.path(), "resumed", 20);
 
     // SIGTERM: the running job stops at a step, keeps its checkpoint and is queued again.
     worker.stop();
@@ -164,11 +168,7 @@ fn sigterm_checkpoints_and_a_restart_resumes_the_job() {
     });
     assert_eq!(state(&done), "succeeded", "{done}");
     let events = json_lines(&worker.client_ok(&home, &["watch", &job, "--from", "0", "--json"]));
-    let starts: Vec<u64> = events
-        .iter()
-        .filter(|e| e["kind"] == "started")
-        .map(|e| e["start_epoch"].as_u64().unwrap())
-        .collect();
+    let starts = start_epochs(&events);
     assert_eq!(starts.len(), 2, "{events:?}");
     // `start_epoch` is the first epoch a run trains: 1 when fresh, later when resumed.
     assert_eq!(starts[0], 1);
@@ -183,25 +183,7 @@ fn sigterm_checkpoints_and_a_restart_resumes_the_job() {
 #[test]
 fn a_crash_requeues_a_running_job_that_has_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let data = sample_subset(tmp.path(), 12);
-    let spec = write_spec(tmp.path(), "crashed", &data, 500);
-    let mut worker = Worker::start(&tmp.path().join("worker"));
-    let out = worker.client_ok(
-        &home,
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--detach",
-            "--json",
-            "--no-poc",
-        ],
-    );
-    let job = json_lines(&out)[0]["job_id"].as_str().unwrap().to_owned();
-    // A checkpoint is written every epoch (the spec's default).
-    worker.wait_for(&home, &job, Duration::from_secs(120), |s| {
-        s["epochs_done"].as_u64() >= Some(2)
-    });
+    let (mut worker, home, job) = two_epochs_into(tmp.path(), "crashed", 500);
     worker.kill();
 
     let worker = Worker::start(&worker.data_dir.clone());
@@ -221,11 +203,7 @@ fn a_crash_requeues_a_running_job_that_has_a_checkpoint() {
             .is_some_and(|m| m.contains("worker restarted"))),
         "{events:?}"
     );
-    let starts: Vec<u64> = events
-        .iter()
-        .filter(|e| e["kind"] == "started")
-        .map(|e| e["start_epoch"].as_u64().unwrap())
-        .collect();
+    let starts = start_epochs(&events);
     assert_eq!(starts.len(), 2, "{events:?}");
     assert!(starts[1] >= 2, "resumed at epoch {}", starts[1]);
 }

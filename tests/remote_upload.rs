@@ -1,32 +1,15 @@
 //! Dataset shipping against the real worker: resumable chunked uploads, corrupted chunks
 //! refused without leaving anything half-written, and a re-submit that uploads nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use easel_e2e::{Worker, json_lines, write_spec};
+use easel_e2e::{Worker, noise_dataset, write_spec};
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
 use tonic::Code;
 
 const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 const CHUNK: usize = 16 * 1024;
-
-/// Noise PNGs big enough to need many chunks (two classes, three images each).
-fn noise_dataset(dir: &Path) -> PathBuf {
-    use rand::{Rng, SeedableRng};
-    let root = dir.join("noise");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    for class in ["a", "b"] {
-        std::fs::create_dir_all(root.join(class)).unwrap();
-        for i in 0..3 {
-            let image = image::RgbImage::from_fn(200, 200, |_, _| image::Rgb(rng.random()));
-            image
-                .save(root.join(class).join(format!("{i}.png")))
-                .unwrap();
-        }
-    }
-    root
-}
 
 fn chunk(content: &[u8], offset: usize) -> pb::BlobChunk {
     let end = (offset + CHUNK).min(content.len());
@@ -96,7 +79,7 @@ fn blob_file(worker: &Worker, digest: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_off_upload_resumes_and_corruption_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = noise_dataset(tmp.path());
+    let data = noise_dataset(tmp.path(), 3, 200, 7);
     let worker = Worker::start(&tmp.path().join("worker"));
     let mut client = connect(&worker).await;
 
@@ -208,19 +191,7 @@ async fn cut_off_upload_resumes_and_corruption_leaves_nothing_behind() {
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum();
     let chunk_arg = CHUNK.to_string();
-    let out = worker.client_ok(
-        &home,
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--detach",
-            "--json",
-            "--no-poc",
-            "--chunk-bytes",
-            &chunk_arg,
-        ],
-    );
-    let summary = &json_lines(&out)[0];
+    let summary = worker.submit_detached(&home, &spec, &["--chunk-bytes", &chunk_arg]);
     assert_eq!(
         summary["plan"]["resumed_bytes"],
         3 * CHUNK as u64,
@@ -246,47 +217,14 @@ async fn cut_off_upload_resumes_and_corruption_leaves_nothing_behind() {
     );
 
     // Submitting the same data again uploads nothing.
-    let out = worker.client_ok(
-        &home,
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--detach",
-            "--json",
-            "--no-poc",
-        ],
-    );
-    let again = &json_lines(&out)[0];
+    let again = worker.submit_detached(&home, &spec, &[]);
     assert_eq!(again["plan"]["upload_files"], 0, "{again}");
     assert_eq!(again["upload"]["bytes_sent"], 0, "{again}");
     assert_ne!(again["job_id"], summary["job_id"]);
 
     // The same idempotency key returns the same job.
-    let first = worker.client_ok(
-        &home,
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--detach",
-            "--json",
-            "--no-poc",
-            "--idempotency-key",
-            "k1",
-        ],
-    );
-    let second = worker.client_ok(
-        &home,
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--detach",
-            "--json",
-            "--no-poc",
-            "--idempotency-key",
-            "k1",
-        ],
-    );
-    let (first, second) = (&json_lines(&first)[0], &json_lines(&second)[0]);
+    let first = worker.submit_detached(&home, &spec, &["--idempotency-key", "k1"]);
+    let second = worker.submit_detached(&home, &spec, &["--idempotency-key", "k1"]);
     assert_eq!(first["job_id"], second["job_id"]);
     assert_eq!(first["created"], true);
     assert_eq!(second["created"], false);

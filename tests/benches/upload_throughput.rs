@@ -4,46 +4,16 @@
 //!
 //!   cargo bench -p easel-e2e --bench upload_throughput
 
-use std::path::{Path, PathBuf};
-
-use easel_e2e::{Worker, json_lines, write_spec};
-
-fn noise_dataset(dir: &Path, images_per_class: usize) -> PathBuf {
-    use rand::{Rng, SeedableRng};
-    let root = dir.join("noise");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    for class in ["a", "b"] {
-        std::fs::create_dir_all(root.join(class)).unwrap();
-        for i in 0..images_per_class {
-            let image = image::RgbImage::from_fn(512, 512, |_, _| image::Rgb(rng.random()));
-            image
-                .save(root.join(class).join(format!("{i}.png")))
-                .unwrap();
-        }
-    }
-    root
-}
+use easel_e2e::{Worker, noise_dataset, write_spec};
 
 fn upload_mb_per_s(chunk_bytes: usize) -> (f64, u64) {
     let tmp = tempfile::tempdir().unwrap();
-    let data = noise_dataset(tmp.path(), 20);
+    let data = noise_dataset(tmp.path(), 20, 512, 11);
     let spec = write_spec(tmp.path(), "bench", &data, 1);
     let worker = Worker::start(&tmp.path().join("worker"));
     let home = tmp.path().join("home");
     let chunk = chunk_bytes.to_string();
-    let out = worker.client_ok(
-        &home,
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--detach",
-            "--json",
-            "--no-poc",
-            "--chunk-bytes",
-            &chunk,
-        ],
-    );
-    let summary = &json_lines(&out)[0];
+    let summary = worker.submit_detached(&home, &spec, &["--chunk-bytes", &chunk]);
     let bytes = summary["upload"]["bytes_sent"].as_u64().unwrap();
     let seconds = summary["upload"]["seconds"].as_f64().unwrap();
     (bytes as f64 / 1e6 / seconds, bytes)

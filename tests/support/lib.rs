@@ -317,6 +317,20 @@ impl Worker {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// `client submit SPEC --detach --json --no-poc EXTRA...`, asserting success; returns the
+    /// submit summary (its first JSON line).
+    pub fn submit_detached(&self, home: &Path, spec: &Path, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
+            "submit",
+            spec.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+        ];
+        args.extend_from_slice(extra);
+        json_lines(&self.client_ok(home, &args)).swap_remove(0)
+    }
+
     /// Job state (`status --json`) until `done` says so, or panics after `timeout`.
     pub fn wait_for(
         &self,
@@ -368,6 +382,24 @@ pub fn client_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         command.env(key, value);
     }
     command.output().expect("client runs")
+}
+
+/// Noise PNGs (incompressible, so uploads move every byte): classes `a` and `b` under
+/// `dir/noise`, `per_class` images of `side`x`side` each, the same pixels for the same `seed`.
+pub fn noise_dataset(dir: &Path, per_class: usize, side: u32, seed: u64) -> PathBuf {
+    use rand::{Rng, SeedableRng};
+    let root = dir.join("noise");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..per_class {
+            let image = image::RgbImage::from_fn(side, side, |_, _| image::Rgb(rng.random()));
+            image
+                .save(root.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    root
 }
 
 pub fn state(status: &serde_json::Value) -> &str {

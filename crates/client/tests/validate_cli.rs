@@ -185,7 +185,11 @@ fn vgg16_example_validates_and_estimates_the_full_run() {
             std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
         }
     }
-    std::fs::write(configs.join("vgg16-art.toml"), repo_config("vgg16-art.toml")).unwrap();
+    std::fs::write(
+        configs.join("vgg16-art.toml"),
+        repo_config("vgg16-art.toml"),
+    )
+    .unwrap();
 
     let output = client()
         .current_dir(dir.path())
@@ -203,5 +207,8 @@ fn vgg16_example_validates_and_estimates_the_full_run() {
     let parameters = estimate["parameters"].as_u64().unwrap();
     assert!(parameters > 14_714_688, "{estimate:#}");
     assert_eq!(estimate["feature_map"], serde_json::json!([512, 4, 4]));
-    assert!(estimate["steps_per_epoch"].as_u64().unwrap() > 0, "{estimate:#}");
+    assert!(
+        estimate["steps_per_epoch"].as_u64().unwrap() > 0,
+        "{estimate:#}"
+    );
 }

@@ -10,13 +10,14 @@
 
 use easel_engine::models::build_classifier;
 use easel_engine::pipeline::{CacheStatus, channels_last, load_manifest};
+use easel_engine::trainer::epoch::{Trainee, train_step};
 use easel_engine::trainer::optimizer::{GroupRates, Optimizer, parameters_of};
 use easel_engine::trainer::precision::Bf16Copy;
 use easel_spec::{Architecture, ModelSpec, Optimizer as OptimizerKind};
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 fn main() {
     let info = easel_engine::runtime_info();
@@ -173,10 +174,16 @@ fn step_rate(
     };
     let vs = VarStore::new(device);
     let net = build_classifier(&vs.root(), &model, 5, (side, side)).expect("model");
-    let mut optimizer = Optimizer::new(OptimizerKind::Sgd, 0.9, 0.0, parameters_of(&vs));
-    let copy = mode
+    let optimizer = Optimizer::new(OptimizerKind::Sgd, 0.9, 0.0, parameters_of(&vs));
+    let bf16 = mode
         .bf16
         .then(|| Bf16Copy::new(&vs, &model, 5, (side, side), device).expect("bf16 copy"));
+    let mut trainee = Trainee {
+        vs,
+        net,
+        optimizer,
+        bf16,
+    };
     let x = Tensor::randn([batch, 3, side, side], (Kind::Float, device));
     let x = if mode.channels_last {
         channels_last(&x)
@@ -188,37 +195,7 @@ fn step_rate(
         backbone: 1e-3,
         head: 1e-3,
     };
-    let mut step = || -> Tensor {
-        match &copy {
-            Some(copy) => {
-                copy.pull_weights();
-                copy.zero_grad();
-                let loss = copy.forward_train(&x).cross_entropy_loss::<Tensor>(
-                    &y,
-                    None,
-                    Reduction::Mean,
-                    -100,
-                    0.0,
-                );
-                loss.backward();
-                optimizer.step_with(rates, |p| copy.gradient(&p.name));
-                loss
-            }
-            None => {
-                optimizer.zero_grad();
-                let loss = net.forward_t(&x, true).cross_entropy_loss::<Tensor>(
-                    &y,
-                    None,
-                    Reduction::Mean,
-                    -100,
-                    0.0,
-                );
-                loss.backward();
-                optimizer.step(rates);
-                loss
-            }
-        }
-    };
+    let mut step = || train_step(&mut trainee, &x, &y, 0.0, rates).1;
     for _ in 0..warmup {
         let _ = step();
     }

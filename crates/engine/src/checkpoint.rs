@@ -40,15 +40,48 @@ pub struct CheckpointState {
     pub seconds: f64,
 }
 
-/// What a checkpoint must match to be resumed: the resolved spec and the dataset content.
-pub fn run_identity(spec: &easel_spec::ExperimentSpec, dataset_digest: &str) -> String {
-    let spec_text = toml::to_string(spec).unwrap_or_default();
+/// What a checkpoint must match to be resumed: the spec's training settings and the content of
+/// the dataset and of the pretrained weights (blake3 of the file, as [`file_digest`] computes).
+/// Where the data and weights lie (data paths, the pretrained file's path, which on a worker names
+/// its blob store) and the laptop-only `[local]` table are left out, so a checkpoint carried to
+/// another machine, or a spec submitted from another folder, still matches.
+pub fn run_identity(
+    spec: &easel_spec::ExperimentSpec,
+    dataset_digest: &str,
+    pretrained_digest: Option<&str>,
+) -> String {
+    let spec_text = toml::to_string(&training_settings(spec)).unwrap_or_default();
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"easel run identity v1\n");
+    hasher.update(b"easel run identity v2\n");
     hasher.update(spec_text.as_bytes());
-    hasher.update(b"\n");
+    hasher.update(b"\ndataset ");
     hasher.update(dataset_digest.as_bytes());
+    hasher.update(b"\npretrained ");
+    hasher.update(pretrained_digest.unwrap_or("none").as_bytes());
     hasher.finalize().to_hex().to_string()
+}
+
+/// The part of a spec a checkpoint depends on: the spec without data locations, the pretrained
+/// file's path and the `[local]` table (see [`run_identity`]).
+pub fn training_settings(spec: &easel_spec::ExperimentSpec) -> easel_spec::ExperimentSpec {
+    let mut training = spec.clone();
+    let data = &mut training.data;
+    data.path = None;
+    data.paths.clear();
+    data.train = None;
+    data.validation = None;
+    data.test = None;
+    training.model.pretrained = None;
+    training.local = easel_spec::LocalSpec::default();
+    training
+}
+
+/// blake3 of a file's bytes, lowercase hex (the digest the worker's blob store names files by).
+pub fn file_digest(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 struct HostTensor {
@@ -116,24 +149,11 @@ pub fn write(
 /// Reads a checkpoint: its header and tensors (on the CPU), by full name.
 pub fn read(path: &Path) -> Result<(CheckpointState, HashMap<String, Tensor>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let unreadable =
-        |why: String| Error::artifact(path, format!("not a readable checkpoint: {why}"));
     let (_, metadata) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| unreadable(format!("{e:?}")))?;
-    let header = metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(METADATA_KEY))
-        .ok_or_else(|| unreadable("no easel header".into()))?;
-    let state: CheckpointState =
-        serde_json::from_str(header).map_err(|e| unreadable(e.to_string()))?;
-    if state.format != FORMAT {
-        return Err(unreadable(format!(
-            "format {} (this build reads {FORMAT})",
-            state.format
-        )));
-    }
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| unreadable(format!("{e:?}")))?;
+        SafeTensors::read_metadata(&bytes).map_err(|e| unreadable(path, format!("{e:?}")))?;
+    let state = parse_state(path, metadata.metadata().as_ref())?;
+    let tensors =
+        SafeTensors::deserialize(&bytes).map_err(|e| unreadable(path, format!("{e:?}")))?;
     let mut named = HashMap::new();
     for (name, view) in tensors.tensors() {
         let size: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
@@ -141,6 +161,52 @@ pub fn read(path: &Path) -> Result<(CheckpointState, HashMap<String, Tensor>)> {
         named.insert(name, Tensor::f_from_data_size(view.data(), &size, kind)?);
     }
     Ok((state, named))
+}
+
+/// Reads only a checkpoint's header (identity, epochs done, history): the first bytes of the
+/// file, not its tensors, so a caller can decide cheaply whether a checkpoint fits a run.
+pub fn read_state(path: &Path) -> Result<CheckpointState> {
+    use std::io::Read;
+    // safetensors refuses headers above 100 MB; so does this.
+    const MAX_HEADER: u64 = 100_000_000;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length)
+        .map_err(|e| unreadable(path, format!("no header length: {e}")))?;
+    let length = u64::from_le_bytes(length);
+    if length > MAX_HEADER {
+        return Err(unreadable(path, format!("header of {length} bytes")));
+    }
+    let mut header = vec![0u8; length as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| unreadable(path, format!("header cut short: {e}")))?;
+    #[derive(Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__")]
+        metadata: Option<HashMap<String, String>>,
+    }
+    let header: Header =
+        serde_json::from_slice(&header).map_err(|e| unreadable(path, e.to_string()))?;
+    parse_state(path, header.metadata.as_ref())
+}
+
+fn unreadable(path: &Path, why: String) -> Error {
+    Error::artifact(path, format!("not a readable checkpoint: {why}"))
+}
+
+fn parse_state(path: &Path, metadata: Option<&HashMap<String, String>>) -> Result<CheckpointState> {
+    let header = metadata
+        .and_then(|m| m.get(METADATA_KEY))
+        .ok_or_else(|| unreadable(path, "no easel header".into()))?;
+    let state: CheckpointState =
+        serde_json::from_str(header).map_err(|e| unreadable(path, e.to_string()))?;
+    if state.format != FORMAT {
+        return Err(unreadable(
+            path,
+            format!("format {} (this build reads {FORMAT})", state.format),
+        ));
+    }
+    Ok(state)
 }
 
 pub fn new_state(identity: String) -> CheckpointState {
@@ -187,5 +253,87 @@ pub fn load_variables(
             path,
             format!("does not fit this model: {}", missing.join("; ")),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use easel_spec::ExperimentSpec;
+
+    fn spec(text: &str) -> ExperimentSpec {
+        toml::from_str(text).unwrap()
+    }
+
+    const BASE: &str = "[data]\npath = \"/home/ana/data/art\"\n[train]\nlearning_rate = 0.001\n";
+
+    #[test]
+    fn identity_ignores_where_data_and_weights_lie() {
+        let laptop = run_identity(&spec(BASE), "d1", Some("w1"));
+        let moved = spec(
+            "[data]\npaths = [\"/mnt/a\", \"/mnt/b\"]\n[model]\npretrained = \"blob:w1\"\n\
+             [train]\nlearning_rate = 0.001\n[local]\nsteps = 3\n",
+        );
+        assert_eq!(run_identity(&moved, "d1", Some("w1")), laptop);
+        let split = spec(
+            "[data]\ntrain = \"/x/t\"\nvalidation = \"/x/v\"\ntest = \"/x/e\"\n\
+             [model]\npretrained = \"/var/lib/easel/blobs/ab/cd\"\n[train]\nlearning_rate = 0.001\n",
+        );
+        assert_eq!(run_identity(&split, "d1", Some("w1")), laptop);
+    }
+
+    #[test]
+    fn identity_follows_training_settings_dataset_and_weights() {
+        let base = run_identity(&spec(BASE), "d1", None);
+        let other_rate = spec("[data]\npath = \"/a\"\n[train]\nlearning_rate = 0.01\n");
+        assert_ne!(run_identity(&other_rate, "d1", None), base);
+        let other_augment = spec(&format!("{BASE}[augment]\nflip = false\n"));
+        assert_ne!(run_identity(&other_augment, "d1", None), base);
+        assert_ne!(run_identity(&spec(BASE), "d2", None), base);
+        assert_ne!(run_identity(&spec(BASE), "d1", Some("w1")), base);
+        assert_ne!(
+            run_identity(&spec(BASE), "d1", Some("w1")),
+            run_identity(&spec(BASE), "d1", Some("w2"))
+        );
+    }
+
+    #[test]
+    fn file_digest_is_the_blake3_of_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.bin");
+        std::fs::write(&path, b"weights").unwrap();
+        assert_eq!(
+            file_digest(&path).unwrap(),
+            blake3::hash(b"weights").to_hex().to_string()
+        );
+    }
+
+    #[test]
+    fn read_state_reads_the_header_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.ckpt");
+        let mut state = new_state("identity-1".into());
+        state.epoch = 3;
+        state.global_step = 42;
+        let model = vec![("fc.weight".to_string(), Tensor::from_slice(&[1.0f32, 2.0]))];
+        write(&path, &state, &model, &[]).unwrap();
+        assert_eq!(read_state(&path).unwrap(), state);
+        let (full, tensors) = read(&path).unwrap();
+        assert_eq!(full, state);
+        assert!(tensors.contains_key("model/fc.weight"));
+
+        let garbage = dir.path().join("garbage.ckpt");
+        std::fs::write(&garbage, [0xffu8; 16]).unwrap();
+        let error = read_state(&garbage).unwrap_err().to_string();
+        assert!(error.contains("not a readable checkpoint"), "{error}");
+        let plain = dir.path().join("plain.safetensors");
+        let bytes = safetensors::tensor::serialize(
+            std::iter::empty::<(&str, &HostTensor)>(),
+            &None::<HashMap<String, String>>,
+        )
+        .unwrap();
+        std::fs::write(&plain, bytes).unwrap();
+        let error = read_state(&plain).unwrap_err().to_string();
+        assert!(error.contains("no easel header"), "{error}");
     }
 }

@@ -54,7 +54,11 @@ impl std::fmt::Display for RuntimeInfo {
         write!(f, "libtorch {}, CUDA available: ", self.libtorch_version)?;
         if self.cuda_available {
             let cudnn = if self.cudnn_available { "yes" } else { "no" };
-            write!(f, "yes, {} device(s), cuDNN: {cudnn}", self.cuda_device_count)
+            write!(
+                f,
+                "yes, {} device(s), cuDNN: {cudnn}",
+                self.cuda_device_count
+            )
         } else {
             write!(f, "no")
         }

@@ -49,7 +49,10 @@ fn small_cnn_learns_digits_in_bf16_on_the_gpu() {
         TrainEvent::Started(info) => Some(info.device.clone()),
         _ => None,
     });
-    assert!(started.unwrap_or_default().starts_with("cuda"), "{events:?}");
+    assert!(
+        started.unwrap_or_default().starts_with("cuda"),
+        "{events:?}"
+    );
     let TrainOutcome::Completed(report) = outcome else {
         panic!("run was not completed")
     };

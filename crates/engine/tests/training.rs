@@ -273,6 +273,7 @@ fn a_backbone_trained_on_some_digits_transfers_frozen_to_others() {
 #[test]
 fn the_bf16_copy_trains_the_fp32_master_weights() {
     let _serial = support::serial();
+    use easel_engine::trainer::epoch::{Trainee, train_step};
     use easel_engine::trainer::optimizer::{GroupRates, Optimizer, parameters_of};
     use easel_engine::trainer::precision::Bf16Copy;
     use tch::{Device, Kind, Reduction, Tensor};
@@ -281,38 +282,33 @@ fn the_bf16_copy_trains_the_fp32_master_weights() {
     let vs = VarStore::new(Device::Cpu);
     let net = build_classifier(&vs.root(), &model, 3, (16, 16)).unwrap();
     let copy = Bf16Copy::new(&vs, &model, 3, (16, 16), Device::Cpu).unwrap();
-    let mut optimizer = Optimizer::new(easel_spec::Optimizer::Adam, 0.9, 0.0, parameters_of(&vs));
+    let optimizer = Optimizer::new(easel_spec::Optimizer::Adam, 0.9, 0.0, parameters_of(&vs));
+    let mut trainee = Trainee {
+        vs,
+        net,
+        optimizer,
+        bf16: Some(copy),
+    };
     let x = Tensor::randn([12, 3, 16, 16], (Kind::Float, Device::Cpu));
     let y = Tensor::arange(12, (Kind::Int64, Device::Cpu)).remainder(3);
+    let rates = GroupRates {
+        backbone: 3e-3,
+        head: 3e-3,
+    };
     let mut losses = Vec::new();
     for _ in 0..30 {
-        copy.pull_weights();
-        copy.zero_grad();
-        let loss = copy.forward_train(&x).cross_entropy_loss::<Tensor>(
-            &y,
-            None,
-            Reduction::Mean,
-            -100,
-            0.0,
-        );
-        loss.backward();
-        optimizer.step_with(
-            GroupRates {
-                backbone: 3e-3,
-                head: 3e-3,
-            },
-            |p| copy.gradient(&p.name),
-        );
+        let (_, loss) = train_step(&mut trainee, &x, &y, 0.0, rates);
         losses.push(loss.double_value(&[]));
     }
     assert!(losses[29] < losses[0] * 0.5, "{losses:?}");
-    for (name, tensor) in vs.variables() {
+    for (name, tensor) in trainee.vs.variables() {
         assert_eq!(tensor.kind(), Kind::Float, "{name} stays fp32");
     }
     // The fp32 master model has learned what the bf16 copy learned.
-    let master_loss =
-        net.forward_t(&x, false)
-            .cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+    let master_loss = trainee
+        .net
+        .forward_t(&x, false)
+        .cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
     assert!(master_loss.double_value(&[]) < losses[0] * 0.5);
 }
 

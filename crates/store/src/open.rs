@@ -61,36 +61,22 @@ pub(crate) fn open_backend(url: &str, options: &StoreOptions) -> Result<Backend>
             url: url.to_owned(),
         }),
         "s3" | "s3a" => open_s3(&parsed, url, options),
-        "gs" => {
-            let store = GoogleCloudStorageBuilder::from_env()
+        "gs" => cloud_backend(
+            GoogleCloudStorageBuilder::from_env()
                 .with_url(url)
                 .with_retry(request_retry())
-                .build()
-                .map_err(|source| Error::Configure {
-                    url: url.to_owned(),
-                    source,
-                })?;
-            Ok(Backend {
-                store: Arc::new(store),
-                prefix: url_prefix(&parsed, url)?,
-                url: url.to_owned(),
-            })
-        }
-        "az" | "azure" | "abfs" | "abfss" => {
-            let store = MicrosoftAzureBuilder::from_env()
+                .build(),
+            &parsed,
+            url,
+        ),
+        "az" | "azure" | "abfs" | "abfss" => cloud_backend(
+            MicrosoftAzureBuilder::from_env()
                 .with_url(url)
                 .with_retry(request_retry())
-                .build()
-                .map_err(|source| Error::Configure {
-                    url: url.to_owned(),
-                    source,
-                })?;
-            Ok(Backend {
-                store: Arc::new(store),
-                prefix: url_prefix(&parsed, url)?,
-                url: url.to_owned(),
-            })
-        }
+                .build(),
+            &parsed,
+            url,
+        ),
         other => Err(invalid(&format!(
             "unsupported scheme `{other}` (use file://, s3://, gs://, az:// or memory://)"
         ))),
@@ -168,7 +154,16 @@ fn open_s3(parsed: &Url, url: &str, options: &StoreOptions) -> Result<Backend> {
     if let Some(secret) = &options.secret_access_key {
         builder = builder.with_secret_access_key(secret);
     }
-    let store = builder.build().map_err(|source| Error::Configure {
+    cloud_backend(builder.build(), parsed, url)
+}
+
+/// Wraps a built cloud store (S3, GCS, Azure) with the key prefix taken from the URL path.
+fn cloud_backend(
+    built: object_store::Result<impl ObjectStore>,
+    parsed: &Url,
+    url: &str,
+) -> Result<Backend> {
+    let store = built.map_err(|source| Error::Configure {
         url: url.to_owned(),
         source,
     })?;

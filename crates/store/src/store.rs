@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
 use crate::keys::{job_prefix, validate_artifact_name, validate_job_id};
@@ -122,13 +122,19 @@ impl ArtifactStore {
     }
 
     pub async fn get_bytes(&self, job: &str, name: &str) -> Result<Bytes> {
+        let (key, result) = self.get_object(job, name).await?;
+        result.bytes().await.map_err(|e| self.error(&key, e))
+    }
+
+    /// Starts reading one artifact; the key comes back for naming later read errors.
+    async fn get_object(&self, job: &str, name: &str) -> Result<(Path, GetResult)> {
         let key = self.key(job, name)?;
         let result = self
             .inner
             .get(&key)
             .await
             .map_err(|e| self.error(&key, e))?;
-        result.bytes().await.map_err(|e| self.error(&key, e))
+        Ok((key, result))
     }
 
     /// Every artifact of the job, sorted by name; empty when the job has none.
@@ -212,12 +218,7 @@ impl ArtifactStore {
 
     /// Hashes a stored object by streaming it (used for artifacts another process uploaded).
     pub(crate) async fn hash_stored(&self, job: &str, name: &str) -> Result<(u64, String)> {
-        let key = self.key(job, name)?;
-        let result = self
-            .inner
-            .get(&key)
-            .await
-            .map_err(|e| self.error(&key, e))?;
+        let (key, result) = self.get_object(job, name).await?;
         let mut stream = result.into_stream();
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;

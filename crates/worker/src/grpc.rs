@@ -14,7 +14,7 @@ use crate::artifacts::ArtifactBody;
 use crate::blobs::Chunk;
 use crate::convert;
 use crate::error::Error;
-use crate::jobs::JobManager;
+use crate::jobs::{JobManager, resume};
 
 /// Bytes per FetchArtifact message.
 const FETCH_CHUNK_BYTES: usize = 1 << 20;
@@ -111,12 +111,27 @@ impl pb::worker_server::Worker for WorkerService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let request = request.into_inner();
+        // A retried submit whose job exists needs no second download.
+        let resume = match request.resume_from_job.as_str() {
+            "" => None,
+            _ if self.manager.existing(&request.idempotency_key).is_some() => None,
+            from_job => Some(
+                resume::fetch(
+                    &self.manager,
+                    from_job,
+                    &request.spec_toml,
+                    &request.manifest_json,
+                )
+                .await?,
+            ),
+        };
         let manager = self.manager.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             manager.submit(
                 &request.spec_toml,
                 &request.manifest_json,
                 &request.idempotency_key,
+                resume,
             )
         })
         .await

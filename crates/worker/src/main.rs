@@ -30,7 +30,11 @@ fn main() -> ExitCode {
     // The long version asks libtorch whether CUDA works, which only `--version` should pay for.
     let mut flags = std::env::args().skip(1);
     if matches!(flags.next().as_deref(), Some("--version" | "-V")) && flags.next().is_none() {
-        println!("worker {} ({})", env!("CARGO_PKG_VERSION"), easel_engine::runtime_info());
+        println!(
+            "worker {} ({})",
+            env!("CARGO_PKG_VERSION"),
+            easel_engine::runtime_info()
+        );
         return ExitCode::SUCCESS;
     }
     let args = Args::parse();

@@ -138,6 +138,20 @@ impl WorkerArgs {
     }
 }
 
+impl Remote {
+    /// The worker's current view of one job.
+    pub async fn get_job(&mut self, job_id: &str) -> anyhow::Result<pb::Job> {
+        Ok(self
+            .client
+            .get_job(pb::GetJobRequest {
+                job_id: job_id.to_owned(),
+            })
+            .await
+            .map_err(explain)?
+            .into_inner())
+    }
+}
+
 /// A gRPC status as a message saying what to do.
 pub fn explain(status: tonic::Status) -> anyhow::Error {
     use tonic::Code;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use easel_proto::v1 as pb;
 
-use super::connection::{WorkerArgs, explain};
+use super::connection::WorkerArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -19,14 +19,7 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
         let mut remote = args.worker.connect().await?;
-        let job = remote
-            .client
-            .get_job(pb::GetJobRequest {
-                job_id: args.job.clone(),
-            })
-            .await
-            .map_err(explain)?
-            .into_inner();
+        let job = remote.get_job(&args.job).await?;
         if args.json {
             println!("{}", super::json::job(&job));
         } else {

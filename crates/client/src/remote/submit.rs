@@ -22,6 +22,10 @@ pub struct SubmitArgs {
     /// Skip the local proof-of-concept training.
     #[arg(long)]
     pub no_poc: bool,
+    /// Continue job JOB from its checkpoint in the worker's artifact store (e.g. on a new machine
+    /// after the first one is gone). The spec and data must be those of JOB.
+    #[arg(long, value_name = "JOB")]
+    pub resume_from: Option<String>,
     /// Machine-readable output (one JSON object; with --detach nothing else on stdout).
     #[arg(long)]
     pub json: bool,
@@ -114,11 +118,17 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 spec_toml: shipped.spec_text.clone(),
                 manifest_json: manifest.to_json(),
                 idempotency_key: key,
+                resume_from_job: args.resume_from.clone().unwrap_or_default(),
             })
             .await
             .map_err(explain)?
             .into_inner();
         let job = submitted.job.context("the worker answered without a job")?;
+        if let Some(from) = &args.resume_from
+            && !args.json
+        {
+            eprintln!("resuming from the checkpoint of job {from}");
+        }
         if args.json {
             let summary = serde_json::json!({
                 "job_id": job.id,

@@ -2,9 +2,7 @@
 
 use std::process::ExitCode;
 
-use easel_proto::v1 as pb;
-
-use super::connection::{WorkerArgs, explain};
+use super::connection::WorkerArgs;
 use super::follow::{Followed, follow, saved_cursor};
 
 #[derive(Debug, clap::Args)]
@@ -30,14 +28,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         let followed = follow(&mut remote.client, &args.job, from, args.json).await?;
         if followed == Followed::Disconnected {
             // Nothing after `from` and the job is over: say how it ended instead of "disconnected".
-            let job = remote
-                .client
-                .get_job(pb::GetJobRequest {
-                    job_id: args.job.clone(),
-                })
-                .await
-                .map_err(explain)?
-                .into_inner();
+            let job = remote.get_job(&args.job).await?;
             let state = super::json::state_name(job.state);
             if matches!(state, "succeeded" | "failed" | "cancelled") {
                 if !args.json {

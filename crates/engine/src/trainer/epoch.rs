@@ -135,7 +135,7 @@ pub fn train_epoch(
 }
 
 /// Forward, backward and update on one batch; returns the logits (detached) and the loss.
-fn train_step(
+pub fn train_step(
     trainee: &mut Trainee,
     x: &Tensor,
     y: &Tensor,
@@ -148,35 +148,23 @@ fn train_step(
         bf16,
         ..
     } = trainee;
-    match bf16 {
+    let bf16 = bf16.as_ref();
+    let logits = match bf16 {
         Some(copy) => {
             copy.pull_weights();
             copy.zero_grad();
-            let logits = copy.forward_train(x);
-            let loss = logits.cross_entropy_loss::<Tensor>(
-                y,
-                None,
-                Reduction::Mean,
-                -100,
-                label_smoothing,
-            );
-            loss.backward();
-            optimizer.step_with(rates, |parameter| copy.gradient(&parameter.name));
-            (logits.detach(), loss.detach())
+            copy.forward_train(x)
         }
         None => {
             optimizer.zero_grad();
-            let logits = net.forward_t(x, true);
-            let loss = logits.cross_entropy_loss::<Tensor>(
-                y,
-                None,
-                Reduction::Mean,
-                -100,
-                label_smoothing,
-            );
-            loss.backward();
-            optimizer.step(rates);
-            (logits.detach(), loss.detach())
+            net.forward_t(x, true)
         }
+    };
+    let loss = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, label_smoothing);
+    loss.backward();
+    match bf16 {
+        Some(copy) => optimizer.step_with(rates, |parameter| copy.gradient(&parameter.name)),
+        None => optimizer.step(rates),
     }
+    (logits.detach(), loss.detach())
 }

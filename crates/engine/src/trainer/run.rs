@@ -90,7 +90,6 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
 
     let run = RunDir::new(job.run_dir)?;
     let dataset_digest = pipeline::dataset_digest(job.manifest);
-    let identity = checkpoint::run_identity(spec, &dataset_digest);
     let spec_text = toml::to_string_pretty(spec)
         .map_err(|e| Error::Invalid(format!("cannot write spec.toml: {e}")))?;
     run.write(artifacts::SPEC, spec_text.as_bytes(), on_event)?;
@@ -149,6 +148,12 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         on_event(TrainEvent::Note { message });
     }
 
+    // Hashed once the loader has read the file, so a missing file gets its clearer error.
+    let pretrained_digest = match &spec.model.pretrained {
+        Some(path) => Some(checkpoint::file_digest(path)?),
+        None => None,
+    };
+    let identity = checkpoint::run_identity(spec, &dataset_digest, pretrained_digest.as_deref());
     let (mut state, resumed) = resume_or_start(&run, &identity, spec, &vs, on_event)?;
     set_backbone_trainable(&vs, !state.backbone_frozen);
     let mut optimizer = Optimizer::new(

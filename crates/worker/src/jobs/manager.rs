@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::events::{EventKind, EventRecord, Outcome};
 use super::log::EventLog;
 use super::record::{JobRecord, JobState};
+use super::resume::ResumePoint;
 use crate::blobs::BlobStore;
 use crate::error::{Error, Result};
 
@@ -78,6 +79,8 @@ pub(crate) struct Inner {
 pub struct JobManager {
     pub(crate) jobs_dir: PathBuf,
     pub(crate) cache_dir: PathBuf,
+    /// Checkpoints being fetched for `resume_from_job`, before their job exists.
+    pub(crate) staging_dir: PathBuf,
     pub blobs: BlobStore,
     pub store: ArtifactStore,
     pub(crate) retry: RetryPolicy,
@@ -103,7 +106,10 @@ impl JobManager {
     pub fn open(settings: ManagerSettings) -> Result<Arc<JobManager>> {
         let jobs_dir = settings.data_dir.join("jobs");
         let cache_dir = settings.data_dir.join("cache");
-        for dir in [&jobs_dir, &cache_dir] {
+        let staging_dir = settings.data_dir.join("staging");
+        // Whatever is staged belonged to submits that never finished.
+        let _ = std::fs::remove_dir_all(&staging_dir);
+        for dir in [&jobs_dir, &cache_dir, &staging_dir] {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let blobs = BlobStore::open(
@@ -115,6 +121,7 @@ impl JobManager {
         let manager = JobManager {
             jobs_dir,
             cache_dir,
+            staging_dir,
             blobs,
             store: settings.store,
             retry: settings.retry,
@@ -158,7 +165,25 @@ impl JobManager {
         records
     }
 
-    pub fn submit(&self, spec_toml: &str, manifest_json: &str, key: &str) -> Result<SubmitOutcome> {
+    /// The job an idempotency key already named, if any.
+    pub fn existing(&self, key: &str) -> Option<JobRecord> {
+        if key.is_empty() {
+            return None;
+        }
+        let inner = self.lock();
+        let id = inner.by_key.get(key)?;
+        inner.jobs.get(id).map(|job| job.snapshot())
+    }
+
+    /// Queues a job; with `resume`, its run directory starts with that checkpoint (see
+    /// `resume.rs`), so training continues after the checkpoint's epochs.
+    pub fn submit(
+        &self,
+        spec_toml: &str,
+        manifest_json: &str,
+        key: &str,
+        resume: Option<ResumePoint>,
+    ) -> Result<SubmitOutcome> {
         let mut inner = self.lock();
         if !inner.accepting {
             return Err(Error::ShuttingDown);
@@ -173,11 +198,7 @@ impl JobManager {
             });
         }
         let spec = parse_spec(spec_toml)?;
-        let manifest = Manifest::from_json(manifest_json)
-            .map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
-        manifest
-            .validate()
-            .map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
+        let manifest = parse_manifest(manifest_json)?;
         let mut digests: Vec<String> = manifest
             .unique_blobs()
             .iter()
@@ -202,6 +223,12 @@ impl JobManager {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         write_file(&dir.join("spec.toml"), spec_toml)?;
         write_file(&dir.join("manifest.json"), manifest_json)?;
+        if let Some(resume) = &resume
+            && let Err(error) = resume.install(&dir.join("run"))
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(error);
+        }
         let record = JobRecord {
             id: id.clone(),
             name: spec.name.clone(),
@@ -213,7 +240,7 @@ impl JobManager {
             finished_at: None,
             device: String::new(),
             epochs_total: u32::try_from(spec.train.epochs).unwrap_or(0),
-            epochs_done: 0,
+            epochs_done: resume.as_ref().map_or(0, |r| r.epochs_done),
             best_validation_accuracy: None,
             test_accuracy: None,
             last_sequence: 0,
@@ -233,6 +260,12 @@ impl JobManager {
         job.emit(EventKind::Queued {
             position: inner.queue.len() as u32,
         });
+        if let Some(resume) = &resume {
+            job.emit(EventKind::Note {
+                message: resume.note(),
+            });
+            tracing::info!(job = %id, from_job = %resume.from_job, epochs_done = resume.epochs_done, "job resumes another job's checkpoint");
+        }
         inner.jobs.insert(id.clone(), job.clone());
         inner.queue.push_back(id.clone());
         if !key.is_empty() {
@@ -393,6 +426,16 @@ impl JobManager {
 pub(crate) fn parse_spec(text: &str) -> Result<ExperimentSpec> {
     easel_spec::parse_experiment(text, "submitted spec")
         .map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+/// Parses and checks a submitted dataset manifest.
+pub(crate) fn parse_manifest(text: &str) -> Result<Manifest> {
+    let manifest = Manifest::from_json(text)
+        .map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
+    manifest
+        .validate()
+        .map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
+    Ok(manifest)
 }
 
 /// The blob digest a submitted spec's `model.pretrained = "blob:<digest>"` names.

@@ -5,6 +5,7 @@ pub mod log;
 pub mod manager;
 pub mod record;
 mod recover;
+pub mod resume;
 mod runner;
 mod uploader;
 
