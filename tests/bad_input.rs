@@ -1,0 +1,51 @@
+//! Bad data reaching the worker: an image whose header is fine but whose pixels are cut off
+//! passes the laptop's header scan, fails decoding on the worker, and must fail that job with a
+//! reason naming the file, while the worker goes on serving the next job.
+
+use std::time::Duration;
+
+use easel_e2e::{Worker, sample_subset, state, write_spec};
+
+#[test]
+fn a_truncated_image_fails_its_job_by_name_and_the_worker_serves_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let good = sample_subset(&tmp.path().join("good"), 8);
+    let bad = sample_subset(&tmp.path().join("bad"), 8);
+    let victim = std::fs::read_dir(bad.join("3-three"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let bytes = std::fs::read(&victim).unwrap();
+    // PNG signature + IHDR (33 bytes) and a little more: the header reads, the pixels do not.
+    std::fs::write(&victim, &bytes[..60.min(bytes.len() - 1)]).unwrap();
+    let victim_name = victim.file_name().unwrap().to_str().unwrap().to_owned();
+
+    let bad_spec = write_spec(tmp.path(), "bad", &bad, 1);
+    let good_spec = write_spec(tmp.path(), "good", &good, 1);
+    let worker = Worker::start(&tmp.path().join("worker"));
+
+    let bad_job = worker.submit_detached(&home, &bad_spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = worker.wait_for(&home, &bad_job, Duration::from_secs(120), |s| {
+        matches!(state(s), "failed" | "succeeded" | "cancelled")
+    });
+    assert_eq!(state(&failed), "failed", "{failed}");
+    let reason = failed.to_string();
+    assert!(
+        reason.contains(&victim_name),
+        "the failure names the broken file {victim_name}: {failed}"
+    );
+
+    let good_job = worker.submit_detached(&home, &good_spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = worker.wait_for(&home, &good_job, Duration::from_secs(120), |s| {
+        matches!(state(s), "failed" | "succeeded" | "cancelled")
+    });
+    assert_eq!(state(&done), "succeeded", "{done}");
+}
