@@ -11,6 +11,7 @@ s3_dir=$(mktemp -d "${TMPDIR:-/tmp}/easel-s3.XXXXXX")
 cleanup() { bash deploy/seaweedfs.sh stop "$s3_dir" >/dev/null 2>&1 || true; rm -rf "$s3_dir"; }
 trap cleanup EXIT
 # Prints `export NAME=value` lines naming the endpoint, bucket and keys the S3 tests use.
-eval "$(bash deploy/seaweedfs.sh start "$s3_dir")"
+s3_env=$(bash deploy/seaweedfs.sh start "$s3_dir")
+eval "$s3_env"
 
 cargo test --workspace --no-fail-fast "$@"

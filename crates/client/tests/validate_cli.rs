@@ -212,3 +212,52 @@ fn vgg16_example_validates_and_estimates_the_full_run() {
         "{estimate:#}"
     );
 }
+
+#[test]
+fn a_dataset_in_object_storage_is_left_to_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("exp.toml");
+    std::fs::write(
+        &spec,
+        "name = \"digits\"\n[data]\npath = \"s3://bucket/datasets/digits\"\n",
+    )
+    .unwrap();
+    let output = client().arg("validate").arg(&spec).output().unwrap();
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "dataset   s3://bucket/datasets/digits: in object storage; the worker scans it when the job starts"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("proof of concept "), "{text}");
+
+    let output = client()
+        .args(["validate", "--json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["ok"], true, "{json:#}");
+    assert_eq!(json["object_store_dataset"], "s3://bucket/datasets/digits");
+    assert!(json["dataset"].is_null() && json["proof_of_concept"].is_null());
+
+    // Beside a local folder it is a spec problem, with its line.
+    std::fs::write(
+        &spec,
+        "[data]\npaths = [\"s3://bucket/digits\", \"more\"]\n",
+    )
+    .unwrap();
+    let output = client()
+        .args(["validate", "--json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let errors = json["spec_errors"].as_array().unwrap();
+    assert_eq!(errors[0]["path"], "data.paths[0]", "{json:#}");
+    assert_eq!(errors[0]["line"], 2);
+}

@@ -16,7 +16,7 @@ pub mod validate;
 pub use error::{Position, Problem, SpecError, SpecErrors};
 pub use experiment::*;
 pub use load::{Parsed, Validate, load_toml, parse_toml, read_toml};
-pub use resolve::{DataSources, load_experiment, parse_experiment, spec_folder};
+pub use resolve::{DataSources, load_experiment, object_store_url, parse_experiment, spec_folder};
 pub use validate::{MAX_IMAGE_SIDE, MIN_IMAGE_SIDE};
 
 pub mod worker;

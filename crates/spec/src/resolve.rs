@@ -51,12 +51,34 @@ pub enum DataSources {
         validation: Option<PathBuf>,
         test: Option<PathBuf>,
     },
+    /// A dataset already in object storage (`s3://bucket/prefix`, one folder per class below
+    /// the prefix), kept as written: the worker reads it, nothing is scanned or uploaded here.
+    ObjectStore { url: String },
+}
+
+/// URL schemes a dataset may be read from (those the store crate opens).
+const OBJECT_STORE_SCHEMES: [&str; 8] = ["s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "file"];
+
+/// The URL when `path` is written as an object-store URL (`s3://bucket/prefix`, `gs://…`,
+/// `az://…`, `file:///…`) rather than a local path.
+pub fn object_store_url(path: &Path) -> Option<&str> {
+    let text = path.to_str()?;
+    let (scheme, _) = text.split_once("://")?;
+    OBJECT_STORE_SCHEMES
+        .iter()
+        .any(|known| scheme.eq_ignore_ascii_case(known))
+        .then_some(text)
 }
 
 impl DataSpec {
     /// The dataset locations as given (absolute after [`ExperimentSpec::resolve_paths`]);
     /// `None` when the spec names no data (which `validate()` reports).
     pub fn sources(&self) -> Option<DataSources> {
+        if let Some(url) = self.object_store_url() {
+            return Some(DataSources::ObjectStore {
+                url: url.to_owned(),
+            });
+        }
         if let Some(train) = &self.train {
             return Some(DataSources::Explicit {
                 train: train.clone(),
@@ -68,8 +90,17 @@ impl DataSpec {
         (!roots.is_empty()).then_some(DataSources::Split { roots })
     }
 
+    /// The dataset's object-store URL when `data.path` (or the single entry of `data.paths`)
+    /// is one; `validate()` refuses a URL anywhere else or beside other roots.
+    pub fn object_store_url(&self) -> Option<&str> {
+        self.path
+            .iter()
+            .chain(&self.paths)
+            .find_map(|path| object_store_url(path))
+    }
+
     /// Every dataset path with the key that names it.
-    fn keyed_paths(&self) -> Vec<(String, &PathBuf)> {
+    pub(crate) fn keyed_paths(&self) -> Vec<(String, &PathBuf)> {
         let mut keyed = Vec::new();
         keyed.extend(self.path.iter().map(|path| ("data.path".to_string(), path)));
         keyed.extend(
@@ -98,7 +129,8 @@ impl ExperimentSpec {
     /// normally the folder that holds the spec file ([`spec_folder`]).
     pub fn resolve_paths(&mut self, base_dir: &Path) {
         let resolve = |path: &mut PathBuf| {
-            if path.is_relative() {
+            // A URL is not a path: it stays exactly as written.
+            if path.is_relative() && object_store_url(path).is_none() {
                 let joined = base_dir.join(&*path);
                 *path = std::path::absolute(&joined).unwrap_or(joined);
             }
@@ -121,6 +153,10 @@ impl ExperimentSpec {
     pub fn missing_files(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         for (key, path) in self.data.keyed_paths() {
+            if object_store_url(path).is_some() {
+                // Read by the worker from object storage; nothing local to check.
+                continue;
+            }
             if !path.exists() {
                 let what = if is_zip(path) {
                     "dataset archive"

@@ -58,6 +58,7 @@ fn check_data(data: &DataSpec, checks: &mut Checks) {
             "give either `path`/`paths` (split by validation_split) or explicit `train`/`validation`/`test` folders, not both",
         );
     }
+    check_object_store_roots(data, checks);
     if explicit_roots && data.train.is_none() {
         checks.fail(
             "data.train",
@@ -123,6 +124,56 @@ fn check_data(data: &DataSpec, checks: &mut Checks) {
             ),
         );
     }
+}
+
+/// An object-store dataset is one URL holding the whole dataset (a folder per class below it):
+/// the worker copies it, so it cannot be merged with folders that only exist on this machine.
+fn check_object_store_roots(data: &DataSpec, checks: &mut Checks) {
+    let keyed = data.keyed_paths();
+    let urls: Vec<&(String, &std::path::PathBuf)> = keyed
+        .iter()
+        .filter(|(_, path)| crate::resolve::object_store_url(path).is_some())
+        .collect();
+    for (key, path) in &urls {
+        let url = path.display();
+        if !(key == "data.path" || key.starts_with("data.paths[")) {
+            checks.fail(
+                key.as_str(),
+                format!(
+                    "an object-store URL ({url}) can only be given as `data.path`; \
+                     `train`/`validation`/`test` must be local folders"
+                ),
+            );
+        } else if keyed.len() > 1 {
+            checks.fail(
+                key.as_str(),
+                format!(
+                    "an object-store dataset ({url}) must be the only dataset root: \
+                     it cannot be mixed with other roots"
+                ),
+            );
+        } else if !has_bucket(&url.to_string()) {
+            checks.fail(
+                key.as_str(),
+                format!(
+                    "object-store URL needs a bucket: e.g. s3://bucket/datasets/pets, got {url}"
+                ),
+            );
+        }
+    }
+}
+
+/// `scheme://bucket/...` names a bucket (`file:///dir` names a folder instead).
+fn has_bucket(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, rest)| {
+        if scheme.eq_ignore_ascii_case("file") {
+            rest.starts_with('/') && rest.len() > 1
+        } else {
+            rest.split('/')
+                .next()
+                .is_some_and(|bucket| !bucket.is_empty())
+        }
+    })
 }
 
 fn check_model(model: &ModelSpec, epochs: i64, checks: &mut Checks) {

@@ -368,3 +368,57 @@ fn generic_loader_reports_type_and_validation_problems_together() {
         ["worker.toml: missing required key `listen`"]
     );
 }
+
+#[test]
+fn an_object_store_dataset_is_kept_verbatim_and_not_checked_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("exp.toml");
+    std::fs::write(
+        &spec_path,
+        "[data]\npath = \"s3://bucket/datasets/digits\"\n",
+    )
+    .unwrap();
+    let spec = load_experiment(&spec_path).unwrap();
+    assert_eq!(
+        spec.data.path,
+        Some(PathBuf::from("s3://bucket/datasets/digits"))
+    );
+    assert_eq!(
+        spec.data.sources(),
+        Some(DataSources::ObjectStore {
+            url: "s3://bucket/datasets/digits".into()
+        })
+    );
+    assert_eq!(
+        spec.data.object_store_url(),
+        Some("s3://bucket/datasets/digits")
+    );
+
+    std::fs::write(&spec_path, "[data]\npaths = [\"file:///srv/digits\"]\n").unwrap();
+    let spec = load_experiment(&spec_path).unwrap();
+    assert_eq!(spec.data.object_store_url(), Some("file:///srv/digits"));
+    assert_eq!(object_store_url(Path::new("images/cats")), None);
+    assert_eq!(object_store_url(Path::new("http://example.com/x")), None);
+}
+
+#[test]
+fn an_object_store_url_beside_local_roots_is_refused() {
+    assert_eq!(
+        parse_errors("[data]\npaths = [\"s3://bucket/digits\", \"more\"]\n"),
+        [
+            "x.toml:2:10: data.paths[0]: an object-store dataset (s3://bucket/digits) must be the only dataset root: it cannot be mixed with other roots"
+        ]
+    );
+    assert_eq!(
+        parse_errors("[data]\ntrain = \"gs://bucket/train\"\nvalidation_split = 0.2\n"),
+        [
+            "x.toml:2:9: data.train: an object-store URL (gs://bucket/train) can only be given as `data.path`; `train`/`validation`/`test` must be local folders"
+        ]
+    );
+    assert_eq!(
+        parse_errors("[data]\npath = \"s3:///digits\"\n"),
+        [
+            "x.toml:2:8: data.path: object-store URL needs a bucket: e.g. s3://bucket/datasets/pets, got s3:///digits"
+        ]
+    );
+}

@@ -71,6 +71,7 @@ pub async fn run(
     let manager = jobs::JobManager::open(ManagerSettings {
         data_dir: data_dir.clone(),
         store,
+        store_options: options,
         devices: slots,
         max_queued: config.queue.max_queued_jobs as usize,
         max_chunk_bytes: config.upload.max_chunk_bytes,

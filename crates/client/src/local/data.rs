@@ -16,6 +16,10 @@ pub fn scan_spec_data(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
         .sources()
         .context("the spec names no dataset (data.path or data.train)")?
     {
+        DataSources::ObjectStore { url } => anyhow::bail!(
+            "the dataset {url} is in object storage: a worker reads it (`client submit`); \
+             training on this machine needs a local folder"
+        ),
         DataSources::Split { roots } => easel_dataset::scan(&roots, &options)
             .with_context(|| format!("cannot scan the dataset {}", list(&roots))),
         DataSources::Explicit {

@@ -34,6 +34,10 @@ struct Outcome {
     spec_errors: Vec<SpecErrorJson>,
     warnings: Vec<String>,
     dataset: Option<DatasetSummary>,
+    /// The spec's `data.path` when it is an object-store URL: the worker scans that dataset,
+    /// so there is no local scan, split, estimate or proof of concept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_store_dataset: Option<String>,
     split: Option<SplitSummary>,
     estimate: Option<Estimate>,
     proof_of_concept: Option<PocReport>,
@@ -104,6 +108,17 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             spec.name,
             describe_model(&spec)
         );
+    }
+
+    if let Some(url) = spec.data.object_store_url() {
+        if human {
+            println!(
+                "dataset   {url}: in object storage; the worker scans it when the job starts \
+                 (no local scan or proof of concept)"
+            );
+        }
+        outcome.object_store_dataset = Some(url.to_owned());
+        return finish(outcome, started, human);
     }
 
     let scan = match scan_spec_data(&spec) {

@@ -42,6 +42,11 @@ pub fn scan(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
             };
             easel_dataset::scan_subsets(&roots, &options)?
         }
+        Some(DataSources::ObjectStore { url }) => {
+            bail!(
+                "the dataset {url} is in object storage: the worker reads it, nothing to scan here"
+            )
+        }
         None => bail!("the spec names no data (`data.path` or `data.train`)"),
     };
     let errors = report.errors();

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use easel_dataset::{LocalSource, Manifest};
 use easel_proto::v1 as pb;
 
 use super::connection::{WorkerArgs, explain};
@@ -39,23 +40,41 @@ pub struct SubmitArgs {
 
 pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let loaded = dataset::load_spec(&args.spec)?;
-    eprintln!("scanning the dataset of {}", args.spec.display());
-    let report = dataset::scan(&loaded.spec)?;
-    let manifest = &report.manifest;
-    eprintln!(
-        "dataset: {} images in {} classes ({:.1} MB)",
-        manifest.entries.len(),
-        manifest.classes.len(),
-        manifest.total_bytes() as f64 / 1e6
-    );
-    if !args.no_poc {
-        proof_of_concept(&loaded.spec, &report)?;
-    }
+    let report = match loaded.spec.data.object_store_url() {
+        // The worker copies and scans it: nothing to scan, try or upload here.
+        Some(url) => {
+            eprintln!("dataset: {url} (read by the worker from object storage)");
+            None
+        }
+        None => {
+            eprintln!("scanning the dataset of {}", args.spec.display());
+            let report = dataset::scan(&loaded.spec)?;
+            let manifest = &report.manifest;
+            eprintln!(
+                "dataset: {} images in {} classes ({:.1} MB)",
+                manifest.entries.len(),
+                manifest.classes.len(),
+                manifest.total_bytes() as f64 / 1e6
+            );
+            if !args.no_poc {
+                proof_of_concept(&loaded.spec, &report)?;
+            }
+            Some(report)
+        }
+    };
+    let empty = Manifest {
+        classes: Vec::new(),
+        entries: Vec::new(),
+    };
+    let no_files = LocalSource::default();
+    let (manifest, source) = match &report {
+        Some(report) => (&report.manifest, report.source()),
+        None => (&empty, &no_files),
+    };
     if args.chunk_bytes == 0 {
         bail!("--chunk-bytes must be > 0");
     }
     let shipped = dataset::ship_pretrained(&loaded)?;
-    let report = &report;
     let loaded = &loaded;
     super::block_on(async move {
         let mut remote = args.worker.connect().await?;
@@ -93,7 +112,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         );
         let uploaded = upload::upload(
             &mut remote.client,
-            report.source(),
+            source,
             &shipped.files,
             &plan,
             chunk_bytes,

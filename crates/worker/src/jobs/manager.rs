@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use easel_dataset::Manifest;
 use easel_spec::ExperimentSpec;
 use easel_spec::worker::DeviceName;
-use easel_store::{ArtifactStore, RetryPolicy};
+use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::events::{EventKind, EventRecord, Outcome};
@@ -83,6 +83,13 @@ pub struct JobManager {
     pub(crate) staging_dir: PathBuf,
     pub blobs: BlobStore,
     pub store: ArtifactStore,
+    /// Credentials and endpoint for datasets read from object storage (`data.path = "s3://…"`),
+    /// which may live in another bucket than the artifacts.
+    pub(crate) store_options: StoreOptions,
+    /// Copies of object-store datasets, one folder per dataset URL.
+    pub(crate) datasets_dir: PathBuf,
+    /// Held while a dataset is copied.
+    pub(crate) dataset_copy: tokio::sync::Mutex<()>,
     pub(crate) retry: RetryPolicy,
     max_queued: usize,
     pub(crate) inner: Mutex<Inner>,
@@ -94,6 +101,7 @@ pub struct JobManager {
 pub struct ManagerSettings {
     pub data_dir: PathBuf,
     pub store: ArtifactStore,
+    pub store_options: StoreOptions,
     pub devices: Vec<DeviceName>,
     pub max_queued: usize,
     pub max_chunk_bytes: u64,
@@ -107,9 +115,10 @@ impl JobManager {
         let jobs_dir = settings.data_dir.join("jobs");
         let cache_dir = settings.data_dir.join("cache");
         let staging_dir = settings.data_dir.join("staging");
+        let datasets_dir = settings.data_dir.join("datasets");
         // Whatever is staged belonged to submits that never finished.
         let _ = std::fs::remove_dir_all(&staging_dir);
-        for dir in [&jobs_dir, &cache_dir, &staging_dir] {
+        for dir in [&jobs_dir, &cache_dir, &staging_dir, &datasets_dir] {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let blobs = BlobStore::open(
@@ -124,6 +133,9 @@ impl JobManager {
             staging_dir,
             blobs,
             store: settings.store,
+            store_options: settings.store_options,
+            datasets_dir,
+            dataset_copy: tokio::sync::Mutex::new(()),
             retry: settings.retry,
             max_queued: settings.max_queued,
             inner: Mutex::new(Inner {
@@ -199,6 +211,13 @@ impl JobManager {
         }
         let spec = parse_spec(spec_toml)?;
         let manifest = parse_manifest(manifest_json)?;
+        if let Some(url) = spec.data.object_store_url()
+            && !manifest.entries.is_empty()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "the spec reads its dataset from {url}; the manifest must be empty (the worker scans the dataset)"
+            )));
+        }
         let mut digests: Vec<String> = manifest
             .unique_blobs()
             .iter()

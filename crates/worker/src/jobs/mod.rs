@@ -3,6 +3,7 @@
 pub mod events;
 pub mod log;
 pub mod manager;
+mod object_dataset;
 pub mod record;
 mod recover;
 pub mod resume;

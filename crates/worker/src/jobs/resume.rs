@@ -224,6 +224,7 @@ mod tests {
         JobManager::open(ManagerSettings {
             data_dir: dir.to_owned(),
             store: ArtifactStore::open("memory://", &StoreOptions::default()).unwrap(),
+            store_options: StoreOptions::default(),
             devices: vec![DeviceName::Cpu],
             max_queued: 8,
             max_chunk_bytes: 1 << 20,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use easel_dataset::{BlobStoreSource, Manifest};
+use easel_dataset::{BlobStoreSource, ImageSource, Manifest};
 use easel_engine::{DeviceChoice, TrainEvent, TrainJob, TrainOutcome};
 use easel_spec::worker::DeviceName;
 use easel_store::{INDEX_NAME, REPORT_NAME, retry_transient};
@@ -75,11 +75,23 @@ async fn train(
             easel_dataset::blob_path(manager.blobs.dir(), &digest).map_err(|e| e.to_string())?;
         spec.model.pretrained = Some(path);
     }
-    let manifest_text = std::fs::read_to_string(job.dir.join("manifest.json"))
-        .map_err(|e| format!("manifest.json: {e}"))?;
-    let manifest =
-        Manifest::from_json(&manifest_text).map_err(|e| format!("manifest.json: {e}"))?;
-    let source = BlobStoreSource::new(manager.blobs.dir());
+    let (manifest, source): (Manifest, Box<dyn ImageSource>) =
+        match spec.data.object_store_url().map(str::to_owned) {
+            Some(url) => {
+                let dataset = super::object_dataset::prepare(manager, job, &url, &spec).await?;
+                (dataset.manifest, Box::new(dataset.source))
+            }
+            None => {
+                let manifest_text = std::fs::read_to_string(job.dir.join("manifest.json"))
+                    .map_err(|e| format!("manifest.json: {e}"))?;
+                let manifest = Manifest::from_json(&manifest_text)
+                    .map_err(|e| format!("manifest.json: {e}"))?;
+                (
+                    manifest,
+                    Box::new(BlobStoreSource::new(manager.blobs.dir())),
+                )
+            }
+        };
     let run_dir = job.run_dir();
     let cache_dir = manager.cache_dir().to_path_buf();
     let cancel = job.cancel.clone();
@@ -97,7 +109,7 @@ async fn train(
             let train_job = TrainJob {
                 spec: &spec,
                 manifest: &manifest,
-                source: &source,
+                source: source.as_ref(),
                 device,
                 run_dir: &run_dir,
                 cache_dir: Some(&cache_dir),

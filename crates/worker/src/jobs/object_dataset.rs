@@ -1,0 +1,204 @@
+//! A dataset already in object storage (`data.path = "s3://bucket/prefix"`): the worker copies
+//! the objects under the URL into `<data>/datasets/<blake3 of the url>/` (files already there
+//! with the same size are kept, so a second job on the same dataset copies nothing), then scans
+//! that folder like any folder-per-class dataset. Nothing was uploaded by the client.
+
+use std::path::PathBuf;
+
+use easel_dataset::{LocalSource, Manifest, ScanOptions};
+use easel_spec::ExperimentSpec;
+use easel_store::ArtifactStore;
+
+use super::events::EventKind;
+use super::manager::{Job, JobManager};
+
+/// The scanned copy of an object-store dataset, ready to train on.
+pub(crate) struct ObjectStoreDataset {
+    pub manifest: Manifest,
+    pub source: LocalSource,
+}
+
+/// The local folder a dataset URL is copied into.
+pub(crate) fn local_copy_dir(manager: &JobManager, url: &str) -> PathBuf {
+    manager
+        .datasets_dir
+        .join(blake3::hash(url.as_bytes()).to_hex().as_str())
+}
+
+/// Copies and scans the dataset at `url`; every failure names the URL (it becomes the job's
+/// reason). The manifest is written as the job's `manifest.json`, as for an uploaded dataset.
+pub(crate) async fn prepare(
+    manager: &JobManager,
+    job: &Job,
+    url: &str,
+    spec: &ExperimentSpec,
+) -> Result<ObjectStoreDataset, String> {
+    let dest = local_copy_dir(manager, url);
+    job.emit(EventKind::Note {
+        message: format!("dataset: copying {url} to the worker"),
+    });
+    let store = ArtifactStore::open(url, &manager.store_options)
+        .map_err(|e| format!("dataset {url} cannot be opened: {e}"))?;
+    let mirrored = {
+        // Two jobs on one dataset must not write the same partial files at once.
+        let _copying = manager.dataset_copy.lock().await;
+        store.mirror_to_dir("", &dest).await
+    };
+    let mirrored = mirrored.map_err(|error| match error {
+        easel_store::Error::NotFound { .. } => format!(
+            "dataset {url}: no objects found under this URL (expected one folder per class, \
+             e.g. {url}/cats/1.jpg)"
+        ),
+        other => format!("dataset {url} could not be read: {other}"),
+    })?;
+    tracing::info!(job = %job.id, %url, files = mirrored.files, bytes = mirrored.bytes_transferred, already_present = mirrored.already_present, "object-store dataset copied");
+
+    let options = ScanOptions {
+        max_image_pixels: spec.data.max_image_pixels,
+        ..ScanOptions::default()
+    };
+    let roots = vec![dest];
+    let report = tokio::task::spawn_blocking(move || easel_dataset::scan(&roots, &options))
+        .await
+        .map_err(|_| format!("dataset {url}: the scan stopped unexpectedly"))?
+        .map_err(|e| format!("dataset {url} cannot be scanned: {e}"))?;
+    let errors = report.errors();
+    if !errors.is_empty() {
+        return Err(format!("dataset {url} has problems: {}", errors.join("; ")));
+    }
+    // The scan's errors include a dataset with fewer than two classes.
+    let manifest = report.manifest.clone();
+    let manifest_path = job.dir.join("manifest.json");
+    std::fs::write(&manifest_path, manifest.to_json())
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let _ = job.update(|record| {
+        record.dataset_images = manifest.entries.len() as u64;
+        record.dataset_bytes = manifest.total_bytes();
+    });
+    job.emit(EventKind::Note {
+        message: format!(
+            "dataset: {} images in {} classes read from {url}",
+            manifest.entries.len(),
+            manifest.classes.len()
+        ),
+    });
+    Ok(ObjectStoreDataset {
+        manifest,
+        source: report.source().clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::manager::ManagerSettings;
+    use easel_spec::worker::DeviceName;
+    use easel_store::{RetryPolicy, StoreOptions};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn manager(dir: &Path) -> Arc<JobManager> {
+        JobManager::open(ManagerSettings {
+            data_dir: dir.to_owned(),
+            store: ArtifactStore::open("memory://", &StoreOptions::default()).unwrap(),
+            store_options: StoreOptions::default(),
+            devices: vec![DeviceName::Cpu],
+            max_queued: 8,
+            max_chunk_bytes: 1 << 20,
+            max_blob_bytes: 1 << 30,
+            retry: RetryPolicy::default(),
+        })
+        .unwrap()
+    }
+
+    /// `classes` folders of three 12x12 PNGs each (different pixels, so no duplicates).
+    fn dataset(root: &Path, classes: &[&str]) -> String {
+        for (c, class) in classes.iter().enumerate() {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            for i in 0..3u8 {
+                let shade = (c as u8) * 60 + i * 10;
+                image::GrayImage::from_pixel(12, 12, image::Luma([shade]))
+                    .save(root.join(class).join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+        format!("file://{}", root.display())
+    }
+
+    fn spec(url: &str) -> String {
+        format!("name = \"o\"\n[data]\npath = \"{url}\"\n[train]\nepochs = 1\n")
+    }
+
+    const EMPTY_MANIFEST: &str = r#"{"classes":[],"entries":[]}"#;
+
+    #[tokio::test]
+    async fn a_bucket_dataset_is_copied_scanned_and_written_as_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dataset(&dir.path().join("bucket/digits"), &["one", "two"]);
+        let manager = manager(&dir.path().join("worker"));
+        let submitted = manager
+            .submit(&spec(&url), EMPTY_MANIFEST, "", None)
+            .unwrap();
+        let job = manager.job(&submitted.job.id).unwrap();
+        let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
+
+        let dataset = prepare(&manager, &job, &url, &parsed).await.unwrap();
+        assert_eq!(dataset.manifest.classes, ["one", "two"]);
+        assert_eq!(dataset.manifest.entries.len(), 6);
+        let written =
+            Manifest::from_json(&std::fs::read_to_string(job.dir.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(written, dataset.manifest);
+        assert_eq!(job.snapshot().dataset_images, 6);
+        assert!(local_copy_dir(&manager, &url).join("two/2.png").is_file());
+        let notes: Vec<String> = job
+            .log
+            .after(0)
+            .into_iter()
+            .filter_map(|event| match event.kind {
+                EventKind::Note { message } => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            notes.contains(&format!("dataset: 6 images in 2 classes read from {url}")),
+            "{notes:?}"
+        );
+
+        // A second job on the same dataset finds the copy in place.
+        let again = prepare(&manager, &job, &url, &parsed).await.unwrap();
+        assert_eq!(again.manifest, dataset.manifest);
+    }
+
+    #[tokio::test]
+    async fn one_class_or_a_non_empty_manifest_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dataset(&dir.path().join("bucket/single"), &["only"]);
+        let manager = manager(&dir.path().join("worker"));
+        let submitted = manager
+            .submit(&spec(&url), EMPTY_MANIFEST, "", None)
+            .unwrap();
+        let job = manager.job(&submitted.job.id).unwrap();
+        let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
+        let error = prepare(&manager, &job, &url, &parsed).await.err().unwrap();
+        assert_eq!(
+            error,
+            format!(
+                "dataset {url} has problems: a classifier needs at least 2 classes with images; found 1"
+            )
+        );
+
+        let digest = blake3::hash(b"x").to_hex();
+        let manifest = format!(
+            r#"{{"classes":["a"],"entries":[{{"path":"a/1.png","class":0,"size":1,"digest":"{digest}"}}]}}"#
+        );
+        let refused = manager
+            .submit(&spec(&url), &manifest, "", None)
+            .err()
+            .unwrap();
+        assert!(
+            refused.to_string().contains("the manifest must be empty"),
+            "{refused}"
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! A dataset already in the bucket (`data.path = "s3://bucket/datasets/digits"`): the client
+//! uploads nothing, the worker copies the objects from the loopback S3 server (SeaweedFS),
+//! scans them into the job's manifest and trains.
+//!
+//! Uses the shared server named by EASEL_TEST_S3_ENDPOINT (+ _BUCKET, _ACCESS_KEY_ID,
+//! _SECRET_ACCESS_KEY), started by `deploy/seaweedfs.sh start DIR`; fails when it is absent
+//! unless EASEL_SKIP_S3=1 says to skip.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use easel_e2e::{Worker, sample_subset, state, write_spec};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+const PER_CLASS: usize = 8;
+
+struct S3 {
+    endpoint: String,
+    bucket: String,
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl S3 {
+    /// The shared loopback server, or None when EASEL_SKIP_S3=1; panics with how to start it.
+    fn shared() -> Option<S3> {
+        if std::env::var("EASEL_SKIP_S3").as_deref() == Ok("1") {
+            eprintln!("skipped: S3 dataset test (EASEL_SKIP_S3=1)");
+            return None;
+        }
+        let endpoint = std::env::var("EASEL_TEST_S3_ENDPOINT")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "EASEL_TEST_S3_ENDPOINT is not set: start the loopback S3 server with \
+                 `eval \"$(deploy/seaweedfs.sh start target/seaweedfs)\"` (CI does this), \
+                 or set EASEL_SKIP_S3=1 to skip the S3 tests explicitly"
+                )
+            });
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        Some(S3 {
+            endpoint,
+            bucket: var("EASEL_TEST_S3_BUCKET", "easel-test"),
+            access_key_id: var("EASEL_TEST_S3_ACCESS_KEY_ID", "easel-test-key"),
+            secret_access_key: var("EASEL_TEST_S3_SECRET_ACCESS_KEY", "easel-test-secret"),
+        })
+    }
+
+    /// What the worker reads: credentials never go on a command line.
+    fn env(&self) -> [(&'static str, &str); 3] {
+        [
+            ("EASEL_S3_ENDPOINT", self.endpoint.as_str()),
+            ("EASEL_S3_ACCESS_KEY_ID", self.access_key_id.as_str()),
+            (
+                "EASEL_S3_SECRET_ACCESS_KEY",
+                self.secret_access_key.as_str(),
+            ),
+        ]
+    }
+
+    fn bucket_store(&self) -> impl ObjectStore {
+        AmazonS3Builder::new()
+            .with_bucket_name(&self.bucket)
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .with_region("us-east-1")
+            .with_access_key_id(&self.access_key_id)
+            .with_secret_access_key(&self.secret_access_key)
+            .build()
+            .unwrap()
+    }
+}
+
+/// Every file under `root` as (path relative to it, '/'-separated; full path).
+fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
+    for class in std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()) {
+        for file in std::fs::read_dir(&class)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+        {
+            let relative = format!(
+                "{}/{}",
+                class.file_name().unwrap().to_str().unwrap(),
+                file.file_name().unwrap().to_str().unwrap()
+            );
+            files.push((relative, file));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Puts a folder-per-class dataset under `prefix` in the bucket; returns the number of files.
+fn put_dataset(s3: &S3, prefix: &str, root: &Path) -> usize {
+    let store = s3.bucket_store();
+    let files = files_under(root);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            for (relative, path) in &files {
+                let bytes = std::fs::read(path).unwrap();
+                store
+                    .put(
+                        &ObjectPath::from(format!("{prefix}/{relative}")),
+                        PutPayload::from(bytes),
+                    )
+                    .await
+                    .unwrap();
+            }
+        });
+    files.len()
+}
+
+#[test]
+fn worker_trains_on_a_dataset_already_in_the_bucket() {
+    let Some(s3) = S3::shared() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let local = sample_subset(tmp.path(), PER_CLASS);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("datasets-{}-{nanos}/digits", std::process::id());
+    let images = put_dataset(&s3, &prefix, &local);
+    std::fs::remove_dir_all(&local).unwrap();
+    let url = format!("s3://{}/{prefix}", s3.bucket);
+    let spec = write_spec(tmp.path(), "s3-dataset", Path::new(&url), 1);
+
+    let worker = Worker::start_with_env(&tmp.path().join("worker"), &[], &s3.env());
+    let output = worker.client(
+        &home,
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--detach",
+            "--json",
+            "--no-poc",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "submit failed: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "dataset: {url} (read by the worker from object storage)"
+        )),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["upload"]["bytes_sent"], 0, "{summary}");
+    assert_eq!(summary["plan"]["upload_files"], 0, "{summary}");
+    let job = summary["job_id"].as_str().unwrap().to_owned();
+
+    let status = worker.wait_for(&home, &job, Duration::from_secs(300), |s| {
+        matches!(state(s), "succeeded" | "failed" | "cancelled")
+    });
+    assert_eq!(
+        state(&status),
+        "succeeded",
+        "{status}\nworker log:\n{}",
+        worker.log_text()
+    );
+    assert_eq!(status["dataset_images"], images as u64, "{status}");
+
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            worker
+                .data_dir
+                .join("jobs")
+                .join(&job)
+                .join("manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["entries"].as_array().unwrap().len(), images);
+    assert_eq!(manifest["classes"].as_array().unwrap().len(), 10);
+    assert!(
+        std::fs::read_to_string(worker.data_dir.join("jobs").join(&job).join("events.jsonl"))
+            .unwrap()
+            .contains(&format!(
+                "dataset: {images} images in 10 classes read from {url}"
+            )),
+        "the job says where its dataset came from"
+    );
+}
+
+#[test]
+fn a_prefix_without_objects_fails_the_job_naming_the_url() {
+    let Some(s3) = S3::shared() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let url = format!(
+        "s3://{}/datasets-missing-{}/digits",
+        s3.bucket,
+        std::process::id()
+    );
+    let spec = write_spec(tmp.path(), "s3-missing", Path::new(&url), 1);
+    let worker = Worker::start_with_env(&tmp.path().join("worker"), &[], &s3.env());
+    let summary = worker.submit_detached(&home, &spec, &[]);
+    let job = summary["job_id"].as_str().unwrap().to_owned();
+    let status = worker.wait_for(&home, &job, Duration::from_secs(120), |s| {
+        matches!(state(s), "succeeded" | "failed" | "cancelled")
+    });
+    assert_eq!(state(&status), "failed", "{status}");
+    let reason = status["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains(&format!("dataset {url}: no objects found under this URL")),
+        "{reason}"
+    );
+}
