@@ -7,74 +7,14 @@
 //! unless EASEL_SKIP_S3=1 says to skip.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use easel_e2e::s3::S3;
 use easel_e2e::{Worker, sample_subset, state, write_spec};
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 
 const PER_CLASS: usize = 8;
-
-struct S3 {
-    endpoint: String,
-    bucket: String,
-    access_key_id: String,
-    secret_access_key: String,
-}
-
-impl S3 {
-    /// The shared loopback server, or None when EASEL_SKIP_S3=1; panics with how to start it.
-    fn shared() -> Option<S3> {
-        if std::env::var("EASEL_SKIP_S3").as_deref() == Ok("1") {
-            eprintln!("skipped: S3 dataset test (EASEL_SKIP_S3=1)");
-            return None;
-        }
-        let endpoint = std::env::var("EASEL_TEST_S3_ENDPOINT")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| {
-                panic!(
-                    "EASEL_TEST_S3_ENDPOINT is not set: start the loopback S3 server with \
-                 `eval \"$(deploy/seaweedfs.sh start target/seaweedfs)\"` (CI does this), \
-                 or set EASEL_SKIP_S3=1 to skip the S3 tests explicitly"
-                )
-            });
-        let var =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-        Some(S3 {
-            endpoint,
-            bucket: var("EASEL_TEST_S3_BUCKET", "easel-test"),
-            access_key_id: var("EASEL_TEST_S3_ACCESS_KEY_ID", "easel-test-key"),
-            secret_access_key: var("EASEL_TEST_S3_SECRET_ACCESS_KEY", "easel-test-secret"),
-        })
-    }
-
-    /// What the worker reads: credentials never go on a command line.
-    fn env(&self) -> [(&'static str, &str); 3] {
-        [
-            ("EASEL_S3_ENDPOINT", self.endpoint.as_str()),
-            ("EASEL_S3_ACCESS_KEY_ID", self.access_key_id.as_str()),
-            (
-                "EASEL_S3_SECRET_ACCESS_KEY",
-                self.secret_access_key.as_str(),
-            ),
-        ]
-    }
-
-    fn bucket_store(&self) -> impl ObjectStore {
-        AmazonS3Builder::new()
-            .with_bucket_name(&self.bucket)
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .with_region("us-east-1")
-            .with_access_key_id(&self.access_key_id)
-            .with_secret_access_key(&self.secret_access_key)
-            .build()
-            .unwrap()
-    }
-}
 
 /// Every file under `root` as (path relative to it, '/'-separated; full path).
 fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
@@ -121,18 +61,16 @@ fn put_dataset(s3: &S3, prefix: &str, root: &Path) -> usize {
 
 #[test]
 fn worker_trains_on_a_dataset_already_in_the_bucket() {
-    let Some(s3) = S3::shared() else { return };
+    let Some(s3) = S3::shared("S3 dataset test") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let local = sample_subset(tmp.path(), PER_CLASS);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let prefix = format!("datasets-{}-{nanos}/digits", std::process::id());
-    let images = put_dataset(&s3, &prefix, &local);
+    let url = format!("{}/digits", s3.unique_url("datasets"));
+    let prefix = url.strip_prefix(&format!("s3://{}/", s3.bucket)).unwrap();
+    let images = put_dataset(&s3, prefix, &local);
     std::fs::remove_dir_all(&local).unwrap();
-    let url = format!("s3://{}/{prefix}", s3.bucket);
     let spec = write_spec(tmp.path(), "s3-dataset", Path::new(&url), 1);
 
     let worker = Worker::start_with_env(&tmp.path().join("worker"), &[], &s3.env());
@@ -195,7 +133,9 @@ fn worker_trains_on_a_dataset_already_in_the_bucket() {
 
 #[test]
 fn a_prefix_without_objects_fails_the_job_naming_the_url() {
-    let Some(s3) = S3::shared() else { return };
+    let Some(s3) = S3::shared("S3 dataset test") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let url = format!(

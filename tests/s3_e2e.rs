@@ -12,12 +12,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use easel_e2e::s3::{S3, skip_requested};
 use easel_e2e::{
     Worker, client_with, json_lines, repo_root, sample_splits, state, write_split_spec,
 };
-use easel_store::{ArtifactStore, StoreOptions};
 
 /// Artifacts every finished job must have in the store.
 const REQUIRED: [&str; 6] = [
@@ -28,80 +28,6 @@ const REQUIRED: [&str; 6] = [
     "artifacts.json",
     "report.json",
 ];
-
-#[derive(Clone)]
-struct S3 {
-    endpoint: String,
-    bucket: String,
-    access_key_id: String,
-    secret_access_key: String,
-}
-
-impl S3 {
-    /// The shared loopback server, or None when EASEL_SKIP_S3=1; panics with how to start it.
-    fn shared() -> Option<S3> {
-        if skip_requested() {
-            return None;
-        }
-        let endpoint = std::env::var("EASEL_TEST_S3_ENDPOINT")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| {
-                panic!(
-                    "EASEL_TEST_S3_ENDPOINT is not set: start the loopback S3 server with \
-                 `eval \"$(deploy/seaweedfs.sh start target/seaweedfs)\"` (CI does this), \
-                 or set EASEL_SKIP_S3=1 to skip the S3 tests explicitly"
-                )
-            });
-        let var =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-        Some(S3 {
-            endpoint,
-            bucket: var("EASEL_TEST_S3_BUCKET", "easel-test"),
-            access_key_id: var("EASEL_TEST_S3_ACCESS_KEY_ID", "easel-test-key"),
-            secret_access_key: var("EASEL_TEST_S3_SECRET_ACCESS_KEY", "easel-test-secret"),
-        })
-    }
-
-    /// What the worker and client read: credentials never go on a command line.
-    fn env(&self) -> [(&'static str, &str); 3] {
-        [
-            ("EASEL_S3_ENDPOINT", self.endpoint.as_str()),
-            ("EASEL_S3_ACCESS_KEY_ID", self.access_key_id.as_str()),
-            (
-                "EASEL_S3_SECRET_ACCESS_KEY",
-                self.secret_access_key.as_str(),
-            ),
-        ]
-    }
-
-    /// A fresh prefix in the bucket, so runs never see each other's jobs.
-    fn unique_url(&self, what: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!("s3://{}/{what}-{}-{nanos}", self.bucket, std::process::id())
-    }
-
-    fn store(&self, url: &str) -> ArtifactStore {
-        let options = StoreOptions {
-            endpoint: Some(self.endpoint.clone()),
-            access_key_id: Some(self.access_key_id.clone()),
-            secret_access_key: Some(self.secret_access_key.clone()),
-            ..StoreOptions::default()
-        };
-        ArtifactStore::open(url, &options).unwrap()
-    }
-}
-
-fn skip_requested() -> bool {
-    if std::env::var("EASEL_SKIP_S3").as_deref() == Ok("1") {
-        eprintln!("skipped: S3 end-to-end test (EASEL_SKIP_S3=1)");
-        return true;
-    }
-    false
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -126,7 +52,9 @@ fn submit_detached(worker: &Worker, home: &Path, spec: &Path) -> String {
 
 #[test]
 fn fetch_from_s3_after_the_worker_is_gone() {
-    let Some(s3) = S3::shared() else { return };
+    let Some(s3) = S3::shared("S3 end-to-end test") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let roots = sample_splits(tmp.path(), 24, 8, 8);
@@ -313,7 +241,7 @@ fn wait_for_event(
 
 #[test]
 fn s3_outage_mid_job_never_yields_a_succeeded_job_with_missing_files() {
-    if skip_requested() {
+    if skip_requested("S3 end-to-end test") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

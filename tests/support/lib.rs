@@ -1,6 +1,8 @@
 //! End-to-end test support: the real `worker` and `client` binaries, started on loopback with
 //! temporary data directories and a small copy of the sample dataset.
 
+pub mod s3;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
