@@ -30,9 +30,7 @@ fn a_truncated_image_fails_its_job_by_name_and_the_worker_serves_the_next() {
         .as_str()
         .unwrap()
         .to_owned();
-    let failed = worker.wait_for(&home, &bad_job, Duration::from_secs(120), |s| {
-        matches!(state(s), "failed" | "succeeded" | "cancelled")
-    });
+    let failed = worker.wait_until_finished(&home, &bad_job, Duration::from_secs(120));
     assert_eq!(state(&failed), "failed", "{failed}");
     let reason = failed.to_string();
     assert!(
@@ -44,8 +42,6 @@ fn a_truncated_image_fails_its_job_by_name_and_the_worker_serves_the_next() {
         .as_str()
         .unwrap()
         .to_owned();
-    let done = worker.wait_for(&home, &good_job, Duration::from_secs(120), |s| {
-        matches!(state(s), "failed" | "succeeded" | "cancelled")
-    });
+    let done = worker.wait_until_finished(&home, &good_job, Duration::from_secs(120));
     assert_eq!(state(&done), "succeeded", "{done}");
 }

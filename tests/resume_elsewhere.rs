@@ -101,9 +101,7 @@ fn a_new_worker_resumes_a_job_from_the_store() {
     assert_eq!(second.client_ok(&home, &["list", "--json"]).trim(), "[]");
 
     let resumed = job_id(&submit(&second, &home, &[spec_arg, "--resume-from", &job]));
-    let status = second.wait_for(&home, &resumed, Duration::from_secs(300), |s| {
-        matches!(state(s), "succeeded" | "failed" | "cancelled")
-    });
+    let status = second.wait_until_finished(&home, &resumed, Duration::from_secs(300));
     assert_eq!(
         state(&status),
         "succeeded",

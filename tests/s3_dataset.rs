@@ -97,9 +97,7 @@ fn worker_trains_on_a_dataset_already_in_the_bucket() {
     assert_eq!(summary["plan"]["upload_files"], 0, "{summary}");
     let job = summary["job_id"].as_str().unwrap().to_owned();
 
-    let status = worker.wait_for(&home, &job, Duration::from_secs(300), |s| {
-        matches!(state(s), "succeeded" | "failed" | "cancelled")
-    });
+    let status = worker.wait_until_finished(&home, &job, Duration::from_secs(300));
     assert_eq!(
         state(&status),
         "succeeded",
@@ -147,9 +145,7 @@ fn a_prefix_without_objects_fails_the_job_naming_the_url() {
     let worker = Worker::start_with_env(&tmp.path().join("worker"), &[], &s3.env());
     let summary = worker.submit_detached(&home, &spec, &[]);
     let job = summary["job_id"].as_str().unwrap().to_owned();
-    let status = worker.wait_for(&home, &job, Duration::from_secs(120), |s| {
-        matches!(state(s), "succeeded" | "failed" | "cancelled")
-    });
+    let status = worker.wait_until_finished(&home, &job, Duration::from_secs(120));
     assert_eq!(state(&status), "failed", "{status}");
     let reason = status["reason"].as_str().unwrap_or("");
     assert!(

@@ -29,25 +29,15 @@ const REQUIRED: [&str; 6] = [
     "report.json",
 ];
 
+fn job_id(summary: &serde_json::Value) -> String {
+    summary["job_id"].as_str().unwrap().to_owned()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn submit_detached(worker: &Worker, home: &Path, spec: &Path) -> String {
-    let out = worker.client_ok(
-        home,
-        &["submit", spec.to_str().unwrap(), "--detach", "--no-poc"],
-    );
-    out.lines()
-        .find_map(|l| {
-            l.strip_prefix("job ")
-                .and_then(|r| r.strip_suffix(" queued"))
-        })
-        .unwrap_or_else(|| panic!("no job id in: {out}"))
-        .to_owned()
 }
 
 #[test]
@@ -63,10 +53,8 @@ fn fetch_from_s3_after_the_worker_is_gone() {
 
     let mut worker =
         Worker::start_with_env(&tmp.path().join("worker"), &["--store", &url], &s3.env());
-    let job = submit_detached(&worker, &home, &spec);
-    let status = worker.wait_for(&home, &job, Duration::from_secs(300), |s| {
-        matches!(state(s), "succeeded" | "failed" | "cancelled")
-    });
+    let job = job_id(&worker.submit_detached(&home, &spec, &[]));
+    let status = worker.wait_until_finished(&home, &job, Duration::from_secs(300));
     assert_eq!(
         state(&status),
         "succeeded",
@@ -253,7 +241,7 @@ fn s3_outage_mid_job_never_yields_a_succeeded_job_with_missing_files() {
     let url = s3.unique_url("outage");
 
     let worker = Worker::start_with_env(&tmp.path().join("worker"), &["--store", &url], &s3.env());
-    let job = submit_detached(&worker, &home, &spec);
+    let job = job_id(&worker.submit_detached(&home, &spec, &[]));
 
     // Take S3 away once training is under way, and keep it away until an upload has noticed.
     let ends = |e: &serde_json::Value| e["kind"] == "finished";
@@ -280,9 +268,7 @@ fn s3_outage_mid_job_never_yields_a_succeeded_job_with_missing_files() {
         worker.log_text()
     );
 
-    let status = worker.wait_for(&home, &job, Duration::from_secs(300), |s| {
-        matches!(state(s), "succeeded" | "failed" | "cancelled")
-    });
+    let status = worker.wait_until_finished(&home, &job, Duration::from_secs(300));
     let log = events(&worker, &job);
     let retries = log.iter().filter(|e| e["kind"] == "artifact_retry").count();
     let store = s3.store(&url);

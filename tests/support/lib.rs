@@ -333,6 +333,18 @@ impl Worker {
         json_lines(&self.client_ok(home, &args)).swap_remove(0)
     }
 
+    /// Job state (`status --json`) once the job has ended, whichever way; panics after `timeout`.
+    pub fn wait_until_finished(
+        &self,
+        home: &Path,
+        job: &str,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        self.wait_for(home, job, timeout, |s| {
+            matches!(state(s), "succeeded" | "failed" | "cancelled")
+        })
+    }
+
     /// Job state (`status --json`) until `done` says so, or panics after `timeout`.
     pub fn wait_for(
         &self,

@@ -4,6 +4,7 @@ mod cli;
 #[cfg(feature = "engine")]
 mod local;
 mod remote;
+mod spec_data;
 mod version;
 
 use clap::Parser;

@@ -13,13 +13,37 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn repo_config(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../configs")
-            .join(name),
-    )
-    .unwrap()
+    std::fs::read_to_string(repo().join("configs").join(name)).unwrap()
+}
+
+/// The MNIST sample built by `deploy/sample-data.sh`.
+fn sample_dir() -> PathBuf {
+    let sample = repo().join(".easel-data/mnist-sample");
+    assert!(
+        sample.is_dir(),
+        "the sample dataset is missing: run `bash deploy/sample-data.sh` (deploy/test.sh does)"
+    );
+    sample
+}
+
+/// `client validate --json SPEC` run in `dir`: its exit code and its JSON report.
+fn validate_json(
+    dir: &Path,
+    spec: impl AsRef<std::ffi::OsStr>,
+) -> (Option<i32>, serde_json::Value) {
+    let output = client()
+        .current_dir(dir)
+        .args(["validate", "--json"])
+        .arg(spec)
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&output.stdout).unwrap();
+    (output.status.code(), report)
 }
 
 /// Every file under `dir`, to show a command wrote nothing.
@@ -110,13 +134,8 @@ fn broken_spec_problems_come_out_as_json_for_scripts() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("exp.toml");
     std::fs::write(&spec, "[data]\npath = \"images\"\n[train]\nepochs = 0\n").unwrap();
-    let output = client()
-        .args(["validate", "--json"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (code, json) = validate_json(dir.path(), &spec);
+    assert_eq!(code, Some(1));
     assert_eq!(json["ok"], false);
     let errors = json["spec_errors"].as_array().unwrap();
     assert_eq!(errors.len(), 2, "{json:#}");
@@ -145,18 +164,9 @@ fn version_names_libtorch_with_an_empty_environment() {
 /// The shipped CPU demo validates against the sample dataset (`deploy/sample-data.sh`).
 #[test]
 fn demo_spec_validates_on_the_sample_dataset() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    assert!(
-        repo.join(".easel-data/mnist-sample").is_dir(),
-        "the sample dataset is missing: run `bash deploy/sample-data.sh` (deploy/test.sh does)"
-    );
-    let output = client()
-        .current_dir(&repo)
-        .args(["validate", "--json", "configs/demo-cpu.toml"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert!(output.status.success(), "{report:#}");
+    sample_dir();
+    let (code, report) = validate_json(&repo(), "configs/demo-cpu.toml");
+    assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["ok"], true);
     assert_eq!(report["dataset"]["classes"].as_array().unwrap().len(), 10);
     assert_eq!(report["dataset"]["images"], 5000);
@@ -168,12 +178,7 @@ fn demo_spec_validates_on_the_sample_dataset() {
 /// in for the five art classes, which are not shipped.
 #[test]
 fn vgg16_example_validates_and_estimates_the_full_run() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let sample = repo.join(".easel-data/mnist-sample");
-    assert!(
-        sample.is_dir(),
-        "the sample dataset is missing: run `bash deploy/sample-data.sh` (deploy/test.sh does)"
-    );
+    let sample = sample_dir();
     let dir = tempfile::tempdir().unwrap();
     let configs = dir.path().join("configs");
     std::fs::create_dir_all(&configs).unwrap();
@@ -191,13 +196,8 @@ fn vgg16_example_validates_and_estimates_the_full_run() {
     )
     .unwrap();
 
-    let output = client()
-        .current_dir(dir.path())
-        .args(["validate", "--json", "configs/vgg16-art.toml"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert!(output.status.success(), "{report:#}");
+    let (code, report) = validate_json(dir.path(), "configs/vgg16-art.toml");
+    assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["ok"], true);
     assert_eq!(report["dataset"]["images"], 300);
     assert_eq!(report["proof_of_concept"]["loss_fell"], true);
@@ -233,13 +233,8 @@ fn a_dataset_in_object_storage_is_left_to_the_worker() {
     );
     assert!(!text.contains("proof of concept "), "{text}");
 
-    let output = client()
-        .args(["validate", "--json"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (code, json) = validate_json(dir.path(), &spec);
+    assert_eq!(code, Some(0));
     assert_eq!(json["ok"], true, "{json:#}");
     assert_eq!(json["object_store_dataset"], "s3://bucket/datasets/digits");
     assert!(json["dataset"].is_null() && json["proof_of_concept"].is_null());
@@ -250,13 +245,8 @@ fn a_dataset_in_object_storage_is_left_to_the_worker() {
         "[data]\npaths = [\"s3://bucket/digits\", \"more\"]\n",
     )
     .unwrap();
-    let output = client()
-        .args(["validate", "--json"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (code, json) = validate_json(dir.path(), &spec);
+    assert_eq!(code, Some(1));
     let errors = json["spec_errors"].as_array().unwrap();
     assert_eq!(errors[0]["path"], "data.paths[0]", "{json:#}");
     assert_eq!(errors[0]["line"], 2);

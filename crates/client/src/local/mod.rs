@@ -1,7 +1,6 @@
 //! The laptop commands, which run the engine here: `validate` (spec, dataset and a tiny
 //! proof-of-concept training), `train --local`, `evaluate` and `predict`.
 
-mod data;
 mod device;
 pub mod evaluate;
 mod format;

@@ -2,9 +2,9 @@
 //! same run directory a worker writes (plus `events.jsonl`). Ctrl-C stops at the next step and
 //! keeps the last checkpoint; running the same command again resumes from it.
 
-use super::data::scan_spec_data;
 use super::device::parse_device;
 use super::format::count;
+use crate::spec_data::scan_spec_data;
 use anyhow::Context;
 use easel_engine::{DeviceChoice, EpochMetrics, TrainEvent, TrainJob, TrainOutcome};
 use indicatif::{ProgressBar, ProgressStyle};

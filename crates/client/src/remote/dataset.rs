@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use easel_dataset::{ScanOptions, ScanReport, SubsetRoots};
-use easel_spec::{DataSources, ExperimentSpec};
+use easel_dataset::ScanReport;
+use easel_spec::ExperimentSpec;
 
 pub struct LoadedSpec {
     /// The file as written: the worker stores it as the job's spec.
@@ -24,31 +24,7 @@ pub fn load_spec(path: &Path) -> anyhow::Result<LoadedSpec> {
 
 /// Scans the spec's data and refuses a dataset with errors, listing them.
 pub fn scan(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
-    let options = ScanOptions {
-        max_image_pixels: spec.data.max_image_pixels,
-        ..ScanOptions::default()
-    };
-    let report = match spec.data.sources() {
-        Some(DataSources::Split { roots }) => easel_dataset::scan(&roots, &options)?,
-        Some(DataSources::Explicit {
-            train,
-            validation,
-            test,
-        }) => {
-            let roots = SubsetRoots {
-                train: vec![train],
-                validation: validation.into_iter().collect(),
-                test: test.into_iter().collect(),
-            };
-            easel_dataset::scan_subsets(&roots, &options)?
-        }
-        Some(DataSources::ObjectStore { url }) => {
-            bail!(
-                "the dataset {url} is in object storage: the worker reads it, nothing to scan here"
-            )
-        }
-        None => bail!("the spec names no data (`data.path` or `data.train`)"),
-    };
+    let report = crate::spec_data::scan_spec_data(spec)?;
     let errors = report.errors();
     if !errors.is_empty() {
         bail!("the dataset has problems:\n  {}", errors.join("\n  "));

@@ -109,6 +109,24 @@ pub struct ManagerSettings {
     pub retry: RetryPolicy,
 }
 
+#[cfg(test)]
+impl ManagerSettings {
+    /// A CPU worker in `data_dir` with an in-memory artifact store, for unit tests.
+    pub(crate) fn for_tests(data_dir: &std::path::Path) -> ManagerSettings {
+        ManagerSettings {
+            data_dir: data_dir.to_owned(),
+            store: ArtifactStore::open("memory://", &StoreOptions::default())
+                .expect("memory store"),
+            store_options: StoreOptions::default(),
+            devices: vec![DeviceName::Cpu],
+            max_queued: 8,
+            max_chunk_bytes: 1 << 20,
+            max_blob_bytes: 1 << 30,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
 impl JobManager {
     /// Opens the data dir, reloading every job (see `recover.rs` for what a restart does).
     pub fn open(settings: ManagerSettings) -> Result<Arc<JobManager>> {

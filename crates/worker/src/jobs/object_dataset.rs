@@ -92,23 +92,11 @@ pub(crate) async fn prepare(
 mod tests {
     use super::*;
     use crate::jobs::manager::ManagerSettings;
-    use easel_spec::worker::DeviceName;
-    use easel_store::{RetryPolicy, StoreOptions};
     use std::path::Path;
     use std::sync::Arc;
 
     fn manager(dir: &Path) -> Arc<JobManager> {
-        JobManager::open(ManagerSettings {
-            data_dir: dir.to_owned(),
-            store: ArtifactStore::open("memory://", &StoreOptions::default()).unwrap(),
-            store_options: StoreOptions::default(),
-            devices: vec![DeviceName::Cpu],
-            max_queued: 8,
-            max_chunk_bytes: 1 << 20,
-            max_blob_bytes: 1 << 30,
-            retry: RetryPolicy::default(),
-        })
-        .unwrap()
+        JobManager::open(ManagerSettings::for_tests(dir)).unwrap()
     }
 
     /// `classes` folders of three 12x12 PNGs each (different pixels, so no duplicates).

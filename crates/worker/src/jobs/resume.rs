@@ -205,8 +205,7 @@ fn differing_keys(ours: &ExperimentSpec, theirs: &ExperimentSpec) -> Vec<String>
 mod tests {
     use super::*;
     use crate::jobs::manager::ManagerSettings;
-    use easel_spec::worker::DeviceName;
-    use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
+    use easel_store::RetryPolicy;
     use std::sync::Arc;
 
     const SPEC_TOML: &str = "name = \"r\"\n[data]\npath = \"/laptop/data\"\n[train]\nepochs = 4\n";
@@ -222,17 +221,11 @@ mod tests {
 
     fn manager(dir: &Path) -> Arc<JobManager> {
         JobManager::open(ManagerSettings {
-            data_dir: dir.to_owned(),
-            store: ArtifactStore::open("memory://", &StoreOptions::default()).unwrap(),
-            store_options: StoreOptions::default(),
-            devices: vec![DeviceName::Cpu],
-            max_queued: 8,
-            max_chunk_bytes: 1 << 20,
-            max_blob_bytes: 1 << 30,
             retry: RetryPolicy {
                 max_attempts: 1,
                 ..RetryPolicy::default()
             },
+            ..ManagerSettings::for_tests(dir)
         })
         .unwrap()
     }

@@ -1,4 +1,5 @@
-//! The dataset a spec names, scanned on this machine.
+//! The dataset a spec names, scanned on this machine: by `validate` and `train --local`, and by
+//! `submit` to build the manifest it ships.
 
 use anyhow::Context;
 use easel_dataset::{ScanOptions, ScanReport, SubsetRoots};
