@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 bash deploy/setup-libtorch.sh
 bash deploy/sample-data.sh >/dev/null
+bash deploy/torch-fixtures.sh >/dev/null
 
 s3_dir=$(mktemp -d "${TMPDIR:-/tmp}/easel-s3.XXXXXX")
 cleanup() { bash deploy/seaweedfs.sh stop "$s3_dir" >/dev/null 2>&1 || true; rm -rf "$s3_dir"; }

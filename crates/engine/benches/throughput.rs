@@ -20,6 +20,10 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|arg| arg == "--step") {
+        return single_step_measurement(&args);
+    }
     let info = easel_engine::runtime_info();
     println!(
         "libtorch {} | cuda {} ({} devices) | cpu threads {}",
@@ -144,6 +148,50 @@ fn cuda() {
             );
         }
     }
+}
+
+/// `throughput --step --side S --batch B [--device cpu|cuda] [--bf16] [--channels-last]
+/// [--warmup N] [--steps N]`: one VGG16 training-step figure as a JSON line, for
+/// `deploy/gpu-check.sh`, which sets it beside PyTorch's.
+fn single_step_measurement(args: &[String]) {
+    let value = |name: &str, default: &str| -> String {
+        args.iter()
+            .position(|arg| arg == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    };
+    let number = |name: &str, default: &str| -> i64 {
+        value(name, default)
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} takes a number"))
+    };
+    let flag = |name: &str| args.iter().any(|arg| arg == name);
+    let device = match value("--device", "cpu").as_str() {
+        "cuda" => Device::Cuda(0),
+        _ => Device::Cpu,
+    };
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    let mode = Mode {
+        bf16: flag("--bf16"),
+        channels_last: flag("--channels-last"),
+    };
+    let started = Instant::now();
+    let rate = step_rate(
+        Architecture::Vgg16,
+        number("--side", "64"),
+        number("--batch", "8"),
+        device,
+        mode,
+        number("--warmup", "5") as usize,
+        number("--steps", "20") as usize,
+    );
+    println!(
+        "{{\"images_per_second\": {rate:.2}, \"seconds\": {:.2}}}",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[derive(Clone, Copy)]

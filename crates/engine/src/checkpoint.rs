@@ -62,7 +62,7 @@ pub fn run_identity(
 }
 
 /// The part of a spec a checkpoint depends on: the spec without data locations, the pretrained
-/// file's path and the `[local]` table (see [`run_identity`]).
+/// file's path, the `[local]` table and speed switches (see [`run_identity`]).
 pub fn training_settings(spec: &easel_spec::ExperimentSpec) -> easel_spec::ExperimentSpec {
     let mut training = spec.clone();
     let data = &mut training.data;
@@ -73,6 +73,8 @@ pub fn training_settings(spec: &easel_spec::ExperimentSpec) -> easel_spec::Exper
     data.test = None;
     training.model.pretrained = None;
     training.local = easel_spec::LocalSpec::default();
+    // A speed switch: a run may resume with the feature cache turned on or off.
+    training.train.cache_frozen_features = true;
     training
 }
 

@@ -31,6 +31,41 @@ impl DeviceChoice {
     }
 }
 
+/// Free memory of a CUDA device as reported by `nvidia-smi` (libtorch's C API offers no query).
+pub(crate) fn cuda_free_bytes(index: usize) -> Option<u64> {
+    let output = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=memory.free",
+            "--format=csv,noheader,nounits",
+            "-i",
+            &index.to_string(),
+        ])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let mib: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .ok()?;
+    Some(mib << 20)
+}
+
+/// Memory a run may still take on `device`: free GPU memory, or the host's available memory
+/// (Linux `MemAvailable`); `None` where it cannot be asked.
+pub(crate) fn free_memory_bytes(device: tch::Device) -> Option<u64> {
+    match device {
+        tch::Device::Cuda(index) => cuda_free_bytes(index),
+        _ => {
+            let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+            let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib << 10)
+        }
+    }
+}
+
 /// A short human name for a device: "cpu", "cuda:0".
 pub(crate) fn device_name(device: tch::Device) -> String {
     match device {

@@ -16,6 +16,7 @@ use tch::{Device, Tensor};
 
 mod pickle;
 mod torch_archive;
+mod torch_legacy;
 
 /// How to turn any PyTorch weights file into one Easel reads, shown when a file cannot be read.
 const CONVERT_SNIPPET: &str = "import torch; from safetensors.torch import save_file\n\
@@ -32,6 +33,8 @@ pub enum WeightsFormat {
     Safetensors,
     /// A zip archive written by `torch.save(state_dict)` (`.pt`, `.pth`, `.bin`).
     PytorchArchive,
+    /// The pickle stream `torch.save` wrote before PyTorch 1.6 (torchvision's published weights).
+    PytorchLegacy,
     /// A TorchScript (`torch.jit.save`) or libtorch C++ archive: its named parameters.
     TorchScript,
 }
@@ -235,7 +238,8 @@ fn ignore_notes(ignored: &[String]) -> Vec<String> {
 }
 
 /// Reads every tensor of a weights file onto the CPU, choosing the reader by the file's content
-/// (not its extension): safetensors, or a zip archive from `torch.save` / TorchScript.
+/// (not its extension): safetensors, a zip archive from `torch.save` / TorchScript, or the
+/// legacy `torch.save` pickle stream.
 fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)> {
     let mut magic = [0u8; 9];
     let read = std::fs::File::open(path)
@@ -277,8 +281,22 @@ fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)
         return Ok((WeightsFormat::TorchScript, tensors.into_iter().collect()));
     }
     if magic.first() == Some(&0x80) {
+        let mut head = vec![0u8; 64];
+        let read = std::fs::File::open(path)
+            .and_then(|mut file| read_prefix(&mut file, &mut head))
+            .map_err(|error| Error::io(path, error))?;
+        if torch_legacy::is_legacy_torch_save(&head[..read]) {
+            let (tensors, wrapper) = torch_legacy::read_state_dict(path).map_err(|why| {
+                unreadable(format!("cannot read this legacy torch.save file: {why}"))
+            })?;
+            if let Some(key) = wrapper {
+                tracing::info!(path = %path.display(), key, "using the state dict inside the checkpoint");
+            }
+            return Ok((WeightsFormat::PytorchLegacy, tensors));
+        }
         return Err(unreadable(
-            "this is a legacy (pre-1.6, non-zip) torch.save pickle; only the zip format (PyTorch >= 1.6) is read".to_string(),
+            "this is a pickle but not one torch.save wrote (its magic number is missing)"
+                .to_string(),
         ));
     }
     Err(unreadable(

@@ -23,6 +23,13 @@ fn train_on_cuda(
     if let Some(model) = extra.get("model") {
         spec.model = model.clone().try_into().unwrap();
     }
+    if let Some(cache) = extra
+        .get("train")
+        .and_then(|train| train.get("cache_frozen_features"))
+        .and_then(toml::Value::as_bool)
+    {
+        spec.train.cache_frozen_features = cache;
+    }
     spec.data.image_size = easel_spec::ImageSize::Square(image_side);
     spec.train.precision = easel_spec::Precision::Bf16;
     let dir = tempfile::tempdir().unwrap();
@@ -81,5 +88,39 @@ pooling = "avg"
         report.best_validation_accuracy > 0.5,
         "validation accuracy {}",
         report.best_validation_accuracy
+    );
+}
+
+#[test]
+fn a_frozen_backbone_trains_from_cached_bf16_features_on_the_gpu() {
+    let manifest = subset(&(0..10).collect::<Vec<_>>(), 50, 3);
+    let frozen = |cache: bool| {
+        format!(
+            r#"
+[model]
+architecture = "vgg11"
+head = [64]
+freeze_backbone = true
+[train]
+cache_frozen_features = {cache}
+"#
+        )
+    };
+    let (cached, cached_events) = train_on_cuda(&frozen(true), 32, 3, &manifest);
+    let (uncached, _) = train_on_cuda(&frozen(false), 32, 3, &manifest);
+    assert!(
+        cached_events.iter().any(|e| matches!(e, TrainEvent::Note { message }
+            if message.starts_with("features cached: 500 images") && message.contains("on cuda:0"))),
+        "{cached_events:?}"
+    );
+    let (TrainOutcome::Completed(cached), TrainOutcome::Completed(uncached)) = (cached, uncached)
+    else {
+        panic!("runs were not completed")
+    };
+    // bf16 features: the same run within bf16 rounding.
+    let (a, b) = (&cached.final_metrics, &uncached.final_metrics);
+    assert!(
+        (a.train_loss - b.train_loss).abs() < 0.05 * b.train_loss.max(0.1),
+        "{a:?}\n{b:?}"
     );
 }

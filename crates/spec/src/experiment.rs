@@ -217,6 +217,11 @@ pub struct TrainSpec {
     /// Write a resumable checkpoint every N epochs (the last epoch always gets one).
     #[serde(default = "defaults::checkpoint_every_epochs")]
     pub checkpoint_every_epochs: i64,
+    /// While the backbone is frozen and its output depends on the image alone (no batch norm,
+    /// no dropout, at most flips as augmentation), compute its features once per image and
+    /// train the head on them. Speed only: results match an uncached run.
+    #[serde(default = "defaults::cache_frozen_features")]
+    pub cache_frozen_features: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,6 +347,9 @@ pub(crate) mod defaults {
     pub fn checkpoint_every_epochs() -> i64 {
         1
     }
+    pub fn cache_frozen_features() -> bool {
+        true
+    }
     pub fn schedule_kind() -> ScheduleKind {
         ScheduleKind::Constant
     }
@@ -421,6 +429,7 @@ impl Default for TrainSpec {
             schedule: ScheduleSpec::default(),
             early_stopping: None,
             checkpoint_every_epochs: defaults::checkpoint_every_epochs(),
+            cache_frozen_features: defaults::cache_frozen_features(),
         }
     }
 }

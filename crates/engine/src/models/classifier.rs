@@ -144,11 +144,15 @@ impl Classifier {
     /// Logits `[N, num_classes]` for normalised float images `[N, 3, H, W]` (any memory format).
     /// `train` switches dropout and batch-norm statistics updates on.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut xs = self.backbone_forward_t(xs, train);
-        xs = match self.pooling {
+        self.head_forward_t(&self.backbone_forward_t(xs, train), train)
+    }
+
+    /// Logits from the backbone's feature map `[N, C, H, W]`: pooling, then the dense head.
+    pub fn head_forward_t(&self, features: &Tensor, train: bool) -> Tensor {
+        let mut xs = match self.pooling {
             // flatten, not flat_view: channels-last activations are not viewable as [N, C*H*W].
-            Pooling::Flatten => xs.flatten(1, -1),
-            Pooling::Avg => xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
+            Pooling::Flatten => features.flatten(1, -1),
+            Pooling::Avg => features.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
         };
         for module in &self.head {
             xs = match module {
@@ -173,6 +177,18 @@ impl Classifier {
             };
         }
         xs
+    }
+
+    /// True when the backbone's output is a function of the image alone, in training as in
+    /// evaluation: no batch norm (batch statistics, running-statistics updates) and no dropout.
+    /// Only then can a frozen backbone's features be computed once and reused.
+    pub fn backbone_depends_on_image_only(&self) -> bool {
+        self.backbone.iter().all(|module| {
+            matches!(
+                module,
+                BackboneModule::Conv(_) | BackboneModule::Relu | BackboneModule::MaxPool
+            )
+        })
     }
 
     pub fn architecture(&self) -> Architecture {

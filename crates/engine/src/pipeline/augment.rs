@@ -86,11 +86,10 @@ fn color_jitter(x: &Tensor, strength: f64) -> Tensor {
     ((&x - &gray) * uniform(batch, low, high, &x) + &gray).clamp(0.0, 1.0)
 }
 
+/// ITU-R 601 luma, `[B, 1, H, W]`. Scalar weights, not a weight tensor: a tensor made on the
+/// host would be copied to the GPU (a blocking copy) on every batch.
 fn grayscale(x: &Tensor) -> Tensor {
-    let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
-        .to_device(x.device())
-        .view([1, 3, 1, 1]);
-    (x * weights).sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+    x.narrow(1, 0, 1) * 0.299 + x.narrow(1, 1, 1) * 0.587 + x.narrow(1, 2, 1) * 0.114
 }
 
 #[cfg(test)]

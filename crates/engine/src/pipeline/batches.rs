@@ -2,7 +2,7 @@
 //! GPU when it fits (cheap: 1 byte a channel), so a batch is one `index_select` there; otherwise
 //! batches are gathered on the host and copied without waiting.
 
-use super::{Augment, DecodedDataset, channels_last, normalise};
+use super::{Augment, DecodedDataset, MEAN, STD, channels_last};
 use crate::Result;
 use tch::{Device, Kind, Tensor};
 
@@ -24,6 +24,10 @@ pub struct BatchSource {
     device: Device,
     channels_last: bool,
     residency: Residency,
+    /// ImageNet mean and std as `[1, 3, 1, 1]` on the training device, built once: a constant
+    /// made on the host per batch would be a blocking copy that stalls the GPU every step.
+    mean: Tensor,
+    std: Tensor,
 }
 
 impl BatchSource {
@@ -38,12 +42,20 @@ impl BatchSource {
             Residency::OnDevice => (data.images.to_device(device), data.labels.to_device(device)),
             Residency::Streamed => (data.images.shallow_clone(), data.labels.shallow_clone()),
         };
+        let constant = |values: [f64; 3]| {
+            Tensor::from_slice(&values)
+                .to_kind(Kind::Float)
+                .view([1, 3, 1, 1])
+                .to_device(device)
+        };
         Ok(BatchSource {
             images,
             labels,
             device,
             channels_last: channels_last && device.is_cuda(),
             residency,
+            mean: constant(MEAN),
+            std: constant(STD),
         })
     }
 
@@ -90,7 +102,7 @@ impl BatchSource {
             Some(augment) if !augment.is_identity() => augment.apply(&x01),
             _ => x01,
         };
-        let x = normalise(&x01);
+        let x = (x01 - &self.mean) / &self.std;
         let x = if self.channels_last {
             channels_last(&x)
         } else {
@@ -105,7 +117,7 @@ fn choose_residency(images: &Tensor, device: Device) -> Residency {
     let Device::Cuda(index) = device else {
         return Residency::OnDevice;
     };
-    match cuda_free_bytes(index) {
+    match crate::device::cuda_free_bytes(index) {
         Some(free) if (bytes as f64) < RESIDENT_FRACTION * free as f64 => Residency::OnDevice,
         Some(free) => {
             tracing::info!(
@@ -119,25 +131,4 @@ fn choose_residency(images: &Tensor, device: Device) -> Residency {
         None if bytes < 2 << 30 => Residency::OnDevice,
         None => Residency::Streamed,
     }
-}
-
-/// Free memory of a CUDA device as reported by `nvidia-smi` (libtorch's C API offers no query).
-fn cuda_free_bytes(index: usize) -> Option<u64> {
-    let output = std::process::Command::new("nvidia-smi")
-        .args([
-            "--query-gpu=memory.free",
-            "--format=csv,noheader,nounits",
-            "-i",
-            &index.to_string(),
-        ])
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let mib: u64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .ok()?;
-    Some(mib << 20)
 }

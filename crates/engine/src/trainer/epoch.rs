@@ -1,11 +1,11 @@
 //! One training epoch: shuffled batches, forward/backward/update, loss and accuracy summed on the
 //! device (no host sync per step), a throttled progress event, the cancel flag every step.
 
-use super::optimizer::{GroupRates, Optimizer};
-use super::precision::Bf16Copy;
+use super::feature_cache::FeatureCache;
+use super::optimizer::GroupRates;
 use super::schedule::learning_rate;
+pub use super::trainee::{ModelInput, Trainee};
 use crate::events::{StepProgress, TrainEvent};
-use crate::models::Classifier;
 use crate::pipeline::{Augment, BatchSource};
 use easel_spec::TrainSpec;
 use rand::SeedableRng;
@@ -13,20 +13,10 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tch::nn::VarStore;
 use tch::{Kind, Reduction, Tensor};
 
 /// Progress events at most this often (reading the loss waits for the device).
 const STEP_EVENT_INTERVAL: Duration = Duration::from_secs(2);
-
-/// The model being trained and everything that updates it.
-pub struct Trainee {
-    pub vs: VarStore,
-    pub net: Classifier,
-    pub optimizer: Optimizer,
-    /// Present for bf16 runs on CUDA.
-    pub bf16: Option<Bf16Copy>,
-}
 
 pub struct EpochPlan<'a> {
     pub train: &'a TrainSpec,
@@ -39,6 +29,9 @@ pub struct EpochPlan<'a> {
     /// Backbone learning rate = this x the scheduled rate.
     pub backbone_lr_scale: f64,
     pub cancel: &'a AtomicBool,
+    /// The frozen backbone's features of every image, when they are cached: the head trains on
+    /// them instead of on images.
+    pub features: Option<&'a FeatureCache>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +74,10 @@ pub fn train_epoch(
     tch::manual_seed(epoch_seed as i64);
     let mut order = plan.train_indices.to_vec();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed));
-    let order = source.indices(&order);
+    let order = match plan.features {
+        Some(cache) => cache.indices(&order),
+        None => source.indices(&order),
+    };
     let device = source.device();
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut correct = Tensor::zeros([], (Kind::Int64, device));
@@ -105,8 +101,15 @@ pub fn train_epoch(
         };
         let start = step as i64 * plan.batch_size as i64;
         let length = (plan.batch_size as i64).min(total - start);
-        let (x, y) = source.batch(&order.narrow(0, start, length), Some(plan.augment));
-        let logits = train_step(trainee, &x, &y, plan.train.label_smoothing, rates);
+        let indices = order.narrow(0, start, length);
+        let (input, y) = match plan.features {
+            Some(cache) => cache.batch(&indices, plan.augment.flip),
+            None => {
+                let (x, y) = source.batch(&indices, Some(plan.augment));
+                (ModelInput::Images(x), y)
+            }
+        };
+        let logits = train_step_on(trainee, &input, &y, plan.train.label_smoothing, rates);
         loss_sum += logits.1 * length as f64;
         correct += logits.0.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64);
         images += length as u64;
@@ -134,7 +137,8 @@ pub fn train_epoch(
     })
 }
 
-/// Forward, backward and update on one batch; returns the logits (detached) and the loss.
+/// Forward, backward and update on one batch of images; returns the logits (detached) and the
+/// loss.
 pub fn train_step(
     trainee: &mut Trainee,
     x: &Tensor,
@@ -142,26 +146,31 @@ pub fn train_step(
     label_smoothing: f64,
     rates: GroupRates,
 ) -> (Tensor, Tensor) {
-    let Trainee {
-        net,
-        optimizer,
-        bf16,
-        ..
-    } = trainee;
-    let bf16 = bf16.as_ref();
-    let logits = match bf16 {
+    let input = ModelInput::Images(x.shallow_clone());
+    train_step_on(trainee, &input, y, label_smoothing, rates)
+}
+
+/// Forward, backward and update on one batch of images or cached features.
+pub fn train_step_on(
+    trainee: &mut Trainee,
+    input: &ModelInput,
+    y: &Tensor,
+    label_smoothing: f64,
+    rates: GroupRates,
+) -> (Tensor, Tensor) {
+    match &trainee.bf16 {
         Some(copy) => {
             copy.pull_weights();
             copy.zero_grad();
-            copy.forward_train(x)
         }
-        None => {
-            optimizer.zero_grad();
-            net.forward_t(x, true)
-        }
-    };
+        None => trainee.optimizer.zero_grad(),
+    }
+    let logits = trainee.logits(input, true);
     let loss = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, label_smoothing);
     loss.backward();
+    let Trainee {
+        optimizer, bf16, ..
+    } = trainee;
     match bf16 {
         Some(copy) => optimizer.step_with(rates, |parameter| copy.gradient(&parameter.name)),
         None => optimizer.step(rates),

@@ -1,11 +1,13 @@
 //! `train`: a whole run, from the manifest to `report.json`, resumable from its checkpoint.
 
 pub mod epoch;
+pub mod feature_cache;
 pub mod monitor;
 pub mod optimizer;
 pub mod precision;
 pub mod schedule;
 pub mod split;
+pub mod trainee;
 pub mod validation;
 
 mod run;

@@ -93,11 +93,9 @@ impl Bf16Copy {
         }
     }
 
-    /// fp32 logits from the bf16 model.
-    pub fn forward_train(&self, xs: &Tensor) -> Tensor {
-        self.net
-            .forward_t(&xs.to_kind(Kind::BFloat16), true)
-            .to_kind(Kind::Float)
+    /// The bf16 model (inputs and cached features it takes must be bf16).
+    pub fn net(&self) -> &Classifier {
+        &self.net
     }
 
     /// The fp32 gradient of a learnable variable (undefined when it has none).

@@ -1,12 +1,14 @@
 //! The run: data, model, resumption, the epoch loop, best/last weights, checkpoints, test
 //! evaluation, plots and the report (last).
 
-use super::epoch::{EpochPlan, Trainee, steps_per_epoch, train_epoch};
+use super::epoch::{EpochPlan, steps_per_epoch, train_epoch};
+use super::feature_cache::FeatureCache;
 use super::monitor::MetricMonitor;
 use super::optimizer::{Optimizer, parameters_of};
 use super::precision::Bf16Copy;
 use super::split::{SplitIndices, split_manifest};
-use super::validation::evaluate_indices;
+use super::trainee::Trainee;
+use super::validation::evaluate_trainee;
 use super::{RunReport, TrainJob, TrainOutcome};
 use crate::artifacts::{self, RunDir, plots};
 use crate::checkpoint::{self, CheckpointState, MODEL_PREFIX, OPTIMIZER_PREFIX};
@@ -228,6 +230,8 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
     let mut global_step = state.global_step;
     let mut checkpointed_epoch = state.epoch;
     let first_epoch = state.epoch + 1;
+    let mut features: Option<FeatureCache> = None;
+    let mut features_tried = false;
     for epoch in first_epoch..=settings.epochs {
         if state.stopped_early {
             break;
@@ -239,12 +243,38 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         {
             state.backbone_frozen = false;
             set_backbone_trainable(&trainee.vs, true);
+            let dropped = if features.take().is_some() {
+                "; cached features dropped, training on images"
+            } else {
+                ""
+            };
             on_event(TrainEvent::Note {
                 message: format!(
-                    "backbone unfrozen at epoch {epoch}; backbone learning rate x{}",
+                    "backbone unfrozen at epoch {epoch}; backbone learning rate x{}{dropped}",
                     spec.model.backbone_lr_scale
                 ),
             });
+        }
+        let epoch_started = Instant::now();
+        if !cancelled
+            && state.backbone_frozen
+            && spec.train.cache_frozen_features
+            && !features_tried
+        {
+            features_tried = true;
+            // The backbone computes the features: the bf16 copy must hold its weights.
+            trainee.sync_copy();
+            match FeatureCache::build(&trainee, &source, &augment, settings.batch_size) {
+                Ok(cache) => {
+                    on_event(TrainEvent::Note {
+                        message: cache.describe(),
+                    });
+                    features = Some(cache);
+                }
+                Err(why) => on_event(TrainEvent::Note {
+                    message: format!("frozen backbone features not cached: {why}"),
+                }),
+            }
         }
         let plan = EpochPlan {
             train: &spec.train,
@@ -259,8 +289,8 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
                 1.0
             },
             cancel: job.cancel,
+            features: features.as_ref(),
         };
-        let epoch_started = Instant::now();
         let totals = if cancelled {
             None
         } else {
@@ -292,9 +322,11 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         if let Some(copy) = &trainee.bf16 {
             copy.push_buffers();
         }
-        let validation = evaluate_indices(
-            &trainee.net,
+        trainee.sync_copy();
+        let validation = evaluate_trainee(
+            &trainee,
             &source,
+            features.as_ref(),
             &validation_indices,
             settings.batch_size,
             num_classes,
@@ -354,6 +386,7 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         &state,
         &mut trainee,
         &source,
+        features.as_ref(),
         &split,
         num_classes,
         settings.batch_size,
@@ -458,6 +491,7 @@ fn finish(
     state: &CheckpointState,
     trainee: &mut Trainee,
     source: &BatchSource,
+    features: Option<&FeatureCache>,
     split: &SplitIndices,
     num_classes: usize,
     batch_size: usize,
@@ -482,8 +516,9 @@ fn finish(
             .vs
             .load(&best_path)
             .map_err(|e| Error::artifact(&best_path, e.to_string()))?;
+        trainee.sync_copy();
         let indices: Vec<i64> = split.test.iter().map(|&i| i as i64).collect();
-        let totals = evaluate_indices(&trainee.net, source, &indices, batch_size, num_classes);
+        let totals = evaluate_trainee(trainee, source, features, &indices, batch_size, num_classes);
         on_event(TrainEvent::Note {
             message: format!(
                 "test accuracy {:.4} (loss {:.4}) on {} images, best weights",

@@ -1,6 +1,8 @@
 //! Loss, accuracy, per-class accuracy and confusion matrix of a model over some images, with the
 //! sums kept on the device and read once at the end.
 
+use super::feature_cache::FeatureCache;
+use super::trainee::{ModelInput, Trainee};
 use crate::models::Classifier;
 use crate::pipeline::BatchSource;
 use tch::{Kind, Reduction, Tensor};
@@ -23,18 +25,63 @@ pub fn evaluate_indices(
     batch_size: usize,
     num_classes: usize,
 ) -> EvaluationTotals {
+    evaluate_batches(
+        &source.indices(indices),
+        source.device(),
+        batch_size,
+        num_classes,
+        |batch| {
+            let (x, y) = source.batch(batch, None);
+            (net.forward_t(&x, false), y)
+        },
+    )
+}
+
+/// Evaluates the trainee (its bf16 copy on a bf16 run, which must hold the current weights) on
+/// the images at `indices`, from the cached backbone features when there are some.
+pub fn evaluate_trainee(
+    trainee: &Trainee,
+    source: &BatchSource,
+    features: Option<&FeatureCache>,
+    indices: &[i64],
+    batch_size: usize,
+    num_classes: usize,
+) -> EvaluationTotals {
+    let index = match features {
+        Some(cache) => cache.indices(indices),
+        None => source.indices(indices),
+    };
+    evaluate_batches(&index, source.device(), batch_size, num_classes, |batch| {
+        let (input, y) = match features {
+            Some(cache) => cache.batch(batch, false),
+            None => {
+                let (x, y) = source.batch(batch, None);
+                (ModelInput::Images(x), y)
+            }
+        };
+        (trainee.logits(&input, false), y)
+    })
+}
+
+/// Sums loss and confusion over `index` in batches; `logits_of(batch indices)` gives a batch's
+/// logits and labels on `device`.
+fn evaluate_batches(
+    index: &Tensor,
+    device: tch::Device,
+    batch_size: usize,
+    num_classes: usize,
+    mut logits_of: impl FnMut(&Tensor) -> (Tensor, Tensor),
+) -> EvaluationTotals {
     let _no_grad = tch::no_grad_guard();
-    let index_tensor = source.indices(indices);
     let classes = num_classes as i64;
-    let device = source.device();
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut confusion = Tensor::zeros([classes * classes], (Kind::Int64, device));
-    let total = indices.len() as i64;
+    let total = index.size()[0];
     let mut start = 0;
     while start < total {
         let length = (batch_size as i64).min(total - start);
-        let (x, y) = source.batch(&index_tensor.narrow(0, start, length), None);
-        let logits = net.forward_t(&x, false).to_kind(Kind::Float);
+        let (logits, y) = logits_of(&index.narrow(0, start, length));
+        let logits = logits.to_kind(Kind::Float);
         loss_sum += logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0);
         let predicted = logits.argmax(-1, false);
         confusion += (&y * classes + predicted).bincount::<Tensor>(None, classes * classes);

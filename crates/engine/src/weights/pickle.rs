@@ -35,10 +35,16 @@ pub enum Value {
         module: String,
         name: String,
     },
+    /// A tensor storage: its record key and, for the legacy format's storage views, where the
+    /// view starts inside that record (in elements).
     Storage {
         key: String,
         kind: Kind,
+        element_offset: i64,
     },
+    /// An integer too wide for i64 (LONG1 of more than 8 bytes), as its little-endian bytes:
+    /// the legacy format's magic number is one.
+    BigInt(Vec<u8>),
     Tensor(TensorRef),
     /// A call or object this reader does not model; kept only to keep the stack shape right.
     Opaque(String),
@@ -46,14 +52,34 @@ pub enum Value {
 
 /// Parses a pickle into its top value. Errors name the opcode and byte offset.
 pub fn parse(bytes: &[u8]) -> Result<Value, String> {
-    Machine {
+    parse_prefix(bytes).map(|parsed| parsed.value)
+}
+
+/// One pickle read from the start of a byte string.
+pub struct Parsed {
+    pub value: Value,
+    /// Bytes it took, up to and including STOP (the legacy torch.save format is several pickles
+    /// in a row).
+    pub length: usize,
+    /// Every storage a persistent id named, with its element type, used by a tensor or not.
+    pub storages: HashMap<String, Kind>,
+}
+
+pub fn parse_prefix(bytes: &[u8]) -> Result<Parsed, String> {
+    let mut machine = Machine {
         bytes,
         position: 0,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
-    }
-    .run()
+        storages: HashMap::new(),
+    };
+    let value = machine.run()?;
+    Ok(Parsed {
+        value,
+        length: machine.position,
+        storages: machine.storages,
+    })
 }
 
 struct Machine<'a> {
@@ -63,10 +89,11 @@ struct Machine<'a> {
     /// Stack heights at each MARK.
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
+    storages: HashMap<String, Kind>,
 }
 
 impl<'a> Machine<'a> {
-    fn run(mut self) -> Result<Value, String> {
+    fn run(&mut self) -> Result<Value, String> {
         loop {
             let at = self.position;
             let opcode = self.take(1)?[0];
@@ -128,9 +155,11 @@ impl<'a> Machine<'a> {
                 }
                 0x8a => {
                     let length = usize::from(self.take(1)?[0]);
-                    let value = long(self.take(length)?)
-                        .ok_or_else(|| format!("integer too long at byte {at}"))?;
-                    self.stack.push(Value::Int(value));
+                    let bytes = self.take(length)?;
+                    self.stack.push(match long(bytes) {
+                        Some(value) => Value::Int(value),
+                        None => Value::BigInt(bytes.to_vec()),
+                    });
                 }
                 b'G' => {
                     let value = f64::from_be_bytes(self.array()?);
@@ -201,8 +230,12 @@ impl<'a> Machine<'a> {
                 }
                 b'Q' => {
                     let id = self.pop()?;
-                    self.stack
-                        .push(persistent_storage(id).map_err(|why| format!("{why} at byte {at}"))?);
+                    let storage =
+                        persistent_storage(id).map_err(|why| format!("{why} at byte {at}"))?;
+                    if let Value::Storage { key, kind, .. } = &storage {
+                        self.storages.insert(key.clone(), *kind);
+                    }
+                    self.stack.push(storage);
                 }
                 b'R' => {
                     let args = self.pop()?;
@@ -362,7 +395,9 @@ fn describe(value: &Value) -> String {
     }
 }
 
-/// torch.save's persistent id: `("storage", torch.FloatStorage, key, location, numel)`.
+/// torch.save's persistent id: `("storage", torch.FloatStorage, key, location, numel)` in the
+/// zip format; the legacy format adds a sixth field, `None` or, for a view of another storage
+/// (PyTorch before 0.4), `(view_key, offset, size)` in elements.
 fn persistent_storage(id: Value) -> Result<Value, String> {
     let Value::Tuple(fields) = id else {
         return Err("persistent id is not a tuple".to_string());
@@ -373,16 +408,24 @@ fn persistent_storage(id: Value) -> Result<Value, String> {
             storage_type,
             Value::Str(key),
             _location,
-            ..,
+            rest @ ..,
         ] if tag == "storage" => {
             let Value::Global { name, .. } = storage_type else {
                 return Err("storage without a type".to_string());
             };
             let kind =
                 storage_kind(name).ok_or_else(|| format!("unsupported storage type {name}"))?;
+            let element_offset = match rest.get(1) {
+                Some(Value::Tuple(view)) => match view.as_slice() {
+                    [_view_key, Value::Int(offset), _size] if *offset >= 0 => *offset,
+                    _ => return Err("storage view without an offset".to_string()),
+                },
+                _ => 0,
+            };
             Ok(Value::Storage {
                 key: key.clone(),
                 kind,
+                element_offset,
             })
         }
         _ => Err("persistent id is not a tensor storage".to_string()),
@@ -430,7 +473,11 @@ fn call(callable: Value, args: Value) -> Result<Value, String> {
 fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
     match args {
         [
-            Value::Storage { key, kind },
+            Value::Storage {
+                key,
+                kind,
+                element_offset,
+            },
             Value::Int(offset),
             Value::Tuple(size),
             Value::Tuple(stride),
@@ -438,7 +485,7 @@ fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
         ] => Ok(Value::Tensor(TensorRef {
             storage_key: key.clone(),
             kind: *kind,
-            offset: *offset,
+            offset: element_offset + offset,
             size: ints(size)?,
             stride: ints(stride)?,
         })),

@@ -55,17 +55,27 @@ pub fn read_state_dict(path: &Path) -> Result<(BTreeMap<String, Tensor>, Option<
 
     let top = pickle::parse(&read_record(&mut archive, &pickle_name)?)?;
     let (entries, wrapper) = state_dict_entries(top)?;
+    rebuild_tensors(entries, |key| {
+        read_record(&mut archive, &format!("{prefix}data/{key}"))
+    })
+    .map(|tensors| (tensors, wrapper))
+}
+
+/// Builds each named tensor from its storage's bytes (`storage_bytes(key)`, asked once per
+/// storage) as a contiguous copy of the view the pickle described.
+pub(super) fn rebuild_tensors<B: AsRef<[u8]>>(
+    entries: Vec<(String, TensorRef)>,
+    mut storage_bytes: impl FnMut(&str) -> Result<B, String>,
+) -> Result<BTreeMap<String, Tensor>, String> {
     let mut storages: HashMap<String, Tensor> = HashMap::new();
     let mut tensors = BTreeMap::new();
     for (name, reference) in entries {
         if !storages.contains_key(&reference.storage_key) {
-            let bytes = read_record(
-                &mut archive,
-                &format!("{prefix}data/{}", reference.storage_key),
-            )?;
+            let bytes = storage_bytes(&reference.storage_key)?;
+            let bytes = bytes.as_ref();
             let element = reference.kind.elt_size_in_bytes();
             let storage =
-                Tensor::f_from_data_size(&bytes, &[(bytes.len() / element) as i64], reference.kind)
+                Tensor::f_from_data_size(bytes, &[(bytes.len() / element) as i64], reference.kind)
                     .map_err(|error| format!("{name}: {error}"))?;
             storages.insert(reference.storage_key.clone(), storage);
         }
@@ -75,7 +85,7 @@ pub fn read_state_dict(path: &Path) -> Result<(BTreeMap<String, Tensor>, Option<
             .map_err(|error| format!("{name}: {error}"))?;
         tensors.insert(name, tensor);
     }
-    Ok((tensors, wrapper))
+    Ok(tensors)
 }
 
 fn is_record(name: &str, record: &str) -> bool {
@@ -102,7 +112,7 @@ const WRAPPER_KEYS: [&str; 4] = ["state_dict", "model_state_dict", "model", "mod
 /// Named tensor references, and the checkpoint key they were found under (if wrapped).
 type Entries = (Vec<(String, TensorRef)>, Option<String>);
 
-fn state_dict_entries(top: Value) -> Result<Entries, String> {
+pub(super) fn state_dict_entries(top: Value) -> Result<Entries, String> {
     let Value::Dict(entries) = top else {
         return Err(
             "the pickle holds no dict of tensors (a whole pickled model? save its state_dict())"

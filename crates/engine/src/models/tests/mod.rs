@@ -1,6 +1,7 @@
 //! CPU tests of the models and of pretrained loading; tiny images keep them fast.
 
 mod architectures;
+mod legacy;
 mod names;
 mod pretrained;
 

@@ -1,0 +1,146 @@
+//! Frozen-backbone feature caching on the real sample: the head trains on features computed
+//! once, with the results of an uncached run and a fraction of its cost.
+
+mod support;
+
+use easel_engine::TrainEvent;
+use easel_spec::{Architecture, ImageSize, Optimizer};
+use std::path::PathBuf;
+use support::{Recorded, spec, subset, timeless, train};
+
+/// torchvision-layout VGG weights saved by PyTorch in the legacy format (deploy/torch-fixtures.sh).
+fn legacy_weights(name: &str) -> PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.easel-data/torch-fixtures")
+        .join(format!("{name}_legacy.pth"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash deploy/torch-fixtures.sh` (deploy/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn frozen_spec(
+    architecture: Architecture,
+    weights: &str,
+    cache: bool,
+) -> easel_spec::ExperimentSpec {
+    let mut spec = spec(3, "");
+    spec.data.image_size = ImageSize::Square(32);
+    spec.model.architecture = architecture;
+    spec.model.head = vec![32, 64, 128, 64];
+    spec.model.dropout = 0.2;
+    spec.model.pretrained = Some(legacy_weights(weights));
+    spec.model.freeze_backbone = true;
+    spec.augment.flip = true;
+    spec.train.optimizer = Optimizer::Sgd;
+    spec.train.learning_rate = 0.01;
+    spec.train.momentum = 0.9;
+    spec.train.cache_frozen_features = cache;
+    spec
+}
+
+fn notes(run: &Recorded) -> Vec<String> {
+    run.events
+        .iter()
+        .filter_map(|event| match event {
+            TrainEvent::Note { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn close(a: f64, b: f64, tolerance: f64) -> bool {
+    (a - b).abs() <= tolerance * a.abs().max(b.abs()).max(1e-3)
+}
+
+#[test]
+fn a_frozen_backbone_trains_from_cached_features_as_from_images_at_a_fraction_of_the_cost() {
+    let _serial = support::serial();
+    let manifest = subset(&[0, 1, 2, 3, 4], 60, 3);
+    let cached_dir = tempfile::tempdir().unwrap();
+    let cached = train(
+        &frozen_spec(Architecture::Vgg16, "vgg16", true),
+        &manifest,
+        cached_dir.path(),
+        None,
+        None,
+    );
+    let uncached_dir = tempfile::tempdir().unwrap();
+    let uncached = train(
+        &frozen_spec(Architecture::Vgg16, "vgg16", false),
+        &manifest,
+        uncached_dir.path(),
+        None,
+        None,
+    );
+
+    let cached_notes = notes(&cached);
+    assert!(
+        cached_notes.iter().any(|note| note
+            .starts_with("features cached: 300 images and their mirror images, 512x1x1 each")),
+        "{cached_notes:?}"
+    );
+    assert!(
+        !notes(&uncached)
+            .iter()
+            .any(|note| note.contains("features cached")),
+        "cache_frozen_features = false trains on images"
+    );
+
+    // The same draws (flips, dropout) in the same order: the same run, up to rounding.
+    let (with, without) = (timeless(&cached.epochs()), timeless(&uncached.epochs()));
+    assert_eq!(with.len(), 3);
+    assert_eq!(without.len(), 3);
+    for (a, b) in with.iter().zip(&without) {
+        assert!(close(a.train_loss, b.train_loss, 1e-4), "{a:?}\n{b:?}");
+        assert!(
+            close(a.validation_loss, b.validation_loss, 1e-4),
+            "{a:?}\n{b:?}"
+        );
+        assert!(
+            (a.validation_accuracy - b.validation_accuracy).abs() <= 1.0 / 60.0,
+            "{a:?}\n{b:?}"
+        );
+    }
+    let head = |dir: &std::path::Path| {
+        tch::Tensor::read_safetensors(dir.join("weights/last.safetensors")).unwrap()
+    };
+    let uncached_weights: std::collections::HashMap<_, _> =
+        head(uncached_dir.path()).into_iter().collect();
+    for (name, tensor) in head(cached_dir.path()) {
+        assert!(
+            tensor.allclose(&uncached_weights[&name], 1e-3, 1e-5, false),
+            "{name} differs"
+        );
+    }
+
+    // Epoch 1 computes the features of every image and its mirror; later epochs only run the head.
+    let epochs = cached.epochs();
+    for later in &epochs[1..] {
+        assert!(
+            later.seconds < epochs[0].seconds / 5.0,
+            "epoch {} took {:.3} s, epoch 1 {:.3} s",
+            later.epoch,
+            later.seconds,
+            epochs[0].seconds
+        );
+    }
+}
+
+#[test]
+fn a_batch_norm_backbone_is_not_cached_and_says_why() {
+    let _serial = support::serial();
+    let manifest = subset(&[0, 1], 20, 3);
+    let mut spec = frozen_spec(Architecture::Vgg11Bn, "vgg11_bn", true);
+    spec.train.epochs = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let run = train(&spec, &manifest, dir.path(), None, None);
+    let notes = notes(&run);
+    assert!(
+        notes.iter().any(|note| note
+            == "frozen backbone features not cached: the backbone has batch norm or dropout, so its output changes from step to step"),
+        "{notes:?}"
+    );
+}

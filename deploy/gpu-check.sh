@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The GPU check: Easel's training step, end-to-end run and seed-sized job measured beside
+# PyTorch eager, torch.compile and torchvision's ImageFolder + DataLoader in the same run, plus
+# the opt-in CUDA tests (deploy/gpu_check.py says what is measured).
+#
+#   bash deploy/gpu-check.sh cpu         here, from a fresh clone: builds, runs the same checks at
+#                                        CPU sizes and prints the table (so the script can't rot)
+#   bash deploy/gpu-check.sh pack        here: builds the bundle a GPU machine runs, dist/gpu-check
+#                                        (stripped release binaries, CUDA test binary, image folders)
+#   bash deploy/gpu-check.sh run [OUT]   on the GPU machine, from the repository with dist/gpu-check
+#                                        in it: needs only the NVIDIA driver and PyTorch 2.11 with
+#                                        torchvision; writes OUT/gpu-check.txt and .json
+#                                        (OUT defaults to dist/gpu-check/results)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bundle=dist/gpu-check
+cache=${EASEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/easel}
+say() { printf 'gpu-check: %s\n' "$*" >&2; }
+
+# Path of the executable cargo built for target NAME (reads cargo's JSON messages).
+executable_of() {
+  python3 -c '
+import json, sys
+name = sys.argv[1]
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message["target"]["name"] == name and message.get("executable"):
+        print(message["executable"])' "$1" | tail -1
+}
+
+build_binaries() {
+  local with_cuda_tests=$1
+  bash deploy/setup-libtorch.sh
+  rm -rf "$bundle/bin"
+  mkdir -p "$bundle/bin"
+  say "building release binaries"
+  cargo build --release -q -p easel-client --bin client
+  cp target/release/client "$bundle/bin/client"
+  local bench
+  bench=$(cargo bench -q -p easel-engine --bench throughput --no-run --message-format=json | executable_of throughput)
+  cp "$bench" "$bundle/bin/throughput"
+  if [ "$with_cuda_tests" = yes ]; then
+    local tests
+    tests=$(cargo test --release -q -p easel-engine --features cuda-tests --test cuda --no-run \
+      --message-format=json | executable_of cuda)
+    cp "$tests" "$bundle/bin/cuda-tests"
+  fi
+  strip "$bundle"/bin/*
+}
+
+# Image folders as one archive each (thousands of small files travel badly).
+pack_folder() {
+  local source=$1 name=$2
+  tar -czf "$bundle/data/$name.tar.gz" -C "$(dirname "$source")" --transform "s|^$(basename "$source")|$name|" "$(basename "$source")"
+}
+
+build_data() {
+  local gpu=$1
+  mkdir -p "$bundle/data"
+  local sample
+  sample=$(bash deploy/sample-data.sh)
+  pack_folder "$sample" mnist-sample
+  # 100 digits a class for the CPU-sized end-to-end run.
+  local small="$cache/data/mnist-1k"
+  if [ ! -d "$small" ]; then
+    rm -rf "$small.partial"
+    for class in "$sample"/*/; do
+      mkdir -p "$small.partial/$(basename "$class")"
+      find "$class" -name '*.png' | sort | head -100 | xargs -I{} cp {} "$small.partial/$(basename "$class")/"
+    done
+    mv "$small.partial" "$small"
+  fi
+  pack_folder "$small" mnist-1k
+  if [ "$gpu" = yes ]; then
+    # The seed-sized folder: 9,000 Fashion-MNIST photos in 5 classes, from Debian's package.
+    local fashion="$cache/data/fashion-9k"
+    if [ ! -d "$fashion" ]; then
+      mkdir -p "$cache/downloads"
+      local deb
+      deb=$(ls "$cache"/downloads/dataset-fashion-mnist_*.deb 2>/dev/null | head -1 || true)
+      if [ -z "$deb" ]; then
+        (cd "$cache/downloads" && apt-get download dataset-fashion-mnist >/dev/null)
+        deb=$(ls "$cache"/downloads/dataset-fashion-mnist_*.deb | head -1)
+      fi
+      rm -rf "$fashion.partial"
+      python3 deploy/fashion_data.py "$deb" "$fashion.partial"
+      mv "$fashion.partial" "$fashion"
+    fi
+    pack_folder "$fashion" fashion-9k
+  fi
+}
+
+# torchvision and Pillow for the ImageFolder baseline where the PyTorch install lacks them.
+baseline_python_path() {
+  local site
+  site=$(cd -P .libtorch/.. && pwd)
+  local extra="$cache/gpu-check-python"
+  if ! PYTHONPATH="$extra:$site" python3 -c 'import torchvision, PIL' 2>/dev/null; then
+    say "installing torchvision 0.26.0 and Pillow for the PyTorch baseline (once)"
+    python3 -m pip install -q --disable-pip-version-check --no-deps --target "$extra" \
+      torchvision==0.26.0 pillow >&2
+  fi
+  printf '%s:%s' "$extra" "$site"
+}
+
+case ${1:-} in
+  cpu)
+    build_binaries no
+    build_data no
+    python_path=$(baseline_python_path)
+    export PYTHONPATH="$python_path${PYTHONPATH:+:$PYTHONPATH}"
+    threads=$(nproc)
+    OMP_NUM_THREADS=$threads python3 -W ignore deploy/gpu_check.py --cpu \
+      --bundle "$bundle" --out "${2:-$bundle/results}"
+    ;;
+  pack)
+    build_binaries yes
+    build_data yes
+    du -sh "$bundle" >&2
+    say "bundle ready: carry $bundle to the GPU machine and run 'bash deploy/gpu-check.sh run OUT'"
+    ;;
+  run)
+    [ -x "$bundle/bin/client" ] || { say "no bundle at $bundle: run 'bash deploy/gpu-check.sh pack' first"; exit 1; }
+    torch_lib=$(python3 -c "import torch,os;print(os.path.join(os.path.dirname(torch.__file__),'lib'))")
+    export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    PYTHONUNBUFFERED=1 python3 -W ignore deploy/gpu_check.py --bundle "$bundle" --out "${2:-$bundle/results}"
+    ;;
+  *)
+    sed -n '2,14p' "$0" >&2
+    exit 2
+    ;;
+esac
