@@ -66,7 +66,8 @@ build_data() {
     rm -rf "$small.partial"
     for class in "$sample"/*/; do
       mkdir -p "$small.partial/$(basename "$class")"
-      find "$class" -name '*.png' | sort | head -100 | xargs -I{} cp {} "$small.partial/$(basename "$class")/"
+      # sed, not head: head closing the pipe early would fail it under pipefail.
+      find "$class" -name '*.png' | sort | sed -n '1,100p' | xargs -I{} cp {} "$small.partial/$(basename "$class")/"
     done
     mv "$small.partial" "$small"
   fi
@@ -95,16 +96,19 @@ baseline_python_path() {
   local site
   site=$(cd -P .libtorch/.. && pwd)
   local extra="$cache/gpu-check-python"
-  if ! PYTHONPATH="$extra:$site" python3 -c 'import torchvision, PIL' 2>/dev/null; then
-    say "installing torchvision 0.26.0 and Pillow for the PyTorch baseline (once)"
+  if ! PYTHONPATH="$extra:$site" python3 -c 'import torchvision, PIL, numpy' 2>/dev/null; then
+    say "installing torchvision 0.26.0, Pillow and NumPy for the PyTorch baseline (once)"
+    # --no-deps: torch itself is the cached install above; these are torchvision's other needs.
     python3 -m pip install -q --disable-pip-version-check --no-deps --target "$extra" \
-      torchvision==0.26.0 pillow >&2
+      torchvision==0.26.0 pillow numpy >&2
   fi
   printf '%s:%s' "$extra" "$site"
 }
 
 case ${1:-} in
   cpu)
+    # Its own folder, so a packed GPU bundle stays as it was packed.
+    bundle=dist/gpu-check-cpu
     build_binaries no
     build_data no
     python_path=$(baseline_python_path)

@@ -290,13 +290,17 @@ def main():
     bundle = args.bundle.resolve()
     results = Results(args.out.resolve(), "cpu" if args.cpu else "gpu")
     work = Path(tempfile.mkdtemp(prefix="easel-gpu-check-"))
-    import torch
-    facts = {
-        "torch": torch.__version__,
-        "cuda": torch.cuda.is_available(),
-        "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "cpus": os.cpu_count(),
-    }
+    # Asked in a child process: a CUDA context held by this process for the whole run would take
+    # GPU memory from the programs being measured.
+    probe = subprocess.run([sys.executable, "-c", "import json, torch; print(json.dumps({"
+                            "'torch': torch.__version__, 'cuda': torch.cuda.is_available(), "
+                            "'device_name': torch.cuda.get_device_name(0) "
+                            "if torch.cuda.is_available() else 'cpu'}))"],
+                           capture_output=True, text=True, timeout=300)
+    if probe.returncode != 0:
+        print(f"PyTorch cannot be imported:\n{probe.stderr[-2000:]}", file=sys.stderr)
+        return 1
+    facts = dict(json.loads(probe.stdout.strip().splitlines()[-1]), cpus=os.cpu_count())
     results.put("facts", facts)
     results.say(f"Easel GPU check ({results.data['mode']} mode), {facts['device_name']}, "
                 f"PyTorch {facts['torch']}, {facts['cpus']} CPU cores")

@@ -118,9 +118,9 @@ def folder(args):
         transforms.Resize(size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalise,
     ])
     eval_tf = transforms.Compose([transforms.Resize(size), transforms.ToTensor(), normalise])
-    rgb = lambda path: datasets.folder.default_loader(path)  # noqa: E731  (PIL, converted to RGB)
-    train_set = datasets.ImageFolder(args.data, transform=train_tf, loader=rgb)
-    eval_set = datasets.ImageFolder(args.data, transform=eval_tf, loader=rgb)
+    # The default loader opens each file with PIL and converts it to RGB, as Easel does.
+    train_set = datasets.ImageFolder(args.data, transform=train_tf)
+    eval_set = datasets.ImageFolder(args.data, transform=eval_tf)
     order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0)).tolist()
     cut = int(len(order) * 0.8)
     workers = os.cpu_count() or 1

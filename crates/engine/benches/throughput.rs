@@ -168,8 +168,12 @@ fn single_step_measurement(args: &[String]) {
     };
     let flag = |name: &str| args.iter().any(|arg| arg == name);
     let device = match value("--device", "cpu").as_str() {
+        "cpu" => Device::Cpu,
         "cuda" => Device::Cuda(0),
-        _ => Device::Cpu,
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(index) => Device::Cuda(index),
+            None => panic!("--device takes cpu, cuda or cuda:N, not {other}"),
+        },
     };
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);

@@ -300,7 +300,8 @@ fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)
         ));
     }
     Err(unreadable(
-        "this is neither a safetensors file nor a PyTorch zip archive".to_string(),
+        "this is neither a safetensors file nor a PyTorch file (zip archive or legacy pickle)"
+            .to_string(),
     ))
 }
 

@@ -220,7 +220,12 @@ pub struct TrainSpec {
     /// While the backbone is frozen and its output depends on the image alone (no batch norm,
     /// no dropout, at most flips as augmentation), compute its features once per image and
     /// train the head on them. Speed only: results match an uncached run.
-    #[serde(default = "defaults::cache_frozen_features")]
+    /// Written out only when off, so specs and run identities from before the switch existed
+    /// stay byte for byte what they were.
+    #[serde(
+        default = "defaults::cache_frozen_features",
+        skip_serializing_if = "defaults::is_true"
+    )]
     pub cache_frozen_features: bool,
 }
 
@@ -349,6 +354,9 @@ pub(crate) mod defaults {
     }
     pub fn cache_frozen_features() -> bool {
         true
+    }
+    pub fn is_true(value: &bool) -> bool {
+        *value
     }
     pub fn schedule_kind() -> ScheduleKind {
         ScheduleKind::Constant

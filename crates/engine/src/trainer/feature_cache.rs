@@ -8,6 +8,7 @@
 
 use super::trainee::{ModelInput, Trainee};
 use crate::pipeline::{Augment, BatchSource};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
 
 /// The cache may take at most this fraction of the device's free memory.
@@ -29,6 +30,10 @@ pub enum NotCached {
     NotDeterministic(&'static str),
     /// More memory than the cache may take.
     TooLarge { needed: u64, available: u64 },
+    /// The device refused the allocation.
+    NoMemory(String),
+    /// The run was cancelled while the features were computed.
+    Cancelled,
 }
 
 impl std::fmt::Display for NotCached {
@@ -41,6 +46,8 @@ impl std::fmt::Display for NotCached {
                 needed >> 20,
                 available >> 20
             ),
+            NotCached::NoMemory(why) => write!(f, "the device could not hold them ({why})"),
+            NotCached::Cancelled => write!(f, "the run was cancelled"),
         }
     }
 }
@@ -68,6 +75,7 @@ impl FeatureCache {
         source: &BatchSource,
         augment: &Augment,
         batch_size: usize,
+        cancel: &AtomicBool,
     ) -> Result<FeatureCache, NotCached> {
         cacheable(trainee, augment)?;
         let started = std::time::Instant::now();
@@ -85,15 +93,21 @@ impl FeatureCache {
         }
 
         let _no_grad = tch::no_grad_guard();
-        let views: Vec<Tensor> = (0..view_count)
-            .map(|_| Tensor::empty([images, channels, height, width], (kind, device)))
-            .collect();
+        let views = (0..view_count)
+            .map(|_| Tensor::f_empty([images, channels, height, width], (kind, device)))
+            .collect::<Result<Vec<Tensor>, _>>()
+            .map_err(|error| {
+                NotCached::NoMemory(error.to_string().lines().next().unwrap_or("").to_string())
+            })?;
         let all: Vec<i64> = (0..images).collect();
         let index = source.indices(&all);
         let mut labels = Vec::new();
         let batch_size = batch_size.max(1) as i64;
         let mut start = 0;
         while start < images {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(NotCached::Cancelled);
+            }
             let length = batch_size.min(images - start);
             let (x, y) = source.batch(&index.narrow(0, start, length), None);
             views[0]

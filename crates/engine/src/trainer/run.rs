@@ -2,7 +2,7 @@
 //! evaluation, plots and the report (last).
 
 use super::epoch::{EpochPlan, steps_per_epoch, train_epoch};
-use super::feature_cache::FeatureCache;
+use super::feature_cache::{FeatureCache, NotCached};
 use super::monitor::MetricMonitor;
 use super::optimizer::{Optimizer, parameters_of};
 use super::precision::Bf16Copy;
@@ -264,13 +264,15 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
             features_tried = true;
             // The backbone computes the features: the bf16 copy must hold its weights.
             trainee.sync_copy();
-            match FeatureCache::build(&trainee, &source, &augment, settings.batch_size) {
+            match FeatureCache::build(&trainee, &source, &augment, settings.batch_size, job.cancel)
+            {
                 Ok(cache) => {
                     on_event(TrainEvent::Note {
                         message: cache.describe(),
                     });
                     features = Some(cache);
                 }
+                Err(NotCached::Cancelled) => {}
                 Err(why) => on_event(TrainEvent::Note {
                     message: format!("frozen backbone features not cached: {why}"),
                 }),

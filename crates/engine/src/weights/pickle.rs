@@ -177,6 +177,15 @@ impl<'a> Machine<'a> {
                     let length = u64::from_le_bytes(self.array()?) as usize;
                     self.push_text(length, at)?;
                 }
+                // Python 2's str (BINSTRING, SHORT_BINSTRING): names in files pickled by Python 2.
+                b'T' => {
+                    let length = u32::from_le_bytes(self.array()?) as usize;
+                    self.push_latin1(length)?;
+                }
+                b'U' => {
+                    let length = usize::from(self.take(1)?[0]);
+                    self.push_latin1(length)?;
+                }
                 b'B' => {
                     let length = u32::from_le_bytes(self.array()?) as usize;
                     let bytes = self.take(length)?.to_vec();
@@ -233,7 +242,7 @@ impl<'a> Machine<'a> {
                     let storage =
                         persistent_storage(id).map_err(|why| format!("{why} at byte {at}"))?;
                     if let Value::Storage { key, kind, .. } = &storage {
-                        self.storages.insert(key.clone(), *kind);
+                        self.storages.entry(key.clone()).or_insert(*kind);
                     }
                     self.stack.push(storage);
                 }
@@ -292,6 +301,12 @@ impl<'a> Machine<'a> {
         let text = std::str::from_utf8(self.take(length)?)
             .map_err(|_| format!("invalid UTF-8 string at byte {at}"))?;
         self.stack.push(Value::Str(text.to_string()));
+        Ok(())
+    }
+
+    fn push_latin1(&mut self, length: usize) -> Result<(), String> {
+        let text = self.take(length)?.iter().map(|&b| char::from(b)).collect();
+        self.stack.push(Value::Str(text));
         Ok(())
     }
 
@@ -456,7 +471,23 @@ fn call(callable: Value, args: Value) -> Result<Value, String> {
         return Ok(Value::Opaque(format!("call of {module}.{name}")));
     };
     match (module.as_str(), name.as_str()) {
-        ("collections", "OrderedDict") => Ok(Value::Dict(Vec::new())),
+        // Python 3 pickles fill the dict afterwards (SETITEMS); Python 2's pass `[[key, value], ...]`.
+        ("collections", "OrderedDict") => Ok(Value::Dict(match args.into_iter().next() {
+            Some(Value::List(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::List(pair) | Value::Tuple(pair) if pair.len() == 2 => {
+                        let mut pair = pair.into_iter();
+                        Ok((
+                            pair.next().unwrap_or(Value::None),
+                            pair.next().unwrap_or(Value::None),
+                        ))
+                    }
+                    _ => Err("OrderedDict item is not a pair".to_string()),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        })),
         ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") => rebuild_tensor(&args),
         // nn.Parameter wrapping a tensor (whole pickled modules, some checkpoints).
         ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
@@ -485,7 +516,10 @@ fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
         ] => Ok(Value::Tensor(TensorRef {
             storage_key: key.clone(),
             kind: *kind,
-            offset: element_offset + offset,
+            offset: element_offset
+                .checked_add(*offset)
+                .filter(|offset| *offset >= 0)
+                .ok_or("tensor offset out of range")?,
             size: ints(size)?,
             stride: ints(stride)?,
         })),
@@ -536,6 +570,36 @@ mod tests {
         ]);
         assert_eq!(parse(PROTOCOL_2).unwrap(), expected);
         assert_eq!(parse(PROTOCOL_4).unwrap(), expected);
+    }
+
+    #[test]
+    fn python_2_strings_and_ordered_dicts_read_like_python_3_ones() {
+        // SHORT_BINSTRING keys; OrderedDict([["a", 1], ("b", 2)]) built from its items argument.
+        let built = b"\x80\x02ccollections\nOrderedDict\n]](U\x01aK\x01ea(U\x01bK\x02ta\x85R.";
+        assert_eq!(
+            parse(built).unwrap(),
+            Value::Dict(vec![
+                (Value::Str("a".into()), Value::Int(1)),
+                (Value::Str("b".into()), Value::Int(2)),
+            ])
+        );
+        let binstring = b"\x80\x02T\x03\x00\x00\x00caf.";
+        assert_eq!(parse(binstring).unwrap(), Value::Str("caf".into()));
+    }
+
+    #[test]
+    fn a_legacy_storage_view_shifts_the_tensor_offset() {
+        // _rebuild_tensor(persistent ("storage", torch.FloatStorage, "key", "cpu", 12,
+        // ("view", 4, 6)), 1, (2,), (1,)): the view starts 4 elements into "key".
+        let pickle = b"\x80\x02ctorch._utils\n_rebuild_tensor\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x03\x00\x00\x00keyX\x03\x00\x00\x00cpuK\x0c(X\x04\x00\x00\x00viewK\x04K\x06ttQK\x01K\x02\x85K\x01\x85tR.";
+        let Value::Tensor(tensor) = parse(pickle).unwrap() else {
+            panic!("not a tensor")
+        };
+        assert_eq!(tensor.storage_key, "key");
+        assert_eq!(
+            (tensor.offset, tensor.size, tensor.stride),
+            (5, vec![2], vec![1])
+        );
     }
 
     #[test]
