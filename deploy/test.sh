@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # The test command: sets up everything the tests need on a fresh machine (libtorch, the sample
-# dataset, a loopback S3 server), then runs the whole workspace's tests.
+# dataset, PyTorch-made weights fixtures, patchelf, a loopback S3 server), then runs the whole
+# workspace's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash deploy/setup-libtorch.sh
 bash deploy/sample-data.sh >/dev/null
 bash deploy/torch-fixtures.sh >/dev/null
+# The worker-bundle test strips the build machine's library path from the binary with patchelf.
+if ! command -v patchelf >/dev/null && command -v apt-get >/dev/null; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get install -y -qq patchelf >/dev/null 2>&1 ||
+    { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq patchelf >/dev/null; }
+fi
 
 s3_dir=$(mktemp -d "${TMPDIR:-/tmp}/easel-s3.XXXXXX")
 cleanup() { bash deploy/seaweedfs.sh stop "$s3_dir" >/dev/null 2>&1 || true; rm -rf "$s3_dir"; }

@@ -191,9 +191,19 @@ impl Worker {
 
     /// Like `start_with`, with extra environment variables (object store credentials, ...).
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Worker {
+        Self::start_program(&binary("worker"), data_dir, extra, env)
+    }
+
+    /// Like `start_with_env`, running `program` (e.g. an installed bundle's launcher).
+    pub fn start_program(
+        program: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Worker {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.with_extension("log");
-        let mut child = Command::new(binary("worker"))
+        let mut child = Command::new(program)
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
