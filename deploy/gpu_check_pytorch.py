@@ -16,33 +16,24 @@ Subcommands (each prints one JSON line):
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+# The same model builders as the CPU bench's PyTorch baseline.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crates/engine/benches"))
+from pytorch_baseline import VGG16, convs, head  # noqa: E402
+
 HEAD = [32, 64, 128, 64]
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-def vgg16_with_head(side, classes, freeze_backbone=False):
-    layers, channels = [], 3
-    for v in VGG16:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            layers += [nn.Conv2d(channels, v, 3, padding=1), nn.ReLU(inplace=True)]
-            channels = v
-    features = nn.Sequential(*layers)
-    if freeze_backbone:
-        features.requires_grad_(False)
-    inputs = 512 * (side // 32) ** 2
-    head = [nn.Flatten()]
-    for width in HEAD:
-        head += [nn.Linear(inputs, width), nn.ReLU(inplace=True)]
-        inputs = width
-    return nn.Sequential(features, *head, nn.Linear(inputs, classes))
+def vgg16_with_head(side, classes):
+    """VGG16's conv base (torchvision's layout) and the write-up's dense head."""
+    return nn.Sequential(*convs(VGG16), *head(512 * (side // 32) ** 2, HEAD, classes))
 
 
 def peak_memory(device):
