@@ -145,12 +145,12 @@ impl FeatureCache {
             ""
         };
         format!(
-            "features cached: {} images{views}, {}x{}x{} each, {} MB on {}, in {:.1} s; the head trains on them while the backbone is frozen",
+            "features cached: {} images{views}, {}x{}x{} each, {:.1} MB on {}, in {:.1} s; the head trains on them while the backbone is frozen",
             shape[0],
             shape[1],
             shape[2],
             shape[3],
-            self.bytes() >> 20,
+            self.bytes() as f64 / 1e6,
             crate::device::device_name(self.device),
             self.seconds
         )
