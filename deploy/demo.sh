@@ -50,10 +50,16 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ -n "$address" ] || { say "the worker did not start"; cat "$worker_log" >&2; exit 1; }
-export EASEL_WORKER="http://$address"
+# The worker writes its token and TLS fingerprint right after it starts listening.
+for _ in $(seq 1 300); do
+  [ -s "$work/worker-data/tls/fingerprint" ] && [ -s "$work/worker-data/token" ] && break
+  sleep 0.1
+done
+export EASEL_WORKER="https://$address"
 EASEL_TOKEN=$(cat "$work/worker-data/token")
-export EASEL_TOKEN
-say "worker listening on $EASEL_WORKER"
+EASEL_FINGERPRINT=$(cat "$work/worker-data/tls/fingerprint")
+export EASEL_TOKEN EASEL_FINGERPRINT
+say "worker listening on $EASEL_WORKER over TLS (certificate $EASEL_FINGERPRINT)"
 
 say "submitting $spec (local checks, upload, then live metrics)"
 submit_out="$work/submit.out"

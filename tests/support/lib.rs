@@ -174,6 +174,8 @@ pub struct Worker {
     child: Option<Child>,
     pub address: String,
     pub token: String,
+    /// The pinned TLS certificate fingerprint when the worker serves TLS (`EASEL_TLS=on`).
+    pub fingerprint: Option<String>,
     pub data_dir: PathBuf,
     /// Everything the worker printed, for failure messages.
     pub log: PathBuf,
@@ -209,6 +211,8 @@ impl Worker {
             .args(extra)
             .env("EASEL_LOG", "info")
             .env("EASEL_DEVICES", "cpu")
+            // Plaintext on loopback unless a test asks for TLS (tests/tls.rs does).
+            .env("EASEL_TLS", "off")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -253,10 +257,31 @@ impl Worker {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
+        let tls = env
+            .iter()
+            .any(|(key, value)| *key == "EASEL_TLS" && *value == "on");
+        // The fingerprint file follows the token file.
+        let fingerprint = tls.then(|| {
+            loop {
+                let text =
+                    std::fs::read_to_string(data_dir.join("tls/fingerprint")).unwrap_or_default();
+                if text.ends_with('\n') {
+                    break text.trim().to_owned();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no TLS fingerprint; worker log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let scheme = if tls { "https" } else { "http" };
         Worker {
             child: Some(child),
-            address: format!("http://{address}"),
+            address: format!("{scheme}://{address}"),
             token,
+            fingerprint,
             data_dir: data_dir.to_owned(),
             log,
         }
@@ -306,14 +331,14 @@ impl Worker {
 
     /// Runs the real client against this worker, with a private HOME (config and watch cursors).
     pub fn client(&self, home: &Path, args: &[&str]) -> Output {
-        client_with(
-            home,
-            args,
-            &[
-                ("EASEL_WORKER", &self.address),
-                ("EASEL_TOKEN", &self.token),
-            ],
-        )
+        let mut env = vec![
+            ("EASEL_WORKER", self.address.as_str()),
+            ("EASEL_TOKEN", self.token.as_str()),
+        ];
+        if let Some(fingerprint) = &self.fingerprint {
+            env.push(("EASEL_FINGERPRINT", fingerprint));
+        }
+        client_with(home, args, &env)
     }
 
     /// Like `client`, asserting success and returning stdout.
@@ -400,6 +425,7 @@ pub fn client_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("XDG_CACHE_HOME")
         .env_remove("EASEL_WORKER")
         .env_remove("EASEL_TOKEN")
+        .env_remove("EASEL_FINGERPRINT")
         .env_remove("EASEL_CLIENT_CONFIG")
         .stdin(Stdio::null());
     for (key, value) in env {

@@ -31,6 +31,36 @@ pub struct WorkerConfig {
     pub queue: QueueConfig,
     #[serde(default)]
     pub upload: UploadConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// The channel's encryption. On by default: the worker makes a self-signed certificate at its
+/// first start and clients pin its SHA-256 fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default = "defaults::tls_enabled")]
+    pub enabled: bool,
+    /// PEM certificate chain and private key to serve instead of the self-signed pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Serve plaintext on an address other than loopback (the token then travels in the clear).
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: defaults::tls_enabled(),
+            cert: None,
+            key: None,
+            allow_plaintext: false,
+        }
+    }
 }
 
 /// Where artifacts go. Credentials come from the environment the usual way (AWS_*, GOOGLE_*,
@@ -80,6 +110,7 @@ impl Default for WorkerConfig {
             store: StoreConfig::default(),
             queue: QueueConfig::default(),
             upload: UploadConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -114,6 +145,9 @@ mod defaults {
     }
     pub fn max_queued_jobs() -> u32 {
         100
+    }
+    pub fn tls_enabled() -> bool {
+        true
     }
     pub fn max_chunk_bytes() -> u64 {
         4 << 20
@@ -243,6 +277,16 @@ impl WorkerConfig {
         if let Some(devices) = env("EASEL_DEVICES") {
             self.devices = devices.split(',').map(|d| d.trim().to_owned()).collect();
         }
+        if let Some(tls) = env("EASEL_TLS") {
+            match tls.trim() {
+                "on" | "true" | "1" => self.tls.enabled = true,
+                "off" | "false" | "0" => self.tls.enabled = false,
+                other => problems.push(Problem::new(
+                    "EASEL_TLS",
+                    format!("`{other}` is neither on nor off"),
+                )),
+            }
+        }
         problems
     }
 
@@ -325,6 +369,25 @@ impl Validate for WorkerConfig {
         }
         if self.upload.max_blob_bytes == 0 {
             problem("upload.max_blob_bytes", "must be > 0".into());
+        }
+        if let Ok(address) = self.listen.parse::<std::net::SocketAddr>()
+            && !self.tls.enabled
+            && !self.tls.allow_plaintext
+            && !address.ip().is_loopback()
+        {
+            problem(
+                "tls.enabled",
+                format!(
+                    "listening on {address} without TLS would send the access token in the clear: \
+                     keep TLS on, listen on 127.0.0.1 behind a tunnel, or set tls.allow_plaintext = true"
+                ),
+            );
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            problem(
+                "tls.cert",
+                "give tls.cert and tls.key together (or neither, for the self-signed pair)".into(),
+            );
         }
         problems
     }

@@ -11,6 +11,7 @@ mod convert;
 pub mod error;
 mod grpc;
 pub mod jobs;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;
@@ -41,14 +42,30 @@ pub async fn run(
     let address = listener.local_addr()?;
     let token =
         auth::load_or_create_token(data_dir).context("failed to set up the access token")?;
-    if token.created {
+    let tls = if config.tls.enabled {
+        // Other dependencies bring a second rustls crypto back end; say which one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = tls::load_or_create(data_dir, &config.tls).context("failed to set up TLS")?;
         eprintln!(
-            "worker: created the access token {} (shown once; it is stored in {}).\n\
-             worker: use it from the client with:\n  export EASEL_TOKEN=$(cat {})   # or --token {}\n  client list --worker http://{address}",
-            token.value,
+            "worker: TLS certificate fingerprint {} (stored in {})",
+            tls.fingerprint,
+            tls.fingerprint_path.display()
+        );
+        Some(tls)
+    } else {
+        None
+    };
+    if token.created {
+        // The token itself stays out of logs: only where it is kept is printed.
+        let (scheme, pin) = match &tls {
+            Some(tls) => ("https", format!(" --fingerprint {}", tls.fingerprint)),
+            None => ("http", String::new()),
+        };
+        eprintln!(
+            "worker: created the access token in {} (mode 0600).\n\
+             worker: use it from the client with:\n  export EASEL_TOKEN=$(cat {})\n  client list --worker {scheme}://{address}{pin}",
             token.path.display(),
             token.path.display(),
-            token.value,
         );
     }
 
@@ -110,7 +127,13 @@ pub async fn run(
         .await;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(tls.identity.clone()))
+            .context("failed to set up TLS")?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(worker)

@@ -21,6 +21,11 @@ pub struct WorkerArgs {
     /// the client config file).
     #[arg(long, env = "EASEL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// SHA-256 fingerprint of the worker's TLS certificate, as the worker prints it
+    /// (`sha256:…`; else EASEL_FINGERPRINT, else `fingerprint` in the client config file).
+    /// With a fingerprint a bare HOST:PORT address means https.
+    #[arg(long, env = "EASEL_FINGERPRINT", global = true)]
+    pub fingerprint: Option<String>,
 }
 
 /// `~/.config/easel/client.toml` (or the file EASEL_CLIENT_CONFIG names).
@@ -29,6 +34,7 @@ pub struct WorkerArgs {
 struct ClientConfig {
     worker: Option<String>,
     token: Option<String>,
+    fingerprint: Option<String>,
 }
 
 fn config_path() -> Option<PathBuf> {
@@ -92,8 +98,11 @@ impl WorkerArgs {
         let address = self.worker.clone().or(config.worker).ok_or_else(|| {
             anyhow!("no worker address: pass --worker http://HOST:PORT, set EASEL_WORKER, or put `worker = \"…\"` in ~/.config/easel/client.toml")
         })?;
+        let fingerprint = self.fingerprint.clone().or(config.fingerprint);
         let address = if address.contains("://") {
             address
+        } else if fingerprint.is_some() {
+            format!("https://{address}")
         } else {
             format!("http://{address}")
         };
@@ -106,12 +115,28 @@ impl WorkerArgs {
             ),
             None => None,
         };
-        let channel = Endpoint::from_shared(address.clone())
+        let mut endpoint = Endpoint::from_shared(address.clone())
             .with_context(|| format!("`{address}` is not a worker address"))?
-            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(10));
+        let tls = address.starts_with("https://");
+        if tls {
+            let Some(fingerprint) = &fingerprint else {
+                bail!(
+                    "{address} is a TLS address but no certificate fingerprint is pinned: pass --fingerprint sha256:… (the worker prints it at start and keeps it in <data-dir>/tls/fingerprint), or set EASEL_FINGERPRINT"
+                );
+            };
+            let pin = super::pinning::parse_fingerprint(fingerprint).map_err(|e| anyhow!(e))?;
+            endpoint = endpoint
+                .tls_config_with_verifier(
+                    tonic::transport::ClientTlsConfig::new(),
+                    super::pinning::PinnedCertificate::new(pin),
+                )
+                .map_err(|e| anyhow!("cannot set up TLS for {address}: {}", chain(&e)))?;
+        }
+        let channel = endpoint
             .connect()
             .await
-            .map_err(|e| anyhow!("cannot reach the worker at {address}: {e}"))?;
+            .map_err(|e| anyhow!("cannot reach the worker at {address}: {}", chain(&e)))?;
         let mut client = WorkerClient::with_interceptor(channel, Credentials { authorization })
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
@@ -121,7 +146,17 @@ impl WorkerArgs {
                 client_version: env!("CARGO_PKG_VERSION").to_owned(),
             })
             .await
-            .map_err(explain)?
+            .map_err(|status| {
+                // A worker serving TLS answers a plaintext HTTP/2 client with garbage.
+                if !tls && status.code() != tonic::Code::Unauthenticated {
+                    anyhow!(
+                        "{}\nthe worker at {address} may be serving TLS (the default): use https://… with --fingerprint sha256:… from <data-dir>/tls/fingerprint on the worker",
+                        explain(status)
+                    )
+                } else {
+                    explain(status)
+                }
+            })?
             .into_inner();
         if hello.protocol_version != easel_proto::PROTOCOL_VERSION {
             bail!(
@@ -150,6 +185,22 @@ impl Remote {
             .map_err(explain)?
             .into_inner())
     }
+}
+
+/// An error and its sources on one line (transport errors hide the cause, e.g. a TLS
+/// fingerprint mismatch, in their sources).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A gRPC status as a message saying what to do.

@@ -8,6 +8,7 @@ pub mod fetch;
 mod follow;
 mod json;
 pub mod list;
+mod pinning;
 pub mod status;
 pub mod submit;
 mod upload;
