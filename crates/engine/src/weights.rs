@@ -280,24 +280,14 @@ fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)
             })?;
         return Ok((WeightsFormat::TorchScript, tensors.into_iter().collect()));
     }
+    // A pickle: the legacy torch.save stream (the reader checks its magic number).
     if magic.first() == Some(&0x80) {
-        let mut head = vec![0u8; 64];
-        let read = std::fs::File::open(path)
-            .and_then(|mut file| read_prefix(&mut file, &mut head))
-            .map_err(|error| Error::io(path, error))?;
-        if torch_legacy::is_legacy_torch_save(&head[..read]) {
-            let (tensors, wrapper) = torch_legacy::read_state_dict(path).map_err(|why| {
-                unreadable(format!("cannot read this legacy torch.save file: {why}"))
-            })?;
-            if let Some(key) = wrapper {
-                tracing::info!(path = %path.display(), key, "using the state dict inside the checkpoint");
-            }
-            return Ok((WeightsFormat::PytorchLegacy, tensors));
+        let (tensors, wrapper) = torch_legacy::read_state_dict(path)
+            .map_err(|why| unreadable(format!("cannot read this legacy torch.save file: {why}")))?;
+        if let Some(key) = wrapper {
+            tracing::info!(path = %path.display(), key, "using the state dict inside the checkpoint");
         }
-        return Err(unreadable(
-            "this is a pickle but not one torch.save wrote (its magic number is missing)"
-                .to_string(),
-        ));
+        return Ok((WeightsFormat::PytorchLegacy, tensors));
     }
     Err(unreadable(
         "this is neither a safetensors file nor a PyTorch file (zip archive or legacy pickle)"

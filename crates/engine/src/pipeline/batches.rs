@@ -2,7 +2,7 @@
 //! GPU when it fits (cheap: 1 byte a channel), so a batch is one `index_select` there; otherwise
 //! batches are gathered on the host and copied without waiting.
 
-use super::{Augment, DecodedDataset, MEAN, STD, channels_last};
+use super::{Augment, DecodedDataset, Normalisation, channels_last};
 use crate::Result;
 use tch::{Device, Kind, Tensor};
 
@@ -24,10 +24,7 @@ pub struct BatchSource {
     device: Device,
     channels_last: bool,
     residency: Residency,
-    /// ImageNet mean and std as `[1, 3, 1, 1]` on the training device, built once: a constant
-    /// made on the host per batch would be a blocking copy that stalls the GPU every step.
-    mean: Tensor,
-    std: Tensor,
+    normalisation: Normalisation,
 }
 
 impl BatchSource {
@@ -42,20 +39,13 @@ impl BatchSource {
             Residency::OnDevice => (data.images.to_device(device), data.labels.to_device(device)),
             Residency::Streamed => (data.images.shallow_clone(), data.labels.shallow_clone()),
         };
-        let constant = |values: [f64; 3]| {
-            Tensor::from_slice(&values)
-                .to_kind(Kind::Float)
-                .view([1, 3, 1, 1])
-                .to_device(device)
-        };
         Ok(BatchSource {
             images,
             labels,
             device,
             channels_last: channels_last && device.is_cuda(),
             residency,
-            mean: constant(MEAN),
-            std: constant(STD),
+            normalisation: Normalisation::on(device),
         })
     }
 
@@ -74,6 +64,11 @@ impl BatchSource {
     /// The training device (where batches end up).
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// The label of every image, in dataset order, on the training device.
+    pub fn labels(&self) -> Tensor {
+        self.labels.to_device(self.device)
     }
 
     /// Where index tensors passed to `batch` must live.
@@ -102,7 +97,7 @@ impl BatchSource {
             Some(augment) if !augment.is_identity() => augment.apply(&x01),
             _ => x01,
         };
-        let x = (x01 - &self.mean) / &self.std;
+        let x = self.normalisation.apply(&x01);
         let x = if self.channels_last {
             channels_last(&x)
         } else {

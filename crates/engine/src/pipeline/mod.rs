@@ -46,16 +46,38 @@ pub(crate) fn ordered_entries_digest(manifest: &Manifest) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
-/// u8 pixels to the model's input: float in [0, 1] -> ImageNet normalisation.
+/// ImageNet normalisation with its mean and std (`[1, 3, 1, 1]`) kept on one device: made once
+/// per run, since a constant built on the host for every batch is a blocking copy to the GPU.
+#[derive(Debug)]
+pub struct Normalisation {
+    mean: tch::Tensor,
+    std: tch::Tensor,
+}
+
+impl Normalisation {
+    pub fn on(device: tch::Device) -> Self {
+        let constant = |values: [f64; 3]| {
+            tch::Tensor::from_slice(&values)
+                .to_kind(tch::Kind::Float)
+                .view([1, 3, 1, 1])
+                .to_device(device)
+        };
+        Normalisation {
+            mean: constant(MEAN),
+            std: constant(STD),
+        }
+    }
+
+    /// Float pixels in [0, 1] -> the model's input.
+    pub fn apply(&self, x01: &tch::Tensor) -> tch::Tensor {
+        (x01 - &self.mean) / &self.std
+    }
+}
+
+/// u8 pixels to the model's input: float in [0, 1] -> ImageNet normalisation (one-off callers;
+/// batch sources keep a [`Normalisation`]).
 pub fn normalise(x01: &tch::Tensor) -> tch::Tensor {
-    let device = x01.device();
-    let mean = tch::Tensor::from_slice(&MEAN)
-        .to_kind(tch::Kind::Float)
-        .view([1, 3, 1, 1]);
-    let std = tch::Tensor::from_slice(&STD)
-        .to_kind(tch::Kind::Float)
-        .view([1, 3, 1, 1]);
-    (x01 - mean.to_device(device)) / std.to_device(device)
+    Normalisation::on(x01.device()).apply(x01)
 }
 
 /// NHWC memory layout with NCHW logical shape (what cuDNN is fastest with). tch has no

@@ -53,7 +53,7 @@ impl std::fmt::Display for NotCached {
 }
 
 /// Whether a frozen backbone's features may be cached for this model and augmentation.
-pub fn cacheable(trainee: &Trainee, augment: &Augment) -> Result<(), NotCached> {
+fn cacheable(trainee: &Trainee, augment: &Augment) -> Result<(), NotCached> {
     if !trainee.net.backbone_depends_on_image_only() {
         return Err(NotCached::NotDeterministic(
             "the backbone has batch norm or dropout, so its output changes from step to step",
@@ -101,7 +101,6 @@ impl FeatureCache {
             })?;
         let all: Vec<i64> = (0..images).collect();
         let index = source.indices(&all);
-        let mut labels = Vec::new();
         let batch_size = batch_size.max(1) as i64;
         let mut start = 0;
         while start < images {
@@ -109,7 +108,7 @@ impl FeatureCache {
                 return Err(NotCached::Cancelled);
             }
             let length = batch_size.min(images - start);
-            let (x, y) = source.batch(&index.narrow(0, start, length), None);
+            let (x, _) = source.batch(&index.narrow(0, start, length), None);
             views[0]
                 .narrow(0, start, length)
                 .copy_(&trainee.backbone_features(&x));
@@ -119,20 +118,17 @@ impl FeatureCache {
                     .narrow(0, start, length)
                     .copy_(&trainee.backbone_features(&x.flip([3])));
             }
-            labels.push(y);
             start += length;
         }
-        let labels = Tensor::cat(&labels, 0);
         // Waits for the device, so the time is the work's.
-        let seconds = {
-            let _ = labels.int64_value(&[0]);
-            started.elapsed().as_secs_f64()
-        };
+        if let Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
+        }
         Ok(FeatureCache {
             views,
-            labels,
+            labels: source.labels(),
             device,
-            seconds,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 

@@ -25,43 +25,35 @@ pub enum ModelInput {
 }
 
 impl Trainee {
-    /// fp32 logits; `train` switches dropout and batch-norm updates on. Runs on the bf16 copy
-    /// when there is one, so it must hold the current weights (see [`Trainee::sync_copy`]).
-    pub fn logits(&self, input: &ModelInput, train: bool) -> Tensor {
+    /// The model that computes (the bf16 copy on a bf16 run, which must then hold the current
+    /// weights, see [`Trainee::sync_copy`]) and the precision it takes inputs in.
+    fn computing_net(&self) -> (&Classifier, Kind) {
         match &self.bf16 {
-            Some(copy) => {
-                let net = copy.net();
-                match input {
-                    ModelInput::Images(x) => net.forward_t(&x.to_kind(Kind::BFloat16), train),
-                    ModelInput::Features(f) => net.head_forward_t(f, train),
-                }
-                .to_kind(Kind::Float)
-            }
-            None => match input {
-                ModelInput::Images(x) => self.net.forward_t(x, train),
-                ModelInput::Features(f) => self.net.head_forward_t(f, train),
-            },
+            Some(copy) => (copy.net(), Kind::BFloat16),
+            None => (&self.net, Kind::Float),
         }
     }
 
-    /// The backbone's feature maps of normalised images in evaluation mode: bf16 on a bf16
-    /// run (what its head computes with), fp32 otherwise.
-    pub fn backbone_features(&self, x: &Tensor) -> Tensor {
-        match &self.bf16 {
-            Some(copy) => copy
-                .net()
-                .backbone_forward_t(&x.to_kind(Kind::BFloat16), false),
-            None => self.net.backbone_forward_t(x, false),
+    /// fp32 logits; `train` switches dropout and batch-norm updates on.
+    pub fn logits(&self, input: &ModelInput, train: bool) -> Tensor {
+        let (net, kind) = self.computing_net();
+        match input {
+            ModelInput::Images(x) => net.forward_t(&x.to_kind(kind), train),
+            ModelInput::Features(f) => net.head_forward_t(f, train),
         }
+        .to_kind(Kind::Float)
+    }
+
+    /// The backbone's feature maps of normalised images in evaluation mode, in the compute
+    /// precision (what the head computes with).
+    pub fn backbone_features(&self, x: &Tensor) -> Tensor {
+        let (net, kind) = self.computing_net();
+        net.backbone_forward_t(&x.to_kind(kind), false)
     }
 
     /// The compute precision of logits and features.
     pub fn compute_kind(&self) -> Kind {
-        if self.bf16.is_some() {
-            Kind::BFloat16
-        } else {
-            Kind::Float
-        }
+        self.computing_net().1
     }
 
     /// Brings the bf16 copy to the master weights and buffers (after the last step of an

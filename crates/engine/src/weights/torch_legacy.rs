@@ -16,14 +16,6 @@ use tch::Tensor;
 const MAGIC_NUMBER: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 const PROTOCOL_VERSION: i64 = 1001;
 
-/// True when `bytes` begin with the legacy format's magic-number pickle.
-pub fn is_legacy_torch_save(bytes: &[u8]) -> bool {
-    matches!(
-        pickle::parse_prefix(bytes),
-        Ok(pickle::Parsed { value: Value::BigInt(magic), .. }) if magic == MAGIC_NUMBER
-    )
-}
-
 /// The state dict of a legacy `torch.save` file, by name, and the checkpoint key it was found
 /// under when wrapped (`{"state_dict": {...}}`).
 pub fn read_state_dict(path: &Path) -> Result<(BTreeMap<String, Tensor>, Option<String>), String> {
@@ -34,7 +26,11 @@ pub fn read_state_dict(path: &Path) -> Result<(BTreeMap<String, Tensor>, Option<
     };
     match reader.pickle("magic number")?.value {
         Value::BigInt(magic) if magic == MAGIC_NUMBER => {}
-        _ => return Err("not a torch.save file (its magic number is missing)".to_string()),
+        _ => {
+            return Err(
+                "a pickle, but not one torch.save wrote (its magic number is missing)".to_string(),
+            );
+        }
     }
     match reader.pickle("protocol version")?.value {
         Value::Int(PROTOCOL_VERSION) => {}
