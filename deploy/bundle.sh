@@ -7,6 +7,9 @@
 # The archive holds one folder, easel-worker-<version>/:
 #   bin/worker            the worker, stripped (release build unless --binary names another)
 #   easel-worker          launcher: runs bin/worker against the libtorch install.sh found
+#   easel-worker-supervise  keeps the worker running where there is no systemd
+#   easel-machine.sh      the machine side of `client up`/`down` (probe, install, start, stop),
+#                         also run by the cloud-init recipe
 #   install.sh            on the GPU machine: reuses a PyTorch 2.11 already there or installs it
 #                         into the folder, checks the worker starts, writes easel-worker.service
 #   easel-worker.service  the systemd unit template install.sh fills in
@@ -21,7 +24,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --binary) binary=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
   esac
 done
 [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] || { echo "bundle: builds on Linux x86_64 only" >&2; exit 1; }
@@ -46,10 +49,13 @@ strip "$folder/bin/worker" 2>/dev/null || true
 command -v patchelf >/dev/null || { echo "bundle: needs patchelf (apt-get install patchelf)" >&2; exit 1; }
 patchelf --remove-rpath "$folder/bin/worker"
 cp deploy/worker-bundle/install.sh deploy/worker-bundle/easel-worker \
+  deploy/worker-bundle/easel-worker-supervise \
   deploy/worker-bundle/easel-worker.service deploy/worker-bundle/README "$folder/"
+cp crates/client/src/fleet/on_machine.sh "$folder/easel-machine.sh"
 cp configs/worker.toml "$folder/worker.toml"
 printf '%s\n' "$version" > "$folder/VERSION"
-chmod 755 "$folder/install.sh" "$folder/easel-worker" "$folder/bin/worker"
+chmod 755 "$folder/install.sh" "$folder/easel-worker" "$folder/easel-worker-supervise" \
+  "$folder/bin/worker"
 
 archive="$out/$name-linux-x86_64.tar.gz"
 tar -czf "$archive.partial" -C "$staging" "$name"

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # The test command: sets up everything the tests need on a fresh machine (libtorch, the sample
-# dataset, PyTorch-made weights fixtures, patchelf, a loopback S3 server), then runs the whole
-# workspace's tests.
+# dataset, PyTorch-made weights fixtures, patchelf, OpenSSH's server, a loopback S3 server),
+# checks the deploy recipes, then runs the whole workspace's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash deploy/setup-libtorch.sh
 bash deploy/sample-data.sh >/dev/null
 bash deploy/torch-fixtures.sh >/dev/null
-# The worker-bundle test strips the build machine's library path from the binary with patchelf.
-if ! command -v patchelf >/dev/null && command -v apt-get >/dev/null; then
+# The worker-bundle test strips the build machine's library path from the binary with patchelf;
+# the `client up` tests reach a real OpenSSH server on loopback.
+missing=()
+command -v patchelf >/dev/null || missing+=(patchelf)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null || missing+=(openssh-client)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get install -y -qq patchelf >/dev/null 2>&1 ||
-    { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq patchelf >/dev/null; }
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
+    { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; }
 fi
+bash deploy/check-recipes.sh
 
 s3_dir=$(mktemp -d "${TMPDIR:-/tmp}/easel-s3.XXXXXX")
 cleanup() { bash deploy/seaweedfs.sh stop "$s3_dir" >/dev/null 2>&1 || true; rm -rf "$s3_dir"; }

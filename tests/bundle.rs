@@ -1,8 +1,8 @@
 //! The worker bundle as a GPU machine gets it: packed by `deploy/bundle.sh`, checksummed,
 //! unpacked into a fresh home, installed against the PyTorch 2.11 already there, then serving.
 
-use easel_e2e::{Worker, binary, repo_root};
-use std::path::{Path, PathBuf};
+use easel_e2e::{Worker, binary, machine_pytorch, repo_root};
+use std::path::Path;
 use std::process::Command;
 
 fn bash(script: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -23,14 +23,6 @@ fn ok(output: std::process::Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
-
-/// The PyTorch install the build uses, standing in for the GPU machine's own.
-fn machine_pytorch() -> PathBuf {
-    repo_root()
-        .join(".libtorch/..")
-        .canonicalize()
-        .expect("deploy/setup-libtorch.sh made .libtorch")
 }
 
 #[test]

@@ -6,12 +6,14 @@ torch_version=2.11.0
 python=python3
 data_dir="$HOME/easel"
 libtorch=""
+config=""
 systemd=no
 while [ $# -gt 0 ]; do
   case $1 in
     --data-dir) data_dir=$2; shift 2 ;;
     --python) python=$2; shift 2 ;;
     --libtorch) libtorch=$2; shift 2 ;;
+    --config) config=$2; shift 2 ;;
     --systemd) systemd=yes; shift ;;
     *) sed -n '3,20p' "$here/README" >&2; exit 2 ;;
   esac
@@ -53,7 +55,8 @@ say "$version_line"
 # 3. The systemd unit.
 mkdir -p "$data_dir"
 data_dir=$(cd "$data_dir" && pwd)
-sed -e "s|@INSTALL@|$here|g" -e "s|@DATA_DIR@|$data_dir|g" \
+[ -n "$config" ] || config="$here/worker.toml"
+sed -e "s|@INSTALL@|$here|g" -e "s|@DATA_DIR@|$data_dir|g" -e "s|@CONFIG@|$config|g" \
   "$here/easel-worker.service" > "$here/easel-worker.service.installed"
 if [ "$systemd" = yes ]; then
   command -v systemctl >/dev/null || { say "--systemd: systemctl is not on this machine"; exit 1; }

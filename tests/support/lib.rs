@@ -2,6 +2,7 @@
 //! temporary data directories and a small copy of the sample dataset.
 
 pub mod s3;
+pub mod sshd;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -434,6 +435,25 @@ pub fn client_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("client runs")
 }
 
+/// `client submit SPEC --detach --json --no-poc` with only `env` (e.g. a saved worker profile
+/// in `home` and nothing else), asserting success; returns the submit summary.
+pub fn submit_detached_with(home: &Path, spec: &Path, env: &[(&str, &str)]) -> serde_json::Value {
+    let args = [
+        "submit",
+        spec.to_str().unwrap(),
+        "--detach",
+        "--json",
+        "--no-poc",
+    ];
+    let output = client_with(home, &args, env);
+    assert!(
+        output.status.success(),
+        "client submit failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    json_lines(&String::from_utf8_lossy(&output.stdout)).swap_remove(0)
+}
+
 /// Noise PNGs (incompressible, so uploads move every byte): classes `a` and `b` under
 /// `dir/noise`, `per_class` images of `side`x`side` each, the same pixels for the same `seed`.
 pub fn noise_dataset(dir: &Path, per_class: usize, side: u32, seed: u64) -> PathBuf {
@@ -462,4 +482,36 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// The PyTorch install the build uses (deploy/setup-libtorch.sh), standing in for the GPU
+/// machine's own in the bundle and `client up` tests.
+pub fn machine_pytorch() -> PathBuf {
+    repo_root()
+        .join(".libtorch/..")
+        .canonicalize()
+        .expect("deploy/setup-libtorch.sh made .libtorch")
+}
+
+/// The worker bundle as `deploy/bundle.sh` packs it from the worker these tests built, in
+/// `dir/dist`; returns the archive (its .sha256 lies beside it).
+pub fn pack_bundle(dir: &Path) -> PathBuf {
+    let out = dir.join("dist");
+    let packed = Command::new("bash")
+        .arg(repo_root().join("deploy/bundle.sh"))
+        .arg("--binary")
+        .arg(binary("worker"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        packed.status.success(),
+        "deploy/bundle.sh failed: {}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    out.join(format!(
+        "easel-worker-{}-linux-x86_64.tar.gz",
+        env!("CARGO_PKG_VERSION")
+    ))
 }

@@ -38,6 +38,12 @@ pub enum Command {
     Cancel(crate::remote::cancel::CancelArgs),
     /// Download a job's weights, metrics and report.
     Fetch(crate::remote::fetch::FetchArgs),
+    /// Install and start a worker on a machine reachable by SSH, and save its profile.
+    Up(crate::fleet::up::UpArgs),
+    /// Stop a worker that `client up` started.
+    Down(crate::fleet::down::DownArgs),
+    /// List the saved worker profiles and whether each answers.
+    Workers(crate::fleet::workers::WorkersArgs),
 }
 
 impl Command {
@@ -57,6 +63,9 @@ impl Command {
             Command::List(args) => crate::remote::list::run(args),
             Command::Cancel(args) => crate::remote::cancel::run(args),
             Command::Fetch(args) => crate::remote::fetch::run(args),
+            Command::Up(args) => crate::fleet::up::run(args),
+            Command::Down(args) => crate::fleet::down::run(args),
+            Command::Workers(args) => crate::fleet::workers::run(args),
         }
     }
 }

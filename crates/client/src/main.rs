@@ -1,6 +1,8 @@
 //! `client`: the laptop side of Easel.
 
 mod cli;
+mod config;
+mod fleet;
 #[cfg(feature = "engine")]
 mod local;
 mod remote;

@@ -25,6 +25,7 @@ mod keys;
 mod mirror;
 mod open;
 mod options;
+pub mod private_file;
 mod retry;
 mod store;
 mod upload;

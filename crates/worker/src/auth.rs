@@ -17,10 +17,22 @@ pub struct Token {
     pub created: bool,
 }
 
+/// Shortest token accepted from a file the worker did not write itself (it makes 64 hex digits).
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 pub fn load_or_create_token(data_dir: &Path) -> Result<Token> {
     let path = data_dir.join("token");
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => {
+            // A token put there by hand (a Kubernetes Secret, say) that can be guessed protects
+            // nothing, and a placeholder left in a recipe must not start a reachable worker.
+            let length = text.trim().chars().count();
+            if length < MIN_TOKEN_CHARS {
+                return Err(Error::FailedPrecondition(format!(
+                    "the token in {} is {length} characters long: use at least {MIN_TOKEN_CHARS} random ones (e.g. `openssl rand -hex 32`), or delete the file to have one made",
+                    path.display()
+                )));
+            }
             return Ok(Token {
                 value: text.trim().to_owned(),
                 path,
@@ -153,5 +165,22 @@ mod tests {
         let second = load_or_create_token(dir.path()).unwrap();
         assert!(!second.created);
         assert_eq!(first.value, second.value);
+    }
+
+    #[test]
+    fn a_guessable_token_put_there_by_hand_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "CHANGE-ME\n").unwrap();
+        let error = load_or_create_token(dir.path()).err().unwrap().to_string();
+        assert!(error.contains("is 9 characters long"), "{error}");
+        assert!(error.contains("openssl rand -hex 32"), "{error}");
+        std::fs::write(
+            dir.path().join("token"),
+            "a-long-enough-token-from-a-secret",
+        )
+        .unwrap();
+        let token = load_or_create_token(dir.path()).unwrap();
+        assert!(!token.created);
+        assert_eq!(token.value, "a-long-enough-token-from-a-secret");
     }
 }

@@ -141,6 +141,9 @@ pub async fn run(
             let _ = stop_rx.await;
         });
     let mut serving = tokio::spawn(server);
+    // `client up` waits for this line in the log before it reads the token and fingerprint.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("worker: ready: serving {scheme}://{address}");
     tracing::info!(%address, store = %store_url, devices = ?config.devices, "worker listening");
 
     tokio::select! {

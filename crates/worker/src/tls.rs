@@ -79,21 +79,7 @@ fn write_self_signed(cert: &Path, key: &Path) -> anyhow::Result<()> {
 
 /// Written beside and renamed, readable by the owner only.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let partial = path.with_extension("pem.partial");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(&partial)
-        .with_context(|| format!("failed to write {}", partial.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&partial, path))
+    easel_store::private_file::write_private(path, bytes)
         .with_context(|| format!("failed to write {}", path.display()))
 }
 

@@ -1,20 +1,17 @@
 //! Where the worker is and how to prove who we are: `--worker`/`EASEL_WORKER`/client.toml and
 //! `--token`/`EASEL_TOKEN`/client.toml; plus turning gRPC statuses into messages a person can act on.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, anyhow, bail};
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
-use serde::Deserialize;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// Options every worker verb shares.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
-    /// Worker address, e.g. http://gpu-box:50051 (else EASEL_WORKER, else `worker` in
-    /// ~/.config/easel/client.toml).
+    /// Worker profile name (from `client up`) or address, e.g. https://gpu-box:50051 (else
+    /// EASEL_WORKER, else `worker` in ~/.config/easel/client.toml).
     #[arg(long, env = "EASEL_WORKER", global = true)]
     pub worker: Option<String>,
     /// Access token printed by the worker at its first start (else EASEL_TOKEN, else `token` in
@@ -26,37 +23,6 @@ pub struct WorkerArgs {
     /// With a fingerprint a bare HOST:PORT address means https.
     #[arg(long, env = "EASEL_FINGERPRINT", global = true)]
     pub fingerprint: Option<String>,
-}
-
-/// `~/.config/easel/client.toml` (or the file EASEL_CLIENT_CONFIG names).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientConfig {
-    worker: Option<String>,
-    token: Option<String>,
-    fingerprint: Option<String>,
-}
-
-fn config_path() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("EASEL_CLIENT_CONFIG") {
-        return Some(PathBuf::from(path));
-    }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
-    Some(base.join("easel").join("client.toml"))
-}
-
-fn read_config() -> anyhow::Result<ClientConfig> {
-    let Some(path) = config_path() else {
-        return Ok(ClientConfig::default());
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            toml::from_str(&text).with_context(|| format!("failed to read {}", path.display()))
-        }
-        Err(_) => Ok(ClientConfig::default()),
-    }
 }
 
 pub type Client = WorkerClient<InterceptedService<Channel, Credentials>>;
@@ -94,11 +60,13 @@ pub struct Remote {
 impl WorkerArgs {
     /// Connects and says hello (which checks the token and the protocol version).
     pub async fn connect(&self) -> anyhow::Result<Remote> {
-        let config = read_config()?;
-        let address = self.worker.clone().or(config.worker).ok_or_else(|| {
-            anyhow!("no worker address: pass --worker http://HOST:PORT, set EASEL_WORKER, or put `worker = \"…\"` in ~/.config/easel/client.toml")
-        })?;
-        let fingerprint = self.fingerprint.clone().or(config.fingerprint);
+        let target = crate::config::read_config()?.target(
+            self.worker.as_deref(),
+            self.token.clone(),
+            self.fingerprint.clone(),
+        )?;
+        let address = target.address;
+        let fingerprint = target.fingerprint;
         let address = if address.contains("://") {
             address
         } else if fingerprint.is_some() {
@@ -106,8 +74,7 @@ impl WorkerArgs {
         } else {
             format!("http://{address}")
         };
-        let token = self.token.clone().or(config.token);
-        let authorization = match token {
+        let authorization = match target.token {
             Some(token) => Some(
                 format!("Bearer {}", token.trim())
                     .parse()

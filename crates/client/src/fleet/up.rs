@@ -1,0 +1,376 @@
+//! `client up [user@]host[:port]`: from a rented machine reachable by SSH to a running TLS
+//! worker the client is set up for, in six steps, each saying what it found or what to do.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+
+use super::bundle::{self, Bundle};
+use super::ssh::{Answer, Ssh};
+use crate::config::{self, Profile};
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// The machine, as for ssh: `[user@]host[:port]` (aliases from ~/.ssh/config work).
+    pub destination: String,
+    /// Name of the worker profile to save (default: the host).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// TCP port the worker listens on, on all of the machine's addresses (TLS).
+    #[arg(long, default_value_t = 50051)]
+    pub port: u16,
+    /// The worker bundle to install (default: dist/easel-worker-VERSION-linux-x86_64.tar.gz).
+    #[arg(long, env = "EASEL_BUNDLE")]
+    pub bundle: Option<PathBuf>,
+    /// Easel's folder on the machine: the install, worker.toml and the data (jobs, token,
+    /// certificate).
+    #[arg(long, default_value = "~/.easel")]
+    pub remote_dir: String,
+    /// Host name or IP the client reaches the worker at, when not the one ssh connects to
+    /// (e.g. ssh goes through a jump host).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Run the worker as a supervised background process even where systemd runs.
+    #[arg(long)]
+    pub no_systemd: bool,
+}
+
+const STEPS: usize = 6;
+
+/// Prints `[n/6] name  …` and names the step in any error it ends with.
+fn step<T>(
+    number: usize,
+    name: &str,
+    work: impl FnOnce() -> anyhow::Result<(T, String)>,
+) -> anyhow::Result<T> {
+    match work() {
+        Ok((value, line)) => {
+            println!("[{number}/{STEPS}] {name:<7} {line}");
+            Ok(value)
+        }
+        Err(error) => Err(error.context(format!(
+            "client up stopped at step {number}/{STEPS} ({name})"
+        ))),
+    }
+}
+
+pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let ssh_program = std::env::var("EASEL_SSH").ok();
+    let ssh = Ssh::new(&args.destination, ssh_program.as_deref())?;
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => default_name(&args.destination),
+    };
+    check_name(&name)?;
+    let bundle = bundle::locate(args.bundle.as_deref())?;
+
+    let probe = step(1, "check", || {
+        let probe = ssh.run("probe", &[&args.remote_dir, &bundle.version], false)?;
+        let line = check_machine(&probe, &bundle)?;
+        Ok((probe, line))
+    })?;
+    let dir = probe
+        .get("dir")
+        .ok_or_else(|| anyhow!("the machine did not say where {} is", args.remote_dir))?
+        .to_owned();
+
+    step(2, "install", || install(&ssh, &probe, &bundle, &dir))?;
+
+    let mode = if args.no_systemd {
+        "background"
+    } else {
+        "auto"
+    };
+    let port = args.port.to_string();
+    step(3, "start", || {
+        let started = ssh.run("start", &[&dir, &bundle.version, &port, mode], true)?;
+        let how = match started.get("service") {
+            Some("systemd") => "as the systemd service easel-worker.service (starts at boot)",
+            Some("systemd-user") => {
+                "as the user systemd service easel-worker.service (lingering on)"
+            }
+            _ => "as a background process kept running by easel-worker-supervise (no systemd)",
+        };
+        let line = if started.get("started") == Some("no") {
+            format!("already running {how}: kept it")
+        } else {
+            format!("worker started {how}, listening on port {port}")
+        };
+        Ok(((), line))
+    })?;
+
+    let (token, fingerprint) = step(4, "trust", || {
+        let trust = ssh.run("trust", &[&dir], false)?;
+        let token = trust
+            .get("token")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| anyhow!("the machine sent no token"))?
+            .to_owned();
+        let fingerprint = trust.get("fingerprint").map(str::to_owned);
+        let line = match &fingerprint {
+            Some(fingerprint) => {
+                format!("access token and TLS fingerprint {fingerprint} read over SSH")
+            }
+            None => format!(
+                "access token read over SSH; the worker serves WITHOUT TLS ([tls] in {dir}/worker.toml)"
+            ),
+        };
+        Ok(((token, fingerprint), line))
+    })?;
+
+    let host = match &args.address {
+        Some(host) => host.clone(),
+        None => ssh.hostname()?,
+    };
+    let scheme = if fingerprint.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let address = format!("{scheme}://{}:{port}", bracketed(&host));
+    step(5, "health", || {
+        let line = wait_for_health(&ssh, &dir, &address, &token, fingerprint.as_deref())?;
+        Ok(((), line))
+    })?;
+
+    let profile = Profile {
+        address: address.clone(),
+        token: Some(token),
+        fingerprint,
+        ssh: Some(args.destination.clone()),
+        ssh_command: ssh.custom_program(),
+        remote_dir: Some(dir.clone()),
+    };
+    step(6, "profile", || {
+        let kept = config::save_profile(&name, &profile)?;
+        let mut line = format!(
+            "saved as worker `{name}` in {} (now the default)",
+            config::config_path_text()
+        );
+        if let Some(kept) = kept {
+            line.push_str(&format!(
+                "; the worker configured there before is kept as `{kept}`"
+            ));
+        }
+        Ok(((), line))
+    })?;
+    println!(
+        "ready: `client submit experiment.toml` trains on {name}; `client down {name}` stops it"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The host part of `[user@]host[:port]`.
+fn default_name(destination: &str) -> String {
+    let host = destination.rsplit_once('@').map_or(destination, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
+        None if host.matches(':').count() == 1 => host.split(':').next().unwrap_or(host),
+        None => host,
+    };
+    host.replace(':', "-")
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let fine = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !fine {
+        bail!("`{name}` cannot name a worker: use letters, digits, `-`, `_` and `.` (--name)");
+    }
+    Ok(())
+}
+
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+/// PyTorch 2.11 with its CUDA libraries, installed by install.sh when the machine lacks it.
+const PYTORCH_INSTALL_BYTES: u64 = 10 << 30;
+
+/// One line about the machine, or why the worker cannot run there.
+fn check_machine(probe: &Answer, bundle: &Bundle) -> anyhow::Result<String> {
+    let os = probe.get("os").unwrap_or("?");
+    let arch = probe.get("arch").unwrap_or("?");
+    if os != "Linux" || arch != "x86_64" {
+        bail!("the machine runs {os} on {arch}; the worker bundle is for Linux on x86_64");
+    }
+    let missing = probe.all("missing");
+    if !missing.is_empty() {
+        bail!(
+            "the machine lacks {}: install them (e.g. `sudo apt-get install tar gzip coreutils util-linux`)",
+            missing.join(", ")
+        );
+    }
+    let installed = probe.get("installed_sha256") == Some(bundle.sha256.as_str());
+    let pytorch = probe
+        .get("pytorch")
+        .map(|v| v.split('+').next().unwrap_or(v));
+    let mut needed = 0u64;
+    if !installed {
+        // The archive, its unpacked copy and room to spare.
+        needed += bundle.bytes * 4;
+        if pytorch != Some("2.11.0") {
+            needed += PYTORCH_INSTALL_BYTES;
+        }
+    }
+    let free = probe
+        .get("disk_free_kb")
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024;
+    if free < needed {
+        bail!(
+            "the install needs {:.1} GiB on the machine and {} has {:.1} GiB free: free some space, or pass --remote-dir on a larger disk",
+            needed as f64 / GIB,
+            probe.get("dir").unwrap_or("the Easel folder"),
+            free as f64 / GIB
+        );
+    }
+    let gpus = probe.all("gpu");
+    let gpu_text = if gpus.is_empty() {
+        format!(
+            "no GPU ({}): the worker will train on CPU",
+            probe.get("gpu_error").unwrap_or("none found")
+        )
+    } else {
+        gpus.iter()
+            .map(|gpu| gpu.split(',').map(str::trim).collect::<Vec<_>>())
+            .map(|parts| match parts.as_slice() {
+                [name, driver, memory] => format!("{name} (driver {driver}, {memory})"),
+                _ => parts.join(" "),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let memory_gib = probe
+        .get("memory_kb")
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        * 1024.0
+        / GIB;
+    let pytorch_text = match pytorch {
+        Some("2.11.0") => "PyTorch 2.11.0 there (reused)".to_owned(),
+        Some(other) => format!("PyTorch {other} there (2.11.0 goes into the install)"),
+        None => "no PyTorch (2.11.0 goes into the install)".to_owned(),
+    };
+    Ok(format!(
+        "{}, {} CPUs, {memory_gib:.1} GiB memory, {:.1} GiB free; {gpu_text}; {pytorch_text}",
+        probe.get("distro").unwrap_or("Linux x86_64"),
+        probe.get("cpus").unwrap_or("?"),
+        free as f64 / GIB,
+    ))
+}
+
+/// Copies and installs the bundle unless the machine has exactly this one.
+fn install(ssh: &Ssh, probe: &Answer, bundle: &Bundle, dir: &str) -> anyhow::Result<((), String)> {
+    let folder = format!("{dir}/easel-worker-{}", bundle.version);
+    if probe.get("installed_sha256") == Some(bundle.sha256.as_str()) {
+        return Ok((
+            (),
+            format!(
+                "easel-worker {} already installed in {folder}: reusing it",
+                bundle.version
+            ),
+        ));
+    }
+    if probe.get("running").is_some() {
+        // A worker running from the folder about to be replaced stops first (at a checkpoint).
+        ssh.run("stop", &[dir], true)?;
+    }
+    let remote = format!("{dir}/.incoming/{}", bundle::file_name());
+    let bar = indicatif::ProgressBar::new(bundle.bytes);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "copying {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    ssh.upload(&bundle.path, &remote, |sent| bar.set_position(sent))?;
+    bar.finish_and_clear();
+    let copied = started.elapsed();
+    let installed = ssh
+        .run("install", &[dir, &bundle.version, &bundle.sha256], true)
+        .context("installing the bundle failed (install.sh's messages are above)")?;
+    let folder = installed.get("installed").unwrap_or(&folder).to_owned();
+    Ok((
+        (),
+        format!(
+            "copied {} ({:.1} MB in {:.1} s) and installed it in {folder}",
+            bundle::file_name(),
+            bundle.bytes as f64 / 1e6,
+            copied.as_secs_f64()
+        ),
+    ))
+}
+
+/// Says hello over the real channel (TLS, pinned fingerprint, token) until it answers.
+fn wait_for_health(
+    ssh: &Ssh,
+    dir: &str,
+    address: &str,
+    token: &str,
+    fingerprint: Option<&str>,
+) -> anyhow::Result<String> {
+    let worker = crate::remote::WorkerArgs {
+        worker: Some(address.to_owned()),
+        token: Some(token.to_owned()),
+        fingerprint: fingerprint.map(str::to_owned),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let last_error = loop {
+        match crate::remote::hello(&worker, Duration::from_secs(10)) {
+            Ok(hello) => {
+                let devices = if hello.devices.is_empty() {
+                    "auto".to_owned()
+                } else {
+                    hello.devices.join(", ")
+                };
+                return Ok(format!(
+                    "worker {} answers at {address} (devices {devices}; libtorch {}, CUDA {})",
+                    hello.worker_version,
+                    hello.libtorch_version,
+                    if hello.cuda_available { "yes" } else { "no" }
+                ));
+            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
+            Err(error) => break error,
+        }
+    };
+    let status = ssh.run("status", &[dir], false)?;
+    if status.get("running").is_none() {
+        let log = status.all("log").join("\n  ");
+        return Err(anyhow!(
+            "the worker stopped on the machine; the end of its log ({dir}/data/worker.log):\n  {log}"
+        ));
+    }
+    let port = address.rsplit(':').next().unwrap_or("50051");
+    Err(last_error.context(format!(
+        "the worker runs on {} but {address} does not answer from here: open TCP port {port} to this machine in its firewall or the provider's security group, or pass --address HOST if the machine is reached by another name",
+        ssh.shown
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_names_come_from_the_host() {
+        assert_eq!(default_name("ubuntu@gpu-1:2222"), "gpu-1");
+        assert_eq!(default_name("203.0.113.7"), "203.0.113.7");
+        assert_eq!(default_name("root@[::1]:22"), "--1");
+        assert!(check_name("gpu-1").is_ok());
+        assert!(check_name("a b").is_err());
+        assert!(check_name("").is_err());
+    }
+}
