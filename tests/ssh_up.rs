@@ -185,4 +185,33 @@ fn up_says_which_step_failed_and_what_to_do() {
     );
     let listed = ok(client_with(&home, &["workers"], &[]));
     assert!(listed.contains("client up [user@]host"), "{listed}");
+
+    // The profile of a machine that is gone can still be forgotten.
+    let config = home.join(".config/easel/client.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "worker = \"gone\"\n[workers.gone]\naddress = \"https://{closed}\"\nssh = \"{closed}\"\nssh_command = \"ssh -o BatchMode=yes -o ConnectTimeout=5\"\nremote_dir = \"/nowhere\"\n"
+        ),
+    )
+    .unwrap();
+    let kept = client_with(&home, &["down", "gone"], &[]);
+    assert!(!kept.status.success());
+    assert!(
+        text(&kept).contains("ssh could not reach"),
+        "{}",
+        text(&kept)
+    );
+    let forgotten = ok(client_with(&home, &["down", "gone", "--forget"], &[]));
+    assert!(
+        forgotten.contains("warning: could not stop it"),
+        "{forgotten}"
+    );
+    assert!(
+        forgotten.contains("removed the profile `gone`"),
+        "{forgotten}"
+    );
+    let listed = ok(client_with(&home, &["workers"], &[]));
+    assert!(listed.contains("no worker profiles"), "{listed}");
 }

@@ -41,12 +41,16 @@ pub fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| profile.ssh_command.clone());
     let ssh = Ssh::new(destination, program.as_deref())?;
     println!("stopping the worker `{name}` on {destination} (running jobs stop at a checkpoint)");
-    let stopped = ssh.run("stop", &[dir.as_str()], true)?;
-    match stopped.get("stopped") {
-        Some("not-running") => println!("it was not running"),
-        _ => println!(
+    match ssh.run("stop", &[dir.as_str()], true) {
+        Ok(stopped) if stopped.get("stopped") == Some("not-running") => {
+            println!("it was not running")
+        }
+        Ok(_) => println!(
             "stopped; jobs, artifacts and the install stay in {dir} (`client up {destination}` starts it again)"
         ),
+        // A rented machine that is gone can still be forgotten.
+        Err(error) if args.forget => eprintln!("warning: could not stop it: {error:#}"),
+        Err(error) => return Err(error),
     }
     if args.forget {
         config::forget_profile(&name)?;

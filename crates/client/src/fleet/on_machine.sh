@@ -16,6 +16,10 @@ case $dir in
   "~") dir=$HOME ;;
   "~/"*) dir=$HOME/${dir#"~/"} ;;
 esac
+case $dir in
+  /*) ;;
+  *) dir=$HOME/$dir ;;
+esac
 data=$dir/data
 state=$dir/running
 fail() {
@@ -51,13 +55,16 @@ probe() {
   fi
   if torch=$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null); then
     echo "pytorch=$torch"
+  elif ! python3 -m pip --version >/dev/null 2>&1; then
+    # install.sh then installs PyTorch with pip, unless an earlier install holds one.
+    [ -d "$install/python" ] || echo "missing=python3-pip"
   fi
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     echo "systemd=yes"
   else
     echo "systemd=no"
   fi
-  for tool in tar gzip sha256sum setsid; do
+  for tool in bash tar gzip sha256sum setsid; do
     command -v $tool >/dev/null 2>&1 || echo "missing=$tool"
   done
   running_line
@@ -93,17 +100,27 @@ install() {
 # `running=SERVICE INSTALL PORT` while a worker that `start` launched is alive.
 running_line() {
   [ -f "$state" ] || return 0
-  read -r service install port <"$state" || return 0
-  if alive "$service"; then
-    echo "running=$service $install $port"
+  read -r seen_service seen_install seen_port <"$state" || return 0
+  if alive "$seen_service"; then
+    echo "running=$seen_service $seen_install $seen_port"
   fi
+}
+
+# The supervisor's pid, if the pid file names a live easel-worker-supervise: after a reboot the
+# file survives and its number may belong to any other process.
+supervisor_pid() {
+  [ -f "$data/worker.pid" ] || return 1
+  pid=$(cat "$data/worker.pid")
+  case $pid in '' | *[!0-9]*) return 1 ;; esac
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "easel-worker-supervise" || return 1
+  echo "$pid"
 }
 
 alive() {
   case $1 in
     systemd) systemctl is-active --quiet easel-worker.service ;;
     systemd-user) systemctl --user is-active --quiet easel-worker.service ;;
-    background) [ -f "$data/worker.pid" ] && kill -0 "$(cat "$data/worker.pid")" 2>/dev/null ;;
+    background) supervisor_pid >/dev/null ;;
     *) return 1 ;;
   esac
 }
@@ -201,8 +218,8 @@ stop() {
     echo "stopped=not-running"
     return 0
   fi
-  read -r service install port <"$state" || true
-  case $service in
+  read -r stopping_service stopping_install stopping_port <"$state" || true
+  case $stopping_service in
     systemd)
       systemctl stop easel-worker.service
       systemctl disable easel-worker.service >/dev/null 2>&1 || true
@@ -212,14 +229,14 @@ stop() {
       systemctl --user disable easel-worker.service >/dev/null 2>&1 || true
       ;;
     background)
-      if [ -f "$data/worker.pid" ]; then
-        pid=$(cat "$data/worker.pid")
+      if pid=$(supervisor_pid); then
         kill -TERM "$pid" 2>/dev/null || true
         # Running jobs stop at their next step and keep their checkpoint (up to 2 minutes).
         waited=0
         while kill -0 "$pid" 2>/dev/null; do
           if [ $waited -ge 240 ]; then
-            kill -KILL "$pid" 2>/dev/null || true
+            # setsid made the supervisor its group's leader: the worker goes with it.
+            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
             echo "stop: the worker did not stop within 2 minutes; killed it" >&2
             break
           fi
@@ -227,6 +244,7 @@ stop() {
           waited=$((waited + 1))
         done
       fi
+      rm -f "$data/worker.pid"
       ;;
   esac
   rm -f "$state"

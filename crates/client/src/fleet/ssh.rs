@@ -1,5 +1,6 @@
 //! The user's own OpenSSH client, so their keys, agent, `~/.ssh/config` aliases and jump hosts
-//! all work: `EASEL_SSH` (like GIT_SSH_COMMAND) replaces the plain `ssh` program and its options.
+//! all work: `EASEL_SSH` replaces the plain `ssh` program and its options (words split on spaces,
+//! no shell quoting: put elaborate options in ~/.ssh/config).
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -206,7 +206,7 @@ fn check_machine(probe: &Answer, bundle: &Bundle) -> anyhow::Result<String> {
     let missing = probe.all("missing");
     if !missing.is_empty() {
         bail!(
-            "the machine lacks {}: install them (e.g. `sudo apt-get install tar gzip coreutils util-linux`)",
+            "the machine lacks {}: install them (e.g. `sudo apt-get install bash tar gzip coreutils util-linux python3-pip`)",
             missing.join(", ")
         );
     }
