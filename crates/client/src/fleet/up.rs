@@ -162,14 +162,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The host part of `[user@]host[:port]`.
+/// The host part of `[user@]host[:port]`, as ssh's destination parsing finds it.
 fn default_name(destination: &str) -> String {
-    let host = destination.rsplit_once('@').map_or(destination, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
-        None if host.matches(':').count() == 1 => host.split(':').next().unwrap_or(host),
-        None => host,
-    };
+    let host = super::ssh::parse_destination(destination)
+        .map(|(host, _)| host)
+        .unwrap_or_else(|_| destination.to_owned());
+    let host = host.rsplit_once('@').map_or(host.as_str(), |(_, h)| h);
     host.replace(':', "-")
 }
 
