@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use easel_e2e::{Worker, noise_dataset, write_spec};
+use easel_proto::protocol::Credentials;
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
 use tonic::Code;
 
-const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 const CHUNK: usize = 16 * 1024;
 
 fn chunk(content: &[u8], offset: usize) -> pb::BlobChunk {
@@ -18,15 +18,13 @@ fn chunk(content: &[u8], offset: usize) -> pb::BlobChunk {
         digest: blake3::hash(content).to_hex().to_string(),
         total_size: content.len() as u64,
         offset: offset as u64,
-        crc32c: CRC32C.checksum(&data),
+        crc32c: easel_proto::protocol::chunk_checksum(&data),
         data,
     }
 }
 
-type Interceptor =
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send + Sync>;
 type Client = WorkerClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Interceptor>,
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Credentials>,
 >;
 
 async fn connect(worker: &Worker) -> Client {
@@ -35,15 +33,7 @@ async fn connect(worker: &Worker) -> Client {
         .connect()
         .await
         .unwrap();
-    let header: tonic::metadata::MetadataValue<_> =
-        format!("Bearer {}", worker.token).parse().unwrap();
-    let interceptor: Interceptor = Box::new(move |mut request: tonic::Request<()>| {
-        request
-            .metadata_mut()
-            .insert("authorization", header.clone());
-        Ok(request)
-    });
-    WorkerClient::with_interceptor(channel, interceptor)
+    WorkerClient::with_interceptor(channel, Credentials::new(Some(&worker.token)).unwrap())
 }
 
 async fn upload(

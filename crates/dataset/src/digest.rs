@@ -1,31 +1,13 @@
 //! Content digests and the digest-addressed blob layout the worker stores datasets in.
 
 use crate::error::{Error, Result};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// blake3 of `bytes`, lowercase hex (the form manifests use).
-pub fn digest_bytes(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex().to_string()
-}
+pub use easel_digest::{digest_bytes, is_valid_digest};
 
-/// blake3 of a file's content, read in a streaming fashion.
+/// blake3 of a file's content, read in a streaming fashion; errors name the file.
 pub fn digest_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(&mut file)
-        .map_err(|e| Error::io(path, e))?;
-    Ok(hasher.finalize().to_hex().to_string())
-}
-
-/// True for 64 lowercase hex characters. Digests arrive from the network, and they become
-/// file names, so anything else is refused before it touches a path.
-pub fn is_valid_digest(digest: &str) -> bool {
-    digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    easel_digest::digest_file(path).map_err(|e| Error::io(path, e))
 }
 
 /// Where a blob lives in a blob store folder: `<dir>/<digest[0..2]>/<digest>`. The two-character

@@ -44,7 +44,7 @@ pub struct SubsetRoots {
 }
 
 /// Scans one or more roots (folders or zip archives, each holding a folder per class); the
-/// split into train/validation/test is left to [`crate::split`].
+/// split into train/validation/test is left to [`crate::split()`].
 pub fn scan(roots: &[PathBuf], options: &ScanOptions) -> Result<ScanReport> {
     let tagged: Vec<(PathBuf, Option<Subset>)> = roots.iter().map(|r| (r.clone(), None)).collect();
     scan_tagged(&tagged, options)

@@ -80,10 +80,7 @@ pub fn training_settings(spec: &easel_spec::ExperimentSpec) -> easel_spec::Exper
 
 /// blake3 of a file's bytes, lowercase hex (the digest the worker's blob store names files by).
 pub fn file_digest(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = blake3::Hasher::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
-    Ok(hasher.finalize().to_hex().to_string())
+    easel_digest::digest_file(path).map_err(|e| Error::io(path, e))
 }
 
 struct HostTensor {

@@ -12,6 +12,17 @@ pub enum DeviceChoice {
     Cuda(usize),
 }
 
+impl From<easel_spec::worker::DeviceName> for DeviceChoice {
+    fn from(name: easel_spec::worker::DeviceName) -> Self {
+        use easel_spec::worker::DeviceName;
+        match name {
+            DeviceName::Auto => DeviceChoice::Auto,
+            DeviceName::Cpu => DeviceChoice::Cpu,
+            DeviceName::Cuda(index) => DeviceChoice::Cuda(index),
+        }
+    }
+}
+
 impl DeviceChoice {
     pub fn resolve(self) -> Result<tch::Device> {
         match self {

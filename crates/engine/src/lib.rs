@@ -3,10 +3,11 @@
 //!
 //! - [`train`]: a whole run into a run directory (see [`artifacts`] for the layout), resumable
 //!   from its checkpoint; events through a callback.
-//! - [`proof_of_concept`], [`estimate`]: what `client validate` runs on the laptop.
-//! - [`evaluate`], [`predict`]: a finished run's best weights on other images.
+//! - [`proof_of_concept`], [`estimate()`]: what `client validate` runs on the laptop.
+//! - [`evaluate()`], [`predict()`]: a finished run's best weights on other images.
 //! - [`pipeline`]: decode + resize in parallel, the decoded u8 cache, batches on the device.
-//! - [`models`]: the architectures, torchvision-named, and pretrained backbones.
+//! - [`models`]: the architectures, torchvision-named.
+//! - [`weights`]: pretrained backbones read from safetensors and PyTorch's formats, and saved.
 
 pub mod artifacts;
 pub mod checkpoint;
@@ -21,7 +22,7 @@ pub mod poc;
 pub mod predict;
 mod trained;
 pub mod trainer;
-mod weights;
+pub mod weights;
 
 pub use device::{DeviceChoice, RuntimeInfo, runtime_info};
 pub use error::{Error, Result};

@@ -3,9 +3,10 @@
 //! trains repeatedly on one fixed batch from it: a model that is wired correctly overfits one
 //! batch, so its loss must stay finite and fall. Adam at `POC_LEARNING_RATE`, no head dropout.
 
-use crate::models::{build_classifier, load_pretrained_backbone, set_backbone_trainable};
+use crate::models::{build_classifier, set_backbone_trainable};
 use crate::pipeline::{BatchSource, decode_dataset};
 use crate::trainer::optimizer::{GroupRates, Optimizer, parameters_of};
+use crate::weights::load_pretrained_backbone;
 use crate::{Error, Result};
 use easel_dataset::{
     ImageSource, Manifest, ManifestEntry, stratified_subset, stratified_subset_of,

@@ -2,7 +2,8 @@
 
 mod support;
 
-use easel_engine::models::{build_classifier, save_backbone};
+use easel_engine::models::build_classifier;
+use easel_engine::weights::save_backbone;
 use easel_engine::{DeviceChoice, TrainEvent, TrainOutcome};
 use support::{read, sample, spec, subset, timeless, train};
 use tch::nn::VarStore;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod experiment;
 pub mod load;
 mod messages;
+pub mod outputs;
 pub mod resolve;
 pub mod validate;
 

@@ -167,10 +167,13 @@ pub enum DeviceName {
 }
 
 impl DeviceName {
+    /// The one reading of a device name, for the worker's `devices` and the client's `--device`:
+    /// `auto`, `cpu`, `cuda` (= `cuda:0`, also `gpu`) or `cuda:N`, in any case.
     pub fn parse(text: &str) -> Option<DeviceName> {
-        match text.trim() {
+        match text.trim().to_ascii_lowercase().as_str() {
             "auto" => Some(DeviceName::Auto),
             "cpu" => Some(DeviceName::Cpu),
+            "cuda" | "gpu" => Some(DeviceName::Cuda(0)),
             other => other
                 .strip_prefix("cuda:")?
                 .parse()
@@ -179,6 +182,9 @@ impl DeviceName {
         }
     }
 }
+
+/// What [`DeviceName::parse`] accepts, for error messages.
+pub const DEVICE_NAMES: &str = "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"";
 
 impl fmt::Display for DeviceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -354,7 +360,7 @@ impl Validate for WorkerConfig {
             if DeviceName::parse(device).is_none() {
                 problem(
                     &format!("devices[{index}]"),
-                    format!("`{device}` is not a device; use \"auto\", \"cpu\" or \"cuda:N\""),
+                    format!("`{device}` is not a device; use {DEVICE_NAMES}"),
                 );
             }
         }
@@ -475,7 +481,10 @@ mod tests {
     fn devices_parse() {
         assert_eq!(DeviceName::parse("cuda:3"), Some(DeviceName::Cuda(3)));
         assert_eq!(DeviceName::parse("cpu"), Some(DeviceName::Cpu));
-        assert_eq!(DeviceName::parse("cuda"), None);
+        // The client's `--device` and the worker's `devices` read names the same way.
+        assert_eq!(DeviceName::parse("cuda"), Some(DeviceName::Cuda(0)));
+        assert_eq!(DeviceName::parse("CPU"), Some(DeviceName::Cpu));
+        assert_eq!(DeviceName::parse("cuda:x"), None);
         let config = WorkerConfig {
             devices: vec!["cuda:0".into(), "cuda:1".into()],
             ..Default::default()

@@ -264,13 +264,7 @@ async fn hash_file(path: &FsPath) -> Result<String> {
     let path = path.to_path_buf();
     let for_error = path.clone();
     tokio::task::spawn_blocking(move || {
-        let mut hasher = blake3::Hasher::new();
-        let file =
-            std::fs::File::open(&path).map_err(Error::io("cannot read downloaded file", &path))?;
-        hasher
-            .update_reader(file)
-            .map_err(Error::io("cannot read downloaded file", &path))?;
-        Ok(hasher.finalize().to_hex().to_string())
+        easel_digest::digest_file(&path).map_err(Error::io("cannot read downloaded file", &path))
     })
     .await
     .map_err(|e| Error::Io {

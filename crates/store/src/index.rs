@@ -27,6 +27,26 @@ impl ArtifactIndex {
 }
 
 impl ArtifactStore {
+    /// The job's `artifacts.json`, if it was written.
+    pub async fn read_index(&self, job: &str) -> Result<Option<ArtifactIndex>> {
+        match self.get_bytes(job, INDEX_NAME).await {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| Error::BadIndex {
+                        url: self.url().to_owned(),
+                        key: self
+                            .key(job, INDEX_NAME)
+                            .map(|k| k.to_string())
+                            .unwrap_or_default(),
+                        source,
+                    })
+            }
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Lists the job's artifacts and writes `artifacts.json`. Digests come from this process's
     /// uploads; artifacts stored by someone else (an earlier machine of a resumed job) are read
     /// back and hashed.

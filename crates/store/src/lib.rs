@@ -40,10 +40,10 @@ pub use retry::{RetryPolicy, put_file_with_retry, retry_transient};
 pub use store::{ArtifactInfo, ArtifactStore, StoredJob};
 
 /// Written last; its presence marks a job's artifacts as complete.
-pub const REPORT_NAME: &str = "report.json";
+pub const REPORT_NAME: &str = easel_spec::outputs::REPORT;
 
 /// Written just before [`REPORT_NAME`]: every artifact's name, size and blake3 digest.
-pub const INDEX_NAME: &str = "artifacts.json";
+pub const INDEX_NAME: &str = easel_spec::outputs::INDEX;
 
 /// Files at or above this size are uploaded with a multipart upload.
 pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;

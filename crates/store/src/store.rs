@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::keys::{job_prefix, validate_artifact_name, validate_job_id};
 use crate::open::open_backend;
-use crate::{Error, INDEX_NAME, REPORT_NAME, Result, StoreOptions};
+use crate::{Error, REPORT_NAME, Result, StoreOptions};
 
 /// One stored artifact of a job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -110,7 +110,7 @@ impl ArtifactStore {
         if name == REPORT_NAME {
             self.write_index(job).await?;
         }
-        let digest = blake3::hash(&bytes).to_hex().to_string();
+        let digest = easel_digest::digest_bytes(&bytes);
         let size = bytes.len() as u64;
         self.inner
             .put(&key, PutPayload::from_bytes(bytes))
@@ -220,32 +220,10 @@ impl ArtifactStore {
     pub(crate) async fn hash_stored(&self, job: &str, name: &str) -> Result<(u64, String)> {
         let (key, result) = self.get_object(job, name).await?;
         let mut stream = result.into_stream();
-        let mut hasher = blake3::Hasher::new();
-        let mut size = 0u64;
+        let mut digest = easel_digest::Digester::default();
         while let Some(chunk) = stream.try_next().await.map_err(|e| self.error(&key, e))? {
-            size += chunk.len() as u64;
-            hasher.update(&chunk);
+            digest.update(&chunk);
         }
-        Ok((size, hasher.finalize().to_hex().to_string()))
-    }
-
-    /// The job's `artifacts.json`, if it was written.
-    pub async fn read_index(&self, job: &str) -> Result<Option<crate::ArtifactIndex>> {
-        match self.get_bytes(job, INDEX_NAME).await {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|source| Error::BadIndex {
-                        url: self.url.clone(),
-                        key: self
-                            .key(job, INDEX_NAME)
-                            .map(|k| k.to_string())
-                            .unwrap_or_default(),
-                        source,
-                    })
-            }
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok((digest.len(), digest.finish()))
     }
 }

@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::{Path as FsPath, PathBuf};
 
 use bytes::{Bytes, BytesMut};
+use easel_digest::Digester;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::{ArtifactStore, Error, MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, REPORT_NAME, Result};
@@ -29,7 +30,7 @@ impl ArtifactStore {
             let bytes = tokio::fs::read(file)
                 .await
                 .map_err(Error::io("cannot read artifact file", file))?;
-            let digest = blake3::hash(&bytes).to_hex().to_string();
+            let digest = easel_digest::digest_bytes(&bytes);
             let size = bytes.len() as u64;
             self.inner
                 .put(&key, PutPayload::from(bytes))
@@ -81,19 +82,17 @@ impl ArtifactStore {
         let path = file.to_path_buf();
         let mut opened =
             std::fs::File::open(&path).map_err(Error::io("cannot open artifact file", &path))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut size = 0u64;
+        let mut digest = Digester::default();
         loop {
             let path_for_read = path.clone();
             let part;
-            (opened, hasher, part) =
-                tokio::task::spawn_blocking(move || read_part(opened, hasher, path_for_read))
+            (opened, digest, part) =
+                tokio::task::spawn_blocking(move || read_part(opened, digest, path_for_read))
                     .await
                     .map_err(|e| self.error(key, object_store::Error::from(e)))??;
             if part.is_empty() {
-                return Ok((size, hasher.finalize().to_hex().to_string()));
+                return Ok((digest.len(), digest.finish()));
             }
-            size += part.len() as u64;
             writer
                 .wait_for_capacity(PARTS_IN_FLIGHT)
                 .await
@@ -103,14 +102,10 @@ impl ArtifactStore {
     }
 }
 
-type PartRead = (std::fs::File, blake3::Hasher, Bytes);
+type PartRead = (std::fs::File, Digester, Bytes);
 
-/// Reads up to one part (empty at end of file) and feeds it to the hasher.
-fn read_part(
-    mut file: std::fs::File,
-    mut hasher: blake3::Hasher,
-    path: PathBuf,
-) -> Result<PartRead> {
+/// Reads up to one part (empty at end of file) and feeds it to the digest.
+fn read_part(mut file: std::fs::File, mut digest: Digester, path: PathBuf) -> Result<PartRead> {
     let mut buffer = BytesMut::zeroed(MULTIPART_PART_SIZE);
     let mut filled = 0;
     while filled < buffer.len() {
@@ -122,6 +117,6 @@ fn read_part(
         }
     }
     buffer.truncate(filled);
-    hasher.update(&buffer);
-    Ok((file, hasher, buffer.freeze()))
+    digest.update(&buffer);
+    Ok((file, digest, buffer.freeze()))
 }

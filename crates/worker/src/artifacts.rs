@@ -8,6 +8,7 @@ use bytes::Bytes;
 use easel_store::{INDEX_NAME, REPORT_NAME};
 
 use crate::error::{Error, Result};
+use crate::jobs::job::EVENTS_FILE;
 use crate::jobs::{EventKind, JobManager, JobState};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,7 @@ impl JobManager {
     /// Names of what the job has stored so far (plus its event log).
     fn artifact_names(&self, id: &str) -> Result<Vec<String>> {
         let job = self.job(id)?;
-        let mut names = vec!["events.jsonl".to_owned()];
+        let mut names = vec![EVENTS_FILE.to_owned()];
         for event in job.log.after(0) {
             if let EventKind::ArtifactStored { name, .. } = event.kind
                 && !names.contains(&name)
@@ -62,8 +63,8 @@ impl JobManager {
         easel_store::validate_artifact_name(name)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let job = self.job(id)?;
-        let local = if name == "events.jsonl" {
-            job.dir.join(name)
+        let local = if name == EVENTS_FILE {
+            job.log.path().to_owned()
         } else {
             job.run_dir().join(name)
         };
@@ -87,19 +88,16 @@ impl JobManager {
                 name: name.to_owned(),
             });
         }
-        let bytes = self.store.get_bytes(id, name).await?;
+        let bytes = self.store().get_bytes(id, name).await?;
         let entry = ArtifactEntry {
             name: name.to_owned(),
             size: bytes.len() as u64,
-            blake3: blake3::hash(&bytes).to_hex().to_string(),
+            blake3: easel_digest::digest_bytes(&bytes),
         };
         Ok((entry, ArtifactBody::Bytes(bytes)))
     }
 }
 
 fn hash_file(path: &std::path::Path) -> Result<(u64, String)> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = blake3::Hasher::new();
-    let size = std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
-    Ok((size, hasher.finalize().to_hex().to_string()))
+    easel_digest::digest_file_sized(path).map_err(|e| Error::io(path, e))
 }

@@ -1,6 +1,7 @@
 //! Access: a bearer token created at first start, checked on every RPC except health, plus the
 //! protocol-version check (both are per-request metadata, so one interceptor does both).
 
+use easel_proto::protocol;
 use rand::RngCore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -77,33 +78,13 @@ impl Guard {
     }
 
     pub fn check(&self, request: Request<()>) -> std::result::Result<Request<()>, Status> {
-        if let Some(version) = request.metadata().get(easel_proto::PROTOCOL_HEADER) {
-            let theirs = version.to_str().unwrap_or("?");
-            if theirs != easel_proto::PROTOCOL_VERSION.to_string() {
-                return Err(Status::failed_precondition(incompatible(theirs)));
-            }
-        }
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match presented {
+        protocol::check_protocol_header(request.metadata())?;
+        match protocol::presented_token(request.metadata()) {
             None => Err(Status::unauthenticated("missing bearer token")),
             Some(token) if bool::from(token.as_bytes().ct_eq(self.token.as_bytes())) => Ok(request),
             Some(_) => Err(Status::unauthenticated("wrong bearer token")),
         }
     }
-}
-
-/// The message both sides use when protocol versions differ.
-pub fn incompatible(client_version: &str) -> String {
-    format!(
-        "incompatible protocol: the client speaks easel protocol {client_version}, this worker speaks {}; \
-         use a client and worker from the same release",
-        easel_proto::PROTOCOL_VERSION
-    )
 }
 
 #[cfg(test)]
@@ -113,14 +94,15 @@ mod tests {
     fn request(token: Option<&str>, protocol: Option<&str>) -> Request<()> {
         let mut request = Request::new(());
         if let Some(token) = token {
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            request.metadata_mut().insert(
+                protocol::AUTHORIZATION_HEADER,
+                format!("Bearer {token}").parse().unwrap(),
+            );
         }
         if let Some(protocol) = protocol {
             request
                 .metadata_mut()
-                .insert(easel_proto::PROTOCOL_HEADER, protocol.parse().unwrap());
+                .insert(protocol::PROTOCOL_HEADER, protocol.parse().unwrap());
         }
         request
     }

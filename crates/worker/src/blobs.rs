@@ -13,9 +13,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
-/// CRC-32C (Castagnoli), the checksum each chunk carries.
-pub const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
-
 pub struct Chunk {
     pub digest: String,
     pub total_size: u64,
@@ -119,7 +116,7 @@ impl BlobStore {
                 chunk.offset, chunk.total_size
             )));
         }
-        let actual_crc = CRC32C.checksum(&chunk.data);
+        let actual_crc = easel_proto::protocol::chunk_checksum(&chunk.data);
         if actual_crc != chunk.crc32c {
             return Err(Error::DataLoss(format!(
                 "blob {digest}: chunk at offset {} is corrupted (crc32c {actual_crc:08x}, sent {:08x}); \
@@ -228,7 +225,7 @@ mod tests {
             digest: easel_dataset::digest_bytes(content),
             total_size: content.len() as u64,
             offset: offset as u64,
-            crc32c: CRC32C.checksum(&data),
+            crc32c: easel_proto::protocol::chunk_checksum(&data),
             data,
         }
     }

@@ -3,6 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use easel_proto::protocol::{PROTOCOL_VERSION, incompatible};
 use easel_proto::v1 as pb;
 use futures::Stream;
 use tokio::io::AsyncReadExt;
@@ -33,9 +34,11 @@ impl pb::worker_server::Worker for WorkerService {
         request: Request<pb::HelloRequest>,
     ) -> Result<Response<pb::HelloResponse>, Status> {
         let theirs = request.into_inner().protocol_version;
-        if theirs != easel_proto::PROTOCOL_VERSION {
-            return Err(Status::failed_precondition(crate::auth::incompatible(
-                &theirs.to_string(),
+        if theirs != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(incompatible(
+                theirs,
+                "this worker",
+                PROTOCOL_VERSION,
             )));
         }
         Ok(Response::new(self.hello.clone()))
@@ -47,7 +50,7 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<pb::MissingBlobsResponse>, Status> {
         let digests = request.into_inner().digests;
         let manager = self.manager.clone();
-        let missing = tokio::task::spawn_blocking(move || manager.blobs.missing(&digests))
+        let missing = tokio::task::spawn_blocking(move || manager.blobs().missing(&digests))
             .await
             .map_err(|e| Status::internal(e.to_string()))??;
         let missing = missing
@@ -79,7 +82,7 @@ impl pb::worker_server::Worker for WorkerService {
             };
             let manager = self.manager.clone();
             let (chunk, outcome) = tokio::task::spawn_blocking(move || {
-                let outcome = manager.blobs.write_chunk(&chunk);
+                let outcome = manager.blobs().write_chunk(&chunk);
                 (chunk, outcome)
             })
             .await
@@ -117,7 +120,7 @@ impl pb::worker_server::Worker for WorkerService {
             _ if self.manager.existing(&request.idempotency_key).is_some() => None,
             from_job => Some(
                 resume::fetch(
-                    &self.manager,
+                    self.manager.context(),
                     from_job,
                     &request.spec_toml,
                     &request.manifest_json,

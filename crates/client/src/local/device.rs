@@ -1,19 +1,13 @@
 //! `--device cpu|cuda|cuda:N|auto` for the commands that run the engine.
 
 use easel_engine::DeviceChoice;
+use easel_spec::worker::DeviceName;
 
-/// clap value parser for `--device`.
+/// clap value parser for `--device`: the names a worker's `devices` takes.
 pub fn parse_device(text: &str) -> Result<DeviceChoice, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "auto" => Ok(DeviceChoice::Auto),
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|index| index.parse().ok())
-            .map(DeviceChoice::Cuda)
-            .ok_or_else(|| format!("unknown device `{text}`: use cpu, cuda, cuda:N or auto")),
-    }
+    DeviceName::parse(text)
+        .map(DeviceChoice::from)
+        .ok_or_else(|| format!("unknown device `{text}`: use cpu, cuda, cuda:N or auto"))
 }
 
 #[cfg(test)]

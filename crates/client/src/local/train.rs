@@ -37,7 +37,7 @@ pub struct TrainArgs {
 }
 
 /// Events go here as JSON lines, appended across resumptions.
-pub const EVENTS_FILE: &str = "events.jsonl";
+pub const EVENTS_FILE: &str = easel_spec::outputs::EVENTS;
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let spec = match easel_spec::load_experiment(&args.spec) {
@@ -135,7 +135,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         TrainOutcome::Cancelled { completed_epochs } => {
             eprintln!(
                 "stopped after {completed_epochs} complete epoch(s); run the same command again to resume from {}",
-                args.out.join("checkpoints/last.ckpt").display()
+                args.out.join(easel_spec::outputs::CHECKPOINT).display()
             );
             // 130: the conventional status of a program ended by Ctrl-C.
             Ok(ExitCode::from(130))

@@ -2,6 +2,7 @@
 //! `--token`/`EASEL_TOKEN`/client.toml; plus turning gRPC statuses into messages a person can act on.
 
 use anyhow::{Context, anyhow, bail};
+use easel_proto::protocol::{Credentials, PROTOCOL_VERSION, incompatible};
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
 use tonic::service::interceptor::InterceptedService;
@@ -27,30 +28,6 @@ pub struct WorkerArgs {
 
 pub type Client = WorkerClient<InterceptedService<Channel, Credentials>>;
 
-/// Adds the bearer token and the protocol version to every call.
-#[derive(Clone)]
-pub struct Credentials {
-    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-}
-
-impl tonic::service::Interceptor for Credentials {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        request.metadata_mut().insert(
-            easel_proto::PROTOCOL_HEADER,
-            easel_proto::PROTOCOL_VERSION.into(),
-        );
-        Ok(request)
-    }
-}
-
 pub struct Remote {
     pub client: Client,
     pub address: String,
@@ -74,14 +51,7 @@ impl WorkerArgs {
         } else {
             format!("http://{address}")
         };
-        let authorization = match target.token {
-            Some(token) => Some(
-                format!("Bearer {}", token.trim())
-                    .parse()
-                    .map_err(|_| anyhow!("the token contains characters that cannot be sent"))?,
-            ),
-            None => None,
-        };
+        let credentials = Credentials::new(target.token.as_deref())?;
         let mut endpoint = Endpoint::from_shared(address.clone())
             .with_context(|| format!("`{address}` is not a worker address"))?
             .connect_timeout(std::time::Duration::from_secs(10));
@@ -104,18 +74,23 @@ impl WorkerArgs {
             .connect()
             .await
             .map_err(|e| anyhow!("cannot reach the worker at {address}: {}", chain(&e)))?;
-        let mut client = WorkerClient::with_interceptor(channel, Credentials { authorization })
+        let mut client = WorkerClient::with_interceptor(channel, credentials)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
         let hello = client
             .hello(pb::HelloRequest {
-                protocol_version: easel_proto::PROTOCOL_VERSION,
+                protocol_version: PROTOCOL_VERSION,
                 client_version: env!("CARGO_PKG_VERSION").to_owned(),
             })
             .await
             .map_err(|status| {
-                // A worker serving TLS answers a plaintext HTTP/2 client with garbage.
-                if !tls && status.code() != tonic::Code::Unauthenticated {
+                // A worker serving TLS answers a plaintext HTTP/2 client with garbage; a token or
+                // version refusal is an answer, so it needs no hint.
+                let answered = matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition
+                );
+                if !tls && !answered {
                     anyhow!(
                         "{}\nthe worker at {address} may be serving TLS (the default): use https://… with --fingerprint sha256:… from <data-dir>/tls/fingerprint on the worker",
                         explain(status)
@@ -125,12 +100,12 @@ impl WorkerArgs {
                 }
             })?
             .into_inner();
-        if hello.protocol_version != easel_proto::PROTOCOL_VERSION {
-            bail!(
-                "incompatible protocol: this client speaks easel protocol {}, the worker at {address} speaks {}; use a client and worker from the same release",
-                easel_proto::PROTOCOL_VERSION,
+        if hello.protocol_version != PROTOCOL_VERSION {
+            bail!(incompatible(
+                PROTOCOL_VERSION,
+                &format!("the worker at {address}"),
                 hello.protocol_version
-            );
+            ));
         }
         Ok(Remote {
             client,

@@ -57,10 +57,8 @@ pub fn ship_pretrained(loaded: &LoadedSpec) -> anyhow::Result<Shipment> {
     let Some(path) = &loaded.spec.model.pretrained else {
         return Ok(shipment);
     };
-    let digest = easel_dataset::digest_file(path)?;
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("failed to read {}", path.display()))?
-        .len();
+    let (size, digest) = easel_digest::digest_file_sized(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
     let mut document: toml_edit::DocumentMut =
         loaded.text.parse().context("failed to re-read the spec")?;
     document["model"]["pretrained"] = toml_edit::value(format!("blob:{digest}"));

@@ -2,6 +2,7 @@
 //! the worker or (with --store) straight from object storage. Every file is checked against its
 //! size and blake3 and renamed into place only when complete.
 
+use easel_spec::outputs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -57,7 +58,7 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
             for (name, size) in &files {
                 println!("{:>12}  {}", size, out.join(name).display());
             }
-            let best = out.join("weights/best.safetensors");
+            let best = out.join(outputs::BEST_WEIGHTS);
             if best.is_file() {
                 println!("weights: {}", best.display());
             }
@@ -67,7 +68,7 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn wanted(name: &str, all: bool) -> bool {
-    all || !name.starts_with("checkpoints/")
+    all || !name.starts_with(outputs::CHECKPOINTS_DIR)
 }
 
 async fn fetch_from_store(
@@ -89,7 +90,8 @@ async fn fetch_from_store(
     let report = store.download_job(job, &names, out).await?;
     if !report.complete {
         eprintln!(
-            "warning: job {job} has no report.json in the store yet: its artifacts may be incomplete"
+            "warning: job {job} has no {} in the store yet: its artifacts may be incomplete",
+            outputs::REPORT
         );
     }
     Ok(report.files.into_iter().map(|f| (f.name, f.size)).collect())
@@ -124,10 +126,7 @@ async fn fetch_from_worker(
 }
 
 fn already_there(target: &Path, artifact: &pb::ArtifactInfo) -> bool {
-    let Ok(bytes) = std::fs::read(target) else {
-        return false;
-    };
-    bytes.len() as u64 == artifact.size && blake3::hash(&bytes).to_hex().as_str() == artifact.blake3
+    easel_digest::file_matches(target, artifact.size, &artifact.blake3)
 }
 
 async fn fetch_one(
@@ -165,13 +164,11 @@ async fn fetch_one(
     let mut file = tokio::fs::File::create(&partial)
         .await
         .with_context(|| format!("failed to create {}", partial.display()))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
+    let mut received = easel_digest::Digester::default();
     while let Some(chunk) = stream.next().await {
         match chunk.map_err(explain)?.part {
             Some(Part::Data(data)) => {
-                hasher.update(&data);
-                size += data.len() as u64;
+                received.update(&data);
                 file.write_all(&data).await?;
             }
             _ => bail!("{name}: unexpected message in the artifact stream"),
@@ -179,9 +176,11 @@ async fn fetch_one(
     }
     file.flush().await?;
     drop(file);
-    let digest = hasher.finalize().to_hex().to_string();
+    let (size, digest) = (received.len(), received.finish());
     if size != header.size || digest != header.blake3 {
-        let _ = tokio::fs::remove_file(&partial).await;
+        if let Err(error) = tokio::fs::remove_file(&partial).await {
+            tracing::warn!(file = %partial.display(), %error, "mismatched download not removed");
+        }
         bail!(
             "{name}: received {size} bytes with blake3 {digest}, the worker announced {} bytes with blake3 {}; nothing was kept",
             header.size,

@@ -8,8 +8,6 @@ use serde::Serialize;
 
 use super::connection::{Client, explain};
 
-const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
-
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UploadPlan {
     pub files: usize,
@@ -126,7 +124,7 @@ pub async fn upload(
                     digest: digest.clone(),
                     total_size: size,
                     offset: offset as u64,
-                    crc32c: CRC32C.checksum(&data),
+                    crc32c: easel_proto::protocol::chunk_checksum(&data),
                     data,
                 };
                 if tx.blocking_send(chunk).is_err() {

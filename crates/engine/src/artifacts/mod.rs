@@ -7,16 +7,10 @@ use crate::events::TrainEvent;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
-pub const SPEC: &str = "spec.toml";
-pub const MANIFEST: &str = "manifest.json";
-pub const CLASSES: &str = "classes.json";
-pub const METRICS: &str = "metrics.jsonl";
-pub const CHECKPOINT: &str = "checkpoints/last.ckpt";
-pub const BEST_WEIGHTS: &str = "weights/best.safetensors";
-pub const LAST_WEIGHTS: &str = "weights/last.safetensors";
-pub const CURVES_PLOT: &str = "plots/curves.svg";
-pub const CONFUSION_PLOT: &str = "plots/confusion.svg";
-pub const REPORT: &str = "report.json";
+pub use easel_spec::outputs::{
+    BEST_WEIGHTS, CHECKPOINT, CLASSES, CONFUSION_PLOT, CURVES_PLOT, LAST_WEIGHTS, MANIFEST,
+    METRICS, REPORT, SPEC,
+};
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it and renames it into place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -12,9 +12,6 @@ mod classifier;
 mod plan;
 mod shape;
 
-pub use crate::weights::{
-    LoadReport, WeightsFormat, load_pretrained_backbone, read_named_tensors, save_backbone,
-};
 pub use classifier::{Classifier, build_classifier};
 pub use plan::{
     BackboneLayer, DEEP_CNN_BLOCK_DROPOUT, HeadLayer, architecture_name, backbone_layers,

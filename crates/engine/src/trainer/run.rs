@@ -14,10 +14,9 @@ use crate::artifacts::{self, RunDir, plots};
 use crate::checkpoint::{self, CheckpointState, MODEL_PREFIX, OPTIMIZER_PREFIX};
 use crate::device::device_name;
 use crate::events::{EpochMetrics, RunInfo, TrainEvent};
-use crate::models::{
-    build_classifier, count_parameters, load_pretrained_backbone, set_backbone_trainable,
-};
+use crate::models::{build_classifier, count_parameters, set_backbone_trainable};
 use crate::pipeline::{self, Augment, BatchSource, CacheStatus};
+use crate::weights::load_pretrained_backbone;
 use crate::{Error, Result};
 use easel_spec::{ExperimentSpec, Precision};
 use std::collections::HashMap;

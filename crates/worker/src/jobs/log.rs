@@ -55,7 +55,7 @@ impl EventLog {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         let record = EventRecord {
             sequence: events.last().map_or(0, |e| e.sequence) + 1,
-            time: super::now(),
+            time: super::clock::now(),
             kind,
         };
         let mut line =

@@ -3,97 +3,43 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
-use easel_dataset::Manifest;
-use easel_spec::ExperimentSpec;
 use easel_spec::worker::DeviceName;
 use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::clock::now;
+use super::context::{JobContext, WorkerDirs};
 use super::events::{EventKind, EventRecord, Outcome};
-use super::log::EventLog;
+use super::job::{Job, MANIFEST_FILE, SPEC_FILE};
 use super::record::{JobRecord, JobState};
 use super::resume::ResumePoint;
+use super::submission::{parse_manifest, parse_spec, pretrained_blob};
 use crate::blobs::BlobStore;
 use crate::error::{Error, Result};
-
-/// One job known to this worker.
-pub struct Job {
-    pub id: String,
-    pub dir: PathBuf,
-    pub record: Mutex<JobRecord>,
-    pub log: EventLog,
-    /// Checked by the engine every step.
-    pub cancel: Arc<AtomicBool>,
-    /// Set with `cancel` when the worker stops: the job is re-queued, not cancelled.
-    pub interrupted: AtomicBool,
-}
-
-impl Job {
-    pub fn snapshot(&self) -> JobRecord {
-        let mut record = self
-            .record
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        record.last_sequence = self.log.last_sequence();
-        record
-    }
-
-    /// Changes the record and persists it.
-    pub fn update(&self, change: impl FnOnce(&mut JobRecord)) -> Result<JobRecord> {
-        let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
-        change(&mut record);
-        record.last_sequence = self.log.last_sequence();
-        record.save(&self.dir)?;
-        Ok(record.clone())
-    }
-
-    pub fn run_dir(&self) -> PathBuf {
-        self.dir.join("run")
-    }
-
-    pub fn emit(&self, kind: EventKind) {
-        if let Err(error) = self.log.append(kind) {
-            tracing::error!(job = %self.id, %error, "event not persisted");
-        }
-    }
-}
 
 pub struct SubmitOutcome {
     pub job: JobRecord,
     pub created: bool,
 }
 
-pub(crate) struct Inner {
-    pub jobs: BTreeMap<String, Arc<Job>>,
-    pub queue: VecDeque<String>,
-    pub by_key: HashMap<String, String>,
-    pub free_devices: Vec<DeviceName>,
-    pub running: usize,
-    pub accepting: bool,
+struct Inner {
+    jobs: BTreeMap<String, Arc<Job>>,
+    queue: VecDeque<String>,
+    by_key: HashMap<String, String>,
+    free_devices: Vec<DeviceName>,
+    running: usize,
+    accepting: bool,
 }
 
 pub struct JobManager {
-    pub(crate) jobs_dir: PathBuf,
-    pub(crate) cache_dir: PathBuf,
-    /// Checkpoints being fetched for `resume_from_job`, before their job exists.
-    pub(crate) staging_dir: PathBuf,
-    pub blobs: BlobStore,
-    pub store: ArtifactStore,
-    /// Credentials and endpoint for datasets read from object storage (`data.path = "s3://…"`),
-    /// which may live in another bucket than the artifacts.
-    pub(crate) store_options: StoreOptions,
-    /// Copies of object-store datasets, one folder per dataset URL.
-    pub(crate) datasets_dir: PathBuf,
-    /// Held while a dataset is copied.
-    pub(crate) dataset_copy: tokio::sync::Mutex<()>,
-    pub(crate) retry: RetryPolicy,
+    context: Arc<JobContext>,
     max_queued: usize,
-    pub(crate) inner: Mutex<Inner>,
-    pub(crate) wake: Notify,
+    inner: Mutex<Inner>,
+    wake: Notify,
     idle: Notify,
     stopping: watch::Sender<bool>,
 }
@@ -130,31 +76,23 @@ impl ManagerSettings {
 impl JobManager {
     /// Opens the data dir, reloading every job (see `recover.rs` for what a restart does).
     pub fn open(settings: ManagerSettings) -> Result<Arc<JobManager>> {
-        let jobs_dir = settings.data_dir.join("jobs");
-        let cache_dir = settings.data_dir.join("cache");
-        let staging_dir = settings.data_dir.join("staging");
-        let datasets_dir = settings.data_dir.join("datasets");
-        // Whatever is staged belonged to submits that never finished.
-        let _ = std::fs::remove_dir_all(&staging_dir);
-        for dir in [&jobs_dir, &cache_dir, &staging_dir, &datasets_dir] {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
+        let dirs = WorkerDirs::create(&settings.data_dir)?;
         let blobs = BlobStore::open(
             settings.data_dir.join("blobs"),
             settings.max_chunk_bytes,
             settings.max_blob_bytes,
         )?;
-        let recovered = super::recover::load_jobs(&jobs_dir)?;
-        let manager = JobManager {
-            jobs_dir,
-            cache_dir,
-            staging_dir,
-            blobs,
+        let recovered = super::recover::load_jobs(&dirs.jobs)?;
+        let context = JobContext {
             store: settings.store,
             store_options: settings.store_options,
-            datasets_dir,
-            dataset_copy: tokio::sync::Mutex::new(()),
             retry: settings.retry,
+            blobs,
+            dirs,
+            dataset_copy: tokio::sync::Mutex::new(()),
+        };
+        let manager = JobManager {
+            context: Arc::new(context),
             max_queued: settings.max_queued,
             inner: Mutex::new(Inner {
                 jobs: recovered.jobs,
@@ -171,7 +109,20 @@ impl JobManager {
         Ok(Arc::new(manager))
     }
 
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// The store, blobs and folders the worker's jobs run with.
+    pub fn context(&self) -> &Arc<JobContext> {
+        &self.context
+    }
+
+    pub fn store(&self) -> &ArtifactStore {
+        &self.context.store
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.context.blobs
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -244,7 +195,7 @@ impl JobManager {
         if let Some(digest) = pretrained_blob(&spec) {
             digests.push(digest.to_owned());
         }
-        let missing = self.blobs.missing(&digests)?;
+        let missing = self.context.blobs.missing(&digests)?;
         if let Some((first, _)) = missing.first() {
             return Err(Error::FailedPrecondition(format!(
                 "{} of the dataset's {} files are not on the worker yet (first: {first}); upload them before submitting",
@@ -256,14 +207,14 @@ impl JobManager {
             return Err(Error::QueueFull(inner.queue.len()));
         }
         let id = new_job_id(&inner.jobs);
-        let dir = self.jobs_dir.join(&id);
+        let dir = self.context.dirs.jobs.join(&id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        write_file(&dir.join("spec.toml"), spec_toml)?;
-        write_file(&dir.join("manifest.json"), manifest_json)?;
+        write_file(&dir.join(SPEC_FILE), spec_toml)?;
+        write_file(&dir.join(MANIFEST_FILE), manifest_json)?;
         if let Some(resume) = &resume
-            && let Err(error) = resume.install(&dir.join("run"))
+            && let Err(error) = resume.install(&dir.join(super::job::RUN_DIR))
         {
-            let _ = std::fs::remove_dir_all(&dir);
+            remove_refused_job_dir(&dir);
             return Err(error);
         }
         let record = JobRecord {
@@ -272,7 +223,7 @@ impl JobManager {
             state: JobState::Queued,
             reason: String::new(),
             idempotency_key: key.to_owned(),
-            created_at: super::now(),
+            created_at: now(),
             started_at: None,
             finished_at: None,
             device: String::new(),
@@ -283,17 +234,10 @@ impl JobManager {
             last_sequence: 0,
             dataset_images: manifest.entries.len() as u64,
             dataset_bytes: manifest.total_bytes(),
-            store_url: self.store.url().to_owned(),
+            store_url: self.context.store.url().to_owned(),
         };
         record.save(&dir)?;
-        let job = Arc::new(Job {
-            id: id.clone(),
-            log: EventLog::open(dir.join("events.jsonl"))?,
-            dir,
-            record: Mutex::new(record),
-            cancel: Arc::default(),
-            interrupted: AtomicBool::new(false),
-        });
+        let job = Arc::new(Job::open(dir, record)?);
         job.emit(EventKind::Queued {
             position: inner.queue.len() as u32,
         });
@@ -334,7 +278,7 @@ impl JobManager {
                 job.update(|r| {
                     r.state = JobState::Cancelled;
                     r.reason = "cancelled while queued".into();
-                    r.finished_at = Some(super::now());
+                    r.finished_at = Some(now());
                 })
             }
             JobState::Running => {
@@ -402,7 +346,7 @@ impl JobManager {
                 let Some((job, device)) = next else { break };
                 let manager = self.clone();
                 tokio::spawn(async move {
-                    super::runner::run_job(&manager, &job, device).await;
+                    super::runner::run_job(&manager.context, &job, device).await;
                     let mut inner = manager.lock();
                     inner.free_devices.push(device);
                     inner.running -= 1;
@@ -447,45 +391,18 @@ impl JobManager {
         }
         self.stopping.send_replace(true);
     }
-
-    /// The second signal: stop without waiting for a checkpoint.
-    pub fn is_accepting(&self) -> bool {
-        self.lock().accepting
-    }
-
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache_dir
-    }
-}
-
-/// Parses and validates a submitted spec (its data paths name the client's folders and are not
-/// checked here: the manifest replaces them).
-pub(crate) fn parse_spec(text: &str) -> Result<ExperimentSpec> {
-    easel_spec::parse_experiment(text, "submitted spec")
-        .map_err(|e| Error::InvalidArgument(e.to_string()))
-}
-
-/// Parses and checks a submitted dataset manifest.
-pub(crate) fn parse_manifest(text: &str) -> Result<Manifest> {
-    let manifest = Manifest::from_json(text)
-        .map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
-    manifest
-        .validate()
-        .map_err(|e| Error::InvalidArgument(format!("dataset manifest: {e}")))?;
-    Ok(manifest)
-}
-
-/// The blob digest a submitted spec's `model.pretrained = "blob:<digest>"` names.
-pub(crate) fn pretrained_blob(spec: &ExperimentSpec) -> Option<&str> {
-    spec.model
-        .pretrained
-        .as_ref()?
-        .to_str()?
-        .strip_prefix("blob:")
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// A job refused after its folder was made leaves nothing behind; if the folder cannot be
+/// removed it is only logged: without a `state.json` a restart skips it.
+fn remove_refused_job_dir(dir: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), %error, "folder of a refused job not removed");
+    }
 }
 
 /// `YYYYMMDD-HHMMSS-xxxx`: sorts by creation time, readable in listings, unique on this worker.

@@ -1,6 +1,12 @@
 //! Jobs: their persisted records and event logs, the queue, and the runs themselves.
+//!
+//! Arrows point one way: the manager (queue, scheduling, cancel, watch) uses the run, resume and
+//! recovery modules; they take a [`JobContext`] and a [`Job`] and never see the manager.
 
+pub mod clock;
+pub mod context;
 pub mod events;
+pub mod job;
 pub mod log;
 pub mod manager;
 mod object_dataset;
@@ -8,14 +14,13 @@ pub mod record;
 mod recover;
 pub mod resume;
 mod runner;
+pub mod submission;
 mod uploader;
 
+pub use clock::now;
+pub use context::JobContext;
 pub use events::{EventKind, EventRecord, Outcome};
+pub use job::Job;
 pub use log::EventLog;
 pub use manager::{JobManager, SubmitOutcome};
 pub use record::{JobRecord, JobState};
-
-/// RFC 3339 UTC with milliseconds, the time format of records and events.
-pub fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}

@@ -9,8 +9,9 @@ use easel_dataset::{LocalSource, Manifest, ScanOptions};
 use easel_spec::ExperimentSpec;
 use easel_store::ArtifactStore;
 
+use super::context::JobContext;
 use super::events::EventKind;
-use super::manager::{Job, JobManager};
+use super::job::Job;
 
 /// The scanned copy of an object-store dataset, ready to train on.
 pub(crate) struct ObjectStoreDataset {
@@ -19,29 +20,30 @@ pub(crate) struct ObjectStoreDataset {
 }
 
 /// The local folder a dataset URL is copied into.
-pub(crate) fn local_copy_dir(manager: &JobManager, url: &str) -> PathBuf {
-    manager
-        .datasets_dir
+pub(crate) fn local_copy_dir(context: &JobContext, url: &str) -> PathBuf {
+    context
+        .dirs
+        .datasets
         .join(blake3::hash(url.as_bytes()).to_hex().as_str())
 }
 
 /// Copies and scans the dataset at `url`; every failure names the URL (it becomes the job's
 /// reason). The manifest is written as the job's `manifest.json`, as for an uploaded dataset.
 pub(crate) async fn prepare(
-    manager: &JobManager,
+    context: &JobContext,
     job: &Job,
     url: &str,
     spec: &ExperimentSpec,
 ) -> Result<ObjectStoreDataset, String> {
-    let dest = local_copy_dir(manager, url);
+    let dest = local_copy_dir(context, url);
     job.emit(EventKind::Note {
         message: format!("dataset: copying {url} to the worker"),
     });
-    let store = ArtifactStore::open(url, &manager.store_options)
+    let store = ArtifactStore::open(url, &context.store_options)
         .map_err(|e| format!("dataset {url} cannot be opened: {e}"))?;
     let mirrored = {
         // Two jobs on one dataset must not write the same partial files at once.
-        let _copying = manager.dataset_copy.lock().await;
+        let _copying = context.dataset_copy.lock().await;
         store.mirror_to_dir("", &dest).await
     };
     let mirrored = mirrored.map_err(|error| match error {
@@ -68,10 +70,10 @@ pub(crate) async fn prepare(
     }
     // The scan's errors include a dataset with fewer than two classes.
     let manifest = report.manifest.clone();
-    let manifest_path = job.dir.join("manifest.json");
+    let manifest_path = job.manifest_path();
     std::fs::write(&manifest_path, manifest.to_json())
         .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
-    let _ = job.update(|record| {
+    job.update_or_log(|record| {
         record.dataset_images = manifest.entries.len() as u64;
         record.dataset_bytes = manifest.total_bytes();
     });
@@ -91,7 +93,7 @@ pub(crate) async fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::manager::ManagerSettings;
+    use crate::jobs::manager::{JobManager, ManagerSettings};
     use std::path::Path;
     use std::sync::Arc;
 
@@ -130,15 +132,20 @@ mod tests {
         let job = manager.job(&submitted.job.id).unwrap();
         let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
 
-        let dataset = prepare(&manager, &job, &url, &parsed).await.unwrap();
+        let dataset = prepare(manager.context(), &job, &url, &parsed)
+            .await
+            .unwrap();
         assert_eq!(dataset.manifest.classes, ["one", "two"]);
         assert_eq!(dataset.manifest.entries.len(), 6);
         let written =
-            Manifest::from_json(&std::fs::read_to_string(job.dir.join("manifest.json")).unwrap())
-                .unwrap();
+            Manifest::from_json(&std::fs::read_to_string(job.manifest_path()).unwrap()).unwrap();
         assert_eq!(written, dataset.manifest);
         assert_eq!(job.snapshot().dataset_images, 6);
-        assert!(local_copy_dir(&manager, &url).join("two/2.png").is_file());
+        assert!(
+            local_copy_dir(manager.context(), &url)
+                .join("two/2.png")
+                .is_file()
+        );
         let notes: Vec<String> = job
             .log
             .after(0)
@@ -154,7 +161,9 @@ mod tests {
         );
 
         // A second job on the same dataset finds the copy in place.
-        let again = prepare(&manager, &job, &url, &parsed).await.unwrap();
+        let again = prepare(manager.context(), &job, &url, &parsed)
+            .await
+            .unwrap();
         assert_eq!(again.manifest, dataset.manifest);
     }
 
@@ -168,7 +177,10 @@ mod tests {
             .unwrap();
         let job = manager.job(&submitted.job.id).unwrap();
         let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
-        let error = prepare(&manager, &job, &url, &parsed).await.err().unwrap();
+        let error = prepare(manager.context(), &job, &url, &parsed)
+            .await
+            .err()
+            .unwrap();
         assert_eq!(
             error,
             format!(

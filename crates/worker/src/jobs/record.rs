@@ -5,6 +5,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// The record's file in the job's folder.
+pub const STATE_FILE: &str = "state.json";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -57,15 +60,15 @@ pub struct JobRecord {
 impl JobRecord {
     /// Writes `state.json` atomically (staging file + rename), so a crash leaves the old or the new.
     pub fn save(&self, job_dir: &Path) -> Result<()> {
-        let path = job_dir.join("state.json");
-        let staging = job_dir.join("state.json.tmp");
+        let path = job_dir.join(STATE_FILE);
+        let staging = job_dir.join(format!("{STATE_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(&staging, json).map_err(|e| Error::io(&staging, e))?;
         std::fs::rename(&staging, &path).map_err(|e| Error::io(&path, e))
     }
 
     pub fn load(job_dir: &Path) -> Result<JobRecord> {
-        let path = job_dir.join("state.json");
+        let path = job_dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))
     }

@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use easel_spec::outputs;
+
+use super::clock::now;
 use super::events::{EventKind, Outcome};
-use super::log::EventLog;
-use super::manager::Job;
-use super::record::{JobRecord, JobState};
+use super::job::Job;
+use super::record::{JobRecord, JobState, STATE_FILE};
 use crate::error::{Error, Result};
 
 pub(crate) struct Recovered {
@@ -23,7 +24,7 @@ pub(crate) fn load_jobs(jobs_dir: &Path) -> Result<Recovered> {
     let mut records = Vec::new();
     for entry in std::fs::read_dir(jobs_dir).map_err(|e| Error::io(jobs_dir, e))? {
         let dir = entry.map_err(|e| Error::io(jobs_dir, e))?.path();
-        if !dir.join("state.json").is_file() {
+        if !dir.join(STATE_FILE).is_file() {
             continue;
         }
         match JobRecord::load(&dir) {
@@ -44,19 +45,11 @@ pub(crate) fn load_jobs(jobs_dir: &Path) -> Result<Recovered> {
         by_key: HashMap::new(),
     };
     for (dir, record) in records {
-        let log = EventLog::open(dir.join("events.jsonl"))?;
         let id = record.id.clone();
-        let job = Arc::new(Job {
-            id: id.clone(),
-            dir,
-            record: Mutex::new(record),
-            log,
-            cancel: Arc::default(),
-            interrupted: AtomicBool::new(false),
-        });
+        let job = Arc::new(Job::open(dir, record)?);
         let state = job.snapshot().state;
         if state == JobState::Running {
-            if job.run_dir().join("checkpoints/last.ckpt").is_file() {
+            if job.run_dir().join(outputs::CHECKPOINT).is_file() {
                 job.emit(EventKind::Note {
                     message:
                         "worker restarted; the job is queued to resume from its last checkpoint"
@@ -75,7 +68,7 @@ pub(crate) fn load_jobs(jobs_dir: &Path) -> Result<Recovered> {
                 job.update(|r| {
                     r.state = JobState::Failed;
                     r.reason = "worker restarted".into();
-                    r.finished_at = Some(super::now());
+                    r.finished_at = Some(now());
                 })?;
             }
         }

@@ -12,7 +12,8 @@ use easel_engine::checkpoint;
 use easel_spec::ExperimentSpec;
 use easel_store::retry_transient;
 
-use super::manager::{JobManager, parse_manifest, parse_spec, pretrained_blob};
+use super::context::JobContext;
+use super::submission::{parse_manifest, parse_spec, pretrained_blob};
 use crate::error::{Error, Result};
 
 /// A checkpoint fetched from the store and checked, staged on this worker's disk until its job
@@ -69,7 +70,7 @@ impl Drop for Staging {
 /// Downloads `jobs/<from_job>/checkpoints/last.ckpt` from the worker's store and checks that it
 /// was made for this spec and dataset.
 pub(crate) async fn fetch(
-    manager: &JobManager,
+    context: &JobContext,
     from_job: &str,
     spec_toml: &str,
     manifest_json: &str,
@@ -81,10 +82,10 @@ pub(crate) async fn fetch(
     let refused = |why: String| {
         Error::FailedPrecondition(format!("cannot resume from job `{from_job}`: {why}"))
     };
-    let store = &manager.store;
-    let staging = Staging::new(&manager.staging_dir)?;
+    let store = &context.store;
+    let staging = Staging::new(&context.dirs.staging)?;
     let downloaded = retry_transient(
-        &manager.retry,
+        &context.retry,
         |_, _| {},
         || store.download_job(from_job, &[CHECKPOINT], &staging.dir),
     )
@@ -108,7 +109,7 @@ pub(crate) async fn fetch(
         .map_err(|e| refused(e.to_string()))?;
     let identity = checkpoint::run_identity(&spec, &manifest.digest(), pretrained_blob(&spec));
     if state.identity != identity {
-        let why = mismatch(manager, from_job, &spec, &manifest).await;
+        let why = mismatch(context, from_job, &spec, &manifest).await;
         return Err(refused(format!(
             "its checkpoint was made for another run: {why}; submit the spec and data of job \
              `{from_job}`, or submit without --resume-from to train from scratch"
@@ -128,12 +129,12 @@ pub(crate) async fn fetch(
 
 /// What differs from the earlier job, read from the spec and manifest it stored.
 async fn mismatch(
-    manager: &JobManager,
+    context: &JobContext,
     from_job: &str,
     spec: &ExperimentSpec,
     manifest: &Manifest,
 ) -> String {
-    let store = &manager.store;
+    let store = &context.store;
     if let Ok(bytes) = store.get_bytes(from_job, MANIFEST).await
         && let Ok(theirs) = Manifest::from_json(&String::from_utf8_lossy(&bytes))
         && theirs.digest() != manifest.digest()
@@ -204,7 +205,7 @@ fn differing_keys(ours: &ExperimentSpec, theirs: &ExperimentSpec) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::manager::ManagerSettings;
+    use crate::jobs::manager::{JobManager, ManagerSettings};
     use easel_store::RetryPolicy;
     use std::sync::Arc;
 
@@ -232,6 +233,7 @@ mod tests {
 
     /// Stores a one-tensor checkpoint of `spec` + the test manifest after `epochs` epochs.
     async fn store_checkpoint(manager: &JobManager, job: &str, spec: &str, epochs: u32) {
+        let store = manager.store();
         let spec = parse_spec(spec).unwrap();
         let manifest = parse_manifest(&manifest_json()).unwrap();
         let mut state =
@@ -241,19 +243,13 @@ mod tests {
         let path = dir.path().join("last.ckpt");
         let model = [("fc.bias".to_owned(), tch::Tensor::from_slice(&[0.5f32]))];
         checkpoint::write(&path, &state, &model, &[]).unwrap();
-        manager
-            .store
-            .put_file(job, CHECKPOINT, &path)
-            .await
-            .unwrap();
+        store.put_file(job, CHECKPOINT, &path).await.unwrap();
         let resolved = toml::to_string(&spec).unwrap();
-        manager
-            .store
+        store
             .put_bytes(job, SPEC, resolved.into_bytes().into())
             .await
             .unwrap();
-        manager
-            .store
+        store
             .put_bytes(job, MANIFEST, manifest.to_json().into_bytes().into())
             .await
             .unwrap();
@@ -266,7 +262,7 @@ mod tests {
         store_checkpoint(&manager, "j1", SPEC_TOML, 2).await;
         // Submitted from another folder: data locations do not matter.
         let moved = SPEC_TOML.replace("/laptop/data", "/elsewhere/data");
-        let point = fetch(&manager, "j1", &moved, &manifest_json())
+        let point = fetch(manager.context(), "j1", &moved, &manifest_json())
             .await
             .unwrap();
         assert_eq!(point.epochs_done, 2);
@@ -291,7 +287,7 @@ mod tests {
     async fn a_missing_checkpoint_or_a_bad_job_id_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let manager = manager(dir.path());
-        let Err(error) = fetch(&manager, "nope", SPEC_TOML, &manifest_json()).await else {
+        let Err(error) = fetch(manager.context(), "nope", SPEC_TOML, &manifest_json()).await else {
             panic!("resumed from a job that does not exist");
         };
         let message = error.to_string();
@@ -301,11 +297,13 @@ mod tests {
         );
         assert!(message.contains("holds no checkpoint"), "{message}");
         assert!(matches!(error, Error::FailedPrecondition(_)));
-        let Err(error) = fetch(&manager, "../x", SPEC_TOML, &manifest_json()).await else {
+        let Err(error) = fetch(manager.context(), "../x", SPEC_TOML, &manifest_json()).await else {
             panic!("accepted a job id with a path in it");
         };
         assert!(matches!(error, Error::InvalidArgument(_)), "{error}");
-        let left: Vec<_> = std::fs::read_dir(&manager.staging_dir).unwrap().collect();
+        let left: Vec<_> = std::fs::read_dir(&manager.context().dirs.staging)
+            .unwrap()
+            .collect();
         assert!(left.is_empty(), "staging folders left behind: {left:?}");
     }
 
@@ -315,7 +313,7 @@ mod tests {
         let manager = manager(dir.path());
         store_checkpoint(&manager, "j1", SPEC_TOML, 1).await;
         let other = format!("{SPEC_TOML}learning_rate = 0.5\n");
-        let Err(error) = fetch(&manager, "j1", &other, &manifest_json()).await else {
+        let Err(error) = fetch(manager.context(), "j1", &other, &manifest_json()).await else {
             panic!("resumed a checkpoint made for another learning rate");
         };
         let message = error.to_string();

@@ -9,25 +9,29 @@ use easel_spec::worker::DeviceName;
 use easel_store::{INDEX_NAME, REPORT_NAME, retry_transient};
 use tokio::sync::{mpsc, oneshot};
 
+use super::clock::now;
+use super::context::JobContext;
 use super::events::{EventKind, Outcome};
-use super::manager::{Job, JobManager, parse_spec, pretrained_blob};
+use super::job::{EVENTS_FILE, Job};
 use super::record::JobState;
+use super::submission::{parse_spec, pretrained_blob};
 use super::uploader::{Uploader, store_one};
 
-pub(crate) async fn run_job(manager: &Arc<JobManager>, job: &Arc<Job>, device: DeviceName) {
+/// Runs the job on `device` to its end and records how it ended.
+pub(crate) async fn run_job(context: &Arc<JobContext>, job: &Arc<Job>, device: DeviceName) {
     let id = job.id.clone();
     job.cancel.store(false, std::sync::atomic::Ordering::SeqCst);
     let started = job.update(|r| {
         r.state = JobState::Running;
         r.reason.clear();
-        r.started_at = Some(super::now());
+        r.started_at = Some(now());
         r.device = device.to_string();
     });
     if let Err(error) = started {
         tracing::error!(job = %id, %error, "job state not saved");
     }
     tracing::info!(job = %id, %device, "job started");
-    let (outcome, reason, report) = match train(manager, job, device).await {
+    let (outcome, reason, report) = match train(context, job, device).await {
         Ok(done) => done,
         Err(reason) => (Outcome::Failed, reason, None),
     };
@@ -51,7 +55,7 @@ pub(crate) async fn run_job(manager: &Arc<JobManager>, job: &Arc<Job>, device: D
         r.reason = reason.clone();
         r.test_accuracy = test_accuracy.or(r.test_accuracy);
         if state.is_terminal() {
-            r.finished_at = Some(super::now());
+            r.finished_at = Some(now());
         }
     });
     if let Err(error) = saved {
@@ -63,43 +67,39 @@ pub(crate) async fn run_job(manager: &Arc<JobManager>, job: &Arc<Job>, device: D
 type Finish = (Outcome, String, Option<serde_json::Value>);
 
 async fn train(
-    manager: &Arc<JobManager>,
+    context: &Arc<JobContext>,
     job: &Arc<Job>,
     device: DeviceName,
 ) -> Result<Finish, String> {
-    let spec_text = std::fs::read_to_string(job.dir.join("spec.toml"))
-        .map_err(|e| format!("spec.toml: {e}"))?;
+    let spec_text = std::fs::read_to_string(job.spec_path())
+        .map_err(|e| format!("{}: {e}", super::job::SPEC_FILE))?;
     let mut spec = parse_spec(&spec_text).map_err(|e| e.to_string())?;
     if let Some(digest) = pretrained_blob(&spec).map(str::to_owned) {
         let path =
-            easel_dataset::blob_path(manager.blobs.dir(), &digest).map_err(|e| e.to_string())?;
+            easel_dataset::blob_path(context.blobs.dir(), &digest).map_err(|e| e.to_string())?;
         spec.model.pretrained = Some(path);
     }
     let (manifest, source): (Manifest, Box<dyn ImageSource>) =
         match spec.data.object_store_url().map(str::to_owned) {
             Some(url) => {
-                let dataset = super::object_dataset::prepare(manager, job, &url, &spec).await?;
+                let dataset = super::object_dataset::prepare(context, job, &url, &spec).await?;
                 (dataset.manifest, Box::new(dataset.source))
             }
             None => {
-                let manifest_text = std::fs::read_to_string(job.dir.join("manifest.json"))
-                    .map_err(|e| format!("manifest.json: {e}"))?;
+                let manifest_text = std::fs::read_to_string(job.manifest_path())
+                    .map_err(|e| format!("{}: {e}", super::job::MANIFEST_FILE))?;
                 let manifest = Manifest::from_json(&manifest_text)
-                    .map_err(|e| format!("manifest.json: {e}"))?;
+                    .map_err(|e| format!("{}: {e}", super::job::MANIFEST_FILE))?;
                 (
                     manifest,
-                    Box::new(BlobStoreSource::new(manager.blobs.dir())),
+                    Box::new(BlobStoreSource::new(context.blobs.dir())),
                 )
             }
         };
     let run_dir = job.run_dir();
-    let cache_dir = manager.cache_dir().to_path_buf();
+    let cache_dir = context.dirs.cache.clone();
     let cancel = job.cancel.clone();
-    let device = match device {
-        DeviceName::Auto => DeviceChoice::Auto,
-        DeviceName::Cpu => DeviceChoice::Cpu,
-        DeviceName::Cuda(index) => DeviceChoice::Cuda(index),
-    };
+    let device = DeviceChoice::from(device);
 
     let (events_tx, mut events) = mpsc::unbounded_channel::<TrainEvent>();
     let (done_tx, done) = oneshot::channel();
@@ -122,15 +122,15 @@ async fn train(
         })
         .map_err(|e| format!("could not start the training thread: {e}"))?;
 
-    let uploader = Uploader::start(manager, job);
+    let uploader = Uploader::start(context, job);
     let mut report_written = false;
     while let Some(event) = events.recv().await {
         match &event {
             TrainEvent::Started(info) => {
-                let _ = job.update(|r| r.device = info.device.clone());
+                job.update_or_log(|r| r.device = info.device.clone());
             }
             TrainEvent::Epoch(metrics) => {
-                let _ = job.update(|r| {
+                job.update_or_log(|r| {
                     r.epochs_done = metrics.epoch;
                     let best = r.best_validation_accuracy.unwrap_or(f64::MIN);
                     r.best_validation_accuracy = Some(best.max(metrics.validation_accuracy));
@@ -172,9 +172,9 @@ async fn train(
                 return Err(format!("artifacts not stored: {}", failures.join("; ")));
             }
             if !report_written {
-                return Err("the engine finished without writing report.json".into());
+                return Err(format!("the engine finished without writing {REPORT_NAME}"));
             }
-            store_final(manager, job).await?;
+            store_final(context, job).await?;
             let report = serde_json::to_value(&report).ok();
             Ok((Outcome::Succeeded, String::new(), report))
         }
@@ -183,21 +183,21 @@ async fn train(
 
 /// events.jsonl, then artifacts.json (name, size, blake3 of everything), then report.json, which
 /// marks the job complete in the store.
-async fn store_final(manager: &Arc<JobManager>, job: &Arc<Job>) -> Result<(), String> {
+async fn store_final(context: &JobContext, job: &Job) -> Result<(), String> {
     job.emit(EventKind::Note {
         message: "all artifacts stored; writing the report".into(),
     });
-    store_one(manager, job, "events.jsonl", job.log.path())
+    store_one(context, job, EVENTS_FILE, job.log.path())
         .await
-        .map_err(|e| format!("events.jsonl not stored: {e}"))?;
+        .map_err(|e| format!("{EVENTS_FILE} not stored: {e}"))?;
     retry_transient(
-        &manager.retry,
+        &context.retry,
         |_, _| {},
-        || manager.store.write_index(&job.id),
+        || context.store.write_index(&job.id),
     )
     .await
     .map_err(|e| format!("{INDEX_NAME} not stored: {e}"))?;
-    store_one(manager, job, REPORT_NAME, &job.run_dir().join(REPORT_NAME))
+    store_one(context, job, REPORT_NAME, &job.run_dir().join(REPORT_NAME))
         .await
         .map_err(|e| format!("{REPORT_NAME} not stored: {e}"))
 }

@@ -8,8 +8,9 @@ use easel_store::put_file_with_retry;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::context::JobContext;
 use super::events::EventKind;
-use super::manager::{Job, JobManager};
+use super::job::{EVENTS_FILE, Job};
 
 pub(crate) struct Uploader {
     names: mpsc::UnboundedSender<String>,
@@ -17,9 +18,9 @@ pub(crate) struct Uploader {
 }
 
 impl Uploader {
-    pub fn start(manager: &Arc<JobManager>, job: &Arc<Job>) -> Uploader {
+    pub fn start(context: &Arc<JobContext>, job: &Arc<Job>) -> Uploader {
         let (names, mut receiver) = mpsc::unbounded_channel::<String>();
-        let manager = manager.clone();
+        let context = context.clone();
         let job = job.clone();
         let task = tokio::spawn(async move {
             let mut failures = Vec::new();
@@ -33,7 +34,7 @@ impl Uploader {
                 }
                 for name in pending {
                     if let Err(error) =
-                        store_one(&manager, &job, &name, &job.run_dir().join(&name)).await
+                        store_one(&context, &job, &name, &job.run_dir().join(&name)).await
                     {
                         failures.push(format!("{name}: {error}"));
                     }
@@ -59,18 +60,18 @@ impl Uploader {
 
 /// Stores one file under the job, with retries reported as events.
 pub(crate) async fn store_one(
-    manager: &JobManager,
+    context: &JobContext,
     job: &Job,
     name: &str,
     path: &std::path::Path,
 ) -> easel_store::Result<()> {
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let result = put_file_with_retry(
-        &manager.store,
+        &context.store,
         &job.id,
         name,
         path,
-        &manager.retry,
+        &context.retry,
         |attempt, error| {
             job.emit(EventKind::ArtifactRetry {
                 name: name.to_owned(),
@@ -83,7 +84,7 @@ pub(crate) async fn store_one(
     match &result {
         Ok(()) => {
             tracing::debug!(job = %job.id, name, bytes, "artifact stored");
-            if name != "events.jsonl" {
+            if name != EVENTS_FILE {
                 job.emit(EventKind::ArtifactStored {
                     name: name.to_owned(),
                     bytes,

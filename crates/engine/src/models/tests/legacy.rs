@@ -3,7 +3,7 @@
 
 use super::spec;
 use crate::models::*;
-use crate::weights::read_named_tensors;
+use crate::weights::*;
 use easel_spec::{Architecture, Pooling};
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;

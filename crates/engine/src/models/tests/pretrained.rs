@@ -1,7 +1,7 @@
 use super::spec;
 use crate::Error;
 use crate::models::*;
-use crate::weights::read_named_tensors;
+use crate::weights::*;
 use easel_spec::{Architecture, Pooling};
 use std::collections::BTreeMap;
 use std::path::Path;

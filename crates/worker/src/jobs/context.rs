@@ -1,0 +1,56 @@
+//! What a job's run needs from the worker, and nothing about the queue: the artifact store and
+//! its retry policy, the uploaded blobs, and the worker's folders. The manager owns one and hands
+//! it to runs, resumes and uploads.
+
+use std::path::{Path, PathBuf};
+
+use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
+
+use crate::blobs::BlobStore;
+use crate::error::{Error, Result};
+
+pub struct JobContext {
+    pub store: ArtifactStore,
+    /// Credentials and endpoint for datasets read from object storage (`data.path = "s3://…"`),
+    /// which may live in another bucket than the artifacts.
+    pub store_options: StoreOptions,
+    pub retry: RetryPolicy,
+    pub blobs: BlobStore,
+    pub dirs: WorkerDirs,
+    /// Held while a dataset is copied: two jobs on one dataset must not write the same files.
+    pub dataset_copy: tokio::sync::Mutex<()>,
+}
+
+/// The folders under the worker's data directory.
+pub struct WorkerDirs {
+    /// One folder per job: record, spec, manifest, events, run directory.
+    pub jobs: PathBuf,
+    /// The engine's decoded-image caches, shared by jobs.
+    pub cache: PathBuf,
+    /// Checkpoints being fetched for `resume_from_job`, before their job exists.
+    pub staging: PathBuf,
+    /// Copies of object-store datasets, one folder per dataset URL.
+    pub datasets: PathBuf,
+}
+
+impl WorkerDirs {
+    /// Creates the folders under `data_dir`; what is staged belonged to submits that never
+    /// finished and is removed.
+    pub fn create(data_dir: &Path) -> Result<WorkerDirs> {
+        let dirs = WorkerDirs {
+            jobs: data_dir.join("jobs"),
+            cache: data_dir.join("cache"),
+            staging: data_dir.join("staging"),
+            datasets: data_dir.join("datasets"),
+        };
+        if let Err(error) = std::fs::remove_dir_all(&dirs.staging)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::io(&dirs.staging, error));
+        }
+        for dir in [&dirs.jobs, &dirs.cache, &dirs.staging, &dirs.datasets] {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        Ok(dirs)
+    }
+}
