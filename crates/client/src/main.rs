@@ -3,9 +3,11 @@
 mod cli;
 mod config;
 mod fleet;
+mod format;
 #[cfg(feature = "engine")]
 mod local;
 mod remote;
+mod render;
 mod spec_data;
 mod version;
 

@@ -1,12 +1,13 @@
-//! Easel's gRPC protocol: the messages generated from `proto/easel/v1/*.proto`, and in
-//! [`protocol`] what both sides agree on beyond them (version, metadata keys, the client's
-//! interceptor, the chunk checksum).
+//! Easel's gRPC protocol: the messages generated from `proto/easel/v1/*.proto`; in [`events`]
+//! their conversion to and from the one event vocabulary; in [`protocol`] what both sides agree
+//! on beyond the messages (version, metadata keys, the client's interceptor, the chunk checksum).
 
 #[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("easel.v1");
 }
 
+pub mod events;
 pub mod protocol;
 
 pub use protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};

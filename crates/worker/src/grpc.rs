@@ -177,7 +177,7 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let request = request.into_inner();
         let events = self.manager.watch(&request.job_id, request.from_sequence)?;
-        let stream = ReceiverStream::new(events).map(|event| Ok(convert::event(event)));
+        let stream = ReceiverStream::new(events).map(|event| Ok(pb::JobEvent::from(event)));
         Ok(Response::new(Box::pin(stream)))
     }
 

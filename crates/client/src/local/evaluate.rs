@@ -2,7 +2,7 @@
 //! worker) measured on a folder-per-class dataset (or a .zip of one).
 
 use super::device::parse_device;
-use super::format::count;
+use crate::format::count;
 use anyhow::Context;
 use easel_dataset::ScanOptions;
 use easel_engine::{DeviceChoice, Evaluation};

@@ -3,7 +3,6 @@
 
 mod device;
 pub mod evaluate;
-mod format;
 pub mod predict;
 pub mod train;
 pub mod validate;

@@ -1,15 +1,14 @@
 //! `client train --local experiment.toml --out DIR`: the whole training on this machine, with the
-//! same run directory a worker writes (plus `events.jsonl`). Ctrl-C stops at the next step and
+//! same run directory a worker writes (plus `events.jsonl` in the worker's line format, shown as
+//! `client watch` shows a worker's job). Ctrl-C stops at the next step and
 //! keeps the last checkpoint; running the same command again resumes from it.
 
 use super::device::parse_device;
-use super::format::count;
+use crate::render::{EventView, Output};
 use crate::spec_data::scan_spec_data;
 use anyhow::Context;
-use easel_engine::{DeviceChoice, EpochMetrics, TrainEvent, TrainJob, TrainOutcome};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use easel_engine::{DeviceChoice, TrainJob, TrainOutcome};
+use easel_events::{EventKind, EventWriter, Outcome};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -66,12 +65,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let events_path = args.out.join(EVENTS_FILE);
-    let events_file = File::options()
-        .create(true)
-        .append(true)
-        .open(&events_path)
+    // The worker's line format: sequence numbers go on across resumptions.
+    let (mut events, _) = EventWriter::open(events_path.clone())
         .with_context(|| format!("cannot open {}", events_path.display()))?;
-    let mut events = BufWriter::new(events_file);
     let cache_dir = if args.no_cache {
         None
     } else {
@@ -81,8 +77,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let cancel = Arc::new(AtomicBool::new(false));
     stop_on_ctrl_c(Arc::clone(&cancel));
 
-    let mut progress = Progress::default();
+    let mut view = EventView::new(Output::Stderr);
     let mut write_error: Option<std::io::Error> = None;
+    let mut log = |events: &mut EventWriter, kind: EventKind| {
+        if write_error.is_none()
+            && let Err(error) = events.append(kind)
+        {
+            write_error = Some(error);
+        }
+    };
     let job = TrainJob {
         spec: &spec,
         manifest: &scan.manifest,
@@ -93,17 +96,28 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         cancel: &cancel,
     };
     let outcome = easel_engine::train(&job, &mut |event| {
-        if write_error.is_none()
-            && let Err(error) = write_event(&mut events, &event)
-        {
-            write_error = Some(error);
-        }
-        progress.show(&event);
+        view.show(&event);
+        log(&mut events, event);
     });
-    progress.finish();
-    events
-        .flush()
-        .with_context(|| format!("cannot write {}", events_path.display()))?;
+    view.clear();
+    let finished = match &outcome {
+        Ok(TrainOutcome::Completed(report)) => EventKind::Finished {
+            outcome: Outcome::Succeeded,
+            reason: String::new(),
+            report: serde_json::to_value(report).ok(),
+        },
+        Ok(TrainOutcome::Cancelled { completed_epochs }) => EventKind::Finished {
+            outcome: Outcome::Cancelled,
+            reason: format!("cancelled by request after {completed_epochs} epoch(s)"),
+            report: None,
+        },
+        Err(error) => EventKind::Finished {
+            outcome: Outcome::Failed,
+            reason: format!("training failed: {error}"),
+            report: None,
+        },
+    };
+    log(&mut events, finished);
     if let Some(error) = write_error {
         return Err(error).with_context(|| format!("cannot write {}", events_path.display()));
     }
@@ -143,19 +157,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn write_event(out: &mut impl Write, event: &TrainEvent) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, event)?;
-    out.write_all(b"\n")?;
-    // Flushed at epoch boundaries so a crash loses at most the steps of one epoch.
-    if matches!(
-        event,
-        TrainEvent::Epoch(_) | TrainEvent::CheckpointWritten { .. }
-    ) {
-        out.flush()?;
-    }
-    Ok(())
-}
-
 /// The decoded-image cache shared by every local run (outside any run directory).
 fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("EASEL_CACHE")
@@ -191,108 +192,4 @@ fn stop_on_ctrl_c(cancel: Arc<AtomicBool>) {
     if let Err(error) = spawned {
         tracing::warn!(%error, "ctrl-c handler not installed");
     }
-}
-
-/// A progress bar over all steps of the run, with a line per epoch.
-#[derive(Default)]
-struct Progress {
-    bar: Option<ProgressBar>,
-    epochs: u32,
-}
-
-impl Progress {
-    fn show(&mut self, event: &TrainEvent) {
-        match event {
-            TrainEvent::Started(info) => {
-                let total = info.steps_per_epoch * u64::from(info.epochs);
-                let bar = ProgressBar::new(total);
-                if let Ok(style) = ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} steps {elapsed_precise} (eta {eta}) {msg}",
-                ) {
-                    bar.set_style(style.progress_chars("=> "));
-                }
-                // `start_epoch` is 1-based: the epochs before it are done (a resumed run).
-                bar.set_position(
-                    info.steps_per_epoch * u64::from(info.start_epoch.saturating_sub(1)),
-                );
-                bar.set_prefix(format!("epoch {}/{}", info.start_epoch, info.epochs));
-                self.epochs = info.epochs;
-                // Lines go above the bar from now on, so it is never left half-drawn.
-                self.bar = Some(bar);
-                self.println(&format!(
-                    "training on {}: {} classes, {} train / {} validation / {} test images, {} parameters ({} trainable), {} steps per epoch",
-                    info.device,
-                    info.classes.len(),
-                    count(info.train_images),
-                    count(info.validation_images),
-                    count(info.test_images),
-                    count(info.parameters),
-                    count(info.trainable_parameters),
-                    count(info.steps_per_epoch)
-                ));
-            }
-            TrainEvent::Step(step) => {
-                if let Some(bar) = &self.bar {
-                    bar.set_prefix(format!("epoch {}/{}", step.epoch, self.epochs));
-                    bar.set_position(
-                        u64::from(step.epoch.saturating_sub(1)) * step.steps_per_epoch + step.step,
-                    );
-                    bar.set_message(format!(
-                        "loss {:.4}, {:.0} img/s",
-                        step.loss, step.images_per_second
-                    ));
-                }
-            }
-            TrainEvent::Epoch(metrics) => {
-                if let Some(bar) = &self.bar {
-                    bar.set_position(
-                        u64::from(metrics.epoch) * bar.length().unwrap_or(0)
-                            / u64::from(self.epochs.max(1)),
-                    );
-                    bar.set_prefix(format!(
-                        "epoch {}/{}",
-                        (metrics.epoch + 1).min(self.epochs),
-                        self.epochs
-                    ));
-                    bar.set_message(format!(
-                        "validation accuracy {:.2}%",
-                        metrics.validation_accuracy * 100.0
-                    ));
-                }
-                self.println(&epoch_line(metrics, self.epochs));
-            }
-            TrainEvent::Note { message } => self.println(message),
-            TrainEvent::CheckpointWritten { .. } => {}
-            TrainEvent::ArtifactWritten { name, bytes } => {
-                tracing::debug!(name, bytes, "artifact written")
-            }
-        }
-    }
-
-    fn println(&self, line: &str) {
-        match &self.bar {
-            Some(bar) if !bar.is_hidden() => bar.println(line),
-            _ => eprintln!("{line}"),
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-fn epoch_line(metrics: &EpochMetrics, epochs: u32) -> String {
-    format!(
-        "epoch {}/{epochs}: train loss {:.4} acc {:.2}% | validation loss {:.4} acc {:.2}% | lr {:.2e} | {:.0} img/s, {:.1} s",
-        metrics.epoch,
-        metrics.train_loss,
-        metrics.train_accuracy * 100.0,
-        metrics.validation_loss,
-        metrics.validation_accuracy * 100.0,
-        metrics.learning_rate,
-        metrics.images_per_second,
-        metrics.seconds
-    )
 }

@@ -4,7 +4,7 @@
 //! full run will cost, and a proof-of-concept training of a few CPU steps whose loss must be
 //! finite and falling. Writes nothing.
 
-use super::format::{bytes, count, millions};
+use crate::format::{bytes, count, millions};
 use crate::spec_data::scan_spec_data;
 use easel_dataset::{Manifest, ScanReport, Split};
 use easel_engine::{Estimate, PocReport};

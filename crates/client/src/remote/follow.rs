@@ -1,7 +1,6 @@
 //! Following a job's events: a live epoch table (or JSON lines), the last seen sequence
 //! remembered so `client watch` re-attaches where it left off, Ctrl-C detaches.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -9,6 +8,9 @@ use easel_proto::v1 as pb;
 use tokio_stream::StreamExt;
 
 use super::connection::{Client, explain};
+use crate::render::{EventView, Output};
+use easel_events::EventKind;
+use easel_proto::events::event_record;
 
 /// How following ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +39,17 @@ pub fn saved_cursor(job: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Best effort: without a cursor, the next `watch` only shows events again.
 fn save_cursor(job: &str, sequence: u64) {
-    if let Some(path) = cursor_path(job) {
-        if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let _ = std::fs::write(path, sequence.to_string());
+    let Some(path) = cursor_path(job) else {
+        return;
+    };
+    let saved = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, sequence.to_string()));
+    if let Err(error) = saved {
+        tracing::debug!(file = %path.display(), %error, "watch cursor not saved");
     }
 }
 
@@ -60,7 +67,7 @@ pub async fn follow(
         .await
         .map_err(explain)?
         .into_inner();
-    let mut view = View::new(json);
+    let mut view = EventView::new(Output::Stdout);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -77,7 +84,7 @@ pub async fn follow(
                 };
                 let event = event.map_err(explain).context("the event stream broke")?;
                 save_cursor(job, event.sequence);
-                if let Some(done) = view.show(&event) {
+                if let Some(done) = show(&mut view, json, event) {
                     return Ok(done);
                 }
             }
@@ -85,142 +92,37 @@ pub async fn follow(
     }
 }
 
-struct View {
-    json: bool,
-    bar: Option<indicatif::ProgressBar>,
-    header_shown: bool,
-}
-
-impl View {
-    fn new(json: bool) -> Self {
-        View {
-            json,
-            bar: None,
-            header_shown: false,
+/// Prints one event (a JSON line with `json`, else through the shared view) and says whether the
+/// job is over.
+fn show(view: &mut EventView, json: bool, event: pb::JobEvent) -> Option<Followed> {
+    let (sequence, time) = (event.sequence, event.time.clone());
+    let Some(record) = event_record(event) else {
+        // A kind a newer worker knows and this client does not.
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"sequence": sequence, "time": time, "kind": "unknown"})
+            );
         }
+        return None;
+    };
+    if json {
+        match serde_json::to_string(&record) {
+            Ok(line) => println!("{line}"),
+            Err(error) => tracing::warn!(%error, sequence, "event not printable as JSON"),
+        }
+    } else {
+        view.show(&record.kind);
     }
-
-    fn clear(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-
-    /// Prints above the progress bar; a hidden bar (output not a terminal) would swallow it.
-    fn println(&self, line: String) {
-        match &self.bar {
-            Some(bar) if !bar.is_hidden() => bar.println(line),
-            _ => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-            }
-        }
-    }
-
-    fn show(&mut self, event: &pb::JobEvent) -> Option<Followed> {
-        use pb::job_event::Kind;
-        if self.json {
-            println!("{}", super::json::event(event));
-        }
-        let kind = event.kind.as_ref()?;
-        // An interruption is not the end: the job is queued again on the worker.
-        let finished = match kind {
-            Kind::Finished(f) if f.outcome != pb::Outcome::Interrupted as i32 => {
-                Some(Followed::Finished {
-                    outcome: super::json::outcome_name(f.outcome).to_owned(),
-                    reason: f.reason.clone(),
-                })
-            }
-            _ => None,
-        };
-        if self.json {
-            return finished;
-        }
-        match kind {
-            Kind::Queued(q) => self.println(format!("queued ({} job(s) ahead)", q.position)),
-            Kind::Started(s) => {
-                let resumed = if s.start_epoch > 1 {
-                    format!(", resuming at epoch {}", s.start_epoch)
-                } else {
-                    String::new()
-                };
-                self.println(format!(
-                    "training on {}: {} train / {} validation / {} test images, {} classes, {} parameters, {} epochs{resumed}",
-                    s.device, s.train_images, s.validation_images, s.test_images, s.classes.len(), s.parameters, s.epochs
-                ));
-            }
-            Kind::Step(s) => {
-                let bar = self.bar.get_or_insert_with(|| {
-                    let bar = indicatif::ProgressBar::new(s.steps_per_epoch);
-                    bar.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "epoch {prefix} {bar:30} {pos}/{len} {msg}",
-                        )
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                    );
-                    bar
-                });
-                bar.set_length(s.steps_per_epoch);
-                bar.set_prefix(s.epoch.to_string());
-                bar.set_position(s.step);
-                bar.set_message(format!(
-                    "loss {:.4}  {:.0} img/s",
-                    s.loss, s.images_per_second
-                ));
-            }
-            Kind::Epoch(e) => {
-                if !self.header_shown {
-                    self.header_shown = true;
-                    self.println(format!(
-                        "{:>5}  {:>10}  {:>9}  {:>8}  {:>7}  {:>8}  {:>7}",
-                        "epoch",
-                        "train loss",
-                        "train acc",
-                        "val loss",
-                        "val acc",
-                        "img/s",
-                        "seconds"
-                    ));
-                }
-                self.println(format!(
-                    "{:>5}  {:>10.4}  {:>8.2}%  {:>8.4}  {:>6.2}%  {:>8.0}  {:>7.1}",
-                    e.epoch,
-                    e.train_loss,
-                    e.train_accuracy * 100.0,
-                    e.validation_loss,
-                    e.validation_accuracy * 100.0,
-                    e.images_per_second,
-                    e.seconds
-                ));
-            }
-            Kind::ArtifactRetry(a) => self.println(format!(
-                "storing {} failed (attempt {}), retrying: {}",
-                a.name, a.attempt, a.error
-            )),
-            Kind::Note(n) => self.println(format!("note: {}", n.message)),
-            Kind::Finished(f) => {
-                self.clear();
-                let outcome = super::json::outcome_name(f.outcome);
-                if f.reason.is_empty() {
-                    println!("job {outcome}");
-                } else {
-                    println!("job {outcome}: {}", f.reason);
-                }
-                if let Ok(report) = serde_json::from_str::<serde_json::Value>(&f.report_json) {
-                    let best = report
-                        .get("best_validation_accuracy")
-                        .and_then(|v| v.as_f64());
-                    let test = report.get("test_accuracy").and_then(|v| v.as_f64());
-                    if let Some(best) = best {
-                        println!("best validation accuracy {:.2}%", best * 100.0);
-                    }
-                    if let Some(test) = test {
-                        println!("test accuracy {:.2}%", test * 100.0);
-                    }
-                }
-            }
-            Kind::CheckpointWritten(_) | Kind::ArtifactWritten(_) | Kind::ArtifactStored(_) => {}
-        }
-        finished
+    // An interruption is not the end: the job is queued again on the worker.
+    let ends = record.kind.ends_job();
+    match record.kind {
+        EventKind::Finished {
+            outcome, reason, ..
+        } if ends => Some(Followed::Finished {
+            outcome: outcome.name().to_owned(),
+            reason,
+        }),
+        _ => None,
     }
 }

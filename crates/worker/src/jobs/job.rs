@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use easel_spec::outputs;
 
-use super::events::EventKind;
 use super::log::EventLog;
 use super::record::JobRecord;
 use crate::error::Result;
+use easel_events::EventKind;
 
 pub struct Job {
     pub id: String,

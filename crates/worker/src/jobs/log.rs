@@ -1,47 +1,34 @@
-//! One job's event log: appended to `events.jsonl` (fsync'd per line is not needed: a torn last
-//! line is skipped on load) and kept in memory, with a watch channel that tells followers the
-//! latest sequence number.
+//! One job's event log: `events.jsonl` (the line format and its crash repair are
+//! [`easel_events::EventWriter`]'s) kept in memory too, with a watch channel that tells followers
+//! the latest sequence number.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
-use super::events::{EventKind, EventRecord};
+use easel_events::{EventKind, EventRecord, EventWriter};
+
 use crate::error::{Error, Result};
 
 pub struct EventLog {
     path: PathBuf,
-    events: Mutex<Vec<EventRecord>>,
+    state: Mutex<Logged>,
     latest: watch::Sender<u64>,
+}
+
+struct Logged {
+    writer: EventWriter,
+    events: Vec<EventRecord>,
 }
 
 impl EventLog {
     /// Opens (or starts) the log at `path`, reading what is there.
     pub fn open(path: PathBuf) -> Result<EventLog> {
-        let events: Vec<EventRecord> = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                // A crash mid-append leaves a torn last line: cut it so the next append starts clean.
-                if !text.is_empty() && !text.ends_with('\n') {
-                    let keep = text.rfind('\n').map_or(0, |i| i + 1);
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(|e| Error::io(&path, e))?;
-                    file.set_len(keep as u64).map_err(|e| Error::io(&path, e))?;
-                }
-                text.lines()
-                    .filter_map(|line| serde_json::from_str(line).ok())
-                    .collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        let last = events.last().map_or(0, |e| e.sequence);
+        let (writer, events) = EventWriter::open(path.clone()).map_err(|e| Error::io(&path, e))?;
+        let last = writer.last_sequence();
         Ok(EventLog {
             path,
-            events: Mutex::new(events),
+            state: Mutex::new(Logged { writer, events }),
             latest: watch::channel(last).0,
         })
     }
@@ -52,34 +39,22 @@ impl EventLog {
 
     /// Appends an event with the next sequence number and wakes followers.
     pub fn append(&self, kind: EventKind) -> Result<EventRecord> {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let record = EventRecord {
-            sequence: events.last().map_or(0, |e| e.sequence) + 1,
-            time: super::clock::now(),
-            kind,
-        };
-        let mut line =
-            serde_json::to_string(&record).map_err(|e| Error::Internal(e.to_string()))?;
-        line.push('\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let record = state
+            .writer
+            .append(kind)
             .map_err(|e| Error::io(&self.path, e))?;
-        file.write_all(line.as_bytes())
-            .map_err(|e| Error::io(&self.path, e))?;
-        events.push(record.clone());
-        let sequence = record.sequence;
-        drop(events);
-        self.latest.send_replace(sequence);
+        state.events.push(record.clone());
+        drop(state);
+        self.latest.send_replace(record.sequence);
         Ok(record)
     }
 
     /// Events with sequence > `after`.
     pub fn after(&self, after: u64) -> Vec<EventRecord> {
-        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let start = events.partition_point(|e| e.sequence <= after);
-        events[start..].to_vec()
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let start = state.events.partition_point(|e| e.sequence <= after);
+        state.events[start..].to_vec()
     }
 
     pub fn last_sequence(&self) -> u64 {
@@ -94,6 +69,7 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn sequences_survive_reopen_and_after_is_exact() {

@@ -11,15 +11,15 @@ use easel_spec::worker::DeviceName;
 use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::clock::now;
 use super::context::{JobContext, WorkerDirs};
-use super::events::{EventKind, EventRecord, Outcome};
 use super::job::{Job, MANIFEST_FILE, SPEC_FILE};
 use super::record::{JobRecord, JobState};
 use super::resume::ResumePoint;
 use super::submission::{parse_manifest, parse_spec, pretrained_blob};
 use crate::blobs::BlobStore;
 use crate::error::{Error, Result};
+use easel_events::now;
+use easel_events::{EventKind, EventRecord, Outcome};
 
 pub struct SubmitOutcome {
     pub job: JobRecord,

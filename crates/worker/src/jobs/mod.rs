@@ -3,9 +3,7 @@
 //! Arrows point one way: the manager (queue, scheduling, cancel, watch) uses the run, resume and
 //! recovery modules; they take a [`JobContext`] and a [`Job`] and never see the manager.
 
-pub mod clock;
 pub mod context;
-pub mod events;
 pub mod job;
 pub mod log;
 pub mod manager;
@@ -17,9 +15,8 @@ mod runner;
 pub mod submission;
 mod uploader;
 
-pub use clock::now;
 pub use context::JobContext;
-pub use events::{EventKind, EventRecord, Outcome};
+pub use easel_events::{EventKind, EventRecord, Outcome, now};
 pub use job::Job;
 pub use log::EventLog;
 pub use manager::{JobManager, SubmitOutcome};

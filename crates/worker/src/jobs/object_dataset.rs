@@ -10,8 +10,8 @@ use easel_spec::ExperimentSpec;
 use easel_store::ArtifactStore;
 
 use super::context::JobContext;
-use super::events::EventKind;
 use super::job::Job;
+use easel_events::EventKind;
 
 /// The scanned copy of an object-store dataset, ready to train on.
 pub(crate) struct ObjectStoreDataset {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use easel_spec::outputs;
 
-use super::clock::now;
-use super::events::{EventKind, Outcome};
 use super::job::Job;
 use super::record::{JobRecord, JobState, STATE_FILE};
 use crate::error::{Error, Result};
+use easel_events::now;
+use easel_events::{EventKind, Outcome};
 
 pub(crate) struct Recovered {
     pub jobs: BTreeMap<String, Arc<Job>>,

@@ -9,13 +9,13 @@ use easel_spec::worker::DeviceName;
 use easel_store::{INDEX_NAME, REPORT_NAME, retry_transient};
 use tokio::sync::{mpsc, oneshot};
 
-use super::clock::now;
 use super::context::JobContext;
-use super::events::{EventKind, Outcome};
 use super::job::{EVENTS_FILE, Job};
 use super::record::JobState;
 use super::submission::{parse_spec, pretrained_blob};
 use super::uploader::{Uploader, store_one};
+use easel_events::now;
+use easel_events::{EventKind, Outcome};
 
 /// Runs the job on `device` to its end and records how it ended.
 pub(crate) async fn run_job(context: &Arc<JobContext>, job: &Arc<Job>, device: DeviceName) {
@@ -142,7 +142,7 @@ async fn train(
             TrainEvent::ArtifactWritten { name, .. } => uploader.send(name.clone()),
             _ => {}
         }
-        job.emit(EventKind::from(event));
+        job.emit(event);
     }
     let result = done
         .await

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::context::JobContext;
-use super::events::EventKind;
 use super::job::{EVENTS_FILE, Job};
+use easel_events::EventKind;
 
 pub(crate) struct Uploader {
     names: mpsc::UnboundedSender<String>,

@@ -1,0 +1,188 @@
+//! The vocabulary of a job's life, defined once. The engine emits the training events, the
+//! worker adds the queue's and the store's, logs them to `events.jsonl` and streams them (the
+//! protocol's `JobEvent` converts to and from [`EventRecord`] in `easel-proto`), and the client
+//! prints them and writes the same JSON lines for `client train --local` and `watch --json`.
+//!
+//! One JSON shape everywhere: an [`EventRecord`] is `{"sequence":N,"time":"…","kind":"…",…}`
+//! with the kind's fields flattened beside.
+
+mod log_file;
+
+pub use log_file::{EventWriter, read_log};
+
+use serde::{Deserialize, Serialize};
+
+/// One event with its place in the job's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// 1-based, consecutive within a job (across restarts and resumptions).
+    pub sequence: u64,
+    /// RFC 3339 UTC with milliseconds ([`now`]).
+    pub time: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The worker queued the job behind `position` others.
+    Queued {
+        position: u32,
+    },
+    Started(RunInfo),
+    /// Throttled: at most every few seconds (reading the loss costs a host sync).
+    Step(StepProgress),
+    Epoch(EpochMetrics),
+    /// A resumable checkpoint was written under the run directory.
+    CheckpointWritten {
+        epoch: u32,
+        name: String,
+    },
+    /// A finished artifact file (path relative to the run directory) is complete on disk and may
+    /// be copied to object storage.
+    ArtifactWritten {
+        name: String,
+        bytes: u64,
+    },
+    /// The worker copied an artifact to the object store.
+    ArtifactStored {
+        name: String,
+        bytes: u64,
+    },
+    /// Storing an artifact failed for a transient reason and is retried.
+    ArtifactRetry {
+        name: String,
+        attempt: u32,
+        error: String,
+    },
+    /// Human-readable note (e.g. "backbone unfrozen", "early stopping at epoch 7").
+    Note {
+        message: String,
+    },
+    Finished {
+        outcome: Outcome,
+        reason: String,
+        /// The run's `report.json`, when it succeeded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<serde_json::Value>,
+    },
+}
+
+impl EventKind {
+    /// The job is over for good (an interruption is not: the job will resume).
+    pub fn ends_job(&self) -> bool {
+        matches!(self, EventKind::Finished { outcome, .. } if *outcome != Outcome::Interrupted)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// The worker stopped; the job is queued again and resumes from its checkpoint.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The word users see (`job succeeded`), the same as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub device: String,
+    pub classes: Vec<String>,
+    pub train_images: u64,
+    pub validation_images: u64,
+    pub test_images: u64,
+    pub parameters: u64,
+    pub trainable_parameters: u64,
+    pub steps_per_epoch: u64,
+    pub epochs: u32,
+    /// First epoch this run trains, 1-based (greater than 1 when resumed from a checkpoint).
+    pub start_epoch: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepProgress {
+    pub epoch: u32,
+    pub step: u64,
+    pub steps_per_epoch: u64,
+    pub loss: f64,
+    pub images_per_second: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based.
+    pub epoch: u32,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub validation_loss: f64,
+    pub validation_accuracy: f64,
+    /// Validation accuracy per class, in class order.
+    pub per_class_accuracy: Vec<f64>,
+    /// Validation confusion matrix: `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<u64>>,
+    pub images_per_second: f64,
+    pub learning_rate: f64,
+    pub seconds: f64,
+}
+
+/// RFC 3339 UTC with milliseconds, the time format of events and job records.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_as_flat_json() {
+        let record = EventRecord {
+            sequence: 3,
+            time: "2026-01-01T00:00:00.000Z".into(),
+            kind: EventKind::ArtifactStored {
+                name: "weights/best.safetensors".into(),
+                bytes: 10,
+            },
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        assert!(line.contains("\"kind\":\"artifact_stored\""), "{line}");
+        assert!(line.contains("\"sequence\":3"), "{line}");
+        assert_eq!(serde_json::from_str::<EventRecord>(&line).unwrap(), record);
+    }
+
+    #[test]
+    fn only_a_final_outcome_ends_a_job() {
+        let finished = |outcome| EventKind::Finished {
+            outcome,
+            reason: String::new(),
+            report: None,
+        };
+        assert!(finished(Outcome::Succeeded).ends_job());
+        assert!(finished(Outcome::Cancelled).ends_job());
+        assert!(!finished(Outcome::Interrupted).ends_job());
+        assert!(
+            !EventKind::Note {
+                message: "x".into()
+            }
+            .ends_job()
+        );
+        assert_eq!(
+            serde_json::to_value(Outcome::Interrupted).unwrap(),
+            Outcome::Interrupted.name()
+        );
+    }
+}
