@@ -14,8 +14,10 @@ test *ARGS:
     bash deploy/test.sh {{ARGS}}
 
 lint:
+    python3 .ci/module-cycles.py
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 # The README's demo: a local worker, submit, watch, fetch.
 demo:

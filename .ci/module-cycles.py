@@ -6,7 +6,7 @@ or a path in code, tests included) that names an item of B. Paths into a parent 
 re-exports (`pub use child::Item`) are followed to the child, so re-exports make no edges of
 their own. `mod x;` declarations are not edges: a parent owning a child is not an import.
 
-Usage: module-cycles.py [CRATE_SRC_DIR ...]   (default: every crates/*/src)
+Usage: module-cycles.py [CRATE_SRC_DIR ...]   (default: every crates/*/src and tests/support)
 """
 
 import pathlib
@@ -165,7 +165,10 @@ def name(module):
 
 
 def main():
-    roots = [pathlib.Path(a) for a in sys.argv[1:]] or sorted(pathlib.Path("crates").glob("*/src"))
+    roots = [pathlib.Path(a) for a in sys.argv[1:]] or [
+        *sorted(pathlib.Path("crates").glob("*/src")),
+        pathlib.Path("tests/support"),
+    ]
     failed = False
     for src in roots:
         modules = crate_modules(src)

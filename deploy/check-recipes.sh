@@ -2,7 +2,7 @@
 # Checks the deploy recipes that cannot run on this machine (no container engine, no cluster):
 # the Kubernetes manifest against Kubernetes' own schemas (kubernetes-validate, from PyPI, into
 # a cache outside the clone) and the cloud-init file as YAML with its #cloud-config header. The
-# cloud-init set-up script itself runs for real in tests/recipes.rs.
+# cloud-init set-up script itself runs for real in tests/tests/recipes.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/easel/recipe-check-python"

@@ -3,7 +3,7 @@
 Subcommands (each prints one JSON line):
 
   step   --side S --batch B --device D --mode eager|compile [--precision bf16|fp32]
-         Training steps of VGG16's conv base + the write-up's 32-64-128-64 head (5 classes) on
+         Training steps of VGG16's conv base + the 32-64-128-64 dense head of configs/vgg16-art.toml (5 classes) on
          random data: SGD momentum 0.9, bf16 autocast and channels-last on CUDA, as the
          PyTorch docs recommend; `compile` wraps the model in torch.compile.
   folder --data DIR --side S --batch B --epochs E --device D [--lr LR]
@@ -32,7 +32,7 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 def vgg16_with_head(side, classes):
-    """VGG16's conv base (torchvision's layout) and the write-up's dense head."""
+    """VGG16's conv base (torchvision's layout) and the dense head of configs/vgg16-art.toml."""
     return nn.Sequential(*convs(VGG16), *head(512 * (side // 32) ** 2, HEAD, classes))
 
 

@@ -61,12 +61,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// A copy of `per_class` images of each class of the sample dataset (built by
 /// deploy/sample-data.sh), so tests train in seconds.
 pub fn sample_subset(dest: &Path, per_class: usize) -> PathBuf {
-    let source = repo_root().join(".easel-data/mnist-sample");
-    assert!(
-        source.is_dir(),
-        "the sample dataset is missing at {}: run deploy/sample-data.sh",
-        source.display()
-    );
+    let source = easel_test_support::sample_dataset();
     let root = dest.join("mnist-subset");
     let mut classes: Vec<PathBuf> = std::fs::read_dir(&source)
         .unwrap()
@@ -212,7 +207,7 @@ impl Worker {
             .args(extra)
             .env("EASEL_LOG", "info")
             .env("EASEL_DEVICES", "cpu")
-            // Plaintext on loopback unless a test asks for TLS (tests/tls.rs does).
+            // Plaintext on loopback unless a test asks for TLS (tests/tests/tls.rs does).
             .env("EASEL_TLS", "off")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -454,23 +449,7 @@ pub fn submit_detached_with(home: &Path, spec: &Path, env: &[(&str, &str)]) -> s
     json_lines(&String::from_utf8_lossy(&output.stdout)).swap_remove(0)
 }
 
-/// Noise PNGs (incompressible, so uploads move every byte): classes `a` and `b` under
-/// `dir/noise`, `per_class` images of `side`x`side` each, the same pixels for the same `seed`.
-pub fn noise_dataset(dir: &Path, per_class: usize, side: u32, seed: u64) -> PathBuf {
-    use rand::{Rng, SeedableRng};
-    let root = dir.join("noise");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    for class in ["a", "b"] {
-        std::fs::create_dir_all(root.join(class)).unwrap();
-        for i in 0..per_class {
-            let image = image::RgbImage::from_fn(side, side, |_, _| image::Rgb(rng.random()));
-            image
-                .save(root.join(class).join(format!("{i}.png")))
-                .unwrap();
-        }
-    }
-    root
-}
+pub use easel_test_support::noise_dataset;
 
 pub fn state(status: &serde_json::Value) -> &str {
     status["state"].as_str().unwrap_or("")

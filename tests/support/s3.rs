@@ -1,8 +1,7 @@
-//! The loopback S3 server the S3 tests share: SeaweedFS started by `deploy/seaweedfs.sh start DIR`
-//! (deploy/test.sh and CI do), named by EASEL_TEST_S3_ENDPOINT (+ _BUCKET, _ACCESS_KEY_ID,
-//! _SECRET_ACCESS_KEY). Its absence fails the tests, unless EASEL_SKIP_S3=1 skips them explicitly.
+//! The loopback S3 server the S3 tests share (its settings: `easel_test_support::S3Settings`), as
+//! the worker and client are told about it, and stores on it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+pub use easel_test_support::skip_requested;
 
 use easel_store::{ArtifactStore, StoreOptions};
 use object_store::ObjectStore;
@@ -16,38 +15,15 @@ pub struct S3 {
     pub secret_access_key: String,
 }
 
-/// True (and says so) when EASEL_SKIP_S3=1 asks to skip the S3 tests.
-pub fn skip_requested(what: &str) -> bool {
-    let skip = std::env::var("EASEL_SKIP_S3").as_deref() == Ok("1");
-    if skip {
-        eprintln!("skipped: {what} (EASEL_SKIP_S3=1)");
-    }
-    skip
-}
-
 impl S3 {
     /// The shared loopback server, or None when EASEL_SKIP_S3=1; panics with how to start it.
     pub fn shared(what: &str) -> Option<S3> {
-        if skip_requested(what) {
-            return None;
-        }
-        let endpoint = std::env::var("EASEL_TEST_S3_ENDPOINT")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| {
-                panic!(
-                    "EASEL_TEST_S3_ENDPOINT is not set: start the loopback S3 server with \
-                     `eval \"$(deploy/seaweedfs.sh start target/seaweedfs)\"` (CI does this), \
-                     or set EASEL_SKIP_S3=1 to skip the S3 tests explicitly"
-                )
-            });
-        let var =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let settings = easel_test_support::S3Settings::shared(what)?;
         Some(S3 {
-            endpoint,
-            bucket: var("EASEL_TEST_S3_BUCKET", "easel-test"),
-            access_key_id: var("EASEL_TEST_S3_ACCESS_KEY_ID", "easel-test-key"),
-            secret_access_key: var("EASEL_TEST_S3_SECRET_ACCESS_KEY", "easel-test-secret"),
+            endpoint: settings.endpoint,
+            bucket: settings.bucket,
+            access_key_id: settings.access_key_id,
+            secret_access_key: settings.secret_access_key,
         })
     }
 
@@ -65,11 +41,11 @@ impl S3 {
 
     /// A fresh prefix in the bucket, so runs never see each other's objects.
     pub fn unique_url(&self, what: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!("s3://{}/{what}-{}-{nanos}", self.bucket, std::process::id())
+        format!(
+            "s3://{}/{}",
+            self.bucket,
+            easel_test_support::S3Settings::unique_prefix(what)
+        )
     }
 
     /// An artifact store on this server.

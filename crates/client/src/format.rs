@@ -14,7 +14,6 @@ pub fn count(value: u64) -> String {
 }
 
 /// `1536` -> `1.5 KiB`.
-#[cfg_attr(not(feature = "engine"), allow(dead_code))] // `validate` only
 pub fn bytes(value: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
     let mut size = value as f64;
@@ -31,7 +30,6 @@ pub fn bytes(value: u64) -> String {
 }
 
 /// `14_714_688` -> `14.7 M`.
-#[cfg_attr(not(feature = "engine"), allow(dead_code))] // `validate` only
 pub fn millions(value: u64) -> String {
     if value >= 1_000_000 {
         format!("{:.1} M", value as f64 / 1e6)

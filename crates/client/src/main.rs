@@ -1,17 +1,7 @@
-//! `client`: the laptop side of Easel.
-
-mod cli;
-mod config;
-mod fleet;
-mod format;
-#[cfg(feature = "engine")]
-mod local;
-mod remote;
-mod render;
-mod spec_data;
-mod version;
+//! `client`: the laptop side of Easel (the library `easel_client` does the work).
 
 use clap::Parser;
+use easel_client::{cli, version};
 
 fn main() -> std::process::ExitCode {
     if version::print_if_asked() {

@@ -14,8 +14,6 @@ use crate::format::count;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Stdout,
-    /// Only `train --local` prints to stderr, and it needs the engine.
-    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     Stderr,
 }
 

@@ -22,18 +22,7 @@ fn check(output: &Output) {
 
 /// Two classes a small CNN separates at once: dark and light 16x16 images with some texture.
 fn write_dataset(root: &Path, per_class: u32) {
-    for (class, base) in [("dark", 30u32), ("light", 200u32)] {
-        let folder = root.join(class);
-        std::fs::create_dir_all(&folder).unwrap();
-        for index in 0..per_class {
-            let image = image::RgbImage::from_fn(16, 16, |x, y| {
-                let texture = (x * 7 + y * 13 + index * 5) % 40;
-                let value = (base + texture) as u8;
-                image::Rgb([value, value.saturating_sub(10), value])
-            });
-            image.save(folder.join(format!("{index:03}.png"))).unwrap();
-        }
-    }
+    easel_test_support::dark_and_light_dataset(root, per_class, 16);
 }
 
 fn write_spec(dir: &Path, architecture: &str, image_size: u32) -> PathBuf {

@@ -1,5 +1,5 @@
 //! A user with only torchvision's published weights file (the legacy, pre-1.6 `torch.save`
-//! format) reaches the write-up's transfer-learning path without Python: `client validate` and
+//! format) reaches the VGG16 transfer-learning path of `configs/vgg16-art.toml` without Python: `client validate` and
 //! `client train --local` read the file as it is. The fixtures are state_dicts PyTorch 2.11
 //! itself saved in that format, in torchvision's VGG16 and VGG11_bn layouts.
 // These commands run the engine: a submit-only build (`--no-default-features`) has none of them.
@@ -24,30 +24,12 @@ fn check(output: &Output) -> String {
 }
 
 fn legacy_weights(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.easel-data/torch-fixtures")
-        .join(format!("{name}_legacy.pth"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash deploy/torch-fixtures.sh` (deploy/test.sh does)",
-        path.display()
-    );
-    path
+    easel_test_support::torch_fixture(&format!("{name}_legacy.pth"))
 }
 
 /// Two classes of textured 32x32 images, dark and light.
 fn write_dataset(root: &Path, per_class: u32) {
-    for (class, base) in [("dark", 30u32), ("light", 200u32)] {
-        let folder = root.join(class);
-        std::fs::create_dir_all(&folder).unwrap();
-        for index in 0..per_class {
-            let image = image::RgbImage::from_fn(32, 32, |x, y| {
-                let value = (base + (x * 7 + y * 13 + index * 5) % 40) as u8;
-                image::Rgb([value, value.saturating_sub(10), value])
-            });
-            image.save(folder.join(format!("{index:03}.png"))).unwrap();
-        }
-    }
+    easel_test_support::dark_and_light_dataset(root, per_class, 32);
 }
 
 fn write_spec(dir: &Path, architecture: &str, weights: &Path, frozen: bool) -> PathBuf {

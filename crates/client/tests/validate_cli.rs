@@ -23,12 +23,7 @@ fn repo_config(name: &str) -> String {
 
 /// The MNIST sample built by `deploy/sample-data.sh`.
 fn sample_dir() -> PathBuf {
-    let sample = repo().join(".easel-data/mnist-sample");
-    assert!(
-        sample.is_dir(),
-        "the sample dataset is missing: run `bash deploy/sample-data.sh` (deploy/test.sh does)"
-    );
-    sample
+    easel_test_support::sample_dataset()
 }
 
 /// `client validate --json SPEC` run in `dir`: its exit code and its JSON report.
@@ -173,7 +168,7 @@ fn demo_spec_validates_on_the_sample_dataset() {
     assert_eq!(report["proof_of_concept"]["loss_fell"], true);
 }
 
-/// The write-up's VGG16 example, unchanged but for its data, validates end to end (proof of
+/// The VGG16 art example (`configs/vgg16-art.toml`), unchanged but for its data, validates end to end (proof of
 /// concept at the reduced size, estimate of the full run). Five digit classes of the sample stand
 /// in for the five art classes, which are not shipped.
 #[test]

@@ -1,6 +1,6 @@
 """PyTorch eager baseline for the engine's CPU training-step figures.
 
-The same models as `benches/throughput.rs` (small CNN; VGG16 features + the write-up's 32-64-128-64
+The same models as `benches/throughput.rs` (small CNN; VGG16 features + the 32-64-128-64
 head), 5 classes, 64x64, batch 8, SGD momentum 0.9, random data, 3 warm-up then 10 timed steps.
 Prints `<name> <images/s>` lines; `deploy/bench.sh` sets them beside the engine's.
 """

@@ -10,15 +10,7 @@ use support::{Recorded, spec, subset, timeless, train};
 
 /// torchvision-layout VGG weights saved by PyTorch in the legacy format (deploy/torch-fixtures.sh).
 fn legacy_weights(name: &str) -> PathBuf {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.easel-data/torch-fixtures")
-        .join(format!("{name}_legacy.pth"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash deploy/torch-fixtures.sh` (deploy/test.sh does)",
-        path.display()
-    );
-    path
+    easel_test_support::torch_fixture(&format!("{name}_legacy.pth"))
 }
 
 fn frozen_spec(

@@ -124,7 +124,7 @@ impl ImageSize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
-    /// conv32-pool-conv64-pool-dense64-dense128-out (the write-up's laptop model).
+    /// conv32-pool-conv64-pool-dense64-dense128-out (the laptop-sized model).
     SmallCnn,
     /// Three conv blocks with dropout, dense 128/64 with dropout.
     DeepCnn,
@@ -141,7 +141,7 @@ pub enum Architecture {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
-    /// Flatten the backbone's feature map (the write-up's head).
+    /// Flatten the backbone's feature map (the head of `configs/vgg16-art.toml`).
     Flatten,
     /// Global average pool, then the head (small, size-independent).
     Avg,

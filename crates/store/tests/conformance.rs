@@ -4,10 +4,10 @@
 //! The S3 variant reads EASEL_TEST_S3_ENDPOINT, EASEL_TEST_S3_BUCKET, EASEL_TEST_S3_ACCESS_KEY_ID
 //! and EASEL_TEST_S3_SECRET_ACCESS_KEY. Without them it fails, unless EASEL_SKIP_S3=1 says to skip.
 
+use easel_test_support::S3Settings;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use easel_store::{
@@ -42,54 +42,19 @@ fn file() -> Option<Backend> {
     })
 }
 
-struct S3Env {
-    endpoint: String,
-    bucket: String,
-    access_key_id: String,
-    secret_access_key: String,
-}
-
-fn s3_env() -> Option<S3Env> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match var("EASEL_TEST_S3_ENDPOINT") {
-        Some(endpoint) => Some(S3Env {
-            endpoint,
-            bucket: var("EASEL_TEST_S3_BUCKET").unwrap_or_else(|| "easel-test".into()),
-            access_key_id: var("EASEL_TEST_S3_ACCESS_KEY_ID")
-                .unwrap_or_else(|| "easel-test-key".into()),
-            secret_access_key: var("EASEL_TEST_S3_SECRET_ACCESS_KEY")
-                .unwrap_or_else(|| "easel-test-secret".into()),
-        }),
-        None if var("EASEL_SKIP_S3").as_deref() == Some("1") => {
-            eprintln!("skipped: S3 conformance test (EASEL_SKIP_S3=1)");
-            None
-        }
-        None => panic!(
-            "EASEL_TEST_S3_ENDPOINT is not set: start the loopback S3 server with \
-             `eval \"$(deploy/seaweedfs.sh start target/seaweedfs)\"` (CI does this), \
-             or set EASEL_SKIP_S3=1 to skip the S3 tests explicitly"
-        ),
-    }
-}
-
-/// Every S3 test gets its own prefix in the shared bucket.
-fn unique_prefix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("conformance-{}-{nanos}", std::process::id())
-}
-
 fn s3() -> Option<Backend> {
-    let env = s3_env()?;
+    let env = S3Settings::shared("S3 conformance test")?;
     let options = StoreOptions {
         endpoint: Some(env.endpoint),
         access_key_id: Some(env.access_key_id),
         secret_access_key: Some(env.secret_access_key),
         ..StoreOptions::default()
     };
-    let url = format!("s3://{}/{}", env.bucket, unique_prefix());
+    let url = format!(
+        "s3://{}/{}",
+        env.bucket,
+        S3Settings::unique_prefix("conformance")
+    );
     Some(Backend {
         store: ArtifactStore::open(&url, &options).unwrap(),
         _dir: None,
@@ -493,7 +458,9 @@ conformance!(s3);
 
 #[tokio::test]
 async fn s3_wrong_secret_is_a_clear_auth_error() {
-    let Some(env) = s3_env() else { return };
+    let Some(env) = S3Settings::shared("S3 conformance test") else {
+        return;
+    };
     let options = StoreOptions {
         endpoint: Some(env.endpoint),
         access_key_id: Some(env.access_key_id),
@@ -501,7 +468,11 @@ async fn s3_wrong_secret_is_a_clear_auth_error() {
         ..StoreOptions::default()
     };
     let store = ArtifactStore::open(
-        &format!("s3://{}/{}", env.bucket, unique_prefix()),
+        &format!(
+            "s3://{}/{}",
+            env.bucket,
+            S3Settings::unique_prefix("conformance")
+        ),
         &options,
     )
     .unwrap();

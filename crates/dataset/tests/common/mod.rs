@@ -6,17 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The MNIST sample built by `deploy/sample-data.sh` (EASEL_SAMPLE_DATA overrides).
 pub fn sample_dataset() -> PathBuf {
-    let path = match std::env::var_os("EASEL_SAMPLE_DATA") {
-        Some(path) => PathBuf::from(path),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.easel-data/mnist-sample"),
-    };
-    assert!(
-        path.is_dir(),
-        "sample dataset missing at {}: run `bash deploy/sample-data.sh` from the repository root \
-         (or set EASEL_SAMPLE_DATA to its folder)",
-        path.display()
-    );
-    path
+    easel_test_support::sample_dataset()
 }
 
 /// A real PNG of `width` x `height` whose pixels depend on `seed` (distinct seeds, distinct bytes).

@@ -1,4 +1,4 @@
-//! The write-up's models: small CNN, deep CNN and VGG 11/13/16/19 (with and without batch norm),
+//! The models a spec can name: small CNN, deep CNN and VGG 11/13/16/19 (with and without batch norm),
 //! each a convolutional backbone plus a configurable dense head.
 //!
 //! Variable names follow torchvision so weights move between Easel and PyTorch:

@@ -7,7 +7,7 @@
 
 use easel_spec::{Architecture, ModelSpec};
 
-/// Dropout after each of the deep CNN's conv blocks (the write-up's value; fixed because the spec's
+/// Dropout after each of the deep CNN's conv blocks (0.25, fixed because the spec's
 /// `dropout` is the head's).
 pub const DEEP_CNN_BLOCK_DROPOUT: f64 = 0.25;
 
@@ -92,7 +92,7 @@ pub const INPUT_CHANNELS: i64 = 3;
 
 /// The backbone's layers in `features.<i>` order.
 ///
-/// - small_cnn: conv32, relu, pool, conv64, relu, pool (the write-up's laptop model).
+/// - small_cnn: conv32, relu, pool, conv64, relu, pool (the laptop-sized model).
 /// - deep_cnn: three blocks of conv, relu, conv, relu, pool, dropout(0.25) with 32/64/128 channels.
 /// - VGG: torchvision's `make_layers(cfg, batch_norm)`: conv [, BN], ReLU per width; pool per "M".
 pub fn backbone_layers(arch: Architecture) -> Vec<BackboneLayer> {

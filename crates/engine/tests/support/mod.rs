@@ -19,18 +19,7 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// `EASEL_SAMPLE_DATA`, else `<repo>/.easel-data/mnist-sample`.
 pub fn sample_dir() -> PathBuf {
-    let dir = std::env::var_os("EASEL_SAMPLE_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.easel-data/mnist-sample")
-        });
-    assert!(
-        dir.join("0-zero").is_dir(),
-        "the MNIST sample dataset is missing at {}: build it with `deploy/sample-data.sh` \
-         (or point EASEL_SAMPLE_DATA at a folder-per-class copy)",
-        dir.display()
-    );
-    dir
+    easel_test_support::sample_dataset()
 }
 
 pub struct Sample {

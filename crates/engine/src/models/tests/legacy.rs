@@ -5,19 +5,13 @@ use super::spec;
 use crate::models::*;
 use crate::weights::*;
 use easel_spec::{Architecture, Pooling};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::nn::VarStore;
 use tch::{Device, Kind};
 
 fn legacy_fixture(name: &str) -> (PathBuf, serde_json::Map<String, serde_json::Value>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.easel-data/torch-fixtures");
-    let path = dir.join(format!("{name}_legacy.pth"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash deploy/torch-fixtures.sh` (deploy/test.sh does)",
-        path.display()
-    );
-    let description = std::fs::read_to_string(dir.join(format!("{name}_legacy.json"))).unwrap();
+    let path = easel_test_support::torch_fixture(&format!("{name}_legacy.pth"));
+    let description = std::fs::read_to_string(path.with_extension("json")).unwrap();
     (path, serde_json::from_str(&description).unwrap())
 }
 

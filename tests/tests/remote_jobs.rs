@@ -1,5 +1,5 @@
-//! Job control against the real worker: cancel a running job (the next queued one starts),
-//! watch from a sequence number, and the access token.
+//! Job control against the real worker: the access token and the client's config file; cancel a
+//! running job (the next queued one starts) and watch from a sequence number; restarts.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,12 +10,9 @@ const REFUSED: &str =
     "the worker refused the token (wrong or missing): pass --token or set EASEL_TOKEN";
 
 #[test]
-fn cancel_watch_and_token() {
+fn the_token_is_checked_and_the_config_file_names_worker_and_token() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
-    let data = sample_subset(tmp.path(), 12);
-    let long = write_spec(tmp.path(), "long", &data, 500);
-    let short = write_spec(tmp.path(), "short", &data, 1);
     let worker = Worker::start(&tmp.path().join("worker"));
 
     // Wrong and missing tokens are refused with the message saying what to do; the right one works.
@@ -51,6 +48,16 @@ fn cancel_watch_and_token() {
         String::from_utf8_lossy(&output.stderr)
     );
     std::fs::remove_file(&config).unwrap();
+}
+
+#[test]
+fn cancel_and_watch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = sample_subset(tmp.path(), 12);
+    let long = write_spec(tmp.path(), "long", &data, 500);
+    let short = write_spec(tmp.path(), "short", &data, 1);
+    let worker = Worker::start(&tmp.path().join("worker"));
 
     let submit = |spec: &std::path::Path| -> String {
         worker.submit_detached(&home, spec, &[])["job_id"]

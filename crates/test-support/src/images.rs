@@ -1,0 +1,38 @@
+//! Image folders made on the spot, one folder per class.
+
+use std::path::{Path, PathBuf};
+
+/// Two classes a small CNN separates at once: `dark` and `light` textured `side`x`side` PNGs,
+/// `per_class` of each, named `000.png`, `001.png`, ... The same pixels every time.
+pub fn dark_and_light_dataset(root: &Path, per_class: u32, side: u32) {
+    for (class, base) in [("dark", 30u32), ("light", 200u32)] {
+        let folder = root.join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        for index in 0..per_class {
+            let image = image::RgbImage::from_fn(side, side, |x, y| {
+                let texture = (x * 7 + y * 13 + index * 5) % 40;
+                let value = (base + texture) as u8;
+                image::Rgb([value, value.saturating_sub(10), value])
+            });
+            image.save(folder.join(format!("{index:03}.png"))).unwrap();
+        }
+    }
+}
+
+/// Noise PNGs (incompressible, so uploads move every byte): classes `a` and `b` under
+/// `dir/noise`, `per_class` images of `side`x`side` each, the same pixels for the same `seed`.
+pub fn noise_dataset(dir: &Path, per_class: usize, side: u32, seed: u64) -> PathBuf {
+    use rand::{Rng, SeedableRng};
+    let root = dir.join("noise");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..per_class {
+            let image = image::RgbImage::from_fn(side, side, |_, _| image::Rgb(rng.random()));
+            image
+                .save(root.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    root
+}
