@@ -193,13 +193,16 @@ impl BlobStore {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         std::fs::rename(partial, final_path).map_err(|e| Error::io(final_path, e))?;
-        let _ = std::fs::remove_file(self.offset_path(digest));
+        // A leftover offset is harmless: a complete blob wins over it.
+        remove_if_present(&self.offset_path(digest));
         Ok(())
     }
 
+    /// Drops a partial upload. The offset goes first: an offset left beside a removed partial
+    /// would make the next upload resume past a gap.
     fn discard(&self, digest: &str) {
-        let _ = std::fs::remove_file(self.partial_path(digest));
-        let _ = std::fs::remove_file(self.offset_path(digest));
+        remove_if_present(&self.offset_path(digest));
+        remove_if_present(&self.partial_path(digest));
     }
 
     fn write_offset(&self, digest: &str, offset: u64) -> Result<()> {
@@ -212,6 +215,15 @@ impl BlobStore {
     fn lock(&self, digest: &str) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(digest.to_owned()).or_default().clone()
+    }
+}
+
+/// Removes a file of the blob store's own bookkeeping; failing to is logged, not fatal.
+fn remove_if_present(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %path.display(), %error, "blob store file not removed");
     }
 }
 

@@ -1,3 +1,6 @@
+//! Every architecture builds, counts its parameters like torchvision, groups and freezes its
+//! variables, and refuses what cannot make a model.
+
 use super::{ALL_ARCHITECTURES, spec};
 use crate::Error;
 use crate::models::*;

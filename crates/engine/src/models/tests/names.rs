@@ -1,3 +1,5 @@
+//! Variable names are torchvision's, so weights move between Easel and PyTorch.
+
 use super::spec;
 use crate::models::build_classifier;
 use easel_spec::{Architecture, Pooling};

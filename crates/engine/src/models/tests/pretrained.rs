@@ -1,3 +1,6 @@
+//! Pretrained backbones from safetensors and PyTorch's zip format: loaded when they fit, refused
+//! with every problem listed when they do not.
+
 use super::spec;
 use crate::Error;
 use crate::models::*;
