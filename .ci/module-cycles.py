@@ -68,7 +68,7 @@ def reexports(text: str) -> dict[str, str]:
     return names
 
 
-def resolve(modules, exports, here, segments):
+def resolve(modules, exports, segments):
     """The module a path names (the longest module prefix, through re-exports)."""
     target = ()
     for i in range(len(segments), -1, -1):
@@ -97,7 +97,7 @@ def absolute(kind, tail, here):
     return base + segments
 
 
-def edges_of(modules, dir_modules):
+def edges_of(modules):
     exports = {m: reexports(t) for m, t in modules.items()}
     edges = {m: set() for m in modules}
     for here, text in modules.items():
@@ -115,7 +115,7 @@ def edges_of(modules, dir_modules):
             paths.append((kind, tail))
         for kind, tail in paths:
             segments = absolute(kind, tail, here)
-            target = resolve(modules, exports, here, segments)
+            target = resolve(modules, exports, segments)
             if target != here and target != ():
                 edges[here].add(target)
             elif target == () and here != ():
@@ -172,8 +172,7 @@ def main():
     failed = False
     for src in roots:
         modules = crate_modules(src)
-        dir_modules = {module_path(src, f) for f in src.rglob("mod.rs")}
-        edges = edges_of(modules, dir_modules)
+        edges = edges_of(modules)
         for component in cycles(edges):
             failed = True
             members = set(component)
