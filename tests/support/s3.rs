@@ -4,27 +4,26 @@
 pub use easel_test_support::skip_requested;
 
 use easel_store::{ArtifactStore, StoreOptions};
+use easel_test_support::S3Settings;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 
+/// The server's settings plus what the e2e tests do with them.
 #[derive(Clone)]
-pub struct S3 {
-    pub endpoint: String,
-    pub bucket: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
+pub struct S3(pub S3Settings);
+
+impl std::ops::Deref for S3 {
+    type Target = S3Settings;
+
+    fn deref(&self) -> &S3Settings {
+        &self.0
+    }
 }
 
 impl S3 {
     /// The shared loopback server, or None when EASEL_SKIP_S3=1; panics with how to start it.
     pub fn shared(what: &str) -> Option<S3> {
-        let settings = easel_test_support::S3Settings::shared(what)?;
-        Some(S3 {
-            endpoint: settings.endpoint,
-            bucket: settings.bucket,
-            access_key_id: settings.access_key_id,
-            secret_access_key: settings.secret_access_key,
-        })
+        S3Settings::shared(what).map(S3)
     }
 
     /// What the worker and client read: credentials never go on a command line.
@@ -41,11 +40,7 @@ impl S3 {
 
     /// A fresh prefix in the bucket, so runs never see each other's objects.
     pub fn unique_url(&self, what: &str) -> String {
-        format!(
-            "s3://{}/{}",
-            self.bucket,
-            easel_test_support::S3Settings::unique_prefix(what)
-        )
+        format!("s3://{}/{}", self.bucket, S3Settings::unique_prefix(what))
     }
 
     /// An artifact store on this server.

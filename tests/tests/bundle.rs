@@ -15,14 +15,8 @@ fn bash(script: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Out
 }
 
 fn ok(output: std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+    easel_test_support::assert_success(&output);
+    easel_test_support::output_text(&output)
 }
 
 #[test]

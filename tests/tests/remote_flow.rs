@@ -1,7 +1,9 @@
-//! The whole remote flow with the real binaries: submit (local checks, upload, queue) -> follow
-//! to completion -> fetch -> `client evaluate` reproduces the reported test accuracy; then a
-//! worker restart keeps the job list and the finished artifacts.
+//! The whole remote flow with the real binaries, one behaviour per test: submit (local checks,
+//! upload, queue) -> follow to completion -> fetch -> `client evaluate` reproduces the reported
+//! test accuracy; fine-tuning from fetched weights uploads only the weights; a worker restart
+//! keeps the job list and the finished artifacts.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use easel_e2e::{Worker, json_lines, sample_splits, state, write_split_spec};
@@ -13,14 +15,19 @@ fn parse_time(text: &str) -> f64 {
     parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
 }
 
-#[test]
-fn submit_follow_fetch_evaluate_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let roots = sample_splits(tmp.path(), 24, 8, 8);
-    let spec = write_split_spec(tmp.path(), "flow", &roots, 3);
-    let mut worker = Worker::start(&tmp.path().join("worker"));
+/// A finished job on `worker`: its id, the test accuracy its report gave, and the folder it was
+/// fetched into.
+struct Finished {
+    job: String,
+    reported: f64,
+    out_dir: PathBuf,
+}
 
+/// Submits the sample splits, follows the job to the end and fetches it.
+fn submit_and_fetch(worker: &Worker, home: &Path, tmp: &Path) -> (Finished, PathBuf, [PathBuf; 3]) {
+    let roots = sample_splits(tmp, 24, 8, 8);
+    let spec = write_split_spec(tmp, "flow", &roots, 3);
+    let home = home.to_owned();
     // Submit with the local proof of concept, then follow to the end.
     let out = worker.client_ok(&home, &["submit", spec.to_str().unwrap()]);
     let job = out
@@ -49,7 +56,7 @@ fn submit_follow_fetch_evaluate_restart() {
         .expect("a test accuracy in the report");
 
     // Fetch: weights, metrics, report, classes, spec, plots; no checkpoints by default.
-    let out_dir = tmp.path().join("fetched");
+    let out_dir = tmp.join("fetched");
     let fetched = worker.client_ok(&home, &["fetch", &job, "--out", out_dir.to_str().unwrap()]);
     assert!(fetched.contains("weights: "), "{fetched}");
     for name in [
@@ -72,6 +79,32 @@ fn submit_follow_fetch_evaluate_restart() {
             .unwrap();
     assert_eq!(report["test_accuracy"].as_f64(), Some(reported));
 
+    (
+        Finished {
+            job,
+            reported,
+            out_dir,
+        },
+        spec,
+        roots,
+    )
+}
+
+#[test]
+fn submit_follow_fetch_evaluate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let worker = Worker::start(&tmp.path().join("worker"));
+    let (
+        Finished {
+            job,
+            reported,
+            out_dir,
+        },
+        _,
+        roots,
+    ) = submit_and_fetch(&worker, &home, tmp.path());
+
     // The fetched weights reproduce the reported accuracy on the test folder.
     let evaluation = worker.client_ok(
         &home,
@@ -88,6 +121,19 @@ fn submit_follow_fetch_evaluate_restart() {
         (accuracy - reported).abs() < 1e-6,
         "evaluate says {accuracy}, the run reported {reported}"
     );
+
+    // The artifacts are in the local object store, report.json last.
+    let stored = worker.data_dir.join("artifacts/jobs").join(&job);
+    assert!(stored.join("report.json").is_file());
+    assert!(stored.join("weights/best.safetensors").is_file());
+}
+
+#[test]
+fn fine_tuning_from_fetched_weights_uploads_only_the_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let worker = Worker::start(&tmp.path().join("worker"));
+    let (Finished { out_dir, .. }, spec, _) = submit_and_fetch(&worker, &home, tmp.path());
 
     // Pretrained weights travel as a blob beside the (already uploaded) dataset: fine-tune from
     // the fetched weights.
@@ -118,11 +164,14 @@ fn submit_follow_fetch_evaluate_restart() {
             .is_some_and(|m| m.contains("pretrained backbone"))),
         "no note about the pretrained backbone: {events:?}"
     );
+}
 
-    // The artifacts are in the local object store, report.json last.
-    let stored = worker.data_dir.join("artifacts/jobs").join(&job);
-    assert!(stored.join("report.json").is_file());
-    assert!(stored.join("weights/best.safetensors").is_file());
+#[test]
+fn a_restarted_worker_keeps_its_jobs_and_their_artifacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let mut worker = Worker::start(&tmp.path().join("worker"));
+    let (Finished { job, out_dir, .. }, _, _) = submit_and_fetch(&worker, &home, tmp.path());
 
     // Restart: the same jobs with the same states, and the artifacts still fetchable.
     let before = worker.client_ok(&home, &["list", "--json"]);

@@ -18,6 +18,7 @@ use easel_e2e::s3::{S3, skip_requested};
 use easel_e2e::{
     Worker, client_with, json_lines, repo_root, sample_splits, state, write_split_spec,
 };
+use easel_test_support::S3Settings;
 
 /// Artifacts every finished job must have in the store.
 const REQUIRED: [&str; 6] = [
@@ -156,12 +157,12 @@ impl PrivateServer {
                 .unwrap_or_else(|| panic!("{name} not printed by deploy/seaweedfs.sh: {printed}"))
                 .to_owned()
         };
-        let s3 = S3 {
+        let s3 = S3(S3Settings {
             endpoint: value("EASEL_TEST_S3_ENDPOINT"),
             bucket: value("EASEL_TEST_S3_BUCKET"),
             access_key_id: value("EASEL_TEST_S3_ACCESS_KEY_ID"),
             secret_access_key: value("EASEL_TEST_S3_SECRET_ACCESS_KEY"),
-        };
+        });
         PrivateServer {
             dir: dir.to_owned(),
             s3,

@@ -11,17 +11,10 @@ use easel_e2e::{
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn text(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
+use easel_test_support::output_text as text;
 
 fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "status {:?}\n{}",
-        output.status,
-        text(&output)
-    );
+    easel_test_support::assert_success(&output);
     text(&output)
 }
 

@@ -11,13 +11,7 @@ fn client() -> Command {
 }
 
 fn check(output: &Output) {
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    easel_test_support::assert_success(output);
 }
 
 /// Two classes a small CNN separates at once: dark and light 16x16 images with some texture.

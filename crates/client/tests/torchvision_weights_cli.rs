@@ -6,22 +6,13 @@
 #![cfg(feature = "engine")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn client() -> Command {
     Command::new(env!("CARGO_BIN_EXE_client"))
 }
 
-fn check(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
+use easel_test_support::assert_success as check;
 
 fn legacy_weights(name: &str) -> PathBuf {
     easel_test_support::torch_fixture(&format!("{name}_legacy.pth"))

@@ -1,6 +1,7 @@
 //! Easel's gRPC protocol: the messages generated from `proto/easel/v1/*.proto`; in [`events`]
 //! their conversion to and from the one event vocabulary; in [`protocol`] what both sides agree
-//! on beyond the messages (version, metadata keys, the client's interceptor, the chunk checksum).
+//! on beyond the messages (version, metadata keys, the client's interceptor, the chunk checksum);
+//! in [`status`] the one table between error kinds and gRPC status codes.
 
 #[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
@@ -9,5 +10,6 @@ pub mod v1 {
 
 pub mod events;
 pub mod protocol;
+pub mod status;
 
 pub use protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};

@@ -1,11 +1,13 @@
 //! What every crate's tests share, so each finds the same data the same way: the real sample
 //! dataset and the PyTorch-made fixtures that `deploy/test.sh` prepares, the loopback S3
-//! server's settings, and generated image folders.
+//! server's settings, generated image folders, and how a finished command is checked.
 
 mod images;
+mod output;
 mod s3;
 
 pub use images::{dark_and_light_dataset, noise_dataset};
+pub use output::{assert_success, output_text};
 pub use s3::{S3Settings, skip_requested};
 
 use std::path::{Path, PathBuf};

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use easel_store::{INDEX_NAME, REPORT_NAME};
+use easel_store::{ArtifactStore, INDEX_NAME, REPORT_NAME};
 
 use crate::error::{Error, Result};
-use crate::jobs::job::EVENTS_FILE;
-use crate::jobs::{EventKind, JobManager, JobState};
+use crate::jobs::job::{EVENTS_FILE, Job};
+use crate::jobs::{EventKind, JobState};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactEntry {
@@ -23,79 +23,73 @@ pub enum ArtifactBody {
     Bytes(Bytes),
 }
 
-impl JobManager {
-    /// Names of what the job has stored so far (plus its event log).
-    fn artifact_names(&self, id: &str) -> Result<Vec<String>> {
-        let job = self.job(id)?;
-        let mut names = vec![EVENTS_FILE.to_owned()];
-        for event in job.log.after(0) {
-            if let EventKind::ArtifactStored { name, .. } = event.kind
-                && !names.contains(&name)
-            {
-                names.push(name);
+/// Names of what the job has stored so far (plus its event log).
+fn artifact_names(job: &Job) -> Vec<String> {
+    let mut names = vec![EVENTS_FILE.to_owned()];
+    for event in job.log.after(0) {
+        if let EventKind::ArtifactStored { name, .. } = event.kind
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    }
+    if job.snapshot().state == JobState::Succeeded {
+        for name in [INDEX_NAME, REPORT_NAME] {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
             }
         }
-        if job.snapshot().state == JobState::Succeeded {
-            for name in [INDEX_NAME, REPORT_NAME] {
-                if !names.iter().any(|n| n == name) {
-                    names.push(name.to_owned());
-                }
-            }
-        }
-        Ok(names)
     }
+    names
+}
 
-    pub async fn artifacts(&self, id: &str) -> Result<Vec<ArtifactEntry>> {
-        let mut entries = Vec::new();
-        for name in self.artifact_names(id)? {
-            let (entry, _) = self.open_artifact(id, &name).await?;
-            entries.push(entry);
-        }
-        Ok(entries)
+/// Every artifact of `job` with its size and digest.
+pub async fn list(job: &Job, store: &ArtifactStore) -> Result<Vec<ArtifactEntry>> {
+    let mut entries = Vec::new();
+    for name in artifact_names(job) {
+        let (entry, _) = open(job, store, &name).await?;
+        entries.push(entry);
     }
+    Ok(entries)
+}
 
-    /// Where the artifact's bytes come from, with its size and digest.
-    pub async fn open_artifact(
-        &self,
-        id: &str,
-        name: &str,
-    ) -> Result<(ArtifactEntry, ArtifactBody)> {
-        easel_store::validate_artifact_name(name)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let job = self.job(id)?;
-        let local = if name == EVENTS_FILE {
-            job.log.path().to_owned()
-        } else {
-            job.run_dir().join(name)
-        };
-        if local.is_file() && name != INDEX_NAME {
-            let path = local.clone();
-            let (size, blake3) = tokio::task::spawn_blocking(move || hash_file(&path))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
-            return Ok((
-                ArtifactEntry {
-                    name: name.to_owned(),
-                    size,
-                    blake3,
-                },
-                ArtifactBody::File(local),
-            ));
-        }
-        if !self.artifact_names(id)?.iter().any(|n| n == name) {
-            return Err(Error::ArtifactNotFound {
-                job: id.to_owned(),
+/// Where the artifact's bytes come from, with its size and digest.
+pub async fn open(
+    job: &Job,
+    store: &ArtifactStore,
+    name: &str,
+) -> Result<(ArtifactEntry, ArtifactBody)> {
+    easel_store::validate_artifact_name(name).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let local = if name == EVENTS_FILE {
+        job.log.path().to_owned()
+    } else {
+        job.run_dir().join(name)
+    };
+    if local.is_file() && name != INDEX_NAME {
+        let path = local.clone();
+        let (size, blake3) = tokio::task::spawn_blocking(move || hash_file(&path)).await??;
+        return Ok((
+            ArtifactEntry {
                 name: name.to_owned(),
-            });
-        }
-        let bytes = self.store().get_bytes(id, name).await?;
-        let entry = ArtifactEntry {
-            name: name.to_owned(),
-            size: bytes.len() as u64,
-            blake3: easel_digest::digest_bytes(&bytes),
-        };
-        Ok((entry, ArtifactBody::Bytes(bytes)))
+                size,
+                blake3,
+            },
+            ArtifactBody::File(local),
+        ));
     }
+    if !artifact_names(job).iter().any(|n| n == name) {
+        return Err(Error::ArtifactNotFound {
+            job: job.id.clone(),
+            name: name.to_owned(),
+        });
+    }
+    let bytes = store.get_bytes(&job.id, name).await?;
+    let entry = ArtifactEntry {
+        name: name.to_owned(),
+        size: bytes.len() as u64,
+        blake3: easel_digest::digest_bytes(&bytes),
+    };
+    Ok((entry, ArtifactBody::Bytes(bytes)))
 }
 
 fn hash_file(path: &std::path::Path) -> Result<(u64, String)> {

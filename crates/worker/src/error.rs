@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use easel_proto::status::{ErrorKind, ServiceError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no job `{0}` on this worker")]
@@ -40,6 +42,13 @@ impl From<easel_store::Error> for Error {
     }
 }
 
+/// A blocking task that panicked or was cancelled: a fault on the worker's side.
+impl From<tokio::task::JoinError> for Error {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("a worker task stopped unexpectedly: {error}"))
+    }
+}
+
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -49,21 +58,26 @@ impl Error {
     }
 }
 
+impl ServiceError for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::JobNotFound(_) | Error::ArtifactNotFound { .. } => ErrorKind::NotFound,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::DataLoss(_) => ErrorKind::DataLoss,
+            Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::QueueFull(_) => ErrorKind::ResourceExhausted,
+            Error::ShuttingDown => ErrorKind::Unavailable,
+            Error::Io { .. } | Error::Store(_) | Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        use tonic::Status;
-        let message = error.to_string();
-        match error {
-            Error::JobNotFound(_) | Error::ArtifactNotFound { .. } => Status::not_found(message),
-            Error::InvalidArgument(_) => Status::invalid_argument(message),
-            Error::DataLoss(_) => Status::data_loss(message),
-            Error::FailedPrecondition(_) => Status::failed_precondition(message),
-            Error::QueueFull(_) => Status::resource_exhausted(message),
-            Error::ShuttingDown => Status::unavailable(message),
-            Error::Io { .. } | Error::Store(_) | Error::Internal(_) => {
-                tracing::error!(error = %message, "request failed");
-                Status::internal(message)
-            }
+        if error.kind() == ErrorKind::Internal {
+            // The caller sees the message; the operator needs it in the worker's log too.
+            tracing::error!(error = %error, "request failed");
         }
+        easel_proto::status::to_status(&error)
     }
 }

@@ -11,7 +11,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::artifacts::ArtifactBody;
+use crate::artifacts::{self, ArtifactBody};
 use crate::blobs::Chunk;
 use crate::convert;
 use crate::error::Error;
@@ -52,7 +52,7 @@ impl pb::worker_server::Worker for WorkerService {
         let manager = self.manager.clone();
         let missing = tokio::task::spawn_blocking(move || manager.blobs().missing(&digests))
             .await
-            .map_err(|e| Status::internal(e.to_string()))??;
+            .map_err(Error::from)??;
         let missing = missing
             .into_iter()
             .map(|(digest, committed_offset)| pb::MissingBlob {
@@ -86,7 +86,7 @@ impl pb::worker_server::Worker for WorkerService {
                 (chunk, outcome)
             })
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(Error::from)?;
             let outcome = outcome?;
             match index.get(&chunk.digest) {
                 Some(&at) => {
@@ -138,7 +138,7 @@ impl pb::worker_server::Worker for WorkerService {
             )
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        .map_err(Error::from)??;
         Ok(Response::new(pb::SubmitResponse {
             job: Some(convert::job(&outcome.job)),
             created: outcome.created,
@@ -185,7 +185,8 @@ impl pb::worker_server::Worker for WorkerService {
         &self,
         request: Request<pb::ListArtifactsRequest>,
     ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
-        let artifacts = self.manager.artifacts(&request.into_inner().job_id).await?;
+        let job = self.manager.job(&request.into_inner().job_id)?;
+        let artifacts = artifacts::list(&job, self.manager.store()).await?;
         let artifacts = artifacts
             .into_iter()
             .map(|a| pb::ArtifactInfo {
@@ -205,10 +206,8 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<Self::FetchArtifactStream>, Status> {
         use pb::artifact_chunk::Part;
         let request = request.into_inner();
-        let (entry, body) = self
-            .manager
-            .open_artifact(&request.job_id, &request.name)
-            .await?;
+        let job = self.manager.job(&request.job_id)?;
+        let (entry, body) = artifacts::open(&job, self.manager.store(), &request.name).await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ArtifactChunk, Status>>(4);
         let size = entry.size;
         let header = pb::ArtifactInfo {

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, anyhow, bail};
 use easel_proto::protocol::{Credentials, PROTOCOL_VERSION, incompatible};
+use easel_proto::status::ErrorKind;
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
 use tonic::service::interceptor::InterceptedService;
@@ -87,8 +88,8 @@ impl WorkerArgs {
                 // A worker serving TLS answers a plaintext HTTP/2 client with garbage; a token or
                 // version refusal is an answer, so it needs no hint.
                 let answered = matches!(
-                    status.code(),
-                    tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition
+                    ErrorKind::of(&status),
+                    ErrorKind::Unauthenticated | ErrorKind::FailedPrecondition
                 );
                 if !tls && !answered {
                     anyhow!(
@@ -147,13 +148,12 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// A gRPC status as a message saying what to do.
 pub fn explain(status: tonic::Status) -> anyhow::Error {
-    use tonic::Code;
-    match status.code() {
-        Code::Unauthenticated => anyhow!(
+    match ErrorKind::of(&status) {
+        ErrorKind::Unauthenticated => anyhow!(
             "the worker refused the token (wrong or missing): pass --token or set EASEL_TOKEN ({})",
             status.message()
         ),
-        Code::Unavailable => anyhow!("the worker is unavailable: {}", status.message()),
+        ErrorKind::Unavailable => anyhow!("the worker is unavailable: {}", status.message()),
         _ => anyhow!("{}", status.message()),
     }
 }
