@@ -115,8 +115,8 @@ async fn cut_off_upload_resumes_and_corruption_leaves_nothing_behind() {
     let digest = blake3::hash(&content).to_hex().to_string();
     let first_three: Vec<_> = (0..3).map(|i| chunk(&content, i * CHUNK)).collect();
     let response = upload(&mut client, first_three).await.unwrap();
-    assert_eq!(response.blobs[0].committed_offset, 3 * CHUNK as u64);
-    assert!(!response.blobs[0].complete);
+    assert_eq!(response.incomplete[0].committed_offset, 3 * CHUNK as u64);
+    assert_eq!(response.completed, 0);
     assert_eq!(
         committed(&mut client, &digest).await,
         Some(3 * CHUNK as u64)

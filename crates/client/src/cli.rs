@@ -36,6 +36,8 @@ pub enum Command {
     List(crate::remote::list::ListArgs),
     /// Cancel a queued or running job.
     Cancel(crate::remote::cancel::CancelArgs),
+    /// Remove a finished job from the worker, freeing its disk (artifacts stay unless asked).
+    Rm(crate::remote::remove::RemoveArgs),
     /// Download a job's weights, metrics and report.
     Fetch(crate::remote::fetch::FetchArgs),
     /// Install and start a worker on a machine reachable by SSH, and save its profile.
@@ -62,6 +64,7 @@ impl Command {
             Command::Status(args) => crate::remote::status::run(args),
             Command::List(args) => crate::remote::list::run(args),
             Command::Cancel(args) => crate::remote::cancel::run(args),
+            Command::Rm(args) => crate::remote::remove::run(args),
             Command::Fetch(args) => crate::remote::fetch::run(args),
             Command::Up(args) => crate::fleet::up::run(args),
             Command::Down(args) => crate::fleet::down::run(args),

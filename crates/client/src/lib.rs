@@ -4,7 +4,7 @@
 //!
 //! - [`local`]: `validate`, `train --local`, `evaluate`, `predict` (the engine, on this machine;
 //!   behind the default `engine` feature, so a submit-only client builds without libtorch).
-//! - [`remote`]: the verbs that talk to a worker: submit, watch, status, list, cancel, fetch.
+//! - [`remote`]: the verbs that talk to a worker: submit, watch, status, list, cancel, rm, fetch.
 //! - [`fleet`]: `client up/down/workers`, a worker on any machine reachable over SSH.
 //! - [`config`]: `client.toml` and its worker profiles.
 //! - [`render`]: how events look, the same for local and remote runs.

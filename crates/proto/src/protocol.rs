@@ -6,7 +6,11 @@ use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::{Request, Status};
 
 /// Bumped whenever a message or RPC changes incompatibly. Client and worker must agree.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Most digests one MissingBlobs call may ask about (about 1.1 MB of request): a client asks
+/// in batches, so no request grows with the dataset.
+pub const MAX_DIGESTS_PER_QUERY: usize = 16_384;
 
 /// Metadata key carrying the client's [`PROTOCOL_VERSION`] on every call.
 pub const PROTOCOL_HEADER: &str = "x-easel-protocol";

@@ -98,6 +98,13 @@ pub struct UploadConfig {
     /// Largest single file accepted (dataset images and pretrained weights).
     #[serde(default = "defaults::max_blob_bytes")]
     pub max_blob_bytes: u64,
+    /// Upload quota: the most bytes of dataset blobs the worker keeps (0: its disk is the
+    /// limit). A submit needing more is refused before any byte moves.
+    #[serde(default)]
+    pub max_stored_bytes: u64,
+    /// Disk space uploads always leave free, for checkpoints, decoded caches and logs.
+    #[serde(default = "defaults::min_free_bytes")]
+    pub min_free_bytes: u64,
 }
 
 impl Default for WorkerConfig {
@@ -128,6 +135,8 @@ impl Default for UploadConfig {
         UploadConfig {
             max_chunk_bytes: defaults::max_chunk_bytes(),
             max_blob_bytes: defaults::max_blob_bytes(),
+            max_stored_bytes: 0,
+            min_free_bytes: defaults::min_free_bytes(),
         }
     }
 }
@@ -151,6 +160,9 @@ mod defaults {
     }
     pub fn max_chunk_bytes() -> u64 {
         4 << 20
+    }
+    pub fn min_free_bytes() -> u64 {
+        512 << 20
     }
     pub fn max_blob_bytes() -> u64 {
         // Pretrained weights (VGG16: ~530 MB) travel as blobs too.
@@ -271,6 +283,8 @@ impl WorkerConfig {
         number("EASEL_MAX_QUEUED_JOBS", &mut queued);
         self.queue.max_queued_jobs = u32::try_from(queued).unwrap_or(u32::MAX);
         number("EASEL_MAX_CHUNK_BYTES", &mut self.upload.max_chunk_bytes);
+        number("EASEL_MAX_STORED_BYTES", &mut self.upload.max_stored_bytes);
+        number("EASEL_MIN_FREE_BYTES", &mut self.upload.min_free_bytes);
         if let Some(listen) = env("EASEL_LISTEN") {
             self.listen = listen;
         }

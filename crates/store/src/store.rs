@@ -165,6 +165,20 @@ impl ArtifactStore {
         Ok(artifacts)
     }
 
+    /// Deletes every artifact of the job; returns how many there were.
+    pub async fn delete_job(&self, job: &str) -> Result<u64> {
+        let artifacts = self.list_artifacts(job).await?;
+        for artifact in &artifacts {
+            let key = self.key(job, &artifact.name)?;
+            self.inner
+                .delete(&key)
+                .await
+                .map_err(|e| self.error(&key, e))?;
+        }
+        tracing::debug!(job, artifacts = artifacts.len(), "job's artifacts deleted");
+        Ok(artifacts.len() as u64)
+    }
+
     /// Every job under `<prefix>/jobs/`, sorted by id.
     pub async fn list_jobs(&self) -> Result<Vec<StoredJob>> {
         let root = self.prefixed("jobs");

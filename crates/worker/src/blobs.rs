@@ -4,6 +4,9 @@
 //! in `<digest>.offset` (written after the chunk's bytes, by rename), so a cut-off upload resumes
 //! from the last whole chunk and a torn write past the committed offset is discarded. A blob
 //! becomes visible only after its whole content matched its blake3 digest.
+//!
+//! Every new blob is checked against the upload budget (`space.rs`) before its first byte is
+//! written; a disk that fills up mid-blob discards that blob's partial and says so.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -12,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::space::{Available, UploadBudget, folder_bytes, human_bytes, is_disk_full};
 
 pub struct Chunk {
     pub digest: String,
@@ -28,24 +32,75 @@ pub struct ChunkOutcome {
     pub bytes_written: u64,
 }
 
+/// What the worker's config allows uploads (`[upload]`).
+#[derive(Debug, Clone, Copy)]
+pub struct BlobLimits {
+    pub max_chunk_bytes: u64,
+    pub max_blob_bytes: u64,
+    /// 0: no quota.
+    pub max_stored_bytes: u64,
+    pub min_free_bytes: u64,
+}
+
 pub struct BlobStore {
     dir: PathBuf,
     max_chunk_bytes: u64,
     max_blob_bytes: u64,
+    budget: UploadBudget,
     /// One writer per digest at a time.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl BlobStore {
-    pub fn open(dir: PathBuf, max_chunk_bytes: u64, max_blob_bytes: u64) -> Result<Self> {
+    pub fn open(dir: PathBuf, limits: BlobLimits) -> Result<Self> {
         let partial = dir.join("partial");
         std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        // Counted once here (a walk of the folder), then kept up to date as blobs come and go.
+        let stored = folder_bytes(&dir).saturating_sub(folder_bytes(&partial));
+        let budget = UploadBudget::new(
+            dir.clone(),
+            limits.max_stored_bytes,
+            limits.min_free_bytes,
+            stored,
+        );
         Ok(BlobStore {
             dir,
-            max_chunk_bytes,
-            max_blob_bytes,
+            max_chunk_bytes: limits.max_chunk_bytes,
+            max_blob_bytes: limits.max_blob_bytes,
+            budget,
             locks: Mutex::default(),
         })
+    }
+
+    /// What uploads may add now, and which limit binds.
+    pub fn available(&self) -> Result<Available> {
+        self.budget.available()
+    }
+
+    /// Refuses `needed` more bytes of uploads when they do not fit (see `space.rs`).
+    pub fn reserve(&self, what: &str, needed: u64) -> Result<()> {
+        self.budget.reserve(what, needed)
+    }
+
+    /// Deletes a stored blob; returns the bytes freed (0 when it was not there).
+    pub fn remove(&self, digest: &str) -> Result<u64> {
+        let path = self.final_path(digest)?;
+        let lock = self.lock(digest);
+        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let size = match std::fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        self.budget.removed(size);
+        Ok(size)
+    }
+
+    /// The content of a stored blob, read whole (for manifests, which the worker parses).
+    pub fn read(&self, digest: &str) -> Result<Vec<u8>> {
+        let path = self.final_path(digest)?;
+        std::fs::read(&path).map_err(|e| Error::io(&path, e))
     }
 
     pub fn dir(&self) -> &Path {
@@ -148,6 +203,20 @@ impl BlobStore {
                 chunk.offset
             )));
         }
+        if committed == 0 {
+            self.budget
+                .reserve(&format!("blob {digest}"), chunk.total_size)?;
+        }
+        self.append(chunk, committed)
+            .map_err(|error| self.disk_full(digest, chunk.total_size, error))
+    }
+
+    /// Writes a checked chunk at the committed offset and commits it (the blob when it is the
+    /// last).
+    fn append(&self, chunk: &Chunk, committed: u64) -> Result<ChunkOutcome> {
+        let digest = &chunk.digest;
+        let final_path = self.final_path(digest)?;
+        let length = chunk.data.len() as u64;
         let partial = self.partial_path(digest);
         let mut file = OpenOptions::new()
             .create(true)
@@ -175,11 +244,33 @@ impl BlobStore {
             });
         }
         self.finish(digest, &partial, &final_path)?;
+        self.budget.added(chunk.total_size);
         Ok(ChunkOutcome {
             committed_offset: now_committed,
             complete: true,
             bytes_written: length,
         })
+    }
+
+    /// A full disk mid-blob: the partial goes (a half-written blob helps nobody), the error says
+    /// what was needed. Other errors pass through.
+    fn disk_full(&self, digest: &str, total_size: u64, error: Error) -> Error {
+        let full = matches!(&error, Error::Io { source, .. } if is_disk_full(source));
+        if !full {
+            return error;
+        }
+        self.discard(digest);
+        let free = self
+            .budget
+            .available()
+            .map(|a| a.explain(self.budget.min_free_bytes()))
+            .unwrap_or_default();
+        tracing::warn!(blob = %digest, %error, "disk full during an upload; partial discarded");
+        Error::ResourceExhausted(format!(
+            "the worker's disk filled up while writing blob {digest} ({}): the partial upload was \
+             discarded; {free}",
+            human_bytes(total_size)
+        ))
     }
 
     fn finish(&self, digest: &str, partial: &Path, final_path: &Path) -> Result<()> {
@@ -244,7 +335,16 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path().join("blobs"), 1 << 20, 1 << 30).unwrap();
+        let store = BlobStore::open(
+            dir.path().join("blobs"),
+            BlobLimits {
+                max_chunk_bytes: 1 << 20,
+                max_blob_bytes: 1 << 30,
+                max_stored_bytes: 0,
+                min_free_bytes: 0,
+            },
+        )
+        .unwrap();
         (dir, store)
     }
 

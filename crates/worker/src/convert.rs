@@ -1,7 +1,9 @@
-//! Job records to protocol messages (events convert in `easel_proto::events`).
+//! Job records and upload outcomes to protocol messages (events convert in
+//! `easel_proto::events`).
 
 use easel_proto::v1 as pb;
 
+use crate::blobs::ChunkOutcome;
 use crate::jobs::{JobRecord, JobState};
 
 pub fn job(record: &JobRecord) -> pb::Job {
@@ -32,5 +34,48 @@ fn job_state(state: JobState) -> pb::JobState {
         JobState::Succeeded => pb::JobState::Succeeded,
         JobState::Failed => pb::JobState::Failed,
         JobState::Cancelled => pb::JobState::Cancelled,
+    }
+}
+
+/// Unfinished blobs one UploadBlobs answer lists at most: the answer must not grow with the
+/// dataset (the client knows what it sent; the first few say enough about what went wrong).
+const MAX_REPORTED_INCOMPLETE: usize = 1000;
+
+/// What one UploadBlobs call did: the distinct blobs it finished, the bytes it wrote, and how
+/// far each unfinished blob got.
+#[derive(Default)]
+pub struct UploadProgress {
+    completed: std::collections::HashSet<String>,
+    bytes_written: u64,
+    incomplete: std::collections::BTreeMap<String, u64>,
+}
+
+impl UploadProgress {
+    pub fn record(&mut self, digest: String, outcome: ChunkOutcome) {
+        self.bytes_written += outcome.bytes_written;
+        if outcome.complete {
+            self.incomplete.remove(&digest);
+            self.completed.insert(digest);
+        } else {
+            self.incomplete.insert(digest, outcome.committed_offset);
+        }
+    }
+
+    pub fn response(self) -> pb::UploadBlobsResponse {
+        pb::UploadBlobsResponse {
+            completed: self.completed.len() as u64,
+            bytes_written: self.bytes_written,
+            incomplete: self
+                .incomplete
+                .into_iter()
+                .take(MAX_REPORTED_INCOMPLETE)
+                .map(|(digest, committed_offset)| pb::BlobResult {
+                    digest,
+                    committed_offset,
+                    complete: false,
+                    bytes_written: 0,
+                })
+                .collect(),
+        }
     }
 }

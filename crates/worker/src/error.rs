@@ -19,6 +19,9 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("the queue is full ({0} jobs waiting); try again when some have run")]
     QueueFull(usize),
+    /// The upload quota or the disk cannot take what was asked; says what is needed and free.
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("the worker is shutting down and accepts no new jobs")]
     ShuttingDown,
     #[error("{path}: {source}")]
@@ -65,7 +68,7 @@ impl ServiceError for Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::DataLoss(_) => ErrorKind::DataLoss,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
-            Error::QueueFull(_) => ErrorKind::ResourceExhausted,
+            Error::QueueFull(_) | Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
             Error::ShuttingDown => ErrorKind::Unavailable,
             Error::Io { .. } | Error::Store(_) | Error::Internal(_) => ErrorKind::Internal,
         }

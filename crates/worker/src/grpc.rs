@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use easel_proto::protocol::{PROTOCOL_VERSION, incompatible};
+use easel_proto::protocol::{MAX_DIGESTS_PER_QUERY, PROTOCOL_VERSION, incompatible};
 use easel_proto::v1 as pb;
 use futures::Stream;
 use tokio::io::AsyncReadExt;
@@ -13,8 +13,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::artifacts::{self, ArtifactBody};
 use crate::blobs::Chunk;
-use crate::convert;
+use crate::convert::{self, UploadProgress};
 use crate::error::Error;
+use crate::jobs::submission::read_manifest_blob;
 use crate::jobs::{JobManager, resume};
 
 /// Bytes per FetchArtifact message.
@@ -49,10 +50,21 @@ impl pb::worker_server::Worker for WorkerService {
         request: Request<pb::MissingBlobsRequest>,
     ) -> Result<Response<pb::MissingBlobsResponse>, Status> {
         let digests = request.into_inner().digests;
+        if digests.len() > MAX_DIGESTS_PER_QUERY {
+            return Err(Error::InvalidArgument(format!(
+                "MissingBlobs asked about {} digests; at most {MAX_DIGESTS_PER_QUERY} per call \
+                 (ask in batches)",
+                digests.len()
+            ))
+            .into());
+        }
         let manager = self.manager.clone();
-        let missing = tokio::task::spawn_blocking(move || manager.blobs().missing(&digests))
-            .await
-            .map_err(Error::from)??;
+        let (missing, available) = tokio::task::spawn_blocking(move || {
+            let blobs = manager.blobs();
+            Ok::<_, Error>((blobs.missing(&digests)?, blobs.available()?))
+        })
+        .await
+        .map_err(Error::from)??;
         let missing = missing
             .into_iter()
             .map(|(digest, committed_offset)| pb::MissingBlob {
@@ -60,7 +72,10 @@ impl pb::worker_server::Worker for WorkerService {
                 committed_offset,
             })
             .collect();
-        Ok(Response::new(pb::MissingBlobsResponse { missing }))
+        Ok(Response::new(pb::MissingBlobsResponse {
+            missing,
+            available_bytes: available.bytes,
+        }))
     }
 
     async fn upload_blobs(
@@ -68,9 +83,7 @@ impl pb::worker_server::Worker for WorkerService {
         request: Request<Streaming<pb::BlobChunk>>,
     ) -> Result<Response<pb::UploadBlobsResponse>, Status> {
         let mut chunks = request.into_inner();
-        let mut results: Vec<pb::BlobResult> = Vec::new();
-        // digest -> index in `results` (one call may carry a whole dataset's blobs)
-        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut progress = UploadProgress::default();
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             let chunk = Chunk {
@@ -87,26 +100,9 @@ impl pb::worker_server::Worker for WorkerService {
             })
             .await
             .map_err(Error::from)?;
-            let outcome = outcome?;
-            match index.get(&chunk.digest) {
-                Some(&at) => {
-                    let result = &mut results[at];
-                    result.committed_offset = outcome.committed_offset;
-                    result.complete = outcome.complete;
-                    result.bytes_written += outcome.bytes_written;
-                }
-                None => {
-                    index.insert(chunk.digest.clone(), results.len());
-                    results.push(pb::BlobResult {
-                        digest: chunk.digest,
-                        committed_offset: outcome.committed_offset,
-                        complete: outcome.complete,
-                        bytes_written: outcome.bytes_written,
-                    });
-                }
-            }
+            progress.record(chunk.digest, outcome?);
         }
-        Ok(Response::new(pb::UploadBlobsResponse { blobs: results }))
+        Ok(Response::new(progress.response()))
     }
 
     async fn submit(
@@ -114,6 +110,12 @@ impl pb::worker_server::Worker for WorkerService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let request = request.into_inner();
+        let manager = self.manager.clone();
+        let digest = request.manifest_digest.clone();
+        let manifest_json =
+            tokio::task::spawn_blocking(move || read_manifest_blob(manager.blobs(), &digest))
+                .await
+                .map_err(Error::from)??;
         // A retried submit whose job exists needs no second download.
         let resume = match request.resume_from_job.as_str() {
             "" => None,
@@ -123,7 +125,7 @@ impl pb::worker_server::Worker for WorkerService {
                     self.manager.context(),
                     from_job,
                     &request.spec_toml,
-                    &request.manifest_json,
+                    &manifest_json,
                 )
                 .await?,
             ),
@@ -132,7 +134,7 @@ impl pb::worker_server::Worker for WorkerService {
         let outcome = tokio::task::spawn_blocking(move || {
             manager.submit(
                 &request.spec_toml,
-                &request.manifest_json,
+                &manifest_json,
                 &request.idempotency_key,
                 resume,
             )
@@ -196,6 +198,34 @@ impl pb::worker_server::Worker for WorkerService {
             })
             .collect();
         Ok(Response::new(pb::ListArtifactsResponse { artifacts }))
+    }
+
+    async fn remove_job(
+        &self,
+        request: Request<pb::RemoveJobRequest>,
+    ) -> Result<Response<pb::RemoveJobResponse>, Status> {
+        let request = request.into_inner();
+        let manager = self.manager.clone();
+        let id = request.job_id.clone();
+        let reclaimed = tokio::task::spawn_blocking(move || manager.remove(&id))
+            .await
+            .map_err(Error::from)??;
+        let artifacts_removed = if request.artifacts {
+            self.manager
+                .store()
+                .delete_job(&request.job_id)
+                .await
+                .map_err(Error::from)?
+        } else {
+            0
+        };
+        Ok(Response::new(pb::RemoveJobResponse {
+            freed_bytes: reclaimed.freed_bytes(),
+            job_folder_bytes: reclaimed.job_folder_bytes,
+            blobs_removed: reclaimed.blobs_removed,
+            blob_bytes: reclaimed.blob_bytes,
+            artifacts_removed,
+        }))
     }
 
     type FetchArtifactStream = BoxStream<pb::ArtifactChunk>;

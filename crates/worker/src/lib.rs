@@ -11,6 +11,7 @@ mod convert;
 pub mod error;
 mod grpc;
 pub mod jobs;
+pub mod space;
 pub mod tls;
 
 use std::future::Future;
@@ -23,6 +24,7 @@ use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use blobs::BlobLimits;
 pub use error::{Error, Result};
 use jobs::manager::ManagerSettings;
 
@@ -91,8 +93,12 @@ pub async fn run(
         store_options: options,
         devices: slots,
         max_queued: config.queue.max_queued_jobs as usize,
-        max_chunk_bytes: config.upload.max_chunk_bytes,
-        max_blob_bytes: config.upload.max_blob_bytes,
+        blob_limits: BlobLimits {
+            max_chunk_bytes: config.upload.max_chunk_bytes,
+            max_blob_bytes: config.upload.max_blob_bytes,
+            max_stored_bytes: config.upload.max_stored_bytes,
+            min_free_bytes: config.upload.min_free_bytes,
+        },
         retry: RetryPolicy::default(),
     })
     .context("failed to open the worker's data directory")?;

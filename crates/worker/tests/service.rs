@@ -2,83 +2,15 @@
 //! token, the protocol version, resumable uploads and cancelling, each without a binary or a
 //! training run beyond what it needs.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use easel_proto::protocol::{Credentials, PROTOCOL_HEADER, PROTOCOL_VERSION, chunk_checksum};
+use common::{InProcess, chunk, job_state, missing, submit, upload_dataset};
+use easel_proto::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
-use easel_spec::worker::WorkerConfig;
 use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-
-type Client = WorkerClient<InterceptedService<Channel, Credentials>>;
-
-/// A worker serving plaintext on loopback from `dir`, until the returned sender is dropped.
-struct InProcess {
-    address: String,
-    token: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl InProcess {
-    async fn start(dir: &Path) -> InProcess {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
-        let mut config = WorkerConfig {
-            data_dir: dir.join("data"),
-            devices: vec!["cpu".into()],
-            ..WorkerConfig::default()
-        };
-        config.tls.enabled = false;
-        config.store.url = format!("file://{}", dir.join("artifacts").display());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(easel_worker::run(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        let token_path = dir.join("data/token");
-        let token = loop {
-            if let Ok(token) = std::fs::read_to_string(&token_path)
-                && !token.trim().is_empty()
-            {
-                break token.trim().to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        InProcess {
-            address,
-            token,
-            stop: Some(stop),
-            served: Some(served),
-        }
-    }
-
-    async fn client(&self, token: Option<&str>) -> Client {
-        let channel = tonic::transport::Endpoint::from_shared(self.address.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        WorkerClient::with_interceptor(channel, Credentials::new(token).unwrap())
-    }
-
-    async fn authorized(&self) -> Client {
-        self.client(Some(&self.token.clone())).await
-    }
-
-    /// Stops the worker the way a signal does and waits until it has.
-    async fn stop(mut self) {
-        drop(self.stop.take());
-        let served = self.served.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(60), served)
-            .await
-            .expect("the worker stops within a minute")
-            .unwrap()
-            .unwrap();
-    }
-}
 
 fn hello() -> pb::HelloRequest {
     pb::HelloRequest {
@@ -160,30 +92,6 @@ async fn another_protocol_version_is_refused_naming_both() {
     worker.stop().await;
 }
 
-fn chunk(content: &[u8], offset: usize, length: usize) -> pb::BlobChunk {
-    let data = content[offset..offset + length].to_vec();
-    pb::BlobChunk {
-        digest: easel_digest::digest_bytes(content),
-        total_size: content.len() as u64,
-        offset: offset as u64,
-        crc32c: chunk_checksum(&data),
-        data,
-    }
-}
-
-async fn missing(client: &mut Client, digest: &str) -> Option<u64> {
-    client
-        .missing_blobs(pb::MissingBlobsRequest {
-            digests: vec![digest.to_owned()],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .missing
-        .first()
-        .map(|blob| blob.committed_offset)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_resumes_at_its_committed_offset_and_refuses_a_corrupt_chunk() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,67 +125,10 @@ async fn an_upload_resumes_at_its_committed_offset_and_refuses_a_corrupt_chunk()
         .await
         .unwrap()
         .into_inner();
-    assert!(done.blobs[0].complete);
+    assert_eq!(done.completed, 1);
+    assert!(done.incomplete.is_empty());
     assert_eq!(missing(&mut client, &digest).await, None);
     worker.stop().await;
-}
-
-/// Uploads `per_class` small PNGs in each of two classes; returns the manifest JSON.
-async fn upload_dataset(client: &mut Client, per_class: u8) -> String {
-    let mut entries = Vec::new();
-    let mut chunks = Vec::new();
-    for class in 0..2u8 {
-        for i in 0..per_class {
-            let shade = class * 120 + i * 7;
-            let mut png = Vec::new();
-            image::GrayImage::from_fn(32, 32, |x, y| image::Luma([shade ^ (x * y) as u8]))
-                .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-                .unwrap();
-            let digest = easel_digest::digest_bytes(&png);
-            entries.push(format!(
-                r#"{{"path":"c{class}/{i}.png","class":{class},"size":{},"digest":"{digest}"}}"#,
-                png.len()
-            ));
-            chunks.push(chunk(&png, 0, png.len()));
-        }
-    }
-    client
-        .upload_blobs(tokio_stream::iter(chunks))
-        .await
-        .unwrap();
-    format!(
-        r#"{{"classes":["c0","c1"],"entries":[{}]}}"#,
-        entries.join(",")
-    )
-}
-
-async fn submit(client: &mut Client, manifest: &str, epochs: u32) -> pb::Job {
-    let spec = format!(
-        "name = \"cancel-me\"\n[data]\npath = \"/laptop/data\"\nimage_size = 32\n\
-         [model]\narchitecture = \"small_cnn\"\n[train]\nepochs = {epochs}\nbatch_size = 4\n"
-    );
-    client
-        .submit(pb::SubmitRequest {
-            spec_toml: spec,
-            manifest_json: manifest.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap()
-}
-
-async fn job_state(client: &mut Client, id: &str) -> pb::JobState {
-    let job = client
-        .get_job(pb::GetJobRequest {
-            job_id: id.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    pb::JobState::try_from(job.state).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,13 @@
 //! The spec and dataset a submit ships: the spec loaded and validated here (so mistakes surface
 //! before any upload) and the dataset scanned into a content-addressed manifest.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use easel_dataset::ScanReport;
 use easel_spec::ExperimentSpec;
+
+use super::upload::{ExtraBlob, ExtraBlobs};
 
 pub struct LoadedSpec {
     /// The file as written: the worker stores it as the job's spec.
@@ -38,12 +39,12 @@ pub fn scan(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
     Ok(report)
 }
 
-/// The spec as sent to the worker, plus files that travel beside the dataset.
+/// The spec as sent to the worker, plus blobs that travel beside the dataset's images.
 pub struct Shipment {
     pub spec_text: String,
     /// (digest, size) of each extra blob.
     pub blobs: Vec<(String, u64)>,
-    pub files: HashMap<String, PathBuf>,
+    pub files: ExtraBlobs,
 }
 
 /// Pretrained weights are a file on this machine: they travel as a blob like the images, and
@@ -52,7 +53,7 @@ pub fn ship_pretrained(loaded: &LoadedSpec) -> anyhow::Result<Shipment> {
     let mut shipment = Shipment {
         spec_text: loaded.text.clone(),
         blobs: Vec::new(),
-        files: HashMap::new(),
+        files: ExtraBlobs::new(),
     };
     let Some(path) = &loaded.spec.model.pretrained else {
         return Ok(shipment);
@@ -64,6 +65,6 @@ pub fn ship_pretrained(loaded: &LoadedSpec) -> anyhow::Result<Shipment> {
     document["model"]["pretrained"] = toml_edit::value(format!("blob:{digest}"));
     shipment.spec_text = document.to_string();
     shipment.blobs.push((digest.clone(), size));
-    shipment.files.insert(digest, path.clone());
+    shipment.files.insert(digest, ExtraBlob::File(path.clone()));
     Ok(shipment)
 }

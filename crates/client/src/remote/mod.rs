@@ -1,5 +1,5 @@
 //! The verbs that talk to a worker (or straight to an object store): submit, watch, status,
-//! list, cancel, fetch; and the hello that `client up` and `client workers` use as a health check.
+//! list, cancel, fetch, rm; and the hello that `client up` and `client workers` use as a health check.
 
 pub mod cancel;
 mod connection;
@@ -9,6 +9,7 @@ mod follow;
 mod json;
 pub mod list;
 mod pinning;
+pub mod remove;
 pub mod status;
 pub mod submit;
 mod upload;

@@ -75,6 +75,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         bail!("--chunk-bytes must be > 0");
     }
     let shipped = dataset::ship_pretrained(&loaded)?;
+    let manifest_blob = upload::ManifestBlob::new(manifest);
     let loaded = &loaded;
     super::block_on(async move {
         let mut remote = args.worker.connect().await?;
@@ -110,6 +111,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             }
         );
+        plan.check_fits(&remote.address, manifest_blob.size())?;
         let uploaded = upload::upload(
             &mut remote.client,
             source,
@@ -127,6 +129,8 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 uploaded.bytes_sent as f64 / 1e6 / uploaded.seconds.max(1e-9)
             );
         }
+        let manifest_sent =
+            upload::ship_manifest(&mut remote.client, &manifest_blob, chunk_bytes).await?;
         let key = args
             .idempotency_key
             .clone()
@@ -135,7 +139,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             .client
             .submit(pb::SubmitRequest {
                 spec_toml: shipped.spec_text.clone(),
-                manifest_json: manifest.to_json(),
+                manifest_digest: manifest_blob.digest.clone(),
                 idempotency_key: key,
                 resume_from_job: args.resume_from.clone().unwrap_or_default(),
             })
@@ -155,6 +159,11 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 "worker": remote.address,
                 "plan": plan,
                 "upload": uploaded,
+                "manifest": {
+                    "digest": manifest_blob.digest,
+                    "bytes": manifest_blob.size(),
+                    "bytes_sent": manifest_sent,
+                },
                 "job": super::json::job(&job),
             });
             println!("{summary}");

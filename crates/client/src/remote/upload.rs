@@ -1,12 +1,42 @@
 //! Shipping dataset blobs: ask which the worker lacks (and how much of each it already holds),
-//! then stream only what is missing, in checksummed chunks, with a progress bar.
+//! in batches so no request grows with the dataset; refuse before sending anything when the
+//! worker cannot take it; then stream only what is missing, in checksummed chunks, with a
+//! progress bar.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use easel_dataset::{LocalSource, Manifest};
+use easel_proto::protocol::MAX_DIGESTS_PER_QUERY;
 use easel_proto::v1 as pb;
 use serde::Serialize;
 
 use super::connection::{Client, explain};
+use crate::format::bytes as human_bytes;
+
+/// A blob that travels beside the dataset's images: pretrained weights (a file) or the
+/// manifest itself (bytes made here).
+#[derive(Debug, Clone)]
+pub enum ExtraBlob {
+    File(PathBuf),
+    Bytes(Arc<Vec<u8>>),
+}
+
+impl ExtraBlob {
+    fn read(&self) -> anyhow::Result<Vec<u8>> {
+        match self {
+            ExtraBlob::File(path) => {
+                std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))
+            }
+            ExtraBlob::Bytes(bytes) => Ok(bytes.as_ref().clone()),
+        }
+    }
+}
+
+/// Extra blobs by digest.
+pub type ExtraBlobs = HashMap<String, ExtraBlob>;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UploadPlan {
@@ -21,6 +51,26 @@ pub struct UploadPlan {
     pub upload_bytes: u64,
     /// Bytes a cut-off earlier upload already committed, not sent again.
     pub resumed_bytes: u64,
+    /// What the worker said it can take for new uploads.
+    pub available_bytes: u64,
+}
+
+impl UploadPlan {
+    /// Refuses, before any byte moves, an upload the worker said it cannot take (`also`: bytes
+    /// that travel beside the plan, e.g. the manifest).
+    pub fn check_fits(&self, worker: &str, also: u64) -> anyhow::Result<()> {
+        if self.upload_bytes + also <= self.available_bytes {
+            return Ok(());
+        }
+        bail!(
+            "the dataset does not fit on the worker at {worker}: {} file(s) to upload need {}, \
+             the worker can take {} (its upload quota or free disk); nothing was uploaded. Free \
+             space there with `client rm JOB`, or raise upload.max_stored_bytes in its worker.toml",
+            self.upload_files,
+            human_bytes(self.upload_bytes + also),
+            human_bytes(self.available_bytes)
+        )
+    }
 }
 
 /// `extra`: files shipped beside the dataset (pretrained weights) as (digest, size).
@@ -31,16 +81,22 @@ pub async fn plan(
 ) -> anyhow::Result<UploadPlan> {
     let mut blobs = manifest.unique_blobs();
     blobs.extend(extra.iter().map(|(d, s)| (d.as_str(), *s)));
-    let digests = blobs.iter().map(|(d, _)| (*d).to_owned()).collect();
-    let missing = client
-        .missing_blobs(pb::MissingBlobsRequest { digests })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .missing;
+    let mut missing = Vec::new();
+    let mut available_bytes = u64::MAX;
+    for batch in blobs.chunks(MAX_DIGESTS_PER_QUERY) {
+        let digests = batch.iter().map(|(d, _)| (*d).to_owned()).collect();
+        let answer = client
+            .missing_blobs(pb::MissingBlobsRequest { digests })
+            .await
+            .map_err(explain)?
+            .into_inner();
+        missing.extend(answer.missing);
+        available_bytes = available_bytes.min(answer.available_bytes);
+    }
     let mut plan = UploadPlan {
         files: blobs.len(),
         bytes: blobs.iter().map(|(_, s)| s).sum(),
+        available_bytes,
         ..Default::default()
     };
     let sizes: std::collections::HashMap<&str, u64> = blobs.iter().copied().collect();
@@ -74,7 +130,7 @@ pub struct UploadResult {
 pub async fn upload(
     client: &mut Client,
     source: &LocalSource,
-    extra_files: &std::collections::HashMap<String, std::path::PathBuf>,
+    extra: &ExtraBlobs,
     plan: &UploadPlan,
     chunk_bytes: usize,
     show_progress: bool,
@@ -96,16 +152,15 @@ pub async fn upload(
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::BlobChunk>(8);
     let source = source.clone();
-    let extra_files = extra_files.clone();
+    let extra = extra.clone();
     let missing = plan.missing.clone();
     let bar = progress.clone();
     // Reading files is blocking IO: a dedicated thread feeds the stream.
     let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         let mut sent = 0u64;
         for (digest, size, committed) in missing {
-            let bytes = match extra_files.get(&digest) {
-                Some(path) => std::fs::read(path)
-                    .with_context(|| format!("failed to read {}", path.display()))?,
+            let bytes = match extra.get(&digest) {
+                Some(blob) => blob.read()?,
                 None => source
                     .read_digest(&digest)
                     .with_context(|| format!("failed to read blob {digest}"))?,
@@ -147,18 +202,81 @@ pub async fn upload(
     let sent = producer.await.context("upload reader failed")??;
     progress.finish_and_clear();
     let response = response.map_err(explain)?.into_inner();
-    let incomplete: Vec<&pb::BlobResult> = response.blobs.iter().filter(|b| !b.complete).collect();
-    if let Some(first) = incomplete.first() {
+    let unfinished = (plan.missing.len() as u64).saturating_sub(response.completed);
+    if unfinished > 0 {
         bail!(
-            "the worker did not complete {} blob(s) (first: {})",
-            incomplete.len(),
-            first.digest
+            "the worker did not complete {unfinished} blob(s) (first: {})",
+            response
+                .incomplete
+                .first()
+                .map_or("not named", |b| b.digest.as_str())
         );
     }
     Ok(UploadResult {
-        files: response.blobs.len(),
+        files: response.completed as usize,
         bytes_sent: sent,
-        bytes_written: response.blobs.iter().map(|b| b.bytes_written).sum(),
+        bytes_written: response.bytes_written,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The dataset manifest as a blob: it names every image, so it travels like one instead of
+/// inside a message, and the submit names its digest.
+pub struct ManifestBlob {
+    pub digest: String,
+    pub json: Arc<Vec<u8>>,
+}
+
+impl ManifestBlob {
+    pub fn new(manifest: &Manifest) -> ManifestBlob {
+        let json = manifest.to_json().into_bytes();
+        ManifestBlob {
+            digest: easel_digest::digest_bytes(&json),
+            json: Arc::new(json),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.json.len() as u64
+    }
+}
+
+/// Uploads the manifest unless the worker has it (a resubmit); returns the bytes sent.
+pub async fn ship_manifest(
+    client: &mut Client,
+    manifest: &ManifestBlob,
+    chunk_bytes: usize,
+) -> anyhow::Result<u64> {
+    let answer = client
+        .missing_blobs(pb::MissingBlobsRequest {
+            digests: vec![manifest.digest.clone()],
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let Some(missing) = answer.missing.first() else {
+        return Ok(0);
+    };
+    let committed = missing.committed_offset.min(manifest.size());
+    let plan = UploadPlan {
+        missing: vec![(manifest.digest.clone(), manifest.size(), committed)],
+        upload_files: 1,
+        upload_bytes: manifest.size() - committed,
+        ..UploadPlan::default()
+    };
+    let extra = ExtraBlobs::from([(
+        manifest.digest.clone(),
+        ExtraBlob::Bytes(manifest.json.clone()),
+    )]);
+    let sent = upload(
+        client,
+        &LocalSource::default(),
+        &extra,
+        &plan,
+        chunk_bytes,
+        false,
+    )
+    .await
+    .context("failed to upload the dataset manifest")?;
+    Ok(sent.bytes_sent)
 }

@@ -13,10 +13,11 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::context::{JobContext, WorkerDirs};
 use super::job::{Job, MANIFEST_FILE, SPEC_FILE};
+use super::reclaim::Reclaimed;
 use super::record::{JobRecord, JobState};
 use super::resume::ResumePoint;
 use super::submission::{parse_manifest, parse_spec, pretrained_blob};
-use crate::blobs::BlobStore;
+use crate::blobs::{BlobLimits, BlobStore};
 use crate::error::{Error, Result};
 use easel_events::now;
 use easel_events::{EventKind, EventRecord, Outcome};
@@ -50,8 +51,7 @@ pub struct ManagerSettings {
     pub store_options: StoreOptions,
     pub devices: Vec<DeviceName>,
     pub max_queued: usize,
-    pub max_chunk_bytes: u64,
-    pub max_blob_bytes: u64,
+    pub blob_limits: BlobLimits,
     pub retry: RetryPolicy,
 }
 
@@ -66,8 +66,12 @@ impl ManagerSettings {
             store_options: StoreOptions::default(),
             devices: vec![DeviceName::Cpu],
             max_queued: 8,
-            max_chunk_bytes: 1 << 20,
-            max_blob_bytes: 1 << 30,
+            blob_limits: BlobLimits {
+                max_chunk_bytes: 1 << 20,
+                max_blob_bytes: 1 << 30,
+                max_stored_bytes: 0,
+                min_free_bytes: 0,
+            },
             retry: RetryPolicy::default(),
         }
     }
@@ -77,11 +81,7 @@ impl JobManager {
     /// Opens the data dir, reloading every job (see `recover.rs` for what a restart does).
     pub fn open(settings: ManagerSettings) -> Result<Arc<JobManager>> {
         let dirs = WorkerDirs::create(&settings.data_dir)?;
-        let blobs = BlobStore::open(
-            settings.data_dir.join("blobs"),
-            settings.max_chunk_bytes,
-            settings.max_blob_bytes,
-        )?;
+        let blobs = BlobStore::open(settings.data_dir.join("blobs"), settings.blob_limits)?;
         let recovered = super::recover::load_jobs(&dirs.jobs)?;
         let context = JobContext {
             store: settings.store,
@@ -293,6 +293,37 @@ impl JobManager {
             }
             _ => Ok(job.snapshot()),
         }
+    }
+
+    /// Takes a finished job off the worker (blocking file IO): its record, folder and the blobs
+    /// no remaining job names. A queued or running job is refused: cancel it first. New submits
+    /// wait meanwhile, so none can come to rely on a blob being removed.
+    pub fn remove(&self, id: &str) -> Result<Reclaimed> {
+        let mut inner = self.lock();
+        let job = inner
+            .jobs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::JobNotFound(id.to_owned()))?;
+        let state = job.snapshot().state;
+        if !state.is_terminal() {
+            return Err(Error::FailedPrecondition(format!(
+                "job {id} is {}; cancel it first (client cancel {id})",
+                state.as_str()
+            )));
+        }
+        inner.jobs.remove(id);
+        inner.by_key.retain(|_, job_id| job_id != id);
+        let remaining: Vec<Arc<Job>> = inner.jobs.values().cloned().collect();
+        let reclaimed = super::reclaim::reclaim(&self.context, &job, &remaining)?;
+        drop(inner);
+        tracing::info!(
+            job = %id,
+            freed_bytes = reclaimed.freed_bytes(),
+            blobs = reclaimed.blobs_removed,
+            "job removed"
+        );
+        Ok(reclaimed)
     }
 
     /// Events after `from_sequence`: the log first, then live ones until the job ends (or the

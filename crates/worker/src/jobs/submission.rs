@@ -3,6 +3,7 @@
 use easel_dataset::Manifest;
 use easel_spec::ExperimentSpec;
 
+use crate::blobs::BlobStore;
 use crate::error::{Error, Result};
 
 /// Parses and validates a submitted spec (its data paths name the client's folders and are not
@@ -29,4 +30,21 @@ pub fn pretrained_blob(spec: &ExperimentSpec) -> Option<&str> {
         .as_ref()?
         .to_str()?
         .strip_prefix("blob:")
+}
+
+/// The manifest a submit names by digest, read from the blob store it was uploaded to.
+pub fn read_manifest_blob(blobs: &BlobStore, digest: &str) -> Result<String> {
+    if digest.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the submit names no dataset manifest (manifest_digest is empty)".into(),
+        ));
+    }
+    if !blobs.contains(digest)? {
+        return Err(Error::FailedPrecondition(format!(
+            "the dataset manifest (blob {digest}) is not on the worker yet; upload it before submitting"
+        )));
+    }
+    String::from_utf8(blobs.read(digest)?).map_err(|_| {
+        Error::InvalidArgument(format!("dataset manifest (blob {digest}): not UTF-8 JSON"))
+    })
 }

@@ -1,0 +1,180 @@
+//! How much the worker can take: its upload quota (`upload.max_stored_bytes`) against the bytes
+//! of blobs it holds, and the free disk under its data folder less what uploads always leave
+//! free (`upload.min_free_bytes`). Asked before an upload starts and before each new blob, so a
+//! submit that cannot fit is refused before any byte moves.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+/// The limits, and the running count of stored bytes they are checked against.
+pub struct UploadBudget {
+    dir: PathBuf,
+    /// 0: no quota, the disk is the limit.
+    max_stored_bytes: u64,
+    min_free_bytes: u64,
+    stored: AtomicU64,
+}
+
+/// What one check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Available {
+    /// What an upload may add now: the smaller of the quota's and the disk's room.
+    pub bytes: u64,
+    pub stored: u64,
+    pub quota: Option<u64>,
+    pub disk_free: u64,
+}
+
+impl UploadBudget {
+    /// `stored`: the bytes already held (counted once at start).
+    pub fn new(dir: PathBuf, max_stored_bytes: u64, min_free_bytes: u64, stored: u64) -> Self {
+        UploadBudget {
+            dir,
+            max_stored_bytes,
+            min_free_bytes,
+            stored: AtomicU64::new(stored),
+        }
+    }
+
+    pub fn available(&self) -> Result<Available> {
+        let disk_free = free_bytes(&self.dir)?;
+        let stored = self.stored.load(Ordering::Relaxed);
+        let quota = (self.max_stored_bytes > 0).then_some(self.max_stored_bytes);
+        let disk_room = disk_free.saturating_sub(self.min_free_bytes);
+        let quota_room = quota.map_or(u64::MAX, |q| q.saturating_sub(stored));
+        Ok(Available {
+            bytes: disk_room.min(quota_room),
+            stored,
+            quota,
+            disk_free,
+        })
+    }
+
+    /// Refuses `needed` more bytes when they do not fit, saying what is needed and free.
+    pub fn reserve(&self, what: &str, needed: u64) -> Result<()> {
+        let available = self.available()?;
+        if needed <= available.bytes {
+            return Ok(());
+        }
+        Err(Error::ResourceExhausted(format!(
+            "{what} needs {} but the worker can take {}: {}",
+            human_bytes(needed),
+            human_bytes(available.bytes),
+            available.explain(self.min_free_bytes)
+        )))
+    }
+
+    pub fn added(&self, bytes: u64) {
+        self.stored.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn removed(&self, bytes: u64) {
+        // Saturating: a blob counted before a restart and removed by hand must not wrap.
+        let _ = self
+            .stored
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some(s.saturating_sub(bytes))
+            });
+    }
+
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_bytes
+    }
+}
+
+impl Available {
+    /// Which limit binds, in words a user can act on.
+    pub fn explain(&self, min_free_bytes: u64) -> String {
+        let disk = format!(
+            "{} free on its disk, of which it keeps {} (upload.min_free_bytes)",
+            human_bytes(self.disk_free),
+            human_bytes(min_free_bytes)
+        );
+        match self.quota {
+            Some(quota) => format!(
+                "{} of its {} upload quota (upload.max_stored_bytes) in use, {disk}; free space \
+                 with `client rm JOB`",
+                human_bytes(self.stored),
+                human_bytes(quota)
+            ),
+            None => format!("{disk}; free space with `client rm JOB`"),
+        }
+    }
+}
+
+/// Free bytes for an unprivileged writer on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    let stat = rustix::fs::statvfs(dir).map_err(|e| Error::io(dir, e.into()))?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Whether an IO error means the disk (or a quota under it) is full.
+pub fn is_disk_full(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::StorageFull
+        || error.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+        || error.raw_os_error() == Some(rustix::io::Errno::DQUOT.raw_os_error())
+}
+
+/// A byte count as a person reads it: `512 bytes`, `3.2 kB`, `41.0 MB`, `1.20 GB`.
+pub fn human_bytes(bytes: u64) -> String {
+    let value = bytes as f64;
+    if bytes < 10_000 {
+        format!("{bytes} bytes")
+    } else if value < 1e6 {
+        format!("{:.1} kB", value / 1e3)
+    } else if value < 1e9 {
+        format!("{:.1} MB", value / 1e6)
+    } else {
+        format!("{:.2} GB", value / 1e9)
+    }
+}
+
+/// Bytes of regular files under `dir`, recursively (a missing folder holds none).
+pub fn folder_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => folder_bytes(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_binds_when_it_is_smaller_than_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = UploadBudget::new(dir.path().to_owned(), 1000, 0, 600);
+        assert_eq!(budget.available().unwrap().bytes, 400);
+        budget.reserve("the upload", 400).unwrap();
+        let refused = budget.reserve("the upload", 401).unwrap_err().to_string();
+        assert!(
+            refused.contains("needs 401 bytes but the worker can take 400 bytes"),
+            "{refused}"
+        );
+        assert!(refused.contains("upload.max_stored_bytes"), "{refused}");
+        budget.removed(600);
+        budget.removed(5);
+        assert_eq!(budget.available().unwrap().bytes, 1000);
+    }
+
+    #[test]
+    fn without_a_quota_the_disk_binds_less_what_is_kept_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_bytes(dir.path()).unwrap();
+        let budget = UploadBudget::new(dir.path().to_owned(), 0, 1 << 20, 0);
+        let available = budget.available().unwrap();
+        // Other processes write meanwhile: allow some drift.
+        assert!(available.bytes <= free.saturating_sub(1 << 20) + (64 << 20));
+        assert!(available.quota.is_none());
+    }
+}
