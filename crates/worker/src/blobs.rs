@@ -6,13 +6,15 @@
 //! becomes visible only after its whole content matched its blake3 digest.
 //!
 //! Every new blob is checked against the upload budget (`space.rs`) before its first byte is
-//! written; a disk that fills up mid-blob discards that blob's partial and says so.
+//! written; a disk that fills up mid-blob discards that blob's partial and says so. Partials
+//! untouched for a week are removed at start.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::space::{Available, UploadBudget, folder_bytes, human_bytes, is_disk_full};
@@ -31,6 +33,10 @@ pub struct ChunkOutcome {
     pub complete: bool,
     pub bytes_written: u64,
 }
+
+/// A partial upload untouched this long is taken as abandoned and removed at the next start
+/// (a client resuming within a week finds its bytes still there).
+const ABANDONED_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What the worker's config allows uploads (`[upload]`).
 #[derive(Debug, Clone, Copy)]
@@ -63,13 +69,49 @@ impl BlobStore {
             limits.min_free_bytes,
             stored,
         );
-        Ok(BlobStore {
+        let store = BlobStore {
             dir,
             max_chunk_bytes: limits.max_chunk_bytes,
             max_blob_bytes: limits.max_blob_bytes,
             budget,
             locks: Mutex::default(),
-        })
+        };
+        store.expire_abandoned(ABANDONED_AFTER);
+        Ok(store)
+    }
+
+    /// Drops partial uploads nobody has added to for `after`: a client that gave up leaves its
+    /// bytes behind, and they would otherwise hold the disk forever.
+    fn expire_abandoned(&self, after: Duration) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("partial")) else {
+            return;
+        };
+        let mut latest: HashMap<String, SystemTime> = HashMap::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let digest = name.split('.').next().unwrap_or_default().to_owned();
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| SystemTime::now());
+            let newest = latest.entry(digest).or_insert(modified);
+            *newest = (*newest).max(modified);
+        }
+        for (digest, modified) in latest {
+            let idle = SystemTime::now()
+                .duration_since(modified)
+                .unwrap_or_default();
+            if idle > after && easel_digest::is_valid_digest(&digest) {
+                tracing::info!(blob = %digest, idle_hours = idle.as_secs() / 3600, "abandoned partial upload removed");
+                self.discard(&digest);
+                remove_if_present(
+                    &self
+                        .dir
+                        .join("partial")
+                        .join(format!("{digest}.offset.tmp")),
+                );
+            }
+        }
     }
 
     /// What uploads may add now, and which limit binds.
@@ -333,18 +375,18 @@ mod tests {
         }
     }
 
+    fn limits() -> BlobLimits {
+        BlobLimits {
+            max_chunk_bytes: 1 << 20,
+            max_blob_bytes: 1 << 30,
+            max_stored_bytes: 0,
+            min_free_bytes: 0,
+        }
+    }
+
     fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(
-            dir.path().join("blobs"),
-            BlobLimits {
-                max_chunk_bytes: 1 << 20,
-                max_blob_bytes: 1 << 30,
-                max_stored_bytes: 0,
-                min_free_bytes: 0,
-            },
-        )
-        .unwrap();
+        let store = BlobStore::open(dir.path().join("blobs"), limits()).unwrap();
         (dir, store)
     }
 
@@ -412,6 +454,34 @@ mod tests {
         assert!(!store.contains(&lying.digest).unwrap());
         assert!(!store.partial_path(&lying.digest).exists());
         assert_eq!(store.committed_offset(&lying.digest).unwrap(), 0);
+    }
+
+    #[test]
+    fn partial_uploads_untouched_for_a_week_are_removed_at_start() {
+        let (dir, store) = store();
+        let old = vec![3u8; 3000];
+        let fresh = vec![4u8; 3000];
+        store.write_chunk(&chunk(&old, 0, 1000)).unwrap();
+        store.write_chunk(&chunk(&fresh, 0, 1000)).unwrap();
+        let old_digest = easel_dataset::digest_bytes(&old);
+        let eight_days_ago = SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+        for path in [
+            store.partial_path(&old_digest),
+            store.offset_path(&old_digest),
+        ] {
+            std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(eight_days_ago)
+                .unwrap();
+        }
+        drop(store);
+        let store = BlobStore::open(dir.path().join("blobs"), limits()).unwrap();
+        assert_eq!(store.committed_offset(&old_digest).unwrap(), 0);
+        assert!(!store.partial_path(&old_digest).exists());
+        let fresh_digest = easel_dataset::digest_bytes(&fresh);
+        assert_eq!(store.committed_offset(&fresh_digest).unwrap(), 1000);
     }
 
     #[test]
