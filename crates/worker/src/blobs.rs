@@ -61,8 +61,13 @@ impl BlobStore {
     pub fn open(dir: PathBuf, limits: BlobLimits) -> Result<Self> {
         let partial = dir.join("partial");
         std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-        // Counted once here (a walk of the folder), then kept up to date as blobs come and go.
-        let stored = folder_bytes(&dir).saturating_sub(folder_bytes(&partial));
+        // Only a quota needs the bytes held: counted once here (a walk of the folder, long for
+        // millions of blobs, so skipped without one), then kept up to date as blobs come and go.
+        let stored = if limits.max_stored_bytes > 0 {
+            folder_bytes(&dir).saturating_sub(folder_bytes(&partial))
+        } else {
+            0
+        };
         let budget = UploadBudget::new(
             dir.clone(),
             limits.max_stored_bytes,
@@ -305,7 +310,7 @@ impl BlobStore {
         let free = self
             .budget
             .available()
-            .map(|a| a.explain(self.budget.min_free_bytes()))
+            .map(|a| a.explain())
             .unwrap_or_default();
         tracing::warn!(blob = %digest, %error, "disk full during an upload; partial discarded");
         Error::ResourceExhausted(format!(

@@ -25,6 +25,8 @@ pub struct Available {
     pub stored: u64,
     pub quota: Option<u64>,
     pub disk_free: u64,
+    /// Of `disk_free`, what uploads always leave free.
+    pub kept_free: u64,
 }
 
 impl UploadBudget {
@@ -49,6 +51,7 @@ impl UploadBudget {
             stored,
             quota,
             disk_free,
+            kept_free: self.min_free_bytes,
         })
     }
 
@@ -62,7 +65,7 @@ impl UploadBudget {
             "{what} needs {} but the worker can take {}: {}",
             human_bytes(needed),
             human_bytes(available.bytes),
-            available.explain(self.min_free_bytes)
+            available.explain()
         )))
     }
 
@@ -78,19 +81,15 @@ impl UploadBudget {
                 Some(s.saturating_sub(bytes))
             });
     }
-
-    pub fn min_free_bytes(&self) -> u64 {
-        self.min_free_bytes
-    }
 }
 
 impl Available {
     /// Which limit binds, in words a user can act on.
-    pub fn explain(&self, min_free_bytes: u64) -> String {
+    pub fn explain(&self) -> String {
         let disk = format!(
             "{} free on its disk, of which it keeps {} (upload.min_free_bytes)",
             human_bytes(self.disk_free),
-            human_bytes(min_free_bytes)
+            human_bytes(self.kept_free)
         );
         match self.quota {
             Some(quota) => format!(

@@ -36,9 +36,9 @@ pub fn blobs_named_by(job: &Job) -> HashSet<String> {
             named.extend(manifest.entries.into_iter().map(|entry| entry.digest));
         }
     }
-    if let Ok(spec) = std::fs::read_to_string(job.spec_path())
-        .map_err(|e| Error::io(job.spec_path(), e))
-        .and_then(|text| parse_spec(&text))
+    if let Some(spec) = std::fs::read_to_string(job.spec_path())
+        .ok()
+        .and_then(|text| parse_spec(&text).ok())
         && let Some(digest) = pretrained_blob(&spec)
     {
         named.insert(digest.to_owned());
