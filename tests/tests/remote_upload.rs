@@ -40,8 +40,12 @@ async fn upload(
     client: &mut Client,
     chunks: Vec<pb::BlobChunk>,
 ) -> Result<pb::UploadBlobsResponse, tonic::Status> {
+    // Each chunk in a message of its own, as a client sends the pieces of a large blob.
+    let messages = chunks.into_iter().map(|chunk| pb::BlobChunks {
+        chunks: vec![chunk],
+    });
     client
-        .upload_blobs(tokio_stream::iter(chunks))
+        .upload_blobs(tokio_stream::iter(messages))
         .await
         .map(|r| r.into_inner())
 }

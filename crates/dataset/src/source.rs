@@ -36,18 +36,36 @@ impl LocalSource {
         self.by_digest.is_empty()
     }
 
-    /// Reads a blob by digest (what an upload needs).
+    /// Reads a blob by digest, checked against it.
     pub fn read_digest(&self, digest: &str) -> io::Result<Vec<u8>> {
-        let (location, display) = self.by_digest.get(digest).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no scanned file has digest {digest}"),
-            )
-        })?;
+        let (location, display) = self.lookup(digest)?;
         let bytes = read_all(location, self.max_file_bytes)
             .map_err(|e| io::Error::new(e.kind(), format!("{display}: {e}")))?;
         check_digest(&bytes, digest, display)?;
         Ok(bytes)
+    }
+
+    /// Opens a blob by digest to read in pieces (an upload streams large files instead of
+    /// holding them whole); the reader checks the digest of what it read. Zip entries are read
+    /// whole, as the archive cannot be shared by several open readers.
+    pub fn open_digest(&self, digest: &str) -> io::Result<Box<dyn io::Read + Send>> {
+        let (location, display) = self.lookup(digest)?;
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{display}: {e}"));
+        match location {
+            Location::File(path) => Ok(Box::new(std::fs::File::open(path).map_err(named)?)),
+            Location::ZipEntry { .. } => Ok(Box::new(io::Cursor::new(
+                read_all(location, self.max_file_bytes).map_err(named)?,
+            ))),
+        }
+    }
+
+    fn lookup(&self, digest: &str) -> io::Result<&(Location, String)> {
+        self.by_digest.get(digest).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no scanned file has digest {digest}"),
+            )
+        })
     }
 
     /// Full path of the file holding `digest`, for messages.

@@ -6,11 +6,20 @@ use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::{Request, Status};
 
 /// Bumped whenever a message or RPC changes incompatibly. Client and worker must agree.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Most digests one MissingBlobs call may ask about (about 1.1 MB of request): a client asks
 /// in batches, so no request grows with the dataset.
 pub const MAX_DIGESTS_PER_QUERY: usize = 16_384;
+
+/// Most chunks one UploadBlobs message may carry: small files travel many to a message (one
+/// message per file costs more than the file), and this bounds what the framing adds to a
+/// message's data.
+pub const MAX_CHUNKS_PER_MESSAGE: usize = 512;
+
+/// What a message's framing may add to its chunks' data: each chunk's digest, sizes and
+/// checksum (under 128 bytes), plus room for the message itself.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 64 * 1024 + MAX_CHUNKS_PER_MESSAGE * 128;
 
 /// Metadata key carrying the client's [`PROTOCOL_VERSION`] on every call.
 pub const PROTOCOL_HEADER: &str = "x-easel-protocol";

@@ -124,11 +124,6 @@ impl BlobStore {
         self.budget.available()
     }
 
-    /// Refuses `needed` more bytes of uploads when they do not fit (see `space.rs`).
-    pub fn reserve(&self, what: &str, needed: u64) -> Result<()> {
-        self.budget.reserve(what, needed)
-    }
-
     /// Deletes a stored blob; returns the bytes freed (0 when it was not there).
     pub fn remove(&self, digest: &str) -> Result<u64> {
         let path = self.final_path(digest)?;
@@ -235,6 +230,11 @@ impl BlobStore {
                 bytes_written: 0,
             });
         }
+        if chunk.offset == 0 && length == chunk.total_size {
+            return self
+                .store_whole(chunk)
+                .map_err(|error| self.disk_full(digest, chunk.total_size, error));
+        }
         let committed = self.committed_offset(digest)?;
         if chunk.offset + length <= committed && length > 0 {
             // Already committed by an earlier attempt: acknowledge without rewriting.
@@ -251,11 +251,40 @@ impl BlobStore {
             )));
         }
         if committed == 0 {
-            self.budget
-                .reserve(&format!("blob {digest}"), chunk.total_size)?;
+            self.budget.hold(digest, chunk.total_size)?;
         }
         self.append(chunk, committed)
             .map_err(|error| self.disk_full(digest, chunk.total_size, error))
+    }
+
+    /// A whole blob in one chunk (most images): checked in memory, written once and renamed into
+    /// place, with no offset bookkeeping and no second read. It replaces any partial an earlier
+    /// cut-off upload left (the same digest, so the same bytes).
+    fn store_whole(&self, chunk: &Chunk) -> Result<ChunkOutcome> {
+        let digest = &chunk.digest;
+        let actual = easel_digest::digest_bytes(&chunk.data);
+        if actual != *digest {
+            return Err(Error::DataLoss(format!(
+                "blob {digest}: the uploaded content does not match its digest (its blake3 is \
+                 {actual}); nothing was kept"
+            )));
+        }
+        self.budget.hold(digest, chunk.total_size)?;
+        let partial = self.partial_path(digest);
+        let final_path = self.final_path(digest)?;
+        let written = std::fs::write(&partial, &chunk.data)
+            .map_err(|e| Error::io(&partial, e))
+            .and_then(|()| self.rename_into_place(digest, &partial, &final_path));
+        if let Err(error) = written {
+            self.budget.release(digest);
+            return Err(error);
+        }
+        self.budget.stored(digest, chunk.total_size);
+        Ok(ChunkOutcome {
+            committed_offset: chunk.total_size,
+            complete: true,
+            bytes_written: chunk.total_size,
+        })
     }
 
     /// Writes a checked chunk at the committed offset and commits it (the blob when it is the
@@ -291,7 +320,7 @@ impl BlobStore {
             });
         }
         self.finish(digest, &partial, &final_path)?;
-        self.budget.added(chunk.total_size);
+        self.budget.stored(digest, chunk.total_size);
         Ok(ChunkOutcome {
             committed_offset: now_committed,
             complete: true,
@@ -327,6 +356,10 @@ impl BlobStore {
                 "blob {digest}: the uploaded content does not match its digest ({error}); the partial upload was discarded"
             )));
         }
+        self.rename_into_place(digest, partial, final_path)
+    }
+
+    fn rename_into_place(&self, digest: &str, partial: &Path, final_path: &Path) -> Result<()> {
         if let Some(parent) = final_path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
@@ -341,6 +374,7 @@ impl BlobStore {
     fn discard(&self, digest: &str) {
         remove_if_present(&self.offset_path(digest));
         remove_if_present(&self.partial_path(digest));
+        self.budget.release(digest);
     }
 
     fn write_offset(&self, digest: &str, offset: u64) -> Result<()> {

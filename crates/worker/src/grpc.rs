@@ -3,7 +3,9 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use easel_proto::protocol::{MAX_DIGESTS_PER_QUERY, PROTOCOL_VERSION, incompatible};
+use easel_proto::protocol::{
+    MAX_CHUNKS_PER_MESSAGE, MAX_DIGESTS_PER_QUERY, PROTOCOL_VERSION, incompatible,
+};
 use easel_proto::v1 as pb;
 use futures::Stream;
 use tokio::io::AsyncReadExt;
@@ -80,27 +82,51 @@ impl pb::worker_server::Worker for WorkerService {
 
     async fn upload_blobs(
         &self,
-        request: Request<Streaming<pb::BlobChunk>>,
+        request: Request<Streaming<pb::BlobChunks>>,
     ) -> Result<Response<pb::UploadBlobsResponse>, Status> {
-        let mut chunks = request.into_inner();
+        let mut messages = request.into_inner();
         let mut progress = UploadProgress::default();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            let chunk = Chunk {
-                digest: chunk.digest,
-                total_size: chunk.total_size,
-                offset: chunk.offset,
-                data: chunk.data,
-                crc32c: chunk.crc32c,
-            };
+        while let Some(message) = messages.next().await {
+            let chunks = message?.chunks;
+            if chunks.len() > MAX_CHUNKS_PER_MESSAGE {
+                return Err(Error::InvalidArgument(format!(
+                    "an upload message carried {} chunks; at most {MAX_CHUNKS_PER_MESSAGE}",
+                    chunks.len()
+                ))
+                .into());
+            }
+            let chunks: Vec<Chunk> = chunks
+                .into_iter()
+                .map(|chunk| Chunk {
+                    digest: chunk.digest,
+                    total_size: chunk.total_size,
+                    offset: chunk.offset,
+                    data: chunk.data,
+                    crc32c: chunk.crc32c,
+                })
+                .collect();
+            // One blocking task a message, not a chunk: a message of small files costs one hop.
             let manager = self.manager.clone();
-            let (chunk, outcome) = tokio::task::spawn_blocking(move || {
-                let outcome = manager.blobs().write_chunk(&chunk);
-                (chunk, outcome)
+            let outcomes = tokio::task::spawn_blocking(move || {
+                let blobs = manager.blobs();
+                let mut outcomes = Vec::with_capacity(chunks.len());
+                for chunk in chunks {
+                    match blobs.write_chunk(&chunk) {
+                        Ok(outcome) => outcomes.push((chunk.digest, outcome)),
+                        Err(error) => return (outcomes, Some(error)),
+                    }
+                }
+                (outcomes, None)
             })
             .await
             .map_err(Error::from)?;
-            progress.record(chunk.digest, outcome?);
+            let (written, error) = outcomes;
+            for (digest, outcome) in written {
+                progress.record(digest, outcome);
+            }
+            if let Some(error) = error {
+                return Err(error.into());
+            }
         }
         Ok(Response::new(progress.response()))
     }
@@ -238,8 +264,16 @@ impl pb::worker_server::Worker for WorkerService {
         let request = request.into_inner();
         let job = self.manager.job(&request.job_id)?;
         let (entry, body) = artifacts::open(&job, self.manager.store(), &request.name).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ArtifactChunk, Status>>(4);
         let size = entry.size;
+        let offset = request.offset;
+        if offset > size {
+            return Err(Error::InvalidArgument(format!(
+                "{}: offset {offset} is past its end ({size} bytes)",
+                request.name
+            ))
+            .into());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ArtifactChunk, Status>>(4);
         let header = pb::ArtifactInfo {
             name: entry.name,
             size: entry.size,
@@ -257,7 +291,7 @@ impl pb::worker_server::Worker for WorkerService {
             }
             match body {
                 ArtifactBody::Bytes(bytes) => {
-                    for piece in bytes.chunks(FETCH_CHUNK_BYTES) {
+                    for piece in bytes[offset as usize..].chunks(FETCH_CHUNK_BYTES) {
                         let chunk = pb::ArtifactChunk {
                             part: Some(Part::Data(piece.to_vec())),
                         };
@@ -268,8 +302,8 @@ impl pb::worker_server::Worker for WorkerService {
                 }
                 ArtifactBody::File(path) => {
                     // Exactly the announced size: a running job's events.jsonl keeps growing.
-                    let mut file = match tokio::fs::File::open(&path).await {
-                        Ok(file) => file.take(size),
+                    let mut file = match open_at(&path, offset).await {
+                        Ok(file) => file.take(size - offset),
                         Err(e) => {
                             let _ = tx.send(Err(Error::io(&path, e).into())).await;
                             return;
@@ -299,4 +333,12 @@ impl pb::worker_server::Worker for WorkerService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// A file opened at `offset` (a resumed fetch).
+async fn open_at(path: &std::path::Path, offset: u64) -> std::io::Result<tokio::fs::File> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    Ok(file)
 }

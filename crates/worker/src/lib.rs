@@ -28,8 +28,11 @@ use blobs::BlobLimits;
 pub use error::{Error, Result};
 use jobs::manager::ManagerSettings;
 
-/// gRPC messages carry at most one upload chunk plus framing.
-const MESSAGE_OVERHEAD: usize = 64 * 1024;
+/// HTTP/2 flow-control windows: what a client may send before the worker acknowledges it. The
+/// protocol's default (64 KiB a stream) would hold an upload over a link of 50 ms round trip to
+/// about 1 MB/s a stream; these keep a long fat link full.
+const STREAM_WINDOW_BYTES: u32 = 8 << 20;
+const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
 /// Serves until `shutdown` resolves, then stops accepting connections, lets running jobs stop at
 /// a checkpoint (they are queued again for the next start) and returns.
@@ -119,7 +122,9 @@ pub async fn run(
         manager: manager.clone(),
         hello,
     };
-    let message_limit = config.upload.max_chunk_bytes as usize + MESSAGE_OVERHEAD;
+    // A message carries at most max_chunk_bytes of blob data plus its chunks' framing.
+    let message_limit =
+        config.upload.max_chunk_bytes as usize + easel_proto::protocol::MESSAGE_OVERHEAD_BYTES;
     let worker = pb::worker_server::WorkerServer::new(service)
         .max_decoding_message_size(message_limit)
         .max_encoding_message_size(message_limit.max(4 << 20));
@@ -141,6 +146,8 @@ pub async fn run(
     }
     let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .add_service(health_service)
         .add_service(worker)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {

@@ -1,9 +1,13 @@
 //! How much the worker can take: its upload quota (`upload.max_stored_bytes`) against the bytes
 //! of blobs it holds, and the free disk under its data folder less what uploads always leave
 //! free (`upload.min_free_bytes`). Asked before an upload starts and before each new blob, so a
-//! submit that cannot fit is refused before any byte moves.
+//! submit that cannot fit is refused before any byte moves. A blob being uploaded holds its
+//! whole size until it is stored or dropped, so uploads in flight at once (several streams,
+//! several clients) cannot together overshoot the room each saw.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
@@ -15,6 +19,14 @@ pub struct UploadBudget {
     max_stored_bytes: u64,
     min_free_bytes: u64,
     stored: AtomicU64,
+    /// Blobs being uploaded, each holding its whole size.
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    by_digest: HashMap<String, u64>,
+    total: u64,
 }
 
 /// What one check found.
@@ -37,17 +49,25 @@ impl UploadBudget {
             max_stored_bytes,
             min_free_bytes,
             stored: AtomicU64::new(stored),
+            held: Mutex::default(),
         }
     }
 
     pub fn available(&self) -> Result<Available> {
+        let held = self.held().total;
+        self.available_beside(held)
+    }
+
+    /// What may be added with `held` bytes of uploads in flight. Counted against the disk too
+    /// (whole, although part of each is written already): a little cautious, never over.
+    fn available_beside(&self, held: u64) -> Result<Available> {
         let disk_free = free_bytes(&self.dir)?;
         let stored = self.stored.load(Ordering::Relaxed);
         let quota = (self.max_stored_bytes > 0).then_some(self.max_stored_bytes);
         let disk_room = disk_free.saturating_sub(self.min_free_bytes);
         let quota_room = quota.map_or(u64::MAX, |q| q.saturating_sub(stored));
         Ok(Available {
-            bytes: disk_room.min(quota_room),
+            bytes: disk_room.min(quota_room).saturating_sub(held),
             stored,
             quota,
             disk_free,
@@ -57,16 +77,37 @@ impl UploadBudget {
 
     /// Refuses `needed` more bytes when they do not fit, saying what is needed and free.
     pub fn reserve(&self, what: &str, needed: u64) -> Result<()> {
-        let available = self.available()?;
-        if needed <= available.bytes {
-            return Ok(());
+        refuse_beyond(what, needed, self.available()?)
+    }
+
+    /// Like `reserve` for a blob about to be uploaded, and then holds its bytes until it is
+    /// `stored` or `released`.
+    pub fn hold(&self, digest: &str, size: u64) -> Result<()> {
+        let mut held = self.held();
+        let before = held.by_digest.get(digest).copied().unwrap_or(0);
+        let available = self.available_beside(held.total - before)?;
+        refuse_beyond(&format!("blob {digest}"), size, available)?;
+        held.by_digest.insert(digest.to_owned(), size);
+        held.total = held.total - before + size;
+        Ok(())
+    }
+
+    /// The held blob is stored: its bytes count as stored.
+    pub fn stored(&self, digest: &str, size: u64) {
+        self.release(digest);
+        self.added(size);
+    }
+
+    /// The held blob was dropped (or failed): its room is free again.
+    pub fn release(&self, digest: &str) {
+        let mut held = self.held();
+        if let Some(size) = held.by_digest.remove(digest) {
+            held.total -= size;
         }
-        Err(Error::ResourceExhausted(format!(
-            "{what} needs {} but the worker can take {}: {}",
-            human_bytes(needed),
-            human_bytes(available.bytes),
-            available.explain()
-        )))
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn added(&self, bytes: u64) {
@@ -81,6 +122,18 @@ impl UploadBudget {
                 Some(s.saturating_sub(bytes))
             });
     }
+}
+
+fn refuse_beyond(what: &str, needed: u64, available: Available) -> Result<()> {
+    if needed <= available.bytes {
+        return Ok(());
+    }
+    Err(Error::ResourceExhausted(format!(
+        "{what} needs {} but the worker can take {}: {}",
+        human_bytes(needed),
+        human_bytes(available.bytes),
+        available.explain()
+    )))
 }
 
 impl Available {
@@ -164,6 +217,26 @@ mod tests {
         budget.removed(600);
         budget.removed(5);
         assert_eq!(budget.available().unwrap().bytes, 1000);
+    }
+
+    #[test]
+    fn blobs_in_flight_hold_their_room_until_stored_or_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = UploadBudget::new(dir.path().to_owned(), 1000, 0, 0);
+        budget.hold("a", 600).unwrap();
+        assert_eq!(budget.available().unwrap().bytes, 400);
+        let refused = budget.hold("b", 500).unwrap_err().to_string();
+        assert!(
+            refused.contains("blob b needs 500 bytes but the worker can take 400 bytes"),
+            "{refused}"
+        );
+        // Holding the same blob again (a retried first chunk) does not count it twice.
+        budget.hold("a", 600).unwrap();
+        budget.release("a");
+        budget.hold("b", 500).unwrap();
+        budget.stored("b", 500);
+        assert_eq!(budget.available().unwrap().bytes, 500);
+        assert_eq!(budget.available().unwrap().stored, 500);
     }
 
     #[test]

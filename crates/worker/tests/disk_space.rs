@@ -7,7 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Client, InProcess, chunk, job_state, missing, submit, upload_dataset};
+use common::{
+    Client, InProcess, chunk, job_state, missing, one_per_message, submit, upload_dataset,
+};
 use easel_proto::protocol::MAX_DIGESTS_PER_QUERY;
 use easel_proto::v1 as pb;
 use tonic::Code;
@@ -65,7 +67,7 @@ async fn an_upload_past_the_quota_is_refused_before_a_byte_is_written() {
     let mut client = worker.authorized().await;
     let fits = content(15_000, 1);
     client
-        .upload_blobs(tokio_stream::iter(vec![chunk(&fits, 0, fits.len())]))
+        .upload_blobs(one_per_message(vec![chunk(&fits, 0, fits.len())]))
         .await
         .unwrap();
     assert_eq!(available(&mut client).await, 5_000);
@@ -73,7 +75,7 @@ async fn an_upload_past_the_quota_is_refused_before_a_byte_is_written() {
     let too_big = content(10_000, 2);
     let digest = easel_digest::digest_bytes(&too_big);
     let refused = client
-        .upload_blobs(tokio_stream::iter(vec![chunk(&too_big, 0, 4_000)]))
+        .upload_blobs(one_per_message(vec![chunk(&too_big, 0, 4_000)]))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted);
@@ -146,7 +148,7 @@ async fn a_disk_that_fills_mid_upload_is_refused_and_the_worker_keeps_serving() 
     let digest = easel_digest::digest_bytes(&blob);
     let megabyte = 1 << 20;
     client
-        .upload_blobs(tokio_stream::iter(vec![chunk(&blob, 0, megabyte)]))
+        .upload_blobs(one_per_message(vec![chunk(&blob, 0, megabyte)]))
         .await
         .unwrap();
     assert_eq!(missing(&mut client, &digest).await, Some(megabyte as u64));
@@ -155,7 +157,7 @@ async fn a_disk_that_fills_mid_upload_is_refused_and_the_worker_keeps_serving() 
     let filler = disk.0.join("filler");
     fill(&filler);
     let refused = client
-        .upload_blobs(tokio_stream::iter(vec![chunk(&blob, megabyte, megabyte)]))
+        .upload_blobs(one_per_message(vec![chunk(&blob, megabyte, megabyte)]))
         .await
         .unwrap_err();
     assert_eq!(
@@ -182,7 +184,7 @@ async fn a_disk_that_fills_mid_upload_is_refused_and_the_worker_keeps_serving() 
         .map(|i| chunk(&blob, i * megabyte, megabyte))
         .collect();
     let done = client
-        .upload_blobs(tokio_stream::iter(chunks))
+        .upload_blobs(one_per_message(chunks))
         .await
         .unwrap()
         .into_inner();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{InProcess, chunk, job_state, missing, submit, upload_dataset};
+use common::{InProcess, chunk, job_state, missing, one_per_message, submit, upload_dataset};
 use easel_proto::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
@@ -102,7 +102,7 @@ async fn an_upload_resumes_at_its_committed_offset_and_refuses_a_corrupt_chunk()
     assert_eq!(missing(&mut client, &digest).await, Some(0));
 
     client
-        .upload_blobs(tokio_stream::iter(vec![chunk(&content, 0, 4_000)]))
+        .upload_blobs(one_per_message(vec![chunk(&content, 0, 4_000)]))
         .await
         .unwrap();
     assert_eq!(missing(&mut client, &digest).await, Some(4_000));
@@ -110,7 +110,7 @@ async fn an_upload_resumes_at_its_committed_offset_and_refuses_a_corrupt_chunk()
     let mut corrupt = chunk(&content, 4_000, 3_000);
     corrupt.data[0] ^= 0xff;
     let refused = client
-        .upload_blobs(tokio_stream::iter(vec![corrupt]))
+        .upload_blobs(one_per_message(vec![corrupt]))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::DataLoss, "{}", refused.message());
@@ -121,7 +121,7 @@ async fn an_upload_resumes_at_its_committed_offset_and_refuses_a_corrupt_chunk()
     );
 
     let done = client
-        .upload_blobs(tokio_stream::iter(vec![chunk(&content, 4_000, 6_000)]))
+        .upload_blobs(one_per_message(vec![chunk(&content, 4_000, 6_000)]))
         .await
         .unwrap()
         .into_inner();

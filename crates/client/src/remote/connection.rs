@@ -55,7 +55,11 @@ impl WorkerArgs {
         let credentials = Credentials::new(target.token.as_deref())?;
         let mut endpoint = Endpoint::from_shared(address.clone())
             .with_context(|| format!("`{address}` is not a worker address"))?
-            .connect_timeout(std::time::Duration::from_secs(10));
+            .connect_timeout(std::time::Duration::from_secs(10))
+            // What the worker may send before we acknowledge it (fetches); the protocol's 64 KiB
+            // default would hold a download over a long link to a few MB/s.
+            .initial_stream_window_size(8 << 20)
+            .initial_connection_window_size(32 << 20);
         let tls = address.starts_with("https://");
         if tls {
             let Some(fingerprint) = &fingerprint else {

@@ -48,15 +48,22 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             let files: Vec<serde_json::Value> = files
                 .iter()
-                .map(|(name, size)| serde_json::json!({"name": name, "size": size, "path": out.join(name)}))
+                .map(|(name, got)| {
+                    serde_json::json!({
+                        "name": name,
+                        "size": got.size,
+                        "resumed_bytes": got.resumed_bytes,
+                        "path": out.join(name),
+                    })
+                })
                 .collect();
             println!(
                 "{}",
                 serde_json::json!({"job": args.job, "out": out, "files": files})
             );
         } else {
-            for (name, size) in &files {
-                println!("{:>12}  {}", size, out.join(name).display());
+            for (name, got) in &files {
+                println!("{:>12}  {}", got.size, out.join(name).display());
             }
             let best = out.join(outputs::BEST_WEIGHTS);
             if best.is_file() {
@@ -76,7 +83,7 @@ async fn fetch_from_store(
     job: &str,
     out: &Path,
     all: bool,
-) -> anyhow::Result<Vec<(String, u64)>> {
+) -> anyhow::Result<Vec<(String, Fetched)>> {
     let store = easel_store::ArtifactStore::open(url, &easel_store::StoreOptions::from_env())?;
     let listed = store.list_artifacts(job).await?;
     if listed.is_empty() {
@@ -94,7 +101,17 @@ async fn fetch_from_store(
             outputs::REPORT
         );
     }
-    Ok(report.files.into_iter().map(|f| (f.name, f.size)).collect())
+    Ok(report
+        .files
+        .into_iter()
+        .map(|f| {
+            let got = Fetched {
+                size: f.size,
+                resumed_bytes: 0,
+            };
+            (f.name, got)
+        })
+        .collect())
 }
 
 async fn fetch_from_worker(
@@ -102,7 +119,7 @@ async fn fetch_from_worker(
     job: &str,
     out: &Path,
     all: bool,
-) -> anyhow::Result<Vec<(String, u64)>> {
+) -> anyhow::Result<Vec<(String, Fetched)>> {
     let artifacts = client
         .list_artifacts(pb::ListArtifactsRequest {
             job_id: job.to_owned(),
@@ -116,11 +133,15 @@ async fn fetch_from_worker(
         easel_store::validate_artifact_name(&artifact.name)?;
         let target = out.join(&artifact.name);
         if already_there(&target, artifact) {
-            fetched.push((artifact.name.clone(), artifact.size));
+            let got = Fetched {
+                size: artifact.size,
+                resumed_bytes: 0,
+            };
+            fetched.push((artifact.name.clone(), got));
             continue;
         }
-        let size = fetch_one(client, job, &artifact.name, &target).await?;
-        fetched.push((artifact.name.clone(), size));
+        let got = fetch_one(client, job, artifact, &target).await?;
+        fetched.push((artifact.name.clone(), got));
     }
     Ok(fetched)
 }
@@ -129,44 +150,129 @@ fn already_there(target: &Path, artifact: &pb::ArtifactInfo) -> bool {
     easel_digest::file_matches(target, artifact.size, &artifact.blake3)
 }
 
+/// Tries at one artifact: a stream cut off mid-way resumes from the bytes already written.
+const FETCH_ATTEMPTS: u32 = 3;
+
+/// How one artifact arrived.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fetched {
+    pub size: u64,
+    /// Bytes a cut-off earlier download had written, not fetched again.
+    pub resumed_bytes: u64,
+}
+
 async fn fetch_one(
     client: &mut Client,
     job: &str,
-    name: &str,
+    artifact: &pb::ArtifactInfo,
     target: &Path,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Fetched> {
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    // Named by content, so a partial of another version of the file is never resumed.
+    let partial = target.with_file_name(format!(
+        "{}.{}.part",
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        artifact.blake3.get(..16).unwrap_or("unknown")
+    ));
+    let mut attempt = 1;
+    loop {
+        match receive(client, job, &artifact.name, &partial).await? {
+            Received::Complete(fetched) => {
+                tokio::fs::rename(&partial, target).await?;
+                return Ok(fetched);
+            }
+            Received::CutOff(error) if attempt < FETCH_ATTEMPTS => {
+                eprintln!("{}: {error:#}; resuming", artifact.name);
+                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+            }
+            Received::CutOff(error) => {
+                return Err(error.context(format!(
+                    "{}: the download was cut off {FETCH_ATTEMPTS} times; run the same fetch again to resume it",
+                    artifact.name
+                )));
+            }
+            Received::Mismatch { resumed: true, .. } if attempt < FETCH_ATTEMPTS => {
+                // The bytes kept from before were not this file's: start over.
+                remove_partial(&partial).await;
+            }
+            Received::Mismatch { message, .. } => {
+                remove_partial(&partial).await;
+                bail!("{}: {message}; nothing was kept", artifact.name);
+            }
+        }
+        attempt += 1;
+    }
+}
+
+enum Received {
+    Complete(Fetched),
+    /// The stream broke off; what arrived is kept for the next try.
+    CutOff(anyhow::Error),
+    /// The bytes do not match what the worker announced.
+    Mismatch {
+        resumed: bool,
+        message: String,
+    },
+}
+
+/// Fetches `name` into `partial`, after the bytes it already holds.
+async fn receive(
+    client: &mut Client,
+    job: &str,
+    name: &str,
+    partial: &Path,
+) -> anyhow::Result<Received> {
     use pb::artifact_chunk::Part;
-    let mut stream = client
+    let mut received = easel_digest::Digester::default();
+    let held = hash_held(partial, &mut received).await?;
+    let mut stream = match client
         .fetch_artifact(pb::FetchArtifactRequest {
             job_id: job.to_owned(),
             name: name.to_owned(),
+            offset: held,
         })
         .await
-        .map_err(explain)?
-        .into_inner();
+    {
+        Ok(response) => response.into_inner(),
+        Err(status) if cut_off(&status) => return Ok(Received::CutOff(explain(status))),
+        Err(status) if held > 0 && status.code() == tonic::Code::InvalidArgument => {
+            // What we hold is longer than the file now is: not a part of it.
+            return Ok(Received::Mismatch {
+                resumed: true,
+                message: explain(status).to_string(),
+            });
+        }
+        Err(status) => return Err(explain(status)),
+    };
     let header = match stream.next().await {
         Some(Ok(pb::ArtifactChunk {
             part: Some(Part::Header(header)),
         })) => header,
+        Some(Err(status)) if cut_off(&status) => return Ok(Received::CutOff(explain(status))),
         Some(Err(status)) => return Err(explain(status)),
         _ => bail!("{name}: the worker sent no header"),
     };
-    if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent).await?;
-    }
-    let partial = target.with_file_name(format!(
-        "{}.part",
-        target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let mut file = tokio::fs::File::create(&partial)
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(partial)
         .await
-        .with_context(|| format!("failed to create {}", partial.display()))?;
-    let mut received = easel_digest::Digester::default();
+        .with_context(|| format!("failed to write {}", partial.display()))?;
     while let Some(chunk) = stream.next().await {
-        match chunk.map_err(explain)?.part {
+        let part = match chunk {
+            Ok(chunk) => chunk.part,
+            Err(status) if cut_off(&status) => {
+                file.flush().await?;
+                return Ok(Received::CutOff(explain(status)));
+            }
+            Err(status) => return Err(explain(status)),
+        };
+        match part {
             Some(Part::Data(data)) => {
                 received.update(&data);
                 file.write_all(&data).await?;
@@ -178,15 +284,50 @@ async fn fetch_one(
     drop(file);
     let (size, digest) = (received.len(), received.finish());
     if size != header.size || digest != header.blake3 {
-        if let Err(error) = tokio::fs::remove_file(&partial).await {
-            tracing::warn!(file = %partial.display(), %error, "mismatched download not removed");
-        }
-        bail!(
-            "{name}: received {size} bytes with blake3 {digest}, the worker announced {} bytes with blake3 {}; nothing was kept",
-            header.size,
-            header.blake3
-        );
+        return Ok(Received::Mismatch {
+            resumed: held > 0,
+            message: format!(
+                "received {size} bytes with blake3 {digest}, the worker announced {} bytes with blake3 {}",
+                header.size, header.blake3
+            ),
+        });
     }
-    tokio::fs::rename(&partial, target).await?;
-    Ok(size)
+    Ok(Received::Complete(Fetched {
+        size,
+        resumed_bytes: held,
+    }))
+}
+
+/// Feeds what a cut-off earlier download left in `partial` to `digester`; returns its length.
+async fn hash_held(partial: &Path, digester: &mut easel_digest::Digester) -> anyhow::Result<u64> {
+    use tokio::io::AsyncReadExt;
+    let mut file = match tokio::fs::File::open(partial).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", partial.display())),
+    };
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(digester.len());
+        }
+        digester.update(&buffer[..n]);
+    }
+}
+
+/// Whether a status means the connection broke (worth resuming) rather than a refusal.
+fn cut_off(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
+}
+
+async fn remove_partial(partial: &Path) {
+    if let Err(error) = tokio::fs::remove_file(partial).await
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %partial.display(), %error, "mismatched download not removed");
+    }
 }

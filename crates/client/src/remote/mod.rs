@@ -1,6 +1,7 @@
 //! The verbs that talk to a worker (or straight to an object store): submit, watch, status,
 //! list, cancel, fetch, rm; and the hello that `client up` and `client workers` use as a health check.
 
+mod blob_messages;
 pub mod cancel;
 mod connection;
 mod dataset;

@@ -33,6 +33,9 @@ pub struct SubmitArgs {
     /// Upload chunk size in bytes.
     #[arg(long, default_value_t = 1 << 20, hide = true)]
     pub chunk_bytes: usize,
+    /// Upload streams in flight at once (more fill a long, fast link; each takes the next file).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub streams: u16,
     /// Retrying a submit with the same key returns the same job instead of queueing another.
     #[arg(long, hide = true)]
     pub idempotency_key: Option<String>,
@@ -112,15 +115,13 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             }
         );
         plan.check_fits(&remote.address, manifest_blob.size())?;
-        let uploaded = upload::upload(
-            &mut remote.client,
-            source,
-            &shipped.files,
-            &plan,
+        let settings = upload::UploadSettings {
             chunk_bytes,
-            !args.json,
-        )
-        .await?;
+            streams: args.streams.into(),
+            show_progress: !args.json,
+        };
+        let uploaded =
+            upload::upload(&mut remote.client, source, &shipped.files, &plan, settings).await?;
         if uploaded.bytes_sent > 0 {
             eprintln!(
                 "uploaded {:.1} MB in {:.1} s ({:.1} MB/s)",

@@ -1,11 +1,10 @@
 //! Shipping dataset blobs: ask which the worker lacks (and how much of each it already holds),
 //! in batches so no request grows with the dataset; refuse before sending anything when the
-//! worker cannot take it; then stream only what is missing, in checksummed chunks, with a
-//! progress bar.
+//! worker cannot take it; then stream only what is missing over several UploadBlobs calls at
+//! once, small files many to a message (`blob_messages`), with a progress bar.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 use easel_dataset::{LocalSource, Manifest};
@@ -13,30 +12,10 @@ use easel_proto::protocol::MAX_DIGESTS_PER_QUERY;
 use easel_proto::v1 as pb;
 use serde::Serialize;
 
+use super::blob_messages::{BlobReader, MessagePacker, MissingBlob, Packed};
+pub use super::blob_messages::{ExtraBlob, ExtraBlobs};
 use super::connection::{Client, explain};
 use crate::format::bytes as human_bytes;
-
-/// A blob that travels beside the dataset's images: pretrained weights (a file) or the
-/// manifest itself (bytes made here).
-#[derive(Debug, Clone)]
-pub enum ExtraBlob {
-    File(PathBuf),
-    Bytes(Arc<Vec<u8>>),
-}
-
-impl ExtraBlob {
-    fn read(&self) -> anyhow::Result<Vec<u8>> {
-        match self {
-            ExtraBlob::File(path) => {
-                std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))
-            }
-            ExtraBlob::Bytes(bytes) => Ok(bytes.as_ref().clone()),
-        }
-    }
-}
-
-/// Extra blobs by digest.
-pub type ExtraBlobs = HashMap<String, ExtraBlob>;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UploadPlan {
@@ -44,9 +23,8 @@ pub struct UploadPlan {
     pub bytes: u64,
     pub present_files: usize,
     pub present_bytes: u64,
-    /// (digest, size, committed offset on the worker)
     #[serde(skip)]
-    pub missing: Vec<(String, u64, u64)>,
+    pub missing: Vec<MissingBlob>,
     pub upload_files: usize,
     pub upload_bytes: u64,
     /// Bytes a cut-off earlier upload already committed, not sent again.
@@ -110,8 +88,11 @@ pub async fn plan(
         plan.upload_files += 1;
         plan.upload_bytes += size - m.committed_offset.min(size);
         plan.resumed_bytes += m.committed_offset.min(size);
-        plan.missing
-            .push((m.digest, size, m.committed_offset.min(size)));
+        plan.missing.push(MissingBlob {
+            digest: m.digest,
+            size,
+            committed: m.committed_offset.min(size),
+        });
     }
     plan.present_files = plan.files - plan.upload_files;
     plan.present_bytes = plan.bytes - plan.upload_bytes - plan.resumed_bytes;
@@ -127,18 +108,27 @@ pub struct UploadResult {
     pub seconds: f64,
 }
 
+/// How an upload travels.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadSettings {
+    /// Most blob data per message (the worker's max_chunk_bytes at most).
+    pub chunk_bytes: usize,
+    /// UploadBlobs calls in flight at once, each taking the next missing blob as it goes.
+    pub streams: usize,
+    pub show_progress: bool,
+}
+
 pub async fn upload(
     client: &mut Client,
     source: &LocalSource,
     extra: &ExtraBlobs,
     plan: &UploadPlan,
-    chunk_bytes: usize,
-    show_progress: bool,
+    settings: UploadSettings,
 ) -> anyhow::Result<UploadResult> {
     if plan.missing.is_empty() {
         return Ok(UploadResult::default());
     }
-    let progress = if show_progress {
+    let progress = if settings.show_progress {
         let bar = indicatif::ProgressBar::new(plan.upload_bytes);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -150,74 +140,84 @@ pub async fn upload(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::BlobChunk>(8);
-    let source = source.clone();
-    let extra = extra.clone();
-    let missing = plan.missing.clone();
-    let bar = progress.clone();
-    // Reading files is blocking IO: a dedicated thread feeds the stream.
-    let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let mut sent = 0u64;
-        for (digest, size, committed) in missing {
-            let bytes = match extra.get(&digest) {
-                Some(blob) => blob.read()?,
-                None => source
-                    .read_digest(&digest)
-                    .with_context(|| format!("failed to read blob {digest}"))?,
-            };
-            if bytes.len() as u64 != size {
-                bail!(
-                    "{}: changed since the scan",
-                    source.display_path(&digest).unwrap_or(&digest)
-                );
-            }
-            let mut offset = committed as usize;
-            while offset < bytes.len() || (bytes.is_empty() && offset == 0) {
-                let end = (offset + chunk_bytes).min(bytes.len());
-                let data = bytes[offset..end].to_vec();
-                let chunk = pb::BlobChunk {
-                    digest: digest.clone(),
-                    total_size: size,
-                    offset: offset as u64,
-                    crc32c: easel_proto::protocol::chunk_checksum(&data),
-                    data,
-                };
-                if tx.blocking_send(chunk).is_err() {
-                    return Ok(sent); // the call ended; its status says why
-                }
-                sent += (end - offset) as u64;
-                bar.inc((end - offset) as u64);
-                if bytes.is_empty() {
-                    break;
-                }
-                offset = end;
-            }
-        }
-        Ok(sent)
+    let work = Arc::new(StreamWork {
+        reader: BlobReader {
+            source: source.clone(),
+            extra: extra.clone(),
+        },
+        missing: plan.missing.clone(),
+        next: AtomicUsize::new(0),
+        chunk_bytes: settings.chunk_bytes,
+        progress: progress.clone(),
     });
     let started = std::time::Instant::now();
-    let response = client
-        .upload_blobs(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await;
-    let sent = producer.await.context("upload reader failed")??;
+    let streams = settings.streams.clamp(1, plan.missing.len());
+    // The first stream to fail ends the others (their calls are dropped, their readers stop).
+    let results = futures::future::try_join_all(
+        (0..streams).map(|_| upload_stream(client.clone(), work.clone())),
+    )
+    .await;
     progress.finish_and_clear();
-    let response = response.map_err(explain)?.into_inner();
-    let unfinished = (plan.missing.len() as u64).saturating_sub(response.completed);
+    let mut total = UploadResult {
+        seconds: started.elapsed().as_secs_f64(),
+        ..UploadResult::default()
+    };
+    let mut incomplete = None;
+    for (sent, response) in results? {
+        total.files += response.completed as usize;
+        total.bytes_sent += sent;
+        total.bytes_written += response.bytes_written;
+        incomplete = incomplete.or(response.incomplete.into_iter().next());
+    }
+    let unfinished = plan.missing.len().saturating_sub(total.files);
     if unfinished > 0 {
         bail!(
             "the worker did not complete {unfinished} blob(s) (first: {})",
-            response
-                .incomplete
-                .first()
+            incomplete
+                .as_ref()
                 .map_or("not named", |b| b.digest.as_str())
         );
     }
-    Ok(UploadResult {
-        files: response.completed as usize,
-        bytes_sent: sent,
-        bytes_written: response.bytes_written,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(total)
+}
+
+/// What the streams of one upload share: the blobs to send and which is next.
+struct StreamWork {
+    reader: BlobReader,
+    missing: Vec<MissingBlob>,
+    next: AtomicUsize,
+    chunk_bytes: usize,
+    progress: indicatif::ProgressBar,
+}
+
+/// One UploadBlobs call, fed by a reading thread that takes blobs until none is left; returns
+/// the bytes it sent and the worker's answer.
+async fn upload_stream(
+    mut client: Client,
+    work: Arc<StreamWork>,
+) -> anyhow::Result<(u64, pb::UploadBlobsResponse)> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::BlobChunks>(4);
+    // Reading files is blocking IO: a dedicated thread feeds the stream.
+    let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        let mut send = |message| tx.blocking_send(message).is_ok();
+        let on_bytes = |bytes| work.progress.inc(bytes);
+        let mut packer = MessagePacker::new(&work.reader, work.chunk_bytes);
+        let mut sent = 0;
+        while let Some(blob) = work.missing.get(work.next.fetch_add(1, Ordering::Relaxed)) {
+            match packer.add(blob, &mut send, &on_bytes)? {
+                Packed::Sent(bytes) => sent += bytes,
+                Packed::Stopped => return Ok(sent),
+            }
+        }
+        packer.flush(&mut send);
+        Ok(sent)
+    });
+    let response = client
+        .upload_blobs(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    // A reader's error (a file changed since the scan) says more than the call it cut short.
+    let sent = producer.await.context("upload reader failed")??;
+    Ok((sent, response.map_err(explain)?.into_inner()))
 }
 
 /// The dataset manifest as a blob: it names every image, so it travels like one instead of
@@ -259,7 +259,11 @@ pub async fn ship_manifest(
     };
     let committed = missing.committed_offset.min(manifest.size());
     let plan = UploadPlan {
-        missing: vec![(manifest.digest.clone(), manifest.size(), committed)],
+        missing: vec![MissingBlob {
+            digest: manifest.digest.clone(),
+            size: manifest.size(),
+            committed,
+        }],
         upload_files: 1,
         upload_bytes: manifest.size() - committed,
         ..UploadPlan::default()
@@ -268,15 +272,13 @@ pub async fn ship_manifest(
         manifest.digest.clone(),
         ExtraBlob::Bytes(manifest.json.clone()),
     )]);
-    let sent = upload(
-        client,
-        &LocalSource::default(),
-        &extra,
-        &plan,
+    let settings = UploadSettings {
         chunk_bytes,
-        false,
-    )
-    .await
-    .context("failed to upload the dataset manifest")?;
+        streams: 1,
+        show_progress: false,
+    };
+    let sent = upload(client, &LocalSource::default(), &extra, &plan, settings)
+        .await
+        .context("failed to upload the dataset manifest")?;
     Ok(sent.bytes_sent)
 }

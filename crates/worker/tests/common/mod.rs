@@ -101,6 +101,15 @@ pub fn chunk(content: &[u8], offset: usize, length: usize) -> pb::BlobChunk {
     }
 }
 
+/// Each chunk in a message of its own, as a client sends the pieces of a large blob.
+pub fn one_per_message(
+    chunks: Vec<pb::BlobChunk>,
+) -> impl tokio_stream::Stream<Item = pb::BlobChunks> {
+    tokio_stream::iter(chunks.into_iter().map(|chunk| pb::BlobChunks {
+        chunks: vec![chunk],
+    }))
+}
+
 pub async fn missing(client: &mut Client, digest: &str) -> Option<u64> {
     client
         .missing_blobs(pb::MissingBlobsRequest {
@@ -139,8 +148,9 @@ pub async fn upload_dataset(client: &mut Client, per_class: u8) -> String {
         entries.join(",")
     );
     chunks.push(chunk(manifest.as_bytes(), 0, manifest.len()));
+    // Small files travel side by side in one message, as the client packs them.
     client
-        .upload_blobs(tokio_stream::iter(chunks))
+        .upload_blobs(tokio_stream::iter(vec![pb::BlobChunks { chunks }]))
         .await
         .unwrap();
     easel_digest::digest_bytes(manifest.as_bytes())
