@@ -9,6 +9,7 @@
 //!
 //!   cargo bench -p easel-e2e --bench upload_throughput
 //!   EASEL_BENCH_SMALL_FILES=20000 EASEL_BENCH_LARGE_MB=500 cargo bench ...   (a quicker run)
+//!   EASEL_BENCH_SUBMIT_ARGS="--streams 8" cargo bench ...                   (other settings)
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -77,6 +78,12 @@ fn large_images(root: &Path, total_mb: u64, each_mb: u64) -> PathBuf {
         out.flush().unwrap();
     }
     dir
+}
+
+/// Waits for what was written so far to reach the disk.
+fn settle() {
+    let synced = Command::new("sync").status().unwrap();
+    assert!(synced.success(), "sync failed");
 }
 
 /// Files and bytes below `dir`.
@@ -156,12 +163,17 @@ fn easel_upload(root: &Path, name: &str, data: &Path) -> Upload {
     let worker = Worker::start_with_env(&root.join(format!("worker-{name}")), &[], &[]);
     let home = root.join("home");
     let spec = spec_for(root, name, data);
+    // e.g. EASEL_BENCH_SUBMIT_ARGS="--streams 8" to try other settings.
+    let extra_text = std::env::var("EASEL_BENCH_SUBMIT_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra_text.split_whitespace().collect();
     let submit = || {
         let started = Instant::now();
-        let summary = worker.submit_detached(&home, &spec, &[]);
+        let summary = worker.submit_detached(&home, &spec, &extra);
         let seconds = started.elapsed().as_secs_f64();
         let job = summary["job_id"].as_str().unwrap().to_owned();
         worker.client_ok(&home, &["cancel", &job]);
+        // A running job stops at its next step, after it has decoded the dataset.
+        worker.wait_until_finished(&home, &job, std::time::Duration::from_secs(600));
         (summary, seconds)
     };
     let (first, _) = submit();
@@ -198,7 +210,10 @@ fn main() {
     );
     for (name, data) in [("small", &small), ("large", &large)] {
         let (files, bytes) = census(data);
+        // Each side starts with nothing of an earlier write still going to disk.
+        settle();
         let tar_seconds = tar_over_tcp(data, &root.path().join(format!("copy-{name}")));
+        settle();
         let easel = easel_upload(root.path(), name, data);
         assert_eq!(easel.files, files, "every file uploaded once");
         let mb = bytes as f64 / 1e6;

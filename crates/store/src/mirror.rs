@@ -1,17 +1,22 @@
 //! `mirror_to_dir`: copies every object under the store's URL into a local folder, e.g. a
-//! dataset already in the bucket (`s3://bucket/datasets/pets`) that a worker trains on.
+//! dataset already in the bucket (`s3://bucket/datasets/pets`) that a worker trains on. Objects
+//! are fetched [`MIRROR_PARALLEL`] at a time (one request at a time leaves a bucket of small
+//! images at a few files a second), and the caller hears of each one done.
 
 use std::path::{Path as FsPath, PathBuf};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use serde::Serialize;
 
 use crate::{ArtifactStore, Error, Result};
 
+/// Objects fetched at once by a mirror.
+pub const MIRROR_PARALLEL: usize = 16;
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct MirrorReport {
-    /// Objects found under the prefix.
+    /// Objects copied or found in place so far (all those under the prefix once done).
     pub files: usize,
     pub total_bytes: u64,
     /// Bytes fetched by this call (files already in place with the right size are skipped).
@@ -25,6 +30,17 @@ impl ArtifactStore {
     /// partial ones resumed, each new file renamed into place once complete. Store objects carry
     /// no digest here, so sizes are what is verified.
     pub async fn mirror_to_dir(&self, prefix: &str, dest: &FsPath) -> Result<MirrorReport> {
+        self.mirror_to_dir_with_progress(prefix, dest, |_, _| {})
+            .await
+    }
+
+    /// `mirror_to_dir`, calling `progress(done so far, everything found)` after each object.
+    pub async fn mirror_to_dir_with_progress(
+        &self,
+        prefix: &str,
+        dest: &FsPath,
+        mut progress: impl FnMut(&MirrorReport, &MirrorReport),
+    ) -> Result<MirrorReport> {
         let root = self.prefixed_path(prefix);
         let objects: Vec<_> = self
             .inner
@@ -32,24 +48,37 @@ impl ArtifactStore {
             .map_err(|e| self.error(&root, e))
             .try_collect()
             .await?;
-        if objects.is_empty() {
+        let wanted: Vec<(PathBuf, _)> = objects
+            .into_iter()
+            .filter_map(|meta| Some((local_relative_path(&root, &meta.location)?, meta)))
+            .collect();
+        if wanted.is_empty() {
             return Err(Error::NotFound {
                 url: self.url().to_owned(),
                 key: root.to_string(),
             });
         }
+        let found = MirrorReport {
+            files: wanted.len(),
+            total_bytes: wanted.iter().map(|(_, meta)| meta.size).sum(),
+            ..MirrorReport::default()
+        };
+        let mut downloads = futures::stream::iter(wanted)
+            .map(|(relative, meta)| async move {
+                let outcome = self
+                    .download_object(&meta.location, meta.size, None, &dest.join(relative))
+                    .await?;
+                Ok::<_, Error>((meta.size, outcome))
+            })
+            .buffer_unordered(MIRROR_PARALLEL);
         let mut report = MirrorReport::default();
-        for meta in objects {
-            let Some(relative) = local_relative_path(&root, &meta.location) else {
-                continue;
-            };
-            let outcome = self
-                .download_object(&meta.location, meta.size, None, &dest.join(relative))
-                .await?;
+        while let Some(done) = downloads.next().await {
+            let (size, outcome) = done?;
             report.files += 1;
-            report.total_bytes += meta.size;
+            report.total_bytes += size;
             report.bytes_transferred += outcome.transferred;
             report.already_present += usize::from(outcome.already_present);
+            progress(&report, &found);
         }
         tracing::info!(url = %self.url(), files = report.files, bytes = report.bytes_transferred, "prefix mirrored");
         Ok(report)

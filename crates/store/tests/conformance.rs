@@ -369,10 +369,14 @@ async fn mirror_prefix(store: &ArtifactStore) {
             .unwrap();
     }
     let out = tempfile::tempdir().unwrap();
+    let mut heard = Vec::new();
     let report = store
-        .mirror_to_dir("jobs/data-set", out.path())
+        .mirror_to_dir_with_progress("jobs/data-set", out.path(), |done, found| {
+            heard.push((done.files, found.files, found.total_bytes));
+        })
         .await
         .unwrap();
+    assert_eq!(heard, [(1, 3, 8000), (2, 3, 8000), (3, 3, 8000)]);
     assert_eq!(
         (report.files, report.total_bytes, report.bytes_transferred),
         (3, 8000, 8000)

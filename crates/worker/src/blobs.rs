@@ -270,14 +270,25 @@ impl BlobStore {
             )));
         }
         self.budget.hold(digest, chunk.total_size)?;
-        let partial = self.partial_path(digest);
         let final_path = self.final_path(digest)?;
-        let written = std::fs::write(&partial, &chunk.data)
-            .map_err(|e| Error::io(&partial, e))
-            .and_then(|()| self.rename_into_place(digest, &partial, &final_path));
+        // Staged beside its final place rather than in partial/: small blobs written by several
+        // streams at once would all queue on that one folder's lock.
+        let staging = final_path.with_extension("whole");
+        let written = ensure_folder(&final_path)
+            .and_then(|()| {
+                std::fs::write(&staging, &chunk.data).map_err(|e| Error::io(&staging, e))
+            })
+            .and_then(|()| {
+                std::fs::rename(&staging, &final_path).map_err(|e| Error::io(&final_path, e))
+            });
         if let Err(error) = written {
+            remove_if_present(&staging);
             self.budget.release(digest);
             return Err(error);
+        }
+        // What a cut-off earlier upload of it left is of no use now.
+        if self.offset_path(digest).exists() {
+            self.discard(digest);
         }
         self.budget.stored(digest, chunk.total_size);
         Ok(ChunkOutcome {
@@ -360,9 +371,7 @@ impl BlobStore {
     }
 
     fn rename_into_place(&self, digest: &str, partial: &Path, final_path: &Path) -> Result<()> {
-        if let Some(parent) = final_path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
+        ensure_folder(final_path)?;
         std::fs::rename(partial, final_path).map_err(|e| Error::io(final_path, e))?;
         // A leftover offset is harmless: a complete blob wins over it.
         remove_if_present(&self.offset_path(digest));
@@ -387,6 +396,17 @@ impl BlobStore {
     fn lock(&self, digest: &str) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(digest.to_owned()).or_default().clone()
+    }
+}
+
+/// Creates the folder `path` goes in when it is missing. Looked at first: creating a folder
+/// that exists still takes its parent's lock, which every blob written at once would queue on.
+fn ensure_folder(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.is_dir() => {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -133,8 +133,16 @@ impl<'a> MessagePacker<'a> {
         let mut sent = 0u64;
         loop {
             let take = (blob.size - offset).min(self.chunk_bytes as u64) as usize;
-            let mut data = vec![0u8; take];
-            reader.read_exact(&mut data).with_context(changed)?;
+            // Read into fresh capacity: zero-filling a buffer about to be overwritten cost as
+            // much as hashing it.
+            let mut data = Vec::with_capacity(take);
+            (&mut reader)
+                .take(take as u64)
+                .read_to_end(&mut data)
+                .with_context(|| format!("failed to read {}", self.reader.name(&blob.digest)))?;
+            if data.len() < take {
+                bail!(changed());
+            }
             digester.update(&data);
             if offset + take as u64 == blob.size && digester.finish() != blob.digest {
                 bail!(changed());

@@ -6,7 +6,8 @@ use crate::{Error, Result};
 use easel_dataset::{ImageSource, Manifest, ManifestEntry};
 use rayon::prelude::*;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
 /// Decoded images in manifest order, on the CPU.
@@ -48,6 +49,9 @@ pub struct LoadedDataset {
     pub seconds: f64,
 }
 
+/// How often a long decode says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// Decodes every entry of `manifest` at `height`x`width`, or reads them from `cache_dir`.
 pub fn load_manifest(
     manifest: &Manifest,
@@ -56,6 +60,28 @@ pub fn load_manifest(
     width: u32,
     max_pixels: u64,
     cache_dir: Option<&Path>,
+) -> Result<LoadedDataset> {
+    load_manifest_reporting(
+        manifest,
+        source,
+        height,
+        width,
+        max_pixels,
+        cache_dir,
+        &mut |_, _| {},
+    )
+}
+
+/// `load_manifest`, calling `progress(decoded, total)` every few seconds while it decodes (a
+/// first decode of a large dataset takes minutes).
+pub fn load_manifest_reporting(
+    manifest: &Manifest,
+    source: &dyn ImageSource,
+    height: u32,
+    width: u32,
+    max_pixels: u64,
+    cache_dir: Option<&Path>,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LoadedDataset> {
     let started = Instant::now();
     let labels: Vec<i64> = manifest
@@ -83,14 +109,26 @@ pub fn load_manifest(
             (pixels, CacheStatus::Hit, 0)
         }
         (None, Some(dir)) => {
-            let pixels = decode_entries(&entries, source, height, width, max_pixels)?;
+            let pixels = decode_watched(
+                &entries,
+                source,
+                (height, width, max_pixels),
+                PROGRESS_EVERY,
+                progress,
+            )?;
             let path = cache::cache_path(dir, &header.key);
             cache::write(&path, &header, &pixels)?;
             tracing::info!(path = %path.display(), images = entries.len(), "decoded cache written");
             (pixels, CacheStatus::Written, entries.len())
         }
         (None, None) => {
-            let pixels = decode_entries(&entries, source, height, width, max_pixels)?;
+            let pixels = decode_watched(
+                &entries,
+                source,
+                (height, width, max_pixels),
+                PROGRESS_EVERY,
+                progress,
+            )?;
             (pixels, CacheStatus::Disabled, entries.len())
         }
     };
@@ -125,6 +163,55 @@ pub fn decode_entries(
     width: u32,
     max_pixels: u64,
 ) -> Result<Vec<u8>> {
+    decode_counting(
+        entries,
+        source,
+        height,
+        width,
+        max_pixels,
+        &AtomicUsize::new(0),
+    )
+}
+
+/// `decode_entries` on a thread of its own, while this one hands `progress` the count done
+/// `every` so often.
+fn decode_watched(
+    entries: &[&ManifestEntry],
+    source: &dyn ImageSource,
+    (height, width, max_pixels): (u32, u32, u64),
+    every: Duration,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<u8>> {
+    let done = AtomicUsize::new(0);
+    let watcher = std::thread::current();
+    std::thread::scope(|scope| {
+        let decoding = scope.spawn(|| {
+            let decoded = decode_counting(entries, source, height, width, max_pixels, &done);
+            watcher.unpark();
+            decoded
+        });
+        let mut next_report = Instant::now() + every;
+        while !decoding.is_finished() {
+            std::thread::park_timeout(next_report.saturating_duration_since(Instant::now()));
+            if Instant::now() >= next_report && !decoding.is_finished() {
+                progress(done.load(Ordering::Relaxed), entries.len());
+                next_report = Instant::now() + every;
+            }
+        }
+        decoding
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn decode_counting(
+    entries: &[&ManifestEntry],
+    source: &dyn ImageSource,
+    height: u32,
+    width: u32,
+    max_pixels: u64,
+    done: &AtomicUsize,
+) -> Result<Vec<u8>> {
     let per_image = 3 * height as usize * width as usize;
     let mut pixels = vec![0u8; per_image * entries.len()];
     let failures: Vec<(usize, Error)> = pixels
@@ -140,6 +227,7 @@ pub fn decode_entries(
                 })
                 .and_then(|bytes| decode_rgb_chw(&bytes, &entry.path, max_pixels, height, width))
                 .map(|chw| slot.copy_from_slice(&chw));
+            done.fetch_add(1, Ordering::Relaxed);
             result.err().map(|err| (index, err))
         })
         .collect();
@@ -161,5 +249,58 @@ fn to_tensors(pixels: &[u8], labels: Vec<i64>, height: u32, width: u32) -> Decod
         labels: Tensor::from_slice(&labels),
         height,
         width,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small PNGs, each read slowly (a large dataset on a slow disk, in miniature).
+    struct SlowSource(Vec<u8>);
+
+    impl ImageSource for SlowSource {
+        fn read(&self, _: &ManifestEntry) -> std::io::Result<Vec<u8>> {
+            std::thread::sleep(Duration::from_millis(15));
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn a_long_decode_says_how_far_it_got() {
+        let mut png = Vec::new();
+        image::RgbImage::from_pixel(8, 8, image::Rgb([10, 20, 30]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let entries: Vec<ManifestEntry> = (0..40)
+            .map(|i| ManifestEntry {
+                path: format!("a/{i}.png"),
+                class: 0,
+                size: png.len() as u64,
+                digest: easel_dataset::digest_bytes(&png),
+            })
+            .collect();
+        let entries: Vec<&ManifestEntry> = entries.iter().collect();
+        let mut heard = Vec::new();
+        let pixels = decode_watched(
+            &entries,
+            &SlowSource(png),
+            (4, 4, 1 << 20),
+            Duration::from_millis(20),
+            &mut |done, total| heard.push((done, total)),
+        )
+        .unwrap();
+        assert_eq!(pixels.len(), 40 * 3 * 4 * 4);
+        assert!(
+            !heard.is_empty(),
+            "no progress during a decode of 40 x 15 ms"
+        );
+        assert!(heard.windows(2).all(|w| w[0].0 <= w[1].0), "{heard:?}");
+        assert!(
+            heard
+                .iter()
+                .all(|&(done, total)| done <= total && total == 40),
+            "{heard:?}"
+        );
     }
 }

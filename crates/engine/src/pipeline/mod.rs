@@ -9,7 +9,10 @@ pub mod decode;
 
 pub use augment::Augment;
 pub use batches::{BatchSource, Residency};
-pub use dataset::{CacheStatus, DecodedDataset, LoadedDataset, decode_dataset, load_manifest};
+pub use dataset::{
+    CacheStatus, DecodedDataset, LoadedDataset, decode_dataset, load_manifest,
+    load_manifest_reporting,
+};
 pub use decode::decode_rgb_chw;
 
 use easel_dataset::Manifest;

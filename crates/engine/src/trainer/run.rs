@@ -103,13 +103,18 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
 
     let (height, width) = (settings.height, settings.width);
     let source = {
-        let loaded = pipeline::load_manifest(
+        let loaded = pipeline::load_manifest_reporting(
             job.manifest,
             job.source,
             height,
             width,
             spec.data.max_image_pixels,
             job.cache_dir,
+            &mut |decoded, total| {
+                on_event(TrainEvent::Note {
+                    message: format!("decoding the dataset: {decoded} of {total} images"),
+                });
+            },
         )?;
         let how = match loaded.cache {
             CacheStatus::Hit => "read from the decoded cache",

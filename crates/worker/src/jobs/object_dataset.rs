@@ -4,6 +4,7 @@
 //! that folder like any folder-per-class dataset. Nothing was uploaded by the client.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use easel_dataset::{LocalSource, Manifest, ScanOptions};
 use easel_spec::ExperimentSpec;
@@ -11,7 +12,11 @@ use easel_store::ArtifactStore;
 
 use super::context::JobContext;
 use super::job::Job;
+use crate::space::human_bytes;
 use easel_events::EventKind;
+
+/// How often a long copy says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The scanned copy of an object-store dataset, ready to train on.
 pub(crate) struct ObjectStoreDataset {
@@ -41,10 +46,28 @@ pub(crate) async fn prepare(
     });
     let store = ArtifactStore::open(url, &context.store_options)
         .map_err(|e| format!("dataset {url} cannot be opened: {e}"))?;
+    let started = Instant::now();
+    let mut last_said = started;
     let mirrored = {
         // Two jobs on one dataset must not write the same partial files at once.
         let _copying = context.dataset_copy.lock().await;
-        store.mirror_to_dir("", &dest).await
+        store
+            .mirror_to_dir_with_progress("", &dest, |done, found| {
+                // A large bucket takes minutes: say how far it got, now and then.
+                if last_said.elapsed() >= PROGRESS_EVERY && done.files < found.files {
+                    last_said = Instant::now();
+                    job.emit(EventKind::Note {
+                        message: format!(
+                            "dataset: copied {} of {} files ({} of {})",
+                            done.files,
+                            found.files,
+                            human_bytes(done.total_bytes),
+                            human_bytes(found.total_bytes)
+                        ),
+                    });
+                }
+            })
+            .await
     };
     let mirrored = mirrored.map_err(|error| match error {
         easel_store::Error::NotFound { .. } => format!(
@@ -54,6 +77,16 @@ pub(crate) async fn prepare(
         other => format!("dataset {url} could not be read: {other}"),
     })?;
     tracing::info!(job = %job.id, %url, files = mirrored.files, bytes = mirrored.bytes_transferred, already_present = mirrored.already_present, "object-store dataset copied");
+    job.emit(EventKind::Note {
+        message: format!(
+            "dataset: {} files ({}) in place after {:.1} s: {} copied, {} already there",
+            mirrored.files,
+            human_bytes(mirrored.total_bytes),
+            started.elapsed().as_secs_f64(),
+            mirrored.files - mirrored.already_present,
+            mirrored.already_present
+        ),
+    });
 
     let options = ScanOptions {
         max_image_pixels: spec.data.max_image_pixels,
@@ -157,6 +190,13 @@ mod tests {
             .collect();
         assert!(
             notes.contains(&format!("dataset: 6 images in 2 classes read from {url}")),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("dataset: 6 files (")
+                    && n.ends_with("6 copied, 0 already there")),
             "{notes:?}"
         );
 

@@ -78,11 +78,21 @@ pub(crate) async fn fetch(
     easel_store::validate_job_id(from_job)
         .map_err(|e| Error::InvalidArgument(format!("resume from job: {e}")))?;
     let spec = parse_spec(spec_toml)?;
-    let manifest = parse_manifest(manifest_json)?;
+    let mut manifest = parse_manifest(manifest_json)?;
     let refused = |why: String| {
         Error::FailedPrecondition(format!("cannot resume from job `{from_job}`: {why}"))
     };
     let store = &context.store;
+    // A bucket dataset is scanned only when its job runs (its submit carries no manifest): the
+    // earlier job's scan stands in for it here, and the run checks the checkpoint against its
+    // own scan again (a bucket changed since then trains afresh, and says so).
+    if spec.data.object_store_url().is_some()
+        && manifest.entries.is_empty()
+        && let Ok(bytes) = store.get_bytes(from_job, MANIFEST).await
+        && let Ok(scanned) = Manifest::from_json(&String::from_utf8_lossy(&bytes))
+    {
+        manifest = scanned;
+    }
     let staging = Staging::new(&context.dirs.staging)?;
     let downloaded = retry_transient(
         &context.retry,
@@ -281,6 +291,25 @@ mod tests {
         let staging = point.staging.dir.clone();
         drop(point);
         assert!(!staging.exists(), "the staging folder is removed");
+    }
+
+    #[tokio::test]
+    async fn a_bucket_dataset_job_resumes_on_the_scan_its_first_job_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = manager(dir.path());
+        let bucket_spec = SPEC_TOML.replace("/laptop/data", "s3://photos/pets");
+        store_checkpoint(&manager, "j1", &bucket_spec, 2).await;
+        // The submit of a bucket dataset carries an empty manifest: the worker scans the bucket.
+        let empty = r#"{"classes":[],"entries":[]}"#;
+        let point = fetch(manager.context(), "j1", &bucket_spec, empty)
+            .await
+            .unwrap();
+        assert_eq!(point.epochs_done, 2);
+        // A folder dataset's empty manifest is still another dataset.
+        let Err(error) = fetch(manager.context(), "j1", SPEC_TOML, empty).await else {
+            panic!("resumed a run on an empty dataset");
+        };
+        assert!(error.to_string().contains("the dataset differs"), "{error}");
     }
 
     #[tokio::test]
