@@ -26,3 +26,7 @@ demo:
 # Throughput figures of the input pipeline and training step, with PyTorch eager as baseline.
 bench:
     bash deploy/bench.sh
+
+# Dataset upload over loopback (100,000 small files, 2 GB of large ones) against tar over TCP.
+bench-upload:
+    cargo bench -p easel-e2e --bench upload_throughput

@@ -64,7 +64,7 @@ impl BlobReader {
         }
     }
 
-    fn name<'a>(&'a self, digest: &'a str) -> String {
+    fn name(&self, digest: &str) -> String {
         match self.extra.get(digest) {
             Some(ExtraBlob::File(path)) => path.display().to_string(),
             Some(ExtraBlob::Bytes(_)) => format!("blob {digest}"),

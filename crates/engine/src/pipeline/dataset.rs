@@ -278,6 +278,7 @@ mod tests {
                 class: 0,
                 size: png.len() as u64,
                 digest: easel_dataset::digest_bytes(&png),
+                subset: None,
             })
             .collect();
         let entries: Vec<&ManifestEntry> = entries.iter().collect();
