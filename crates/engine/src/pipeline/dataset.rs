@@ -103,12 +103,12 @@ pub fn load_manifest_reporting(
         }
         None => None,
     };
-    let (pixels, status, decoded) = match (cached, cache_dir) {
-        (Some((pixels, path)), _) => {
+    let (pixels, status, decoded) = match cached {
+        Some((pixels, path)) => {
             tracing::info!(path = %path.display(), images = entries.len(), "decoded cache hit");
             (pixels, CacheStatus::Hit, 0)
         }
-        (None, Some(dir)) => {
+        None => {
             let pixels = decode_watched(
                 &entries,
                 source,
@@ -116,20 +116,16 @@ pub fn load_manifest_reporting(
                 PROGRESS_EVERY,
                 progress,
             )?;
-            let path = cache::cache_path(dir, &header.key);
-            cache::write(&path, &header, &pixels)?;
-            tracing::info!(path = %path.display(), images = entries.len(), "decoded cache written");
-            (pixels, CacheStatus::Written, entries.len())
-        }
-        (None, None) => {
-            let pixels = decode_watched(
-                &entries,
-                source,
-                (height, width, max_pixels),
-                PROGRESS_EVERY,
-                progress,
-            )?;
-            (pixels, CacheStatus::Disabled, entries.len())
+            let status = match cache_dir {
+                Some(dir) => {
+                    let path = cache::cache_path(dir, &header.key);
+                    cache::write(&path, &header, &pixels)?;
+                    tracing::info!(path = %path.display(), images = entries.len(), "decoded cache written");
+                    CacheStatus::Written
+                }
+                None => CacheStatus::Disabled,
+            };
+            (pixels, status, entries.len())
         }
     };
     let data = to_tensors(&pixels, labels, height, width);
