@@ -46,8 +46,8 @@ impl LocalSource {
     }
 
     /// Opens a blob by digest to read in pieces (an upload streams large files instead of
-    /// holding them whole); the reader checks the digest of what it read. Zip entries are read
-    /// whole, as the archive cannot be shared by several open readers.
+    /// holding them whole); unlike `read_digest`, the caller checks the digest of what it read.
+    /// Zip entries are read whole, as the archive cannot be shared by several open readers.
     pub fn open_digest(&self, digest: &str) -> io::Result<Box<dyn io::Read + Send>> {
         let (location, display) = self.lookup(digest)?;
         let named = |e: io::Error| io::Error::new(e.kind(), format!("{display}: {e}"));

@@ -14,14 +14,9 @@ pub fn digest_bytes(bytes: &[u8]) -> String {
 
 /// blake3 of a file's content and its size in bytes, in one streaming read.
 pub fn digest_file_sized(path: &Path) -> io::Result<(u64, String)> {
-    let file = File::open(path)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut counted = Counted {
-        inner: file,
-        bytes: 0,
-    };
-    hasher.update_reader(&mut counted)?;
-    Ok((counted.bytes, hasher.finalize().to_hex().to_string()))
+    let mut digester = Digester::default();
+    digester.update_reader(File::open(path)?)?;
+    Ok((digester.len(), digester.finish()))
 }
 
 /// blake3 of a file's content.
@@ -51,6 +46,18 @@ impl Digester {
     pub fn update(&mut self, piece: &[u8]) {
         self.hasher.update(piece);
         self.bytes += piece.len() as u64;
+    }
+
+    /// Everything `reader` gives, read in a streaming fashion (e.g. what an earlier, cut-off
+    /// transfer left on disk).
+    pub fn update_reader(&mut self, reader: impl io::Read) -> io::Result<()> {
+        let mut counted = Counted {
+            inner: reader,
+            bytes: 0,
+        };
+        self.hasher.update_reader(&mut counted)?;
+        self.bytes += counted.bytes;
+        Ok(())
     }
 
     /// Bytes seen so far.

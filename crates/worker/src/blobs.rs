@@ -367,10 +367,6 @@ impl BlobStore {
                 "blob {digest}: the uploaded content does not match its digest ({error}); the partial upload was discarded"
             )));
         }
-        self.rename_into_place(digest, partial, final_path)
-    }
-
-    fn rename_into_place(&self, digest: &str, partial: &Path, final_path: &Path) -> Result<()> {
         ensure_folder(final_path)?;
         std::fs::rename(partial, final_path).map_err(|e| Error::io(final_path, e))?;
         // A leftover offset is harmless: a complete blob wins over it.

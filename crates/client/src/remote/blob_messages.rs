@@ -120,16 +120,13 @@ impl<'a> MessagePacker<'a> {
             )
         };
         // The bytes the worker holds are read only to check the whole blob at the end.
-        let mut skipped = vec![0u8; blob.committed.min(self.chunk_bytes as u64) as usize];
-        let mut offset = 0u64;
-        while offset < blob.committed {
-            let take = (blob.committed - offset).min(skipped.len() as u64) as usize;
-            reader
-                .read_exact(&mut skipped[..take])
-                .with_context(changed)?;
-            digester.update(&skipped[..take]);
-            offset += take as u64;
+        digester
+            .update_reader((&mut reader).take(blob.committed))
+            .with_context(changed)?;
+        if digester.len() < blob.committed {
+            bail!(changed());
         }
+        let mut offset = blob.committed;
         let mut sent = 0u64;
         loop {
             let take = (blob.size - offset).min(self.chunk_bytes as u64) as usize;

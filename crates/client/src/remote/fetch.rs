@@ -228,8 +228,8 @@ async fn receive(
     partial: &Path,
 ) -> anyhow::Result<Received> {
     use pb::artifact_chunk::Part;
-    let mut received = easel_digest::Digester::default();
-    let held = hash_held(partial, &mut received).await?;
+    let mut received = hash_held(partial).await?;
+    let held = received.len();
     let mut stream = match client
         .fetch_artifact(pb::FetchArtifactRequest {
             job_id: job.to_owned(),
@@ -298,22 +298,21 @@ async fn receive(
     }))
 }
 
-/// Feeds what a cut-off earlier download left in `partial` to `digester`; returns its length.
-async fn hash_held(partial: &Path, digester: &mut easel_digest::Digester) -> anyhow::Result<u64> {
-    use tokio::io::AsyncReadExt;
-    let mut file = match tokio::fs::File::open(partial).await {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).with_context(|| format!("failed to read {}", partial.display())),
-    };
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer).await?;
-        if n == 0 {
-            return Ok(digester.len());
+/// The digest so far of what a cut-off earlier download left in `partial` (nothing when there
+/// is none).
+async fn hash_held(partial: &Path) -> anyhow::Result<easel_digest::Digester> {
+    let path = partial.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut digester = easel_digest::Digester::default();
+        match std::fs::File::open(&path) {
+            Ok(file) => digester.update_reader(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
         }
-        digester.update(&buffer[..n]);
-    }
+        .with_context(|| format!("failed to read {}", path.display()))?;
+        Ok(digester)
+    })
+    .await?
 }
 
 /// Whether a status means the connection broke (worth resuming) rather than a refusal.
