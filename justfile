@@ -27,6 +27,10 @@ demo:
 bench:
     bash deploy/bench.sh
 
+# Step time of a dataset streamed cold from its decoded cache file against one held in memory.
+bench-streaming:
+    cargo bench -p easel-engine --bench streaming
+
 # Dataset upload over loopback (100,000 small files, 2 GB of large ones) against tar over TCP.
 bench-upload:
     cargo bench -p easel-e2e --bench upload_throughput

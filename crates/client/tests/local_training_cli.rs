@@ -49,6 +49,32 @@ fn image_size_too_small_for_the_model_is_refused() {
 }
 
 #[test]
+fn a_model_too_large_for_memory_is_refused_by_validate_and_train_without_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(&dir.path().join("images"), 4);
+    let spec = write_spec(dir.path(), "small_cnn", 16);
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("head = [16]", "head = [2000000000]");
+    std::fs::write(&spec, text).unwrap();
+    let validated = client().arg("validate").arg(&spec).output().unwrap();
+    let said = String::from_utf8_lossy(&validated.stdout);
+    assert_eq!(validated.status.code(), Some(1), "{said}");
+    assert!(said.contains("does not fit in memory"), "{said}");
+    assert!(said.contains("make model.head"), "{said}");
+    let trained = client()
+        .args(["train", "--local"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&trained.stderr);
+    assert_eq!(trained.status.code(), Some(1), "{said}");
+    assert!(said.contains("does not fit in memory"), "{said}");
+}
+
+#[test]
 fn validate_train_evaluate_predict_on_a_tiny_dataset() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");

@@ -57,6 +57,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// The run needs more memory than where it would train has (see `fits.rs`).
+    #[error("{0}")]
+    TooLarge(String),
+
     /// A run directory or checkpoint that is missing pieces or was made for something else.
     #[error("{path}: {message}")]
     Artifact { path: PathBuf, message: String },

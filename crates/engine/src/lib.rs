@@ -16,6 +16,7 @@ pub mod error;
 pub mod estimate;
 pub mod evaluate;
 pub mod events;
+pub mod fits;
 pub mod models;
 pub mod pipeline;
 pub mod poc;

@@ -75,8 +75,19 @@ pub fn proof_of_concept(
         .map(|p| p as i64)
         .collect();
 
-    tch::manual_seed(spec.train.seed as i64);
     let device = Device::Cpu;
+    crate::fits::check_fits(
+        &crate::fits::RunShape {
+            model: &spec.model,
+            optimizer: OptimizerKind::Adam,
+            precision: spec.train.precision,
+            num_classes,
+            image_hw: (i64::from(side), i64::from(side)),
+            batch_size: positions.len() as i64,
+        },
+        device,
+    )?;
+    tch::manual_seed(spec.train.seed as i64);
     let mut vs = VarStore::new(device);
     // No head dropout: with one fixed batch the loss curve then shows learning, not noise.
     let model = ModelSpec {

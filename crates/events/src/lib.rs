@@ -8,7 +8,7 @@
 
 mod log_file;
 
-pub use log_file::{EventWriter, read_log};
+pub use log_file::{EventWriter, read_appended_log, read_log};
 
 use serde::{Deserialize, Serialize};
 

@@ -12,10 +12,8 @@ use crate::{EventKind, EventRecord, now};
 /// Reads the log at `path` (empty when there is none), cutting a torn last line off the file.
 /// Lines that do not parse are skipped and logged.
 pub fn read_log(path: &Path) -> io::Result<Vec<EventRecord>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(text) = read_text(path)? else {
+        return Ok(Vec::new());
     };
     if !text.is_empty() && !text.ends_with('\n') {
         let keep = text.rfind('\n').map_or(0, |i| i + 1);
@@ -24,6 +22,23 @@ pub fn read_log(path: &Path) -> io::Result<Vec<EventRecord>> {
             .open(path)?
             .set_len(keep as u64)?;
     }
+    Ok(parse_whole_lines(path, &text))
+}
+
+/// The events of a log another thread may be appending to: whole lines only, the file untouched.
+pub fn read_appended_log(path: &Path) -> io::Result<Vec<EventRecord>> {
+    Ok(read_text(path)?.map_or_else(Vec::new, |text| parse_whole_lines(path, &text)))
+}
+
+fn read_text(path: &Path) -> io::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_whole_lines(path: &Path, text: &str) -> Vec<EventRecord> {
     let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
     let mut events = Vec::new();
     for (number, line) in whole.lines().enumerate() {
@@ -37,7 +52,7 @@ pub fn read_log(path: &Path) -> io::Result<Vec<EventRecord>> {
             ),
         }
     }
-    Ok(events)
+    events
 }
 
 /// Appends events to one log, numbering them after the last one already there.

@@ -6,7 +6,7 @@ use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::{Request, Status};
 
 /// Bumped whenever a message or RPC changes incompatibly. Client and worker must agree.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Most digests one MissingBlobs call may ask about (about 1.1 MB of request): a client asks
 /// in batches, so no request grows with the dataset.

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Unavailable,
     /// A missing or wrong token.
     Unauthenticated,
+    /// The caller may not do this here (a worker path its config does not allow).
+    PermissionDenied,
     /// A fault on the worker's side (disk, object store, a bug).
     Internal,
 }
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::ResourceExhausted => Code::ResourceExhausted,
             ErrorKind::Unavailable => Code::Unavailable,
             ErrorKind::Unauthenticated => Code::Unauthenticated,
+            ErrorKind::PermissionDenied => Code::PermissionDenied,
             ErrorKind::Internal => Code::Internal,
         }
     }
@@ -55,7 +58,8 @@ impl ErrorKind {
             Code::FailedPrecondition | Code::Aborted => ErrorKind::FailedPrecondition,
             Code::ResourceExhausted => ErrorKind::ResourceExhausted,
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => ErrorKind::Unavailable,
-            Code::Unauthenticated | Code::PermissionDenied => ErrorKind::Unauthenticated,
+            Code::Unauthenticated => ErrorKind::Unauthenticated,
+            Code::PermissionDenied => ErrorKind::PermissionDenied,
             Code::Ok | Code::Unknown | Code::Internal | Code::Unimplemented => ErrorKind::Internal,
         }
     }
@@ -75,7 +79,7 @@ pub fn to_status(error: &impl ServiceError) -> Status {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorKind; 8] = [
+    const ALL: [ErrorKind; 9] = [
         ErrorKind::NotFound,
         ErrorKind::InvalidArgument,
         ErrorKind::DataLoss,
@@ -83,6 +87,7 @@ mod tests {
         ErrorKind::ResourceExhausted,
         ErrorKind::Unavailable,
         ErrorKind::Unauthenticated,
+        ErrorKind::PermissionDenied,
         ErrorKind::Internal,
     ];
 

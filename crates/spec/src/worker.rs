@@ -32,7 +32,32 @@ pub struct WorkerConfig {
     #[serde(default)]
     pub upload: UploadConfig,
     #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub access: AccessConfig,
+    #[serde(default)]
     pub tls: TlsConfig,
+}
+
+/// What a submitted spec may reach on the worker itself.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Worker folders a spec may read: `data.path = "file:///…"` datasets and `model.pretrained`
+    /// paths that are not uploaded blobs. Empty (the default): none, so a client can never
+    /// have the worker copy its own files (its data folder, its token) into a job.
+    #[serde(default)]
+    pub local_paths: Vec<PathBuf>,
+}
+
+/// The worker's rebuildable caches: decoded datasets and copies of object-store datasets.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The most bytes the caches keep (0: no limit of their own). Past it, or when the disk has
+    /// less than `upload.min_free_bytes` free, the least recently used are removed first.
+    #[serde(default)]
+    pub max_bytes: u64,
 }
 
 /// The channel's encryption. On by default: the worker makes a self-signed certificate at its
@@ -87,6 +112,10 @@ pub struct QueueConfig {
     /// Jobs waiting to run; a submit beyond this is refused.
     #[serde(default = "defaults::max_queued_jobs")]
     pub max_queued_jobs: u32,
+    /// Times a job running when the worker died (crash, kill, power loss) is resumed at the next
+    /// start; a job that keeps taking the worker down then fails instead of looping forever.
+    #[serde(default = "defaults::max_restarts")]
+    pub max_restarts: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +146,8 @@ impl Default for WorkerConfig {
             store: StoreConfig::default(),
             queue: QueueConfig::default(),
             upload: UploadConfig::default(),
+            cache: CacheConfig::default(),
+            access: AccessConfig::default(),
             tls: TlsConfig::default(),
         }
     }
@@ -126,6 +157,7 @@ impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             max_queued_jobs: defaults::max_queued_jobs(),
+            max_restarts: defaults::max_restarts(),
         }
     }
 }
@@ -154,6 +186,9 @@ mod defaults {
     }
     pub fn max_queued_jobs() -> u32 {
         100
+    }
+    pub fn max_restarts() -> u32 {
+        3
     }
     pub fn tls_enabled() -> bool {
         true
@@ -282,9 +317,13 @@ impl WorkerConfig {
         let mut queued = u64::from(self.queue.max_queued_jobs);
         number("EASEL_MAX_QUEUED_JOBS", &mut queued);
         self.queue.max_queued_jobs = u32::try_from(queued).unwrap_or(u32::MAX);
+        let mut restarts = u64::from(self.queue.max_restarts);
+        number("EASEL_MAX_RESTARTS", &mut restarts);
+        self.queue.max_restarts = u32::try_from(restarts).unwrap_or(u32::MAX);
         number("EASEL_MAX_CHUNK_BYTES", &mut self.upload.max_chunk_bytes);
         number("EASEL_MAX_STORED_BYTES", &mut self.upload.max_stored_bytes);
         number("EASEL_MIN_FREE_BYTES", &mut self.upload.min_free_bytes);
+        number("EASEL_CACHE_MAX_BYTES", &mut self.cache.max_bytes);
         if let Some(listen) = env("EASEL_LISTEN") {
             self.listen = listen;
         }
@@ -293,6 +332,14 @@ impl WorkerConfig {
         }
         if let Some(url) = env("EASEL_STORE") {
             self.store.url = url;
+        }
+        if let Some(paths) = env("EASEL_LOCAL_PATHS") {
+            self.access.local_paths = paths
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect();
         }
         if let Some(devices) = env("EASEL_DEVICES") {
             self.devices = devices.split(',').map(|d| d.trim().to_owned()).collect();
@@ -355,6 +402,14 @@ impl Validate for WorkerConfig {
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String| problems.push(Problem::new(key, message));
+        for (index, path) in self.access.local_paths.iter().enumerate() {
+            if !path.is_absolute() {
+                problem(
+                    &format!("access.local_paths[{index}]"),
+                    format!("`{}` is not an absolute path", path.display()),
+                );
+            }
+        }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             problem(
                 "listen",

@@ -82,6 +82,7 @@ impl BlobStore {
             locks: Mutex::default(),
         };
         store.expire_abandoned(ABANDONED_AFTER);
+        sweep_unrenamed_wholes(store.dir.clone(), SystemTime::now());
         Ok(store)
     }
 
@@ -117,6 +118,11 @@ impl BlobStore {
                 );
             }
         }
+    }
+
+    /// Lets uploads take room from `caches` when the disk is short (see `UploadBudget`).
+    pub fn give_way(&self, caches: Arc<dyn crate::space::Reclaimable>) {
+        self.budget.give_way(caches);
     }
 
     /// What uploads may add now, and which limit binds.
@@ -415,6 +421,38 @@ fn remove_if_present(path: &Path) {
     }
 }
 
+/// Removes whole blobs a killed worker staged and never renamed into place (`<digest>.whole`
+/// beside the final path), on a thread of its own: walking millions of blobs takes a while, and
+/// uploads may start meanwhile, so only files older than `before` (this start) are touched.
+fn sweep_unrenamed_wholes(dir: PathBuf, before: SystemTime) {
+    let sweep = move || {
+        let prefixes = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+        for prefix in prefixes.filter(|entry| entry.file_name() != "partial") {
+            let files = std::fs::read_dir(prefix.path())
+                .into_iter()
+                .flatten()
+                .flatten();
+            for file in files {
+                let path = file.path();
+                let stale = file
+                    .metadata()
+                    .and_then(|meta| meta.modified())
+                    .is_ok_and(|modified| modified < before);
+                if stale && path.extension().is_some_and(|ext| ext == "whole") {
+                    tracing::info!(path = %path.display(), "unfinished whole blob removed");
+                    remove_if_present(&path);
+                }
+            }
+        }
+    };
+    if let Err(error) = std::thread::Builder::new()
+        .name("easel-blob-sweep".into())
+        .spawn(sweep)
+    {
+        tracing::warn!(%error, "could not start the sweep of unfinished blobs");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +481,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path().join("blobs"), limits()).unwrap();
         (dir, store)
+    }
+
+    #[test]
+    fn whole_blobs_a_killed_worker_never_renamed_are_swept_at_the_next_start() {
+        let (dir, store) = store();
+        let content = b"an image".to_vec();
+        store
+            .write_chunk(&chunk(&content, 0, content.len()))
+            .unwrap();
+        let stored = store
+            .final_path(&easel_dataset::digest_bytes(&content))
+            .unwrap();
+        let leftover = stored.with_file_name("0badc0de.whole");
+        std::fs::write(&leftover, [0; 100]).unwrap();
+        std::fs::File::open(&leftover)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+        drop(store);
+        let _reopened = BlobStore::open(dir.path().join("blobs"), limits()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while leftover.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!leftover.exists(), "the leftover is still there");
+        assert!(stored.exists(), "a stored blob was swept");
     }
 
     #[test]

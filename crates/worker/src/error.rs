@@ -12,6 +12,8 @@ pub enum Error {
     ArtifactNotFound { job: String, name: String },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A chunk or a whole blob whose content does not match its checksum.
     #[error("{0}")]
     DataLoss(String),
@@ -66,6 +68,7 @@ impl ServiceError for Error {
         match self {
             Error::JobNotFound(_) | Error::ArtifactNotFound { .. } => ErrorKind::NotFound,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::DataLoss(_) => ErrorKind::DataLoss,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             Error::QueueFull(_) | Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,

@@ -138,7 +138,7 @@ impl pb::worker_server::Worker for WorkerService {
         let request = request.into_inner();
         let manager = self.manager.clone();
         let digest = request.manifest_digest.clone();
-        let manifest_json =
+        let manifest =
             tokio::task::spawn_blocking(move || read_manifest_blob(manager.blobs(), &digest))
                 .await
                 .map_err(Error::from)??;
@@ -151,7 +151,7 @@ impl pb::worker_server::Worker for WorkerService {
                     self.manager.context(),
                     from_job,
                     &request.spec_toml,
-                    &manifest_json,
+                    &manifest.json,
                 )
                 .await?,
             ),
@@ -160,7 +160,7 @@ impl pb::worker_server::Worker for WorkerService {
         let outcome = tokio::task::spawn_blocking(move || {
             manager.submit(
                 &request.spec_toml,
-                &manifest_json,
+                &manifest,
                 &request.idempotency_key,
                 resume,
             )

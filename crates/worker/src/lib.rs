@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod auth;
 pub mod blobs;
+pub mod caches;
 mod convert;
 pub mod error;
 mod grpc;
@@ -102,6 +103,9 @@ pub async fn run(
             max_stored_bytes: config.upload.max_stored_bytes,
             min_free_bytes: config.upload.min_free_bytes,
         },
+        cache_max_bytes: config.cache.max_bytes,
+        max_restarts: config.queue.max_restarts,
+        local_paths: config.access.local_paths.clone(),
         retry: RetryPolicy::default(),
     })
     .context("failed to open the worker's data directory")?;

@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 
@@ -21,6 +21,16 @@ pub struct UploadBudget {
     stored: AtomicU64,
     /// Blobs being uploaded, each holding its whole size.
     held: Mutex<Held>,
+    /// Caches on the same disk that give way to uploads (see `caches.rs`).
+    caches: OnceLock<Arc<dyn Reclaimable>>,
+}
+
+/// Space on the upload disk that can be given back on demand: the worker's rebuildable caches.
+pub trait Reclaimable: Send + Sync {
+    /// Bytes that could be freed now.
+    fn reclaimable_bytes(&self) -> u64;
+    /// Frees what it can until the disk has `needed` bytes free above what uploads leave free.
+    fn free_for(&self, needed: u64);
 }
 
 #[derive(Default)]
@@ -39,6 +49,8 @@ pub struct Available {
     pub disk_free: u64,
     /// Of `disk_free`, what uploads always leave free.
     pub kept_free: u64,
+    /// Bytes of caches that give way to uploads, counted in `bytes` (0 unless the disk binds).
+    pub caches: u64,
 }
 
 impl UploadBudget {
@@ -50,7 +62,13 @@ impl UploadBudget {
             min_free_bytes,
             stored: AtomicU64::new(stored),
             held: Mutex::default(),
+            caches: OnceLock::new(),
         }
+    }
+
+    /// Lets uploads count `caches` as room, and take it when they need it.
+    pub fn give_way(&self, caches: Arc<dyn Reclaimable>) {
+        let _ = self.caches.set(caches);
     }
 
     pub fn available(&self) -> Result<Available> {
@@ -66,12 +84,23 @@ impl UploadBudget {
         let quota = (self.max_stored_bytes > 0).then_some(self.max_stored_bytes);
         let disk_room = disk_free.saturating_sub(self.min_free_bytes);
         let quota_room = quota.map_or(u64::MAX, |q| q.saturating_sub(stored));
+        // Only asked when the disk may bind: counting the caches walks their folders.
+        let caches = match self.caches.get() {
+            Some(caches) if disk_room.saturating_sub(held) < quota_room => {
+                caches.reclaimable_bytes()
+            }
+            _ => 0,
+        };
         Ok(Available {
-            bytes: disk_room.min(quota_room).saturating_sub(held),
+            bytes: disk_room
+                .saturating_add(caches)
+                .min(quota_room)
+                .saturating_sub(held),
             stored,
             quota,
             disk_free,
             kept_free: self.min_free_bytes,
+            caches,
         })
     }
 
@@ -85,8 +114,16 @@ impl UploadBudget {
     pub fn hold(&self, digest: &str, size: u64) -> Result<()> {
         let mut held = self.held();
         let before = held.by_digest.get(digest).copied().unwrap_or(0);
-        let available = self.available_beside(held.total - before)?;
+        let others = held.total - before;
+        let available = self.available_beside(others)?;
         refuse_beyond(&format!("blob {digest}"), size, available)?;
+        let disk_room = available.disk_free.saturating_sub(available.kept_free);
+        if let Some(caches) = self.caches.get()
+            && disk_room < others.saturating_add(size)
+        {
+            // The room is there only once caches give it back.
+            caches.free_for(others.saturating_add(size));
+        }
         held.by_digest.insert(digest.to_owned(), size);
         held.total = held.total - before + size;
         Ok(())
@@ -139,11 +176,17 @@ fn refuse_beyond(what: &str, needed: u64, available: Available) -> Result<()> {
 impl Available {
     /// Which limit binds, in words a user can act on.
     pub fn explain(&self) -> String {
-        let disk = format!(
+        let mut disk = format!(
             "{} free on its disk, of which it keeps {} (upload.min_free_bytes)",
             human_bytes(self.disk_free),
             human_bytes(self.kept_free)
         );
+        if self.caches > 0 {
+            disk.push_str(&format!(
+                ", and {} of caches it can remove",
+                human_bytes(self.caches)
+            ));
+        }
         match self.quota {
             Some(quota) => format!(
                 "{} of its {} upload quota (upload.max_stored_bytes) in use, {disk}; free space \
@@ -248,5 +291,43 @@ mod tests {
         // Other processes write meanwhile: allow some drift.
         assert!(available.bytes <= free.saturating_sub(1 << 20) + (64 << 20));
         assert!(available.quota.is_none());
+    }
+
+    /// Caches that record what they were asked to free.
+    struct FakeCaches {
+        bytes: u64,
+        asked: Mutex<Vec<u64>>,
+    }
+
+    impl Reclaimable for FakeCaches {
+        fn reclaimable_bytes(&self) -> u64 {
+            self.bytes
+        }
+        fn free_for(&self, needed: u64) {
+            self.asked.lock().unwrap().push(needed);
+        }
+    }
+
+    #[test]
+    fn caches_on_a_full_disk_count_as_room_and_give_it_back_when_an_upload_needs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Keep more than the disk has free: without the caches there is no room at all.
+        let kept = free_bytes(dir.path()).unwrap() + (256 << 20);
+        let budget = UploadBudget::new(dir.path().to_owned(), 0, kept, 0);
+        let refused = budget.hold("a", 5 << 20).unwrap_err().to_string();
+        assert!(refused.contains("the worker can take 0 bytes"), "{refused}");
+        let caches = Arc::new(FakeCaches {
+            bytes: 10 << 20,
+            asked: Mutex::default(),
+        });
+        budget.give_way(caches.clone());
+        let available = budget.available().unwrap();
+        assert_eq!((available.bytes, available.caches), (10 << 20, 10 << 20));
+        budget.hold("a", 5 << 20).unwrap();
+        budget.hold("b", 4 << 20).unwrap();
+        // Each asked for room for itself and what was already in flight.
+        assert_eq!(*caches.asked.lock().unwrap(), vec![5 << 20, 9 << 20]);
+        let refused = budget.hold("c", 2 << 20).unwrap_err().to_string();
+        assert!(refused.contains("of caches it can remove"), "{refused}");
     }
 }

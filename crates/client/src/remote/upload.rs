@@ -224,20 +224,21 @@ async fn upload_stream(
 /// inside a message, and the submit names its digest.
 pub struct ManifestBlob {
     pub digest: String,
-    pub json: Arc<Vec<u8>>,
+    /// The manifest as it travels: compact JSON, gzipped.
+    pub bytes: Arc<Vec<u8>>,
 }
 
 impl ManifestBlob {
     pub fn new(manifest: &Manifest) -> ManifestBlob {
-        let json = manifest.to_json().into_bytes();
+        let bytes = manifest.to_blob();
         ManifestBlob {
-            digest: easel_digest::digest_bytes(&json),
-            json: Arc::new(json),
+            digest: easel_digest::digest_bytes(&bytes),
+            bytes: Arc::new(bytes),
         }
     }
 
     pub fn size(&self) -> u64 {
-        self.json.len() as u64
+        self.bytes.len() as u64
     }
 }
 
@@ -270,7 +271,7 @@ pub async fn ship_manifest(
     };
     let extra = ExtraBlobs::from([(
         manifest.digest.clone(),
-        ExtraBlob::Bytes(manifest.json.clone()),
+        ExtraBlob::Bytes(manifest.bytes.clone()),
     )]);
     let settings = UploadSettings {
         chunk_bytes,

@@ -1,19 +1,33 @@
 //! Batches for the model, from a decoded u8 dataset. On CUDA the whole u8 dataset lives on the
-//! GPU when it fits (cheap: 1 byte a channel), so a batch is one `index_select` there; otherwise
-//! batches are gathered on the host and copied without waiting.
+//! GPU when it fits (cheap: 1 byte a channel), so a batch is one `index_select` there. Otherwise
+//! it is streamed: a thread gathers the batches of an epoch ahead of the step that needs them
+//! (into pinned memory on CUDA, so the copy overlaps the GPU's work), reading the decoded cache
+//! mapped from disk, so a dataset larger than host memory trains at the step time of one that
+//! fits, as long as the disk keeps up with the gathering.
 
 use super::{Augment, DecodedDataset, Normalisation, channels_last};
-use crate::Result;
+use crate::{Error, Result};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 use tch::{Device, Kind, Tensor};
 
 /// The GPU-resident dataset may use at most this fraction of the free device memory.
 const RESIDENT_FRACTION: f64 = 0.4;
 
+/// On the CPU, a dataset above this fraction of the host's available memory is streamed: held
+/// resident, its pages would be read back from disk in the order of a shuffled epoch, one fault
+/// at a time, by the training step itself.
+const HOST_RESIDENT_FRACTION: f64 = 0.5;
+
+/// Gathered batches that may wait ahead of the step that needs them.
+const PREFETCH_DEPTH: usize = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Residency {
     /// The u8 dataset is on the training device.
     OnDevice,
-    /// The u8 dataset stays in host memory; each batch is copied over.
+    /// The u8 dataset stays in host memory (or on disk, mapped); batches are gathered ahead by
+    /// a thread of their own and copied over.
     Streamed,
 }
 
@@ -30,11 +44,17 @@ pub struct BatchSource {
 impl BatchSource {
     /// `channels_last` is honoured on CUDA only (it slows CPU convolutions down).
     pub fn new(data: &DecodedDataset, device: Device, channels_last: bool) -> Result<Self> {
-        let residency = if device.is_cuda() {
-            choose_residency(&data.images, device)
-        } else {
-            Residency::OnDevice
-        };
+        let residency = choose_residency(&data.images, device);
+        Self::with_residency(data, device, channels_last, residency)
+    }
+
+    /// A source that keeps the dataset where `residency` says, whatever its size.
+    pub fn with_residency(
+        data: &DecodedDataset,
+        device: Device,
+        channels_last: bool,
+        residency: Residency,
+    ) -> Result<Self> {
         let (images, labels) = match residency {
             Residency::OnDevice => (data.images.to_device(device), data.labels.to_device(device)),
             Residency::Streamed => (data.images.shallow_clone(), data.labels.shallow_clone()),
@@ -85,6 +105,54 @@ impl BatchSource {
     pub fn batch(&self, indices: &Tensor, augment: Option<&Augment>) -> (Tensor, Tensor) {
         let images = self.images.index_select(0, indices);
         let labels = self.labels.index_select(0, indices);
+        self.prepare(images, labels, augment)
+    }
+
+    /// The batches of one pass over `order` (dataset indices): `steps` batches of `batch_size`
+    /// images, the last one shorter when `order` runs out. A streamed source gathers them ahead
+    /// on a thread of its own.
+    pub fn batches(&self, order: &[i64], batch_size: usize, steps: u64) -> Result<Batches<'_>> {
+        let batch_size = batch_size.max(1);
+        let gathering = match self.residency {
+            Residency::OnDevice => Gathering::OnDevice {
+                order: self.indices(order),
+                batch_size: batch_size as i64,
+                steps,
+                next: 0,
+            },
+            Residency::Streamed => {
+                let (ready, waiting) = sync_channel(PREFETCH_DEPTH);
+                let gatherer = Gatherer {
+                    images: self.images.shallow_clone(),
+                    labels: self.labels.shallow_clone(),
+                    order: order.to_vec(),
+                    batch_size,
+                    steps,
+                    pin_for: self.device.is_cuda().then_some(self.device),
+                };
+                let thread = std::thread::Builder::new()
+                    .name("easel-batches".into())
+                    .spawn(move || gatherer.run(ready))
+                    .map_err(|e| Error::Invalid(format!("cannot start the batch thread: {e}")))?;
+                Gathering::Prefetched {
+                    waiting: Some(waiting),
+                    thread: Some(thread),
+                }
+            }
+        };
+        Ok(Batches {
+            source: self,
+            gathering,
+        })
+    }
+
+    /// Gathered u8 images and labels -> the model's input and the labels, on the device.
+    fn prepare(
+        &self,
+        images: Tensor,
+        labels: Tensor,
+        augment: Option<&Augment>,
+    ) -> (Tensor, Tensor) {
         let (images, labels) = match self.residency {
             Residency::OnDevice => (images, labels),
             Residency::Streamed => (
@@ -107,10 +175,135 @@ impl BatchSource {
     }
 }
 
+/// The batches of one pass, in order (`BatchSource::batches`).
+pub struct Batches<'a> {
+    source: &'a BatchSource,
+    gathering: Gathering,
+}
+
+enum Gathering {
+    /// Each batch is one `index_select` where the dataset lives.
+    OnDevice {
+        order: Tensor,
+        batch_size: i64,
+        steps: u64,
+        next: u64,
+    },
+    /// A thread gathers batches ahead; `None` once the pass is dropped.
+    Prefetched {
+        waiting: Option<Receiver<std::result::Result<(Tensor, Tensor), String>>>,
+        thread: Option<JoinHandle<()>>,
+    },
+}
+
+impl Batches<'_> {
+    /// The next batch's model input and labels, on the training device; `None` after the last.
+    pub fn next_batch(&mut self, augment: Option<&Augment>) -> Result<Option<(Tensor, Tensor)>> {
+        let (images, labels) = match &mut self.gathering {
+            Gathering::OnDevice {
+                order,
+                batch_size,
+                steps,
+                next,
+            } => {
+                let start = *next as i64 * *batch_size;
+                let total = order.size()[0];
+                if *next >= *steps || start >= total {
+                    return Ok(None);
+                }
+                *next += 1;
+                let indices = order.narrow(0, start, (*batch_size).min(total - start));
+                (
+                    self.source.images.index_select(0, &indices),
+                    self.source.labels.index_select(0, &indices),
+                )
+            }
+            Gathering::Prefetched { waiting, .. } => {
+                let Some(waiting) = waiting else {
+                    return Ok(None);
+                };
+                match waiting.recv() {
+                    Ok(Ok(batch)) => batch,
+                    Ok(Err(why)) => {
+                        return Err(Error::Invalid(format!("gathering a batch failed: {why}")));
+                    }
+                    // The gatherer sent every batch and stopped.
+                    Err(_) => return Ok(None),
+                }
+            }
+        };
+        Ok(Some(self.source.prepare(images, labels, augment)))
+    }
+}
+
+impl Drop for Batches<'_> {
+    fn drop(&mut self) {
+        if let Gathering::Prefetched { waiting, thread } = &mut self.gathering {
+            // Closing the channel first stops a gatherer waiting to hand over its next batch.
+            drop(waiting.take());
+            if let Some(thread) = thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// What the batch thread of a streamed pass owns.
+struct Gatherer {
+    images: Tensor,
+    labels: Tensor,
+    order: Vec<i64>,
+    batch_size: usize,
+    steps: u64,
+    /// On CUDA: batches are gathered into memory pinned for this device.
+    pin_for: Option<Device>,
+}
+
+type GatheredBatch = std::result::Result<(Tensor, Tensor), String>;
+
+impl Gatherer {
+    fn run(self, ready: SyncSender<GatheredBatch>) {
+        let batches = self.order.chunks(self.batch_size).take(self.steps as usize);
+        for indices in batches {
+            let batch = self.gather(indices).map_err(|e| e.to_string());
+            let failed = batch.is_err();
+            if ready.send(batch).is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    fn gather(&self, indices: &[i64]) -> std::result::Result<(Tensor, Tensor), tch::TchError> {
+        let index = Tensor::from_slice(indices);
+        let labels = self.labels.f_index_select(0, &index)?;
+        let images = match self.pin_for {
+            Some(device) => {
+                let mut shape = self.images.size();
+                shape[0] = indices.len() as i64;
+                let pinned = Tensor::f_empty(shape.as_slice(), (Kind::Uint8, Device::Cpu))?
+                    .f_pin_memory(device)?;
+                self.images.f_index_select_out(&pinned, 0, &index)?
+            }
+            None => self.images.f_index_select(0, &index)?,
+        };
+        Ok((images, labels))
+    }
+}
+
 fn choose_residency(images: &Tensor, device: Device) -> Residency {
     let bytes = images.numel() as u64;
     let Device::Cuda(index) = device else {
-        return Residency::OnDevice;
+        return match crate::device::free_memory_bytes(Device::Cpu) {
+            Some(free) if bytes as f64 > HOST_RESIDENT_FRACTION * free as f64 => {
+                tracing::info!(
+                    dataset_bytes = bytes,
+                    available_bytes = free,
+                    "dataset streamed from its cache file"
+                );
+                Residency::Streamed
+            }
+            _ => Residency::OnDevice,
+        };
     };
     match crate::device::cuda_free_bytes(index) {
         Some(free) if (bytes as f64) < RESIDENT_FRACTION * free as f64 => Residency::OnDevice,

@@ -3,14 +3,26 @@
 //! a later epoch or a later run with the same data never decodes again.
 //!
 //! File layout: `MAGIC`, header length (u64 little-endian), header JSON, then `images * 3 * h * w`
-//! bytes. Written to a temporary file and renamed, so a reader never sees half a file.
+//! bytes. A cache is written to a temporary file of its own (two jobs decoding the same data at
+//! once never share one) and renamed, so a reader never sees half a file.
+//!
+//! Neither side holds the pixels in memory: a first decode writes each image at its place in the
+//! file as it is decoded, and a reader maps the file (libtorch's `from_file`), so a dataset larger
+//! than the host's memory is paged in from disk as batches touch it.
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tch::{Device, Kind, Tensor};
 
 const MAGIC: &[u8; 8] = b"EASELU8\x01";
+
+/// Temporary files of this process get a fresh number each, beside the process id.
+static TEMPORARY_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheHeader {
@@ -21,8 +33,29 @@ pub struct CacheHeader {
 }
 
 impl CacheHeader {
-    fn pixel_bytes(&self) -> u64 {
-        self.images * 3 * u64::from(self.height) * u64::from(self.width)
+    pub fn pixel_bytes(&self) -> u64 {
+        self.images * self.image_bytes()
+    }
+
+    pub fn image_bytes(&self) -> u64 {
+        3 * u64::from(self.height) * u64::from(self.width)
+    }
+
+    fn shape(&self) -> [i64; 4] {
+        [
+            self.images as i64,
+            3,
+            i64::from(self.height),
+            i64::from(self.width),
+        ]
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(self).map_err(|e| Error::json("cache header", e))?;
+        let mut prefix = MAGIC.to_vec();
+        prefix.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        prefix.extend_from_slice(&json);
+        Ok(prefix)
     }
 }
 
@@ -39,10 +72,21 @@ pub fn cache_path(cache_dir: &Path, key: &str) -> PathBuf {
     cache_dir.join(format!("decoded-{key}.u8"))
 }
 
-/// Reads a cache file made for `expected`; `Ok(None)` when absent or made for something else
-/// (a damaged file is treated as absent and rebuilt).
-pub fn read(path: &Path, expected: &CacheHeader) -> Result<Option<Vec<u8>>> {
-    let mut file = match std::fs::File::open(path) {
+/// Whether `name` (a file name in a cache folder) is a finished cache file.
+pub fn is_cache_file(name: &str) -> bool {
+    name.starts_with("decoded-") && name.ends_with(".u8")
+}
+
+/// Whether `name` is a temporary file a cache write left behind (its writer was killed).
+pub fn is_temporary_file(name: &str) -> bool {
+    name.starts_with("decoded-") && name.contains(".tmp-")
+}
+
+/// The cache's pixels `[N, 3, H, W]`, mapped from `path` when the file was made for `expected`;
+/// `Ok(None)` when absent or made for something else (a damaged file is treated as absent and
+/// rebuilt).
+pub fn read(path: &Path, expected: &CacheHeader) -> Result<Option<Tensor>> {
+    let mut file = match File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(Error::io(path, err)),
@@ -66,61 +110,227 @@ pub fn read(path: &Path, expected: &CacheHeader) -> Result<Option<Vec<u8>>> {
     if &header != expected {
         return Ok(None);
     }
-    let mut pixels = Vec::with_capacity(header.pixel_bytes() as usize);
-    file.read_to_end(&mut pixels)
-        .map_err(|e| Error::io(path, e))?;
-    if pixels.len() as u64 != header.pixel_bytes() {
+    let offset = 16 + header_len;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if file_len != offset + header.pixel_bytes() {
         tracing::warn!(path = %path.display(), "decoded cache file truncated; rebuilding");
         return Ok(None);
     }
-    Ok(Some(pixels))
+    map_pixels(path, &mut file, &header, offset).map(Some)
 }
 
+/// The pixels of a whole cache file, mapped (or read, for a path libtorch cannot be handed).
+fn map_pixels(path: &Path, file: &mut File, header: &CacheHeader, offset: u64) -> Result<Tensor> {
+    let total = offset + header.pixel_bytes();
+    let Some(name) = path.to_str() else {
+        let mut pixels = vec![0u8; header.pixel_bytes() as usize];
+        file.read_exact_at(&mut pixels, offset)
+            .map_err(|e| Error::io(path, e))?;
+        return Ok(Tensor::from_data_size(
+            &pixels,
+            &header.shape(),
+            Kind::Uint8,
+        ));
+    };
+    // A private mapping: pages come from the page cache and nothing is ever written back.
+    let whole = Tensor::f_from_file(name, false, total as i64, (Kind::Uint8, Device::Cpu))
+        .map_err(|e| Error::Invalid(format!("cannot map {}: {e}", path.display())))?;
+    Ok(whole
+        .narrow(0, offset as i64, header.pixel_bytes() as i64)
+        .view(header.shape()))
+}
+
+/// A cache file being written: its room taken on disk up front (a full disk is refused before
+/// any decoding), each image written at its place, and renamed into place by `finish`. Dropped
+/// unfinished, the temporary file is removed.
+pub struct CacheWriter {
+    path: PathBuf,
+    temporary: PathBuf,
+    file: Option<File>,
+    header: CacheHeader,
+    offset: u64,
+}
+
+impl CacheWriter {
+    pub fn create(path: &Path, header: &CacheHeader) -> Result<CacheWriter> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let prefix = header.encode()?;
+        let temporary = path.with_extension(format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            TEMPORARY_SERIAL.fetch_add(1, Ordering::Relaxed)
+        ));
+        let total = prefix.len() as u64 + header.pixel_bytes();
+        let file = File::create(&temporary).map_err(|e| Error::io(&temporary, e))?;
+        let mut writer = CacheWriter {
+            path: path.to_path_buf(),
+            temporary,
+            file: Some(file),
+            header: header.clone(),
+            offset: prefix.len() as u64,
+        };
+        let file = writer
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::io(path, gone()))?;
+        if let Err(err) = take_room(file, total) {
+            return Err(if err.kind() == std::io::ErrorKind::StorageFull {
+                Error::Invalid(format!(
+                    "the decoded cache of {} images needs {} bytes in {} and the disk has not \
+                     that much free",
+                    header.images,
+                    total,
+                    dir.display()
+                ))
+            } else {
+                Error::io(&writer.temporary, err)
+            });
+        }
+        file.write_all(&prefix)
+            .map_err(|e| Error::io(&writer.temporary, e))?;
+        Ok(writer)
+    }
+
+    /// Writes image `index`'s CHW pixels (callable from many threads at once).
+    pub fn write_image(&self, index: usize, chw: &[u8]) -> Result<()> {
+        debug_assert_eq!(chw.len() as u64, self.header.image_bytes());
+        let file = self
+            .file
+            .as_ref()
+            .ok_or_else(|| Error::io(&self.temporary, gone()))?;
+        file.write_all_at(chw, self.offset + index as u64 * self.header.image_bytes())
+            .map_err(|e| Error::io(&self.temporary, e))
+    }
+
+    /// Makes the file durable, renames it into place and maps its pixels.
+    pub fn finish(mut self) -> Result<Tensor> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::io(&self.temporary, gone()))?;
+        file.sync_all().map_err(|e| Error::io(&self.temporary, e))?;
+        std::fs::rename(&self.temporary, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        map_pixels(&self.path, &mut file, &self.header, self.offset)
+    }
+}
+
+impl Drop for CacheWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// Takes `total` bytes of disk for `file` now, so a disk that cannot hold the cache fails here
+/// rather than part-way through a long decode. A file system without `fallocate` gets a sparse
+/// file of that length.
+fn take_room(file: &File, total: u64) -> std::io::Result<()> {
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, total) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::OPNOTSUPP) => file.set_len(total),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn gone() -> std::io::Error {
+    std::io::Error::other("the cache file was already finished")
+}
+
+/// Writes a whole cache file from pixels in memory.
 pub fn write(path: &Path, header: &CacheHeader, pixels: &[u8]) -> Result<()> {
     debug_assert_eq!(pixels.len() as u64, header.pixel_bytes());
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let header_json = serde_json::to_vec(header).map_err(|e| Error::json("cache header", e))?;
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
-        file.write_all(MAGIC)?;
-        file.write_all(&(header_json.len() as u64).to_le_bytes())?;
-        file.write_all(&header_json)?;
-        file.write_all(pixels)?;
-        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if let Err(err) = result {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(Error::io(path, err));
+    let writer = CacheWriter::create(path, header)?;
+    let image_bytes = header.image_bytes().max(1) as usize;
+    for (index, image) in pixels.chunks(image_bytes).enumerate() {
+        writer.write_image(index, image)?;
     }
-    Ok(())
+    writer.finish().map(drop)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn overwrite(path: &Path, bytes: &[u8]) {
+        File::create(path).unwrap().write_all(bytes).unwrap();
+    }
+
+    fn header(images: u64) -> CacheHeader {
+        CacheHeader {
+            key: cache_key("abc", 2, 3),
+            images,
+            height: 2,
+            width: 3,
+        }
+    }
+
     #[test]
     fn round_trip_and_mismatch() {
         let dir = tempfile::tempdir().unwrap();
-        let header = CacheHeader {
-            key: cache_key("abc", 2, 3),
-            images: 2,
-            height: 2,
-            width: 3,
-        };
+        let header = header(2);
         let path = cache_path(dir.path(), &header.key);
         let pixels: Vec<u8> = (0..36).collect();
-        assert_eq!(read(&path, &header).unwrap(), None);
+        assert!(read(&path, &header).unwrap().is_none());
         write(&path, &header, &pixels).unwrap();
-        assert_eq!(read(&path, &header).unwrap(), Some(pixels));
+        let mapped = read(&path, &header).unwrap().unwrap();
+        assert_eq!(mapped.size(), vec![2, 3, 2, 3]);
+        assert_eq!(Vec::<u8>::try_from(mapped.flatten(0, -1)).unwrap(), pixels);
         let other = CacheHeader {
             images: 3,
             ..header.clone()
         };
-        assert_eq!(read(&path, &other).unwrap(), None);
+        assert!(read(&path, &other).unwrap().is_none());
         assert_ne!(cache_key("abc", 2, 3), cache_key("abc", 3, 2));
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_file_reads_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = header(2);
+        let path = cache_path(dir.path(), &header.key);
+        write(&path, &header, &[7; 36]).unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        overwrite(&path, &whole[..whole.len() - 1]);
+        assert!(read(&path, &header).unwrap().is_none());
+        overwrite(&path, b"not a cache file at all");
+        assert!(read(&path, &header).unwrap().is_none());
+    }
+
+    #[test]
+    fn two_writers_of_one_cache_never_share_a_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = header(2);
+        let path = cache_path(dir.path(), &header.key);
+        let first = CacheWriter::create(&path, &header).unwrap();
+        let second = CacheWriter::create(&path, &header).unwrap();
+        assert_ne!(first.temporary, second.temporary);
+        for index in 0..2 {
+            first.write_image(index, &[1; 18]).unwrap();
+            second.write_image(index, &[2; 18]).unwrap();
+        }
+        let first_pixels = first.finish().unwrap();
+        // The second finishes while the first's file is mapped: the first mapping is unchanged.
+        let second_pixels = second.finish().unwrap();
+        assert_eq!(first_pixels.sum(Kind::Int64).int64_value(&[]), 36);
+        assert_eq!(second_pixels.sum(Kind::Int64).int64_value(&[]), 72);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(is_cache_file(&names[0]), "{names:?}");
+    }
+
+    #[test]
+    fn an_unfinished_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = header(2);
+        let path = cache_path(dir.path(), &header.key);
+        let writer = CacheWriter::create(&path, &header).unwrap();
+        writer.write_image(0, &[3; 18]).unwrap();
+        drop(writer);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -49,6 +49,30 @@ pub struct LoadedDataset {
     pub seconds: f64,
 }
 
+/// The decoded cache of `manifest` at `height`x`width` in `cache_dir`, and its size in bytes
+/// (for a caller making room for it before a run).
+pub fn decoded_cache_file(
+    cache_dir: &Path,
+    manifest: &Manifest,
+    height: u32,
+    width: u32,
+) -> (std::path::PathBuf, u64) {
+    let header = cache_header(manifest, height, width);
+    (
+        cache::cache_path(cache_dir, &header.key),
+        header.pixel_bytes(),
+    )
+}
+
+fn cache_header(manifest: &Manifest, height: u32, width: u32) -> cache::CacheHeader {
+    cache::CacheHeader {
+        key: cache::cache_key(&super::ordered_entries_digest(manifest), height, width),
+        images: manifest.entries.len() as u64,
+        height,
+        width,
+    }
+}
+
 /// How often a long decode says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -90,45 +114,46 @@ pub fn load_manifest_reporting(
         .map(|e| i64::from(e.class))
         .collect();
     let entries: Vec<&ManifestEntry> = manifest.entries.iter().collect();
-    let header = cache::CacheHeader {
-        key: cache::cache_key(&super::ordered_entries_digest(manifest), height, width),
-        images: entries.len() as u64,
+    let header = cache_header(manifest, height, width);
+    let dims = (height, width, max_pixels);
+    let (images, status, decoded) = match cache_dir {
+        None => {
+            let pixels = decode_watched(&entries, source, dims, PROGRESS_EVERY, progress, None)?;
+            let images = pixels_tensor(&pixels, entries.len(), height, width);
+            (images, CacheStatus::Disabled, entries.len())
+        }
+        Some(dir) => {
+            let path = cache::cache_path(dir, &header.key);
+            match cache::read(&path, &header)? {
+                Some(images) => {
+                    tracing::info!(path = %path.display(), images = entries.len(), "decoded cache hit");
+                    (images, CacheStatus::Hit, 0)
+                }
+                None => {
+                    // Each image goes straight to its place in the cache file: a dataset larger
+                    // than memory decodes in the memory of a few images.
+                    let writer = cache::CacheWriter::create(&path, &header)?;
+                    decode_watched(
+                        &entries,
+                        source,
+                        dims,
+                        PROGRESS_EVERY,
+                        progress,
+                        Some(&writer),
+                    )?;
+                    let images = writer.finish()?;
+                    tracing::info!(path = %path.display(), images = entries.len(), "decoded cache written");
+                    (images, CacheStatus::Written, entries.len())
+                }
+            }
+        }
+    };
+    let data = DecodedDataset {
+        images,
+        labels: Tensor::from_slice(&labels),
         height,
         width,
     };
-    let cached = match cache_dir {
-        Some(dir) => {
-            let path = cache::cache_path(dir, &header.key);
-            cache::read(&path, &header)?.map(|pixels| (pixels, path))
-        }
-        None => None,
-    };
-    let (pixels, status, decoded) = match cached {
-        Some((pixels, path)) => {
-            tracing::info!(path = %path.display(), images = entries.len(), "decoded cache hit");
-            (pixels, CacheStatus::Hit, 0)
-        }
-        None => {
-            let pixels = decode_watched(
-                &entries,
-                source,
-                (height, width, max_pixels),
-                PROGRESS_EVERY,
-                progress,
-            )?;
-            let status = match cache_dir {
-                Some(dir) => {
-                    let path = cache::cache_path(dir, &header.key);
-                    cache::write(&path, &header, &pixels)?;
-                    tracing::info!(path = %path.display(), images = entries.len(), "decoded cache written");
-                    CacheStatus::Written
-                }
-                None => CacheStatus::Disabled,
-            };
-            (pixels, status, entries.len())
-        }
-    };
-    let data = to_tensors(&pixels, labels, height, width);
     Ok(LoadedDataset {
         data,
         cache: status,
@@ -162,27 +187,27 @@ pub fn decode_entries(
     decode_counting(
         entries,
         source,
-        height,
-        width,
-        max_pixels,
+        (height, width, max_pixels),
         &AtomicUsize::new(0),
+        None,
     )
 }
 
-/// `decode_entries` on a thread of its own, while this one hands `progress` the count done
+/// `decode_counting` on a thread of its own, while this one hands `progress` the count done
 /// `every` so often.
 fn decode_watched(
     entries: &[&ManifestEntry],
     source: &dyn ImageSource,
-    (height, width, max_pixels): (u32, u32, u64),
+    dims: (u32, u32, u64),
     every: Duration,
     progress: &mut dyn FnMut(usize, usize),
+    into_cache: Option<&cache::CacheWriter>,
 ) -> Result<Vec<u8>> {
     let done = AtomicUsize::new(0);
     let watcher = std::thread::current();
     std::thread::scope(|scope| {
         let decoding = scope.spawn(|| {
-            let decoded = decode_counting(entries, source, height, width, max_pixels, &done);
+            let decoded = decode_counting(entries, source, dims, &done, into_cache);
             watcher.unpark();
             decoded
         });
@@ -200,48 +225,74 @@ fn decode_watched(
     })
 }
 
+/// Decodes every entry on all cores, counting them in `done`: into the cache file when one is
+/// given (and then returns no pixels), else into memory.
 fn decode_counting(
     entries: &[&ManifestEntry],
     source: &dyn ImageSource,
-    height: u32,
-    width: u32,
-    max_pixels: u64,
+    (height, width, max_pixels): (u32, u32, u64),
     done: &AtomicUsize,
+    into_cache: Option<&cache::CacheWriter>,
 ) -> Result<Vec<u8>> {
-    let per_image = 3 * height as usize * width as usize;
-    let mut pixels = vec![0u8; per_image * entries.len()];
-    let failures: Vec<(usize, Error)> = pixels
-        .par_chunks_mut(per_image.max(1))
-        .zip(entries.par_iter())
-        .enumerate()
-        .filter_map(|(index, (slot, entry))| {
-            let result = source
-                .read(entry)
-                .map_err(|e| Error::Image {
-                    name: entry.path.clone(),
-                    message: e.to_string(),
+    let decode = |entry: &ManifestEntry| {
+        let decoded = source
+            .read(entry)
+            .map_err(|e| Error::Image {
+                name: entry.path.clone(),
+                message: e.to_string(),
+            })
+            .and_then(|bytes| decode_rgb_chw(&bytes, &entry.path, max_pixels, height, width));
+        done.fetch_add(1, Ordering::Relaxed);
+        decoded
+    };
+    match into_cache {
+        Some(writer) => {
+            let failures = entries
+                .par_iter()
+                .enumerate()
+                .filter_map(|(index, entry)| {
+                    let stored = decode(entry).and_then(|chw| writer.write_image(index, &chw));
+                    stored.err().map(|err| (index, err))
                 })
-                .and_then(|bytes| decode_rgb_chw(&bytes, &entry.path, max_pixels, height, width))
-                .map(|chw| slot.copy_from_slice(&chw));
-            done.fetch_add(1, Ordering::Relaxed);
-            result.err().map(|err| (index, err))
-        })
-        .collect();
-    if let Some((_, first)) = failures.into_iter().min_by_key(|(index, _)| *index) {
-        return Err(first);
+                .collect();
+            first_in_order(failures).map_or(Ok(Vec::new()), Err)
+        }
+        None => {
+            let per_image = 3 * height as usize * width as usize;
+            let mut pixels = vec![0u8; per_image * entries.len()];
+            let failures = pixels
+                .par_chunks_mut(per_image.max(1))
+                .zip(entries.par_iter())
+                .enumerate()
+                .filter_map(|(index, (slot, entry))| {
+                    let stored = decode(entry).map(|chw| slot.copy_from_slice(&chw));
+                    stored.err().map(|err| (index, err))
+                })
+                .collect();
+            first_in_order(failures).map_or(Ok(pixels), Err)
+        }
     }
-    Ok(pixels)
+}
+
+/// The failure of the earliest entry (the one a sequential decode would have met first).
+fn first_in_order(failures: Vec<(usize, Error)>) -> Option<Error> {
+    failures
+        .into_iter()
+        .min_by_key(|(index, _)| *index)
+        .map(|(_, err)| err)
+}
+
+fn pixels_tensor(pixels: &[u8], images: usize, height: u32, width: u32) -> Tensor {
+    Tensor::from_data_size(
+        pixels,
+        &[images as i64, 3, i64::from(height), i64::from(width)],
+        Kind::Uint8,
+    )
 }
 
 fn to_tensors(pixels: &[u8], labels: Vec<i64>, height: u32, width: u32) -> DecodedDataset {
-    let n = labels.len() as i64;
-    let images = Tensor::from_data_size(
-        pixels,
-        &[n, 3, i64::from(height), i64::from(width)],
-        Kind::Uint8,
-    );
     DecodedDataset {
-        images,
+        images: pixels_tensor(pixels, labels.len(), height, width),
         labels: Tensor::from_slice(&labels),
         height,
         width,
@@ -285,6 +336,7 @@ mod tests {
             (4, 4, 1 << 20),
             Duration::from_millis(20),
             &mut |done, total| heard.push((done, total)),
+            None,
         )
         .unwrap();
         assert_eq!(pixels.len(), 40 * 3 * 4 * 4);

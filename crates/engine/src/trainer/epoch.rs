@@ -5,8 +5,9 @@ use super::feature_cache::FeatureCache;
 use super::optimizer::GroupRates;
 use super::schedule::learning_rate;
 pub use super::trainee::{ModelInput, Trainee};
+use crate::Result;
 use crate::events::{StepProgress, TrainEvent};
-use crate::pipeline::{Augment, BatchSource};
+use crate::pipeline::{Augment, BatchSource, Batches};
 use easel_spec::TrainSpec;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -59,6 +60,16 @@ pub fn epoch_seed(seed: u64, epoch: u32) -> u64 {
     u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap_or_default())
 }
 
+/// Where an epoch's inputs come from: batches of images, or the cached features of the frozen
+/// backbone.
+enum EpochInputs<'a> {
+    Images(Batches<'a>),
+    Features {
+        cache: &'a FeatureCache,
+        order: Tensor,
+    },
+}
+
 /// Trains one epoch (1-based `epoch`); `None` when the cancel flag stopped it part-way.
 pub fn train_epoch(
     trainee: &mut Trainee,
@@ -68,15 +79,20 @@ pub fn train_epoch(
     epoch: u32,
     global_step: &mut u64,
     on_event: &mut dyn FnMut(TrainEvent),
-) -> Option<TrainTotals> {
+) -> Result<Option<TrainTotals>> {
     let started = Instant::now();
     let epoch_seed = epoch_seed(seed, epoch);
     tch::manual_seed(epoch_seed as i64);
     let mut order = plan.train_indices.to_vec();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed));
-    let order = match plan.features {
-        Some(cache) => cache.indices(&order),
-        None => source.indices(&order),
+    let mut inputs = match plan.features {
+        Some(cache) => EpochInputs::Features {
+            cache,
+            order: cache.indices(&order),
+        },
+        None => {
+            EpochInputs::Images(source.batches(&order, plan.batch_size, plan.steps_per_epoch)?)
+        }
     };
     let device = source.device();
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
@@ -87,7 +103,7 @@ pub fn train_epoch(
     let total = plan.train_indices.len() as i64;
     for step in 0..plan.steps_per_epoch {
         if plan.cancel.load(Ordering::Relaxed) {
-            return None;
+            return Ok(None);
         }
         lr = learning_rate(
             plan.train,
@@ -101,13 +117,14 @@ pub fn train_epoch(
         };
         let start = step as i64 * plan.batch_size as i64;
         let length = (plan.batch_size as i64).min(total - start);
-        let indices = order.narrow(0, start, length);
-        let (input, y) = match plan.features {
-            Some(cache) => cache.batch(&indices, plan.augment.flip),
-            None => {
-                let (x, y) = source.batch(&indices, Some(plan.augment));
-                (ModelInput::Images(x), y)
+        let (input, y) = match &mut inputs {
+            EpochInputs::Features { cache, order } => {
+                cache.batch(&order.narrow(0, start, length), plan.augment.flip)
             }
+            EpochInputs::Images(batches) => match batches.next_batch(Some(plan.augment))? {
+                Some((x, y)) => (ModelInput::Images(x), y),
+                None => break,
+            },
         };
         let logits = train_step_on(trainee, &input, &y, plan.train.label_smoothing, rates);
         loss_sum += logits.1 * length as f64;
@@ -128,13 +145,13 @@ pub fn train_epoch(
     }
     let loss = loss_sum.double_value(&[]) / images.max(1) as f64;
     let accuracy = correct.int64_value(&[]) as f64 / images.max(1) as f64;
-    Some(TrainTotals {
+    Ok(Some(TrainTotals {
         loss,
         accuracy,
         images,
         seconds: started.elapsed().as_secs_f64(),
         learning_rate: lr,
-    })
+    }))
 }
 
 /// Forward, backward and update on one batch of images; returns the logits (detached) and the

@@ -88,6 +88,18 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         spec.data.seed,
     )?;
     check_split(&split)?;
+    // Before the decode, which can take minutes: a model that cannot fit fails now.
+    crate::fits::check_fits(
+        &crate::fits::RunShape {
+            model: &spec.model,
+            optimizer: spec.train.optimizer,
+            precision: spec.train.precision,
+            num_classes,
+            image_hw: (i64::from(settings.height), i64::from(settings.width)),
+            batch_size: settings.batch_size as i64,
+        },
+        device,
+    )?;
 
     let run = RunDir::new(job.run_dir)?;
     let dataset_digest = pipeline::dataset_digest(job.manifest);
@@ -308,7 +320,7 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
                 epoch,
                 &mut global_step,
                 on_event,
-            )
+            )?
         };
         let Some(totals) = totals else {
             if checkpointed_epoch < state.epoch {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 
 use crate::blobs::BlobStore;
+use crate::caches::CacheRoom;
 use crate::error::{Error, Result};
 
 pub struct JobContext {
@@ -17,6 +18,8 @@ pub struct JobContext {
     pub retry: RetryPolicy,
     pub blobs: BlobStore,
     pub dirs: WorkerDirs,
+    /// The decoded caches and copied datasets, trimmed to their room.
+    pub caches: std::sync::Arc<CacheRoom>,
     /// Held while a dataset is copied: two jobs on one dataset must not write the same files.
     pub dataset_copy: tokio::sync::Mutex<()>,
 }

@@ -1,12 +1,18 @@
 //! One job's event log: `events.jsonl` (the line format and its crash repair are
-//! [`easel_events::EventWriter`]'s) kept in memory too, with a watch channel that tells followers
-//! the latest sequence number.
+//! [`easel_events::EventWriter`]'s), its newest events kept in memory too, with a watch channel
+//! that tells followers the latest sequence number. A long run logs tens of thousands of events
+//! and a worker keeps every job it ran, so only the newest few stay in memory; a follower further
+//! behind reads the file.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
 use easel_events::{EventKind, EventRecord, EventWriter};
+
+/// The newest events of each job kept in memory (what live followers ask for).
+const KEPT_IN_MEMORY: usize = 512;
 
 use crate::error::{Error, Result};
 
@@ -18,7 +24,8 @@ pub struct EventLog {
 
 struct Logged {
     writer: EventWriter,
-    events: Vec<EventRecord>,
+    /// The newest events, in order, at most `KEPT_IN_MEMORY`.
+    recent: VecDeque<EventRecord>,
 }
 
 impl EventLog {
@@ -26,9 +33,11 @@ impl EventLog {
     pub fn open(path: PathBuf) -> Result<EventLog> {
         let (writer, events) = EventWriter::open(path.clone()).map_err(|e| Error::io(&path, e))?;
         let last = writer.last_sequence();
+        let skipped = events.len().saturating_sub(KEPT_IN_MEMORY);
+        let recent = events.into_iter().skip(skipped).collect();
         Ok(EventLog {
             path,
-            state: Mutex::new(Logged { writer, events }),
+            state: Mutex::new(Logged { writer, recent }),
             latest: watch::channel(last).0,
         })
     }
@@ -44,17 +53,42 @@ impl EventLog {
             .writer
             .append(kind)
             .map_err(|e| Error::io(&self.path, e))?;
-        state.events.push(record.clone());
+        if state.recent.len() == KEPT_IN_MEMORY {
+            state.recent.pop_front();
+        }
+        state.recent.push_back(record.clone());
         drop(state);
         self.latest.send_replace(record.sequence);
         Ok(record)
     }
 
-    /// Events with sequence > `after`.
+    /// Events with sequence > `after`: from memory when it still holds them all, else from
+    /// the file.
     pub fn after(&self, after: u64) -> Vec<EventRecord> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let start = state.events.partition_point(|e| e.sequence <= after);
-        state.events[start..].to_vec()
+        let in_memory = match state.recent.front() {
+            Some(first) => first.sequence <= after.saturating_add(1),
+            None => state.writer.last_sequence() <= after,
+        };
+        if in_memory {
+            let start = state.recent.partition_point(|e| e.sequence <= after);
+            return state.recent.range(start..).cloned().collect();
+        }
+        drop(state);
+        match easel_events::read_appended_log(&self.path) {
+            Ok(events) => events.into_iter().filter(|e| e.sequence > after).collect(),
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "event log unreadable; newest events only");
+                let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.recent.iter().cloned().collect()
+            }
+        }
+    }
+
+    /// The job is over: memory keeps none of its events, which are read from the file now.
+    pub fn settle(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.recent = VecDeque::new();
     }
 
     pub fn last_sequence(&self) -> u64 {
@@ -104,5 +138,36 @@ mod tests {
                 .last_sequence(),
             6
         );
+    }
+
+    #[test]
+    fn only_the_newest_events_stay_in_memory_and_older_ones_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path().join("events.jsonl")).unwrap();
+        let total = KEPT_IN_MEMORY as u64 * 3;
+        for i in 1..=total {
+            log.append(EventKind::Note {
+                message: format!("n{i}"),
+            })
+            .unwrap();
+        }
+        let held = |log: &EventLog| log.state.lock().unwrap().recent.len();
+        assert_eq!(held(&log), KEPT_IN_MEMORY);
+        for after in [0, 1, total - KEPT_IN_MEMORY as u64 - 1, total - 5, total] {
+            let sequences: Vec<u64> = log.after(after).iter().map(|e| e.sequence).collect();
+            assert_eq!(
+                sequences,
+                (after + 1..=total).collect::<Vec<_>>(),
+                "after {after}"
+            );
+        }
+        let reopened = EventLog::open(dir.path().join("events.jsonl")).unwrap();
+        assert_eq!(held(&reopened), KEPT_IN_MEMORY);
+        assert_eq!(reopened.after(0).len() as u64, total);
+        // A finished job's log holds nothing in memory and still answers from its file.
+        reopened.settle();
+        assert_eq!(held(&reopened), 0);
+        assert_eq!(reopened.after(total - 2).len(), 2);
+        assert!(reopened.after(total).is_empty());
     }
 }

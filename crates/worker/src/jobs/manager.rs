@@ -16,8 +16,11 @@ use super::job::{Job, MANIFEST_FILE, SPEC_FILE};
 use super::reclaim::Reclaimed;
 use super::record::{JobRecord, JobState};
 use super::resume::ResumePoint;
-use super::submission::{parse_manifest, parse_spec, pretrained_blob};
+use super::submission::{
+    ManifestText, check_local_paths, parse_manifest, parse_spec, pretrained_blob,
+};
 use crate::blobs::{BlobLimits, BlobStore};
+use crate::caches::CacheRoom;
 use crate::error::{Error, Result};
 use easel_events::now;
 use easel_events::{EventKind, EventRecord, Outcome};
@@ -39,6 +42,8 @@ struct Inner {
 pub struct JobManager {
     context: Arc<JobContext>,
     max_queued: usize,
+    /// Worker folders a submitted spec may read (`access.local_paths`).
+    local_paths: Vec<PathBuf>,
     inner: Mutex<Inner>,
     wake: Notify,
     idle: Notify,
@@ -52,6 +57,12 @@ pub struct ManagerSettings {
     pub devices: Vec<DeviceName>,
     pub max_queued: usize,
     pub blob_limits: BlobLimits,
+    /// `cache.max_bytes`: the decoded caches' and copied datasets' own limit (0: none).
+    pub cache_max_bytes: u64,
+    /// `queue.max_restarts`: times a job the worker died under is resumed.
+    pub max_restarts: u32,
+    /// `access.local_paths`: worker folders a spec may read.
+    pub local_paths: Vec<PathBuf>,
     pub retry: RetryPolicy,
 }
 
@@ -72,6 +83,14 @@ impl ManagerSettings {
                 max_stored_bytes: 0,
                 min_free_bytes: 0,
             },
+            cache_max_bytes: 0,
+            max_restarts: 3,
+            // The folder the tests make their buckets and weights in.
+            local_paths: data_dir
+                .parent()
+                .into_iter()
+                .map(Path::to_path_buf)
+                .collect(),
             retry: RetryPolicy::default(),
         }
     }
@@ -82,18 +101,29 @@ impl JobManager {
     pub fn open(settings: ManagerSettings) -> Result<Arc<JobManager>> {
         let dirs = WorkerDirs::create(&settings.data_dir)?;
         let blobs = BlobStore::open(settings.data_dir.join("blobs"), settings.blob_limits)?;
-        let recovered = super::recover::load_jobs(&dirs.jobs)?;
+        let recovered = super::recover::load_jobs(&dirs.jobs, settings.max_restarts)?;
+        let caches = CacheRoom::new(
+            dirs.cache.clone(),
+            dirs.datasets.clone(),
+            settings.cache_max_bytes,
+            settings.blob_limits.min_free_bytes,
+        );
+        caches.sweep_leftovers();
+        let caches = Arc::new(caches);
+        blobs.give_way(caches.clone());
         let context = JobContext {
             store: settings.store,
             store_options: settings.store_options,
             retry: settings.retry,
             blobs,
             dirs,
+            caches,
             dataset_copy: tokio::sync::Mutex::new(()),
         };
         let manager = JobManager {
             context: Arc::new(context),
             max_queued: settings.max_queued,
+            local_paths: settings.local_paths,
             inner: Mutex::new(Inner {
                 jobs: recovered.jobs,
                 queue: recovered.queue,
@@ -161,10 +191,11 @@ impl JobManager {
     pub fn submit(
         &self,
         spec_toml: &str,
-        manifest_json: &str,
+        manifest_text: &ManifestText,
         key: &str,
         resume: Option<ResumePoint>,
     ) -> Result<SubmitOutcome> {
+        let manifest_json = manifest_text.json.as_str();
         let mut inner = self.lock();
         if !inner.accepting {
             return Err(Error::ShuttingDown);
@@ -179,6 +210,7 @@ impl JobManager {
             });
         }
         let spec = parse_spec(spec_toml)?;
+        check_local_paths(&spec, &self.local_paths)?;
         let manifest = parse_manifest(manifest_json)?;
         if let Some(url) = spec.data.object_store_url()
             && !manifest.entries.is_empty()
@@ -235,6 +267,8 @@ impl JobManager {
             dataset_images: manifest.entries.len() as u64,
             dataset_bytes: manifest.total_bytes(),
             store_url: self.context.store.url().to_owned(),
+            manifest_blob: manifest_text.blob_digest.clone(),
+            crash_restarts: 0,
         };
         record.save(&dir)?;
         let job = Arc::new(Job::open(dir, record)?);

@@ -12,6 +12,7 @@ use easel_store::ArtifactStore;
 
 use super::context::JobContext;
 use super::job::Job;
+use crate::caches::Lease;
 use crate::space::human_bytes;
 use easel_events::EventKind;
 
@@ -22,6 +23,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub(crate) struct ObjectStoreDataset {
     pub manifest: Manifest,
     pub source: LocalSource,
+    /// Keeps the copy from being trimmed while the job reads it.
+    pub lease: Lease,
 }
 
 /// The local folder a dataset URL is copied into.
@@ -41,6 +44,7 @@ pub(crate) async fn prepare(
     spec: &ExperimentSpec,
 ) -> Result<ObjectStoreDataset, String> {
     let dest = local_copy_dir(context, url);
+    let lease = context.caches.lease(&dest);
     job.emit(EventKind::Note {
         message: format!("dataset: copying {url} to the worker"),
     });
@@ -120,6 +124,7 @@ pub(crate) async fn prepare(
     Ok(ObjectStoreDataset {
         manifest,
         source: report.source().clone(),
+        lease,
     })
 }
 
@@ -127,6 +132,7 @@ pub(crate) async fn prepare(
 mod tests {
     use super::*;
     use crate::jobs::manager::{JobManager, ManagerSettings};
+    use crate::jobs::submission::ManifestText;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -160,7 +166,7 @@ mod tests {
         let url = dataset(&dir.path().join("bucket/digits"), &["one", "two"]);
         let manager = manager(&dir.path().join("worker"));
         let submitted = manager
-            .submit(&spec(&url), EMPTY_MANIFEST, "", None)
+            .submit(&spec(&url), &ManifestText::plain(EMPTY_MANIFEST), "", None)
             .unwrap();
         let job = manager.job(&submitted.job.id).unwrap();
         let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
@@ -213,7 +219,7 @@ mod tests {
         let url = dataset(&dir.path().join("bucket/single"), &["only"]);
         let manager = manager(&dir.path().join("worker"));
         let submitted = manager
-            .submit(&spec(&url), EMPTY_MANIFEST, "", None)
+            .submit(&spec(&url), &ManifestText::plain(EMPTY_MANIFEST), "", None)
             .unwrap();
         let job = manager.job(&submitted.job.id).unwrap();
         let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
@@ -233,12 +239,69 @@ mod tests {
             r#"{{"classes":["a"],"entries":[{{"path":"a/1.png","class":0,"size":1,"digest":"{digest}"}}]}}"#
         );
         let refused = manager
-            .submit(&spec(&url), &manifest, "", None)
+            .submit(&spec(&url), &ManifestText::plain(&manifest), "", None)
             .err()
             .unwrap();
         assert!(
             refused.to_string().contains("the manifest must be empty"),
             "{refused}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_job_makes_room_for_its_decoded_cache_from_the_least_recently_used_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dataset(&dir.path().join("bucket/digits"), &["one", "two"]);
+        let old_url = dataset(&dir.path().join("bucket/old"), &["a", "b"]);
+        let mut settings = ManagerSettings::for_tests(&dir.path().join("worker"));
+        // Room for the datasets' copies, not for another decoded cache beside them.
+        settings.cache_max_bytes = 4 << 10;
+        let manager = JobManager::open(settings).unwrap();
+        let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
+        let old_job = manager
+            .submit(
+                &spec(&old_url),
+                &ManifestText::plain(EMPTY_MANIFEST),
+                "",
+                None,
+            )
+            .unwrap();
+        let old_job = manager.job(&old_job.job.id).unwrap();
+        drop(
+            prepare(manager.context(), &old_job, &old_url, &parsed)
+                .await
+                .unwrap(),
+        );
+        let stale_cache = manager.context().dirs.cache.join("decoded-stale.u8");
+        std::fs::write(&stale_cache, [0; 3000]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+
+        let submitted = manager
+            .submit(&spec(&url), &ManifestText::plain(EMPTY_MANIFEST), "", None)
+            .unwrap();
+        let job = manager.job(&submitted.job.id).unwrap();
+        let dataset = prepare(manager.context(), &job, &url, &parsed)
+            .await
+            .unwrap();
+        let _lease = super::super::runner::lease_decoded_cache(
+            manager.context(),
+            &job,
+            &dataset.manifest,
+            &parsed,
+        );
+
+        // The unleased old copy and the stale cache went, oldest first; this job's copy stayed.
+        assert!(!local_copy_dir(manager.context(), &old_url).exists());
+        assert!(!stale_cache.exists());
+        assert!(
+            local_copy_dir(manager.context(), &url)
+                .join("two/2.png")
+                .is_file()
+        );
+        let said = job.log.after(0).into_iter().any(|event| {
+            matches!(event.kind, EventKind::Note { ref message }
+                if message.starts_with("caches: 2 least recently used entries removed to make room"))
+        });
+        assert!(said, "{:?}", job.log.after(0));
     }
 }

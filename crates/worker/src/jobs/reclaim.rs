@@ -30,6 +30,10 @@ impl Reclaimed {
 /// whose spec or manifest cannot be read names none (it could not have run either).
 pub fn blobs_named_by(job: &Job) -> HashSet<String> {
     let mut named = HashSet::new();
+    let manifest_blob = job.snapshot().manifest_blob;
+    if !manifest_blob.is_empty() {
+        named.insert(manifest_blob);
+    }
     if let Ok(text) = std::fs::read_to_string(job.manifest_path()) {
         named.insert(easel_digest::digest_bytes(text.as_bytes()));
         if let Ok(manifest) = parse_manifest(&text) {

@@ -66,6 +66,13 @@ pub struct JobRecord {
     pub dataset_images: u64,
     pub dataset_bytes: u64,
     pub store_url: String,
+    /// The digest of the blob the manifest came in (gzipped, so not the digest of
+    /// `manifest.json`); empty in records of earlier workers, whose blob was the JSON itself.
+    #[serde(default)]
+    pub manifest_blob: String,
+    /// Times the worker died while this job ran and a start resumed it.
+    #[serde(default)]
+    pub crash_restarts: u32,
 }
 
 impl JobRecord {

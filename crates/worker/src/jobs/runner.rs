@@ -2,6 +2,7 @@
 //! artifacts copied to the store, and the final state decided only once everything is stored.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use easel_dataset::{BlobStoreSource, ImageSource, Manifest};
 use easel_engine::{DeviceChoice, TrainEvent, TrainJob, TrainOutcome};
@@ -14,6 +15,7 @@ use super::job::{EVENTS_FILE, Job};
 use super::record::JobState;
 use super::submission::{parse_spec, pretrained_blob};
 use super::uploader::{Uploader, store_one};
+use crate::caches::Lease;
 use easel_events::now;
 use easel_events::{EventKind, Outcome};
 
@@ -21,6 +23,7 @@ use easel_events::{EventKind, Outcome};
 pub(crate) async fn run_job(context: &Arc<JobContext>, job: &Arc<Job>, device: DeviceName) {
     let id = job.id.clone();
     job.cancel.store(false, std::sync::atomic::Ordering::SeqCst);
+    pause_after_crash(job).await;
     let started = job.update(|r| {
         r.state = JobState::Running;
         r.reason.clear();
@@ -61,10 +64,38 @@ pub(crate) async fn run_job(context: &Arc<JobContext>, job: &Arc<Job>, device: D
     if let Err(error) = saved {
         tracing::error!(job = %id, %error, "job state not saved");
     }
+    if state.is_terminal() {
+        job.log.settle();
+    }
     tracing::info!(job = %id, ?outcome, reason, "job finished");
 }
 
 type Finish = (Outcome, String, Option<serde_json::Value>);
+
+/// The first pause before a job the worker died under runs again; it doubles each time.
+const RESTART_PAUSE: Duration = Duration::from_secs(2);
+
+/// A job resumed after the worker died under it waits first, longer at each restart: if the job
+/// is what takes the worker down, the worker then does not crash as fast as it is restarted.
+async fn pause_after_crash(job: &Job) {
+    let restarts = job.snapshot().crash_restarts;
+    if restarts == 0 {
+        return;
+    }
+    let pause = RESTART_PAUSE * 2u32.saturating_pow(restarts - 1).min(64);
+    job.emit(EventKind::Note {
+        message: format!(
+            "resuming after the worker stopped under this job (restart {restarts}): waiting {} s first",
+            pause.as_secs()
+        ),
+    });
+    let until = tokio::time::Instant::now() + pause;
+    while tokio::time::Instant::now() < until
+        && !job.cancel.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 async fn train(
     context: &Arc<JobContext>,
@@ -79,11 +110,15 @@ async fn train(
             easel_dataset::blob_path(context.blobs.dir(), &digest).map_err(|e| e.to_string())?;
         spec.model.pretrained = Some(path);
     }
-    let (manifest, source): (Manifest, Box<dyn ImageSource>) =
+    let (manifest, source, _dataset_lease): (Manifest, Box<dyn ImageSource>, Option<Lease>) =
         match spec.data.object_store_url().map(str::to_owned) {
             Some(url) => {
                 let dataset = super::object_dataset::prepare(context, job, &url, &spec).await?;
-                (dataset.manifest, Box::new(dataset.source))
+                (
+                    dataset.manifest,
+                    Box::new(dataset.source),
+                    Some(dataset.lease),
+                )
             }
             None => {
                 let manifest_text = std::fs::read_to_string(job.manifest_path())
@@ -93,11 +128,13 @@ async fn train(
                 (
                     manifest,
                     Box::new(BlobStoreSource::new(context.blobs.dir())),
+                    None,
                 )
             }
         };
     let run_dir = job.run_dir();
     let cache_dir = context.dirs.cache.clone();
+    let _decoded_cache = lease_decoded_cache(context, job, &manifest, &spec);
     let cancel = job.cancel.clone();
     let device = DeviceChoice::from(device);
 
@@ -179,6 +216,29 @@ async fn train(
             Ok((Outcome::Succeeded, String::new(), report))
         }
     }
+}
+
+/// Leases the decoded cache the run will read or write, first making room for it when it must
+/// be written: the least recently used caches go, and the job's events say so.
+pub(crate) fn lease_decoded_cache(
+    context: &JobContext,
+    job: &Job,
+    manifest: &Manifest,
+    spec: &easel_spec::ExperimentSpec,
+) -> Lease {
+    let (path, bytes) = easel_engine::pipeline::decoded_cache_file(
+        &context.dirs.cache,
+        manifest,
+        spec.data.image_size.height(),
+        spec.data.image_size.width(),
+    );
+    if !path.exists() {
+        let trimmed = context.caches.make_room(bytes);
+        if let Some(message) = trimmed.summary() {
+            job.emit(EventKind::Note { message });
+        }
+    }
+    context.caches.lease(&path)
 }
 
 /// events.jsonl, then artifacts.json (name, size, blake3 of everything), then report.json, which

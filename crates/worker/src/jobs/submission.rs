@@ -1,5 +1,7 @@
 //! What a client submits, parsed and checked the same way at submit, at resume and at run time.
 
+use std::path::{Path, PathBuf};
+
 use easel_dataset::Manifest;
 use easel_spec::ExperimentSpec;
 
@@ -32,8 +34,78 @@ pub fn pretrained_blob(spec: &ExperimentSpec) -> Option<&str> {
         .strip_prefix("blob:")
 }
 
+/// Refuses a spec that has the worker read its own files outside `allowed`
+/// (`access.local_paths`): a `file://` dataset would be copied into the job, where its owner can
+/// fetch it, and a pretrained path would be opened as it stands.
+pub fn check_local_paths(spec: &ExperimentSpec, allowed: &[PathBuf]) -> Result<()> {
+    if let Some(url) = spec.data.object_store_url()
+        && let Some(path) = file_url_path(url)
+    {
+        check_allowed("data.path", Path::new(path), allowed)?;
+    }
+    if let Some(path) = &spec.model.pretrained
+        && pretrained_blob(spec).is_none()
+    {
+        check_allowed("model.pretrained", path, allowed)?;
+    }
+    Ok(())
+}
+
+fn file_url_path(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    scheme.eq_ignore_ascii_case("file").then_some(rest)
+}
+
+/// `path` is allowed when it is absolute, has no `..`, and lies under an allowed folder once
+/// symbolic links are followed (so a link inside an allowed folder cannot lead out of it).
+fn check_allowed(key: &str, path: &Path, allowed: &[PathBuf]) -> Result<()> {
+    let plain = path.is_absolute()
+        && !path
+            .components()
+            .any(|part| matches!(part, std::path::Component::ParentDir));
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let inside = allowed.iter().any(|folder| {
+        let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
+        resolved.starts_with(&folder)
+    });
+    if plain && inside {
+        return Ok(());
+    }
+    let reads = if allowed.is_empty() {
+        "reads no folder of its own".to_string()
+    } else {
+        let folders: Vec<String> = allowed.iter().map(|f| f.display().to_string()).collect();
+        format!("reads only under {}", folders.join(", "))
+    };
+    Err(Error::PermissionDenied(format!(
+        "{key} = `{}` names a path on the worker, and this worker {reads} (access.local_paths in \
+         its worker.toml, or EASEL_LOCAL_PATHS); send the files with the submit instead",
+        path.display()
+    )))
+}
+
+/// Most bytes of JSON a manifest blob may inflate to (about 8 million images).
+const MAX_MANIFEST_JSON_BYTES: u64 = 1 << 30;
+
+/// A submit's dataset manifest: its JSON, and the digest of the blob it came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestText {
+    pub json: String,
+    pub blob_digest: String,
+}
+
+impl ManifestText {
+    /// A manifest whose blob is its JSON text itself (what earlier clients sent).
+    pub fn plain(json: &str) -> ManifestText {
+        ManifestText {
+            json: json.to_owned(),
+            blob_digest: easel_digest::digest_bytes(json.as_bytes()),
+        }
+    }
+}
+
 /// The manifest a submit names by digest, read from the blob store it was uploaded to.
-pub fn read_manifest_blob(blobs: &BlobStore, digest: &str) -> Result<String> {
+pub fn read_manifest_blob(blobs: &BlobStore, digest: &str) -> Result<ManifestText> {
     if digest.is_empty() {
         return Err(Error::InvalidArgument(
             "the submit names no dataset manifest (manifest_digest is empty)".into(),
@@ -44,7 +116,62 @@ pub fn read_manifest_blob(blobs: &BlobStore, digest: &str) -> Result<String> {
             "the dataset manifest (blob {digest}) is not on the worker yet; upload it before submitting"
         )));
     }
-    String::from_utf8(blobs.read(digest)?).map_err(|_| {
-        Error::InvalidArgument(format!("dataset manifest (blob {digest}): not UTF-8 JSON"))
+    let json = easel_dataset::manifest_blob_json(&blobs.read(digest)?, MAX_MANIFEST_JSON_BYTES)
+        .map_err(|e| Error::InvalidArgument(format!("dataset manifest (blob {digest}): {e}")))?;
+    Ok(ManifestText {
+        json,
+        blob_digest: digest.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod local_path_tests {
+    use super::*;
+
+    fn spec(data: &str, pretrained: Option<&str>) -> ExperimentSpec {
+        let model = pretrained
+            .map(|p| format!("[model]\npretrained = \"{p}\"\n"))
+            .unwrap_or_default();
+        parse_spec(&format!("name = \"p\"\n[data]\npath = \"{data}\"\n{model}")).unwrap()
+    }
+
+    fn refused(spec: &ExperimentSpec, allowed: &[PathBuf]) -> String {
+        match check_local_paths(spec, allowed) {
+            Err(Error::PermissionDenied(message)) => message,
+            other => panic!("not refused as permission denied: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn worker_paths_outside_the_allowed_folders_are_refused_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = dir.path().join("datasets");
+        let secret = dir.path().join("worker-data");
+        std::fs::create_dir_all(allowed.join("art")).unwrap();
+        std::fs::create_dir_all(&secret).unwrap();
+        std::os::unix::fs::symlink(&secret, allowed.join("link-out")).unwrap();
+        let allowed = [allowed];
+        let url = |path: &Path| format!("file://{}", path.display());
+
+        // Uploaded data and blob weights name no worker path.
+        check_local_paths(&spec("/home/me/art", Some("blob:abc")), &[]).unwrap();
+        check_local_paths(&spec(&url(&allowed[0].join("art")), None), &allowed).unwrap();
+
+        let message = refused(&spec(&url(&secret), None), &[]);
+        assert!(message.starts_with("data.path = `"), "{message}");
+        assert!(message.contains("reads no folder of its own"), "{message}");
+        assert!(message.contains("access.local_paths"), "{message}");
+        let escape = allowed[0].join("art/../../worker-data");
+        let message = refused(&spec(&url(&escape), None), &allowed);
+        assert!(message.contains("reads only under"), "{message}");
+        refused(&spec(&url(&allowed[0].join("link-out")), None), &allowed);
+        let message = refused(
+            &spec(
+                "/home/me/art",
+                Some(&secret.join("token").display().to_string()),
+            ),
+            &allowed,
+        );
+        assert!(message.starts_with("model.pretrained = `"), "{message}");
+    }
 }
