@@ -134,6 +134,10 @@ pub struct UploadConfig {
     /// Disk space uploads always leave free, for checkpoints, decoded caches and logs.
     #[serde(default = "defaults::min_free_bytes")]
     pub min_free_bytes: u64,
+    /// An upload stream that sends nothing for this long is closed (what it sent is kept, and a
+    /// new upload resumes from there), so a stalled client holds no stream and no disk room.
+    #[serde(default = "defaults::idle_upload_seconds")]
+    pub idle_timeout_seconds: u64,
 }
 
 impl Default for WorkerConfig {
@@ -169,6 +173,7 @@ impl Default for UploadConfig {
             max_blob_bytes: defaults::max_blob_bytes(),
             max_stored_bytes: 0,
             min_free_bytes: defaults::min_free_bytes(),
+            idle_timeout_seconds: defaults::idle_upload_seconds(),
         }
     }
 }
@@ -189,6 +194,9 @@ mod defaults {
     }
     pub fn max_restarts() -> u32 {
         3
+    }
+    pub fn idle_upload_seconds() -> u64 {
+        120
     }
     pub fn tls_enabled() -> bool {
         true
@@ -441,6 +449,9 @@ impl Validate for WorkerConfig {
                 "upload.max_chunk_bytes",
                 "must be between 1 KiB and 64 MiB".into(),
             );
+        }
+        if self.upload.idle_timeout_seconds == 0 {
+            problem("upload.idle_timeout_seconds", "must be > 0".into());
         }
         if self.upload.max_blob_bytes == 0 {
             problem("upload.max_blob_bytes", "must be > 0".into());

@@ -37,6 +37,9 @@ pub enum Error {
     Store(Box<easel_store::Error>),
     #[error("{0}")]
     Internal(String),
+    /// A stream that went quiet for longer than the worker waits.
+    #[error("{0}")]
+    Idle(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -72,7 +75,7 @@ impl ServiceError for Error {
             Error::DataLoss(_) => ErrorKind::DataLoss,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             Error::QueueFull(_) | Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
-            Error::ShuttingDown => ErrorKind::Unavailable,
+            Error::ShuttingDown | Error::Idle(_) => ErrorKind::Unavailable,
             Error::Io { .. } | Error::Store(_) | Error::Internal(_) => ErrorKind::Internal,
         }
     }

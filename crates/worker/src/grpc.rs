@@ -26,6 +26,8 @@ const FETCH_CHUNK_BYTES: usize = 1 << 20;
 pub struct WorkerService {
     pub manager: Arc<JobManager>,
     pub hello: pb::HelloResponse,
+    /// How long an upload stream may send nothing (`upload.idle_timeout_seconds`).
+    pub upload_idle: std::time::Duration,
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -86,7 +88,18 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<pb::UploadBlobsResponse>, Status> {
         let mut messages = request.into_inner();
         let mut progress = UploadProgress::default();
-        while let Some(message) = messages.next().await {
+        let idle = self.upload_idle;
+        let quiet = || {
+            Error::Idle(format!(
+                "the upload sent nothing for {} s (upload.idle_timeout_seconds): stream closed; \
+                 what it sent is kept and a new upload resumes from there",
+                idle.as_secs()
+            ))
+        };
+        while let Some(message) = tokio::time::timeout(idle, messages.next())
+            .await
+            .map_err(|_| quiet())?
+        {
             let chunks = message?.chunks;
             if chunks.len() > MAX_CHUNKS_PER_MESSAGE {
                 return Err(Error::InvalidArgument(format!(

@@ -35,6 +35,10 @@ use jobs::manager::ManagerSettings;
 const STREAM_WINDOW_BYTES: u32 = 8 << 20;
 const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
+/// Concurrent streams one connection may hold: a client's upload streams (64 at most), its
+/// follow and fetch streams, with room to spare.
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+
 /// Serves until `shutdown` resolves, then stops accepting connections, lets running jobs stop at
 /// a checkpoint (they are queued again for the next start) and returns.
 pub async fn run(
@@ -125,6 +129,7 @@ pub async fn run(
     let service = grpc::WorkerService {
         manager: manager.clone(),
         hello,
+        upload_idle: Duration::from_secs(config.upload.idle_timeout_seconds),
     };
     // A message carries at most max_chunk_bytes of blob data plus its chunks' framing.
     let message_limit =
@@ -150,6 +155,12 @@ pub async fn run(
     }
     let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // A peer that stops answering pings is dropped with its streams.
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        // Streams beyond this on one connection wait for one to end (health Watch streams need
+        // no token, so without it one connection could open them without end).
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .add_service(health_service)

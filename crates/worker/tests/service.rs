@@ -188,3 +188,86 @@ async fn a_queued_job_is_cancelled_at_once_and_a_running_one_at_its_next_step() 
     assert_eq!(unknown.code(), Code::NotFound);
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_goes_quiet_is_closed_keeping_what_it_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = InProcess::start_configured(dir.path(), |config| {
+        config.upload.idle_timeout_seconds = 1;
+    })
+    .await;
+    let mut client = worker.authorized().await;
+    let content: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+    let digest = easel_digest::digest_bytes(&content);
+    // The first piece, then silence with the stream left open.
+    let (send, receive) = tokio::sync::mpsc::channel(1);
+    send.send(pb::BlobChunks {
+        chunks: vec![chunk(&content, 0, 8_000)],
+    })
+    .await
+    .unwrap();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.upload_blobs(tokio_stream::wrappers::ReceiverStream::new(receive)),
+    )
+    .await
+    .expect("the quiet upload was never closed")
+    .unwrap_err();
+    assert_eq!(closed.code(), Code::Unavailable, "{closed:?}");
+    assert!(
+        closed.message().contains("sent nothing for 1 s"),
+        "{}",
+        closed.message()
+    );
+    drop(send);
+    // Nothing sent was lost, and the worker goes on serving.
+    assert_eq!(missing(&mut client, &digest).await, Some(8_000));
+    client
+        .upload_blobs(one_per_message(vec![chunk(&content, 8_000, 12_000)]))
+        .await
+        .unwrap();
+    assert_eq!(missing(&mut client, &digest).await, None);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_health_streams_on_one_connection_are_capped() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = InProcess::start(dir.path()).await;
+    let channel = tonic::transport::Endpoint::from_shared(worker.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let watch = || {
+        let mut health = HealthClient::new(channel.clone());
+        async move {
+            let mut stream = health
+                .watch(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?
+                .into_inner();
+            stream.message().await?;
+            Ok::<_, tonic::Status>(stream)
+        }
+    };
+    let mut open = Vec::new();
+    for _ in 0..128 {
+        open.push(watch().await.unwrap());
+    }
+    // One more waits for a free stream rather than being served...
+    let extra = tokio::spawn(watch());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!extra.is_finished(), "a 129th stream was served at once");
+    // ...and is served once one ends.
+    drop(open.pop());
+    let served = tokio::time::timeout(Duration::from_secs(10), extra)
+        .await
+        .expect("the waiting stream was never served");
+    assert!(served.unwrap().is_ok());
+    drop(open);
+    worker.stop().await;
+}
