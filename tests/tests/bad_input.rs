@@ -45,3 +45,54 @@ fn a_truncated_image_fails_its_job_by_name_and_the_worker_serves_the_next() {
     let done = worker.wait_until_finished(&home, &good_job, Duration::from_secs(120));
     assert_eq!(state(&done), "succeeded", "{done}");
 }
+
+#[test]
+fn a_blob_damaged_on_the_worker_is_moved_aside_and_the_next_submit_uploads_it_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = sample_subset(&tmp.path().join("data"), 8);
+    let spec = write_spec(tmp.path(), "torn", &data, 1);
+    let worker = Worker::start(&tmp.path().join("worker"));
+    let submit = || {
+        let job = worker.submit_detached(&home, &spec, &[])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        worker.wait_until_finished(&home, &job, Duration::from_secs(120))
+    };
+    let first = submit();
+    assert_eq!(state(&first), "succeeded", "{first}");
+
+    // A power loss tears one image's blob; its decoded cache is gone too, so the next job reads
+    // the blob again.
+    let victim = std::fs::read_dir(data.join("3-three"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let digest = blake3::hash(&std::fs::read(&victim).unwrap())
+        .to_hex()
+        .to_string();
+    let blobs = worker.data_dir.join("blobs");
+    let blob = blobs.join(&digest[..2]).join(&digest);
+    let torn = std::fs::read(&blob).unwrap();
+    std::fs::write(&blob, &torn[..torn.len() / 2]).unwrap();
+    for cache in std::fs::read_dir(worker.data_dir.join("cache")).unwrap() {
+        std::fs::remove_file(cache.unwrap().path()).unwrap();
+    }
+
+    let failed = submit();
+    assert_eq!(state(&failed), "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("damaged on the worker") && reason.contains("moved aside"),
+        "{failed}"
+    );
+    assert!(!blob.exists());
+    assert!(blobs.join("quarantine").join(&digest).exists());
+
+    // The blob now counts as missing: the next submit uploads it, and the job trains.
+    let again = submit();
+    assert_eq!(state(&again), "succeeded", "{again}");
+    assert_eq!(std::fs::read(&blob).unwrap(), torn);
+}

@@ -214,3 +214,65 @@ fn a_crash_requeues_a_running_job_that_has_a_checkpoint() {
     assert_eq!(starts.len(), 2, "{events:?}");
     assert!(starts[1] >= 2, "resumed at epoch {}", starts[1]);
 }
+
+/// Waits until the job's `events.jsonl` on the worker holds `times` events whose text contains
+/// `text`.
+fn wait_for_message(worker: &Worker, job: &str, text: &str, times: usize) {
+    let events = worker.data_dir.join("jobs").join(job).join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .matches(text)
+        .count()
+        < times
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no `{text}` in {}; log:\n{}",
+            events.display(),
+            worker.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_stop_or_a_cancel_during_the_pause_after_a_crash_ends_it_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut worker, home, job) = two_epochs_into(tmp.path(), "paused", 500);
+    worker.kill();
+    let long_pause = [("EASEL_RESTART_PAUSE_SECONDS", "600")];
+
+    // A SIGTERM during the pause stops the worker at once, the job still queued to resume.
+    let mut worker = Worker::start_with_env(&worker.data_dir.clone(), &[], &long_pause);
+    wait_for_message(&worker, &job, "waiting 600 s first", 1);
+    let stopping = Instant::now();
+    worker.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(worker.data_dir.join("jobs").join(&job).join("state.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state(&record), "queued", "{record}");
+
+    // A clean stop is no crash: the next start pauses as long again, and a cancel ends the job.
+    let worker = Worker::start_with_env(&worker.data_dir.clone(), &[], &long_pause);
+    wait_for_message(&worker, &job, "the job resumes at its next start", 1);
+    wait_for_message(&worker, &job, "(restart 1): waiting 600 s first", 2);
+    worker.client_ok(&home, &["cancel", &job]);
+    let cancelled = worker.wait_for(&home, &job, Duration::from_secs(30), |s| {
+        !matches!(state(s), "queued" | "running")
+    });
+    assert_eq!(state(&cancelled), "cancelled", "{cancelled}");
+    assert!(
+        cancelled["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cancelled while queued")),
+        "{cancelled}"
+    );
+}

@@ -21,6 +21,23 @@ pub fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
     Ok(dir.join(&digest[..2]).join(digest))
 }
 
+/// The folder of a blob store that damaged blobs are moved to (and emptied at the worker's next
+/// start).
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// Moves the blob `digest`, found not to hold its digest's content (torn by a power loss, a bad
+/// disk), out of the store into its quarantine folder: it then counts as missing, and the next
+/// submit that needs it uploads it again. Returns where it went.
+pub fn quarantine_blob(dir: &Path, digest: &str) -> Result<PathBuf> {
+    let path = blob_path(dir, digest)?;
+    let quarantine = dir.join(QUARANTINE_DIR);
+    std::fs::create_dir_all(&quarantine).map_err(|e| Error::io(&quarantine, e))?;
+    let moved = quarantine.join(digest);
+    std::fs::rename(&path, &moved).map_err(|e| Error::io(&path, e))?;
+    tracing::warn!(blob = %digest, to = %moved.display(), "damaged blob moved aside");
+    Ok(moved)
+}
+
 /// Checks that the file at `path` has content digest `digest`.
 pub fn verify_blob(path: &Path, digest: &str) -> Result<()> {
     if !is_valid_digest(digest) {

@@ -17,7 +17,10 @@ mod source;
 pub mod split;
 mod zip_archive;
 
-pub use digest::{blob_path, digest_bytes, digest_file, is_valid_digest, verify_blob};
+pub use digest::{
+    QUARANTINE_DIR, blob_path, digest_bytes, digest_file, is_valid_digest, quarantine_blob,
+    verify_blob,
+};
 pub use error::{Error, Result};
 pub use manifest::*;
 pub use report::{

@@ -2,7 +2,7 @@
 //! worker's digest-addressed blob store. Both check the bytes against the manifest's digest, so
 //! a file edited after the scan, or a damaged blob, fails loudly instead of training on it.
 
-use crate::digest::{blob_path, digest_bytes};
+use crate::digest::{blob_path, digest_bytes, quarantine_blob};
 use crate::inspect::read_all;
 use crate::manifest::{ImageSource, ManifestEntry};
 use crate::roots::Location;
@@ -113,7 +113,19 @@ impl ImageSource for BlobStoreSource {
                 format!("{} (blob of `{}`): {e}", path.display(), entry.path),
             )
         })?;
-        check_digest(&bytes, &entry.digest, &path.display().to_string())?;
+        if let Err(damaged) = check_digest(&bytes, &entry.digest, &path.display().to_string()) {
+            // Left in place it would count as present forever, and every job using it fail.
+            let moved = quarantine_blob(&self.dir, &entry.digest)
+                .map(|_| "it was moved aside; submitting again uploads it again")
+                .unwrap_or("it could not be moved aside");
+            return Err(io::Error::new(
+                damaged.kind(),
+                format!(
+                    "blob of `{}` damaged on the worker: {damaged}; {moved}",
+                    entry.path
+                ),
+            ));
+        }
         Ok(bytes)
     }
 }

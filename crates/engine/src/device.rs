@@ -43,10 +43,16 @@ impl DeviceChoice {
 }
 
 /// Free memory of a CUDA device as reported by `nvidia-smi` (libtorch's C API offers no query).
+/// It leaves out what this process's caching allocator holds free for reuse.
 pub(crate) fn cuda_free_bytes(index: usize) -> Option<u64> {
+    cuda_memory_bytes(index, "memory.free")
+}
+
+/// `field` (`memory.free`, `memory.total`) of CUDA device `index`, from `nvidia-smi`.
+fn cuda_memory_bytes(index: usize, field: &str) -> Option<u64> {
     let output = std::process::Command::new("nvidia-smi")
         .args([
-            "--query-gpu=memory.free",
+            &format!("--query-gpu={field}"),
             "--format=csv,noheader,nounits",
             "-i",
             &index.to_string(),
@@ -61,6 +67,16 @@ pub(crate) fn cuda_free_bytes(index: usize) -> Option<u64> {
         .parse()
         .ok()?;
     Some(mib << 20)
+}
+
+/// The most memory a run could take on `device`: the GPU's whole memory (what is free now
+/// leaves out blocks this worker's earlier jobs cached for reuse), or the host's available
+/// memory (Linux `MemAvailable`); `None` where it cannot be asked.
+pub(crate) fn memory_limit_bytes(device: tch::Device) -> Option<u64> {
+    match device {
+        tch::Device::Cuda(index) => cuda_memory_bytes(index, "memory.total"),
+        other => free_memory_bytes(other),
+    }
 }
 
 /// Memory a run may still take on `device`: free GPU memory, or the host's available memory

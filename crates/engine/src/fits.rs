@@ -3,7 +3,7 @@
 //! billion units asks for terabytes), which on a worker would take every job down with it; a
 //! refusal here fails one run with what it needs and what there is.
 
-use crate::device::{device_name, free_memory_bytes};
+use crate::device::{device_name, memory_limit_bytes};
 use crate::models::{activation_bytes, parameter_counts};
 use crate::{Error, Result};
 use easel_spec::{ModelSpec, Optimizer, Precision};
@@ -63,11 +63,13 @@ pub fn footprint(shape: &RunShape, device: Device) -> Result<Footprint> {
     })
 }
 
-/// Refuses a run whose step cannot fit in the memory `device` has available now, naming both
-/// and the keys that size it. Where the free memory cannot be asked, the run goes ahead.
+/// Refuses a run whose step cannot fit in the memory of `device` (the host's available memory,
+/// a GPU's whole memory), naming both and the keys that size it. The estimate is rough, so only
+/// runs that cannot fit at all are refused; where the memory cannot be asked, the run goes
+/// ahead.
 pub fn check_fits(shape: &RunShape, device: Device) -> Result<()> {
     let needed = footprint(shape, device)?;
-    let Some(available) = free_memory_bytes(device) else {
+    let Some(available) = memory_limit_bytes(device) else {
         return Ok(());
     };
     if needed.total() <= available {
@@ -130,6 +132,20 @@ mod tests {
         assert!(message.contains("does not fit in memory"), "{message}");
         assert!(message.contains("cpu has"), "{message}");
         assert!(message.contains("model.head"), "{message}");
+
+        // Two widths whose product passes i64 are counted (saturated), not wrapped to a small
+        // number that would pass.
+        let widest = ModelSpec {
+            architecture: Architecture::SmallCnn,
+            head: vec![u32::MAX, u32::MAX],
+            ..ModelSpec::default()
+        };
+        let needed = footprint(&shape(&widest, 32), Device::Cpu).unwrap();
+        assert!(needed.parameters > u64::from(u32::MAX) * 1000, "{needed:?}");
+        assert!(matches!(
+            check_fits(&shape(&widest, 32), Device::Cpu),
+            Err(Error::TooLarge(_))
+        ));
     }
 
     #[test]

@@ -259,7 +259,15 @@ fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)
         return Ok((WeightsFormat::Safetensors, tensors.into_iter().collect()));
     }
     if magic.starts_with(b"PK\x03\x04") {
-        if torch_archive::is_torch_save_archive(path) {
+        let kind = torch_archive::archive_kind(path);
+        if kind == torch_archive::ArchiveKind::Other {
+            return Err(unreadable(
+                "this zip archive holds no data.pkl, so it is no PyTorch file (a dataset zip \
+                 named as the weights?)"
+                    .to_string(),
+            ));
+        }
+        if kind == torch_archive::ArchiveKind::TorchSave {
             let (tensors, wrapper) = torch_archive::read_state_dict(path)
                 .map_err(|why| unreadable(format!("cannot read this torch.save archive: {why}")))?;
             if let Some(key) = wrapper {

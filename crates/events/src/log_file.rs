@@ -1,7 +1,8 @@
 //! `events.jsonl`: one [`EventRecord`] per line, appended. A crash mid-append leaves a torn last
 //! line; reading cuts it off, so the next append starts on a clean line and sequence numbers go
 //! on from the last whole event. No fsync per line: an event lost at power failure is one line
-//! of progress, and the job's state lives elsewhere.
+//! of progress, and the job's state lives elsewhere. A job's `finished` event, which says how it
+//! ended, is flushed to disk.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -93,11 +94,14 @@ impl EventWriter {
         };
         let mut line = serde_json::to_string(&record).map_err(io::Error::other)?;
         line.push('\n');
-        OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)?
-            .write_all(line.as_bytes())?;
+            .open(&self.path)?;
+        file.write_all(line.as_bytes())?;
+        if matches!(record.kind, EventKind::Finished { .. }) {
+            file.sync_data()?;
+        }
         self.last_sequence = record.sequence;
         Ok(record)
     }

@@ -36,7 +36,27 @@ pub struct WorkerConfig {
     #[serde(default)]
     pub access: AccessConfig,
     #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
     pub tls: TlsConfig,
+}
+
+/// Caps on what a submitted spec may ask of the worker, whatever the spec says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest `data.max_image_pixels` a spec may set: decoding an image takes 3 bytes a
+    /// pixel on each decoding thread, so a spec cannot have the worker decode pixel bombs.
+    #[serde(default = "defaults::max_image_pixels")]
+    pub max_image_pixels: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_image_pixels: defaults::max_image_pixels(),
+        }
+    }
 }
 
 /// What a submitted spec may reach on the worker itself.
@@ -116,6 +136,11 @@ pub struct QueueConfig {
     /// start; a job that keeps taking the worker down then fails instead of looping forever.
     #[serde(default = "defaults::max_restarts")]
     pub max_restarts: u32,
+    /// Seconds a job resumed after the worker died under it waits before it runs again, doubled
+    /// at each further restart (at most 64 times this): a job that is what takes the worker down
+    /// then does not crash it as fast as a supervisor restarts it.
+    #[serde(default = "defaults::restart_pause_seconds")]
+    pub restart_pause_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +177,7 @@ impl Default for WorkerConfig {
             upload: UploadConfig::default(),
             cache: CacheConfig::default(),
             access: AccessConfig::default(),
+            limits: LimitsConfig::default(),
             tls: TlsConfig::default(),
         }
     }
@@ -162,6 +188,7 @@ impl Default for QueueConfig {
         QueueConfig {
             max_queued_jobs: defaults::max_queued_jobs(),
             max_restarts: defaults::max_restarts(),
+            restart_pause_seconds: defaults::restart_pause_seconds(),
         }
     }
 }
@@ -194,6 +221,12 @@ mod defaults {
     }
     pub fn max_restarts() -> u32 {
         3
+    }
+    pub fn max_image_pixels() -> u64 {
+        40_000_000
+    }
+    pub fn restart_pause_seconds() -> u64 {
+        2
     }
     pub fn idle_upload_seconds() -> u64 {
         120
@@ -328,10 +361,15 @@ impl WorkerConfig {
         let mut restarts = u64::from(self.queue.max_restarts);
         number("EASEL_MAX_RESTARTS", &mut restarts);
         self.queue.max_restarts = u32::try_from(restarts).unwrap_or(u32::MAX);
+        number(
+            "EASEL_RESTART_PAUSE_SECONDS",
+            &mut self.queue.restart_pause_seconds,
+        );
         number("EASEL_MAX_CHUNK_BYTES", &mut self.upload.max_chunk_bytes);
         number("EASEL_MAX_STORED_BYTES", &mut self.upload.max_stored_bytes);
         number("EASEL_MIN_FREE_BYTES", &mut self.upload.min_free_bytes);
         number("EASEL_CACHE_MAX_BYTES", &mut self.cache.max_bytes);
+        number("EASEL_MAX_IMAGE_PIXELS", &mut self.limits.max_image_pixels);
         if let Some(listen) = env("EASEL_LISTEN") {
             self.listen = listen;
         }

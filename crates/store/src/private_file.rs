@@ -1,11 +1,22 @@
-//! Local files that hold secrets (a TLS key, a client config with tokens): written beside their
-//! place and renamed over it, so a crash leaves the old file or the new one and never half of
-//! either, and readable by their owner only from the moment they exist.
+//! Local files that must survive a crash whole: written beside their place, flushed to disk and
+//! renamed over it (the folder flushed too, so the rename itself survives a power loss): a crash
+//! leaves the old file or the new one and never half of either. `write_private` makes them
+//! readable by their owner only from the moment they exist (a TLS key, a token, a client config
+//! with tokens).
 
 use std::io::Write;
 use std::path::Path;
 
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_durably(path, bytes, 0o600)
+}
+
+/// Like `write_private` for a file others on the machine may read (mode 0644 less the umask).
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_durably(path, bytes, 0o644)
+}
+
+fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = std::path::PathBuf::from(partial);
@@ -14,12 +25,28 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(mode);
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut file = options.open(&partial)?;
     file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(&partial, path)
+    std::fs::rename(&partial, path)?;
+    sync_folder_of(path)
+}
+
+/// Flushes the folder holding `path`, so a rename into it survives a power loss.
+pub fn sync_folder_of(path: &Path) -> std::io::Result<()> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    #[cfg(unix)]
+    std::fs::File::open(folder)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = folder;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 
 use easel_proto::protocol;
 use rand::RngCore;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
@@ -47,15 +46,9 @@ pub fn load_or_create_token(data_dir: &Path) -> Result<Token> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&path).map_err(|e| Error::io(&path, e))?;
-    file.write_all(format!("{value}\n").as_bytes())
+    // Whole and on disk before any client is told it: a token lost to a power loss would lock
+    // every client out.
+    easel_store::private_file::write_private(&path, format!("{value}\n").as_bytes())
         .map_err(|e| Error::io(&path, e))?;
     Ok(Token {
         value,

@@ -61,6 +61,7 @@ impl BlobStore {
     pub fn open(dir: PathBuf, limits: BlobLimits) -> Result<Self> {
         let partial = dir.join("partial");
         std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        empty_quarantine(&dir.join(easel_dataset::QUARANTINE_DIR));
         // Only a quota needs the bytes held: counted once here (a walk of the folder, long for
         // millions of blobs, so skipped without one), then kept up to date as blobs come and go.
         let stored = if limits.max_stored_bytes > 0 {
@@ -145,10 +146,46 @@ impl BlobStore {
         Ok(size)
     }
 
-    /// The content of a stored blob, read whole (for manifests, which the worker parses).
+    /// The content of a stored blob, read whole (for manifests, which the worker parses) and
+    /// checked against its digest (see `damaged`).
     pub fn read(&self, digest: &str) -> Result<Vec<u8>> {
         let path = self.final_path(digest)?;
-        std::fs::read(&path).map_err(|e| Error::io(&path, e))
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        if easel_digest::digest_bytes(&bytes) != digest {
+            return Err(self.damaged(digest, bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+
+    /// Checks a stored blob's content against its digest before it is used (pretrained
+    /// weights, which libtorch reads by path).
+    pub fn check_intact(&self, digest: &str) -> Result<()> {
+        let path = self.final_path(digest)?;
+        match easel_dataset::verify_blob(&path, digest) {
+            Ok(()) => Ok(()),
+            Err(easel_dataset::Error::DigestMismatch { .. }) => {
+                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+                Err(self.damaged(digest, size))
+            }
+            Err(error) => Err(Error::FailedPrecondition(format!("blob {digest}: {error}"))),
+        }
+    }
+
+    /// A stored blob whose bytes are not its digest's (torn by a power loss, a failing disk):
+    /// moved to the quarantine folder, so it counts as missing and the next submit uploads it
+    /// again instead of every job that needs it failing.
+    fn damaged(&self, digest: &str, size: u64) -> Error {
+        let moved = match easel_dataset::quarantine_blob(&self.dir, digest) {
+            Ok(_) => {
+                self.budget.removed(size);
+                "it was moved aside; submit again to upload it again"
+            }
+            Err(_) => "it could not be moved aside",
+        };
+        Error::FailedPrecondition(format!(
+            "blob {digest} is damaged on the worker (its content no longer matches its digest); \
+             {moved}"
+        ))
     }
 
     pub fn dir(&self) -> &Path {
@@ -403,6 +440,19 @@ impl BlobStore {
 
 /// Creates the folder `path` goes in when it is missing. Looked at first: creating a folder
 /// that exists still takes its parent's lock, which every blob written at once would queue on.
+/// Removes the damaged blobs earlier runs moved aside (they were logged when moved).
+fn empty_quarantine(quarantine: &Path) {
+    let Ok(entries) = std::fs::read_dir(quarantine) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if let Err(error) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), %error, "quarantined blob not removed");
+        }
+    }
+}
+
 fn ensure_folder(path: &Path) -> Result<()> {
     match path.parent() {
         Some(parent) if !parent.is_dir() => {

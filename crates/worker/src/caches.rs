@@ -125,15 +125,21 @@ impl CacheRoom {
         entries
     }
 
-    /// Removes unleased entries, least recently used first, until the caches fit their limit
-    /// and the disk has `needed` bytes free above what uploads leave free.
+    /// Removes unleased entries, least recently used first, until the caches with a new entry
+    /// of `needed` bytes fit their limit and the disk has `needed` bytes free above what uploads
+    /// leave free.
     pub fn make_room(&self, needed: u64) -> Trimmed {
+        self.trim(needed, needed)
+    }
+
+    /// Like `make_room`, for `in_caches` bytes more in the caches and `on_disk` bytes on the disk.
+    fn trim(&self, in_caches: u64, on_disk: u64) -> Trimmed {
         let entries = self.entries();
         let mut total: u64 = entries.iter().map(|entry| entry.bytes).sum();
         let mut disk_free = free_bytes(&self.decoded).unwrap_or(u64::MAX);
-        let wanted_free = self.min_free_bytes.saturating_add(needed);
+        let wanted_free = self.min_free_bytes.saturating_add(on_disk);
         let over = |total: u64, disk_free: u64| {
-            (self.max_bytes > 0 && total.saturating_add(needed) > self.max_bytes)
+            (self.max_bytes > 0 && total.saturating_add(in_caches) > self.max_bytes)
                 || disk_free < wanted_free
         };
         let mut trimmed = Trimmed::default();
@@ -141,7 +147,10 @@ impl CacheRoom {
             if !over(total, disk_free) {
                 break;
             }
-            if self.leases().contains_key(&entry.path) {
+            // The leases stay locked until the entry is gone: a job taking it meanwhile would
+            // find it half removed.
+            let leases = self.leases();
+            if leases.contains_key(&entry.path) {
                 continue;
             }
             let removed = if entry.path.is_dir() {
@@ -149,6 +158,7 @@ impl CacheRoom {
             } else {
                 std::fs::remove_file(&entry.path)
             };
+            drop(leases);
             match removed {
                 Ok(()) => {
                     tracing::info!(path = %entry.path.display(), bytes = entry.bytes, "cache entry removed to make room");
@@ -185,8 +195,9 @@ impl CacheRoom {
 
 impl Reclaimable for CacheRoom {
     fn reclaimable_bytes(&self) -> u64 {
+        let entries = self.entries();
         let leased = self.leases();
-        self.entries()
+        entries
             .iter()
             .filter(|entry| !leased.contains_key(&entry.path))
             .map(|entry| entry.bytes)
@@ -194,7 +205,7 @@ impl Reclaimable for CacheRoom {
     }
 
     fn free_for(&self, needed: u64) {
-        let trimmed = self.make_room(needed);
+        let trimmed = self.trim(0, needed);
         if !trimmed.removed.is_empty() {
             tracing::info!(
                 entries = trimmed.removed.len(),
@@ -299,6 +310,18 @@ mod tests {
         // still short from the disk itself.
         let trimmed = room.make_room(u64::MAX / 2);
         assert_eq!(trimmed.removed, vec![entry]);
+    }
+
+    #[test]
+    fn an_upload_asking_for_room_is_not_counted_against_the_caches_own_limit() {
+        let (_dir, room) = room(2500);
+        let entry = room.decoded.join("decoded-a.u8");
+        std::fs::write(&entry, [0; 2000]).unwrap();
+        // The disk has room for the upload: nothing goes, although 2000 + 1000 > 2500.
+        room.free_for(1000);
+        assert!(entry.exists());
+        // A new cache entry of that size does count against the limit.
+        assert_eq!(room.make_room(1000).removed, vec![entry]);
     }
 
     #[test]

@@ -109,7 +109,9 @@ pub async fn run(
         },
         cache_max_bytes: config.cache.max_bytes,
         max_restarts: config.queue.max_restarts,
+        restart_pause: std::time::Duration::from_secs(config.queue.restart_pause_seconds),
         local_paths: config.access.local_paths.clone(),
+        max_image_pixels: config.limits.max_image_pixels,
         retry: RetryPolicy::default(),
     })
     .context("failed to open the worker's data directory")?;

@@ -29,7 +29,8 @@ pub struct UploadBudget {
 pub trait Reclaimable: Send + Sync {
     /// Bytes that could be freed now.
     fn reclaimable_bytes(&self) -> u64;
-    /// Frees what it can until the disk has `needed` bytes free above what uploads leave free.
+    /// Frees what it can until the disk has `needed` bytes free above what uploads leave free
+    /// (the caches' own limit is not theirs to keep: uploads are not caches).
     fn free_for(&self, needed: u64);
 }
 
@@ -73,20 +74,21 @@ impl UploadBudget {
 
     pub fn available(&self) -> Result<Available> {
         let held = self.held().total;
-        self.available_beside(held)
+        self.available_beside(held, u64::MAX)
     }
 
     /// What may be added with `held` bytes of uploads in flight. Counted against the disk too
-    /// (whole, although part of each is written already): a little cautious, never over.
-    fn available_beside(&self, held: u64) -> Result<Available> {
+    /// (whole, although part of each is written already): a little cautious, never over. The
+    /// caches are counted only when the disk alone cannot give `wanted` (counting them walks
+    /// their folders, too slow for every blob of a large upload).
+    fn available_beside(&self, held: u64, wanted: u64) -> Result<Available> {
         let disk_free = free_bytes(&self.dir)?;
         let stored = self.stored.load(Ordering::Relaxed);
         let quota = (self.max_stored_bytes > 0).then_some(self.max_stored_bytes);
         let disk_room = disk_free.saturating_sub(self.min_free_bytes);
         let quota_room = quota.map_or(u64::MAX, |q| q.saturating_sub(stored));
-        // Only asked when the disk may bind: counting the caches walks their folders.
         let caches = match self.caches.get() {
-            Some(caches) if disk_room.saturating_sub(held) < quota_room => {
+            Some(caches) if disk_room.saturating_sub(held) < quota_room.min(wanted) => {
                 caches.reclaimable_bytes()
             }
             _ => 0,
@@ -106,7 +108,8 @@ impl UploadBudget {
 
     /// Refuses `needed` more bytes when they do not fit, saying what is needed and free.
     pub fn reserve(&self, what: &str, needed: u64) -> Result<()> {
-        refuse_beyond(what, needed, self.available()?)
+        let held = self.held().total;
+        refuse_beyond(what, needed, self.available_beside(held, needed)?)
     }
 
     /// Like `reserve` for a blob about to be uploaded, and then holds its bytes until it is
@@ -115,7 +118,7 @@ impl UploadBudget {
         let mut held = self.held();
         let before = held.by_digest.get(digest).copied().unwrap_or(0);
         let others = held.total - before;
-        let available = self.available_beside(others)?;
+        let available = self.available_beside(others, size)?;
         refuse_beyond(&format!("blob {digest}"), size, available)?;
         let disk_room = available.disk_free.saturating_sub(available.kept_free);
         if let Some(caches) = self.caches.get()

@@ -226,7 +226,13 @@ impl HeadLayer {
             HeadLayer::Linear {
                 in_features,
                 out_features,
-            } => (in_features * out_features + out_features) as u64,
+            } => {
+                // Saturating: a spec's widths are u32, and two of them multiply past i64.
+                let outputs = out_features.max(0) as u64;
+                (in_features.max(0) as u64)
+                    .saturating_mul(outputs)
+                    .saturating_add(outputs)
+            }
             HeadLayer::Relu | HeadLayer::Dropout { .. } => 0,
         }
     }

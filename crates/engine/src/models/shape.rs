@@ -45,7 +45,7 @@ pub struct ParameterCounts {
 
 impl ParameterCounts {
     pub fn total(&self) -> u64 {
-        self.backbone + self.head
+        self.backbone.saturating_add(self.head)
     }
 
     /// What the optimizer updates while the backbone is frozen or not.
@@ -74,7 +74,7 @@ pub fn parameter_counts(
         head: head_layers(model, head_in, num_classes)
             .iter()
             .map(HeadLayer::parameters)
-            .sum(),
+            .fold(0, u64::saturating_add),
     })
 }
 

@@ -122,6 +122,7 @@ impl BatchSource {
             },
             Residency::Streamed => {
                 let (ready, waiting) = sync_channel(PREFETCH_DEPTH);
+                let expected = (order.len().div_ceil(batch_size) as u64).min(steps);
                 let gatherer = Gatherer {
                     images: self.images.shallow_clone(),
                     labels: self.labels.shallow_clone(),
@@ -137,6 +138,7 @@ impl BatchSource {
                 Gathering::Prefetched {
                     waiting: Some(waiting),
                     thread: Some(thread),
+                    left: expected,
                 }
             }
         };
@@ -193,6 +195,8 @@ enum Gathering {
     Prefetched {
         waiting: Option<Receiver<std::result::Result<(Tensor, Tensor), String>>>,
         thread: Option<JoinHandle<()>>,
+        /// Batches still to come: a thread that stops before sending them all failed.
+        left: u64,
     },
 }
 
@@ -218,17 +222,32 @@ impl Batches<'_> {
                     self.source.labels.index_select(0, &indices),
                 )
             }
-            Gathering::Prefetched { waiting, .. } => {
-                let Some(waiting) = waiting else {
+            Gathering::Prefetched {
+                waiting,
+                thread,
+                left,
+            } => {
+                let Some(receiver) = waiting else {
                     return Ok(None);
                 };
-                match waiting.recv() {
-                    Ok(Ok(batch)) => batch,
+                match receiver.recv() {
+                    Ok(Ok(batch)) => {
+                        *left = left.saturating_sub(1);
+                        batch
+                    }
                     Ok(Err(why)) => {
                         return Err(Error::Invalid(format!("gathering a batch failed: {why}")));
                     }
                     // The gatherer sent every batch and stopped.
-                    Err(_) => return Ok(None),
+                    Err(_) if *left == 0 => return Ok(None),
+                    Err(_) => {
+                        *waiting = None;
+                        let panicked = thread.take().is_some_and(|t| t.join().is_err());
+                        return Err(Error::Invalid(format!(
+                            "the batch thread stopped with {left} batch(es) of the pass not                              gathered{}",
+                            if panicked { " (it panicked)" } else { "" }
+                        )));
+                    }
                 }
             }
         };
@@ -238,7 +257,10 @@ impl Batches<'_> {
 
 impl Drop for Batches<'_> {
     fn drop(&mut self) {
-        if let Gathering::Prefetched { waiting, thread } = &mut self.gathering {
+        if let Gathering::Prefetched {
+            waiting, thread, ..
+        } = &mut self.gathering
+        {
             // Closing the channel first stops a gatherer waiting to hand over its next batch.
             drop(waiting.take());
             if let Some(thread) = thread.take() {

@@ -132,8 +132,11 @@ fn map_pixels(path: &Path, file: &mut File, header: &CacheHeader, offset: u64) -
             Kind::Uint8,
         ));
     };
-    // A private mapping: pages come from the page cache and nothing is ever written back.
-    let whole = Tensor::f_from_file(name, false, total as i64, (Kind::Uint8, Device::Cpu))
+    // A shared mapping: its pages are the page cache's, reclaimable under memory pressure and
+    // never charged as private memory (a private writable mapping of a file larger than memory
+    // plus swap is refused by the kernel's commit accounting). Nothing writes through it: batches
+    // are gathered into fresh tensors.
+    let whole = Tensor::f_from_file(name, true, total as i64, (Kind::Uint8, Device::Cpu))
         .map_err(|e| Error::Invalid(format!("cannot map {}: {e}", path.display())))?;
     Ok(whole
         .narrow(0, offset as i64, header.pixel_bytes() as i64)
@@ -209,8 +212,17 @@ impl CacheWriter {
             .file
             .take()
             .ok_or_else(|| Error::io(&self.temporary, gone()))?;
-        file.sync_all().map_err(|e| Error::io(&self.temporary, e))?;
-        std::fs::rename(&self.temporary, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        let placed = file
+            .sync_all()
+            .map_err(|e| Error::io(&self.temporary, e))
+            .and_then(|()| {
+                std::fs::rename(&self.temporary, &self.path).map_err(|e| Error::io(&self.path, e))
+            });
+        if let Err(err) = placed {
+            // The temporary file would otherwise hold the cache's whole size until a restart.
+            let _ = std::fs::remove_file(&self.temporary);
+            return Err(err);
+        }
         map_pixels(&self.path, &mut file, &self.header, self.offset)
     }
 }

@@ -3,7 +3,10 @@
 //! by `torch._utils._rebuild_tensor_v2` from persistent storage ids.
 //!
 //! It evaluates nothing: unknown globals and calls become opaque values, so a hostile pickle can
-//! at worst be refused. Protocols 2 to 5 are understood (torch.save uses 2).
+//! at worst be refused. Protocols 2 to 5 are understood (torch.save uses 2). What a few bytes of
+//! pickle could otherwise make unbounded is capped: values nest at most `MAX_DEPTH` deep (a
+//! deeper one would overflow the stack when dropped), and memo recalls and DUPs copy at most
+//! `MAX_COPIED_VALUES` values in all (each copy of a memoized list of memoized lists doubles).
 
 use std::collections::HashMap;
 use tch::Kind;
@@ -50,6 +53,17 @@ pub enum Value {
     Opaque(String),
 }
 
+/// Deepest nesting of containers a pickle may build; a state dict nests 3 or 4 deep.
+pub const MAX_DEPTH: usize = 64;
+
+/// Most values memo recalls and DUPs may copy in one pickle; a state dict copies a few per
+/// tensor.
+pub const MAX_COPIED_VALUES: u64 = 1 << 20;
+
+/// Most values (and MARKs) the pickle's stack may hold at once; a state dict's SETITEMS batches
+/// hold a few thousand.
+pub const MAX_STACK: usize = 1 << 20;
+
 /// Parses a pickle into its top value. Errors name the opcode and byte offset.
 pub fn parse(bytes: &[u8]) -> Result<Value, String> {
     parse_prefix(bytes).map(|parsed| parsed.value)
@@ -73,6 +87,7 @@ pub fn parse_prefix(bytes: &[u8]) -> Result<Parsed, String> {
         marks: Vec::new(),
         memo: HashMap::new(),
         storages: HashMap::new(),
+        copied: 0,
     };
     let value = machine.run()?;
     Ok(Parsed {
@@ -90,12 +105,20 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     storages: HashMap<String, Kind>,
+    /// Values copied by memo recalls and DUPs so far.
+    copied: u64,
 }
 
 impl<'a> Machine<'a> {
     fn run(&mut self) -> Result<Value, String> {
         loop {
             let at = self.position;
+            if self.stack.len().max(self.marks.len()) > MAX_STACK {
+                return Err(format!(
+                    "the pickle's stack grows past {MAX_STACK} values (at byte {at}); no weights \
+                     file's does"
+                ));
+            }
             let opcode = self.take(1)?[0];
             match opcode {
                 0x80 => drop(self.take(1)?),                       // PROTO
@@ -104,38 +127,38 @@ impl<'a> Machine<'a> {
                 b'(' => self.marks.push(self.stack.len()),         // MARK
                 b')' => self.stack.push(Value::Tuple(Vec::new())), // EMPTY_TUPLE
                 b't' => {
-                    let items = self.pop_mark()?;
+                    let items = contained(self.pop_mark()?, at)?;
                     self.stack.push(Value::Tuple(items));
                 }
                 0x85..=0x87 => {
                     let count = usize::from(opcode - 0x84);
-                    let items = self.pop_n(count)?;
+                    let items = contained(self.pop_n(count)?, at)?;
                     self.stack.push(Value::Tuple(items));
                 }
                 b']' => self.stack.push(Value::List(Vec::new())),
                 b'l' => {
-                    let items = self.pop_mark()?;
+                    let items = contained(self.pop_mark()?, at)?;
                     self.stack.push(Value::List(items));
                 }
                 b'a' => {
-                    let item = self.pop()?;
-                    self.extend_list(vec![item])?;
+                    let item = contained(vec![self.pop()?], at)?;
+                    self.extend_list(item)?;
                 }
                 b'e' => {
-                    let items = self.pop_mark()?;
+                    let items = contained(self.pop_mark()?, at)?;
                     self.extend_list(items)?;
                 }
                 b'}' => self.stack.push(Value::Dict(Vec::new())),
                 b'd' => {
-                    let items = self.pop_mark()?;
+                    let items = contained(self.pop_mark()?, at)?;
                     self.stack.push(Value::Dict(pairs(items)?));
                 }
                 b's' => {
-                    let items = self.pop_n(2)?;
+                    let items = contained(self.pop_n(2)?, at)?;
                     self.extend_dict(pairs(items)?)?;
                 }
                 b'u' => {
-                    let items = self.pop_mark()?;
+                    let items = contained(self.pop_mark()?, at)?;
                     self.extend_dict(pairs(items)?)?;
                 }
                 b'N' => self.stack.push(Value::None),
@@ -234,7 +257,8 @@ impl<'a> Machine<'a> {
                 b'0' => drop(self.pop()?),
                 b'1' => drop(self.pop_mark()?),
                 b'2' => {
-                    let top = self.stack.last().cloned().ok_or("DUP on an empty stack")?;
+                    let top = self.stack.last().ok_or("DUP on an empty stack")?;
+                    let top = self.copy(top.clone(), at)?;
                     self.stack.push(top);
                 }
                 b'Q' => {
@@ -340,11 +364,9 @@ impl<'a> Machine<'a> {
     }
 
     fn memoize(&mut self, slot: u32) -> Result<(), String> {
-        let top = self
-            .stack
-            .last()
-            .cloned()
-            .ok_or("memoizing an empty stack")?;
+        let at = self.position;
+        let top = self.stack.last().ok_or("memoizing an empty stack")?;
+        let top = self.copy(top.clone(), at)?;
         self.memo.insert(slot, top);
         Ok(())
     }
@@ -353,10 +375,23 @@ impl<'a> Machine<'a> {
         let value = self
             .memo
             .get(&slot)
-            .cloned()
             .ok_or_else(|| format!("unknown memo {slot} at byte {at}"))?;
+        let value = self.copy(value.clone(), at)?;
         self.stack.push(value);
         Ok(())
+    }
+
+    /// Counts a copy against `MAX_COPIED_VALUES`. (The copy is made before it is counted: it
+    /// is no larger than what earlier counted copies allowed.)
+    fn copy(&mut self, value: Value, at: usize) -> Result<Value, String> {
+        self.copied = self.copied.saturating_add(measure(&value).values);
+        if self.copied > MAX_COPIED_VALUES {
+            return Err(format!(
+                "the pickle copies more than {MAX_COPIED_VALUES} values through its memo (at byte \
+                 {at}); no weights file does"
+            ));
+        }
+        Ok(value)
     }
 
     fn extend_list(&mut self, items: Vec<Value>) -> Result<(), String> {
@@ -378,6 +413,54 @@ impl<'a> Machine<'a> {
         }
         Ok(())
     }
+}
+
+/// `items`, about to go into a container, when that container nests at most `MAX_DEPTH`.
+fn contained(items: Vec<Value>, at: usize) -> Result<Vec<Value>, String> {
+    let deepest = items
+        .iter()
+        .map(|item| measure(item).depth)
+        .max()
+        .unwrap_or(0);
+    if deepest >= MAX_DEPTH {
+        return Err(format!(
+            "the pickle nests containers more than {MAX_DEPTH} deep (at byte {at}); no \
+             weights file does"
+        ));
+    }
+    Ok(items)
+}
+
+/// How many values `value` holds (itself included) and how deep its containers nest (0 for a
+/// scalar), walked without recursion so that no value can exhaust the stack.
+struct Measure {
+    values: u64,
+    depth: usize,
+}
+
+fn measure(value: &Value) -> Measure {
+    let mut measure = Measure {
+        values: 0,
+        depth: 0,
+    };
+    let mut pending = vec![(value, 0usize)];
+    while let Some((value, depth)) = pending.pop() {
+        measure.values += 1;
+        measure.depth = measure.depth.max(depth);
+        match value {
+            Value::Tuple(items) | Value::List(items) => {
+                pending.extend(items.iter().map(|item| (item, depth + 1)));
+            }
+            Value::Dict(entries) => {
+                for (key, value) in entries {
+                    pending.push((key, depth + 1));
+                    pending.push((value, depth + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    measure
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, String> {
@@ -539,7 +622,7 @@ fn ints(values: &[Value]) -> Result<Vec<i64>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Value, parse};
+    use super::{MAX_COPIED_VALUES, MAX_DEPTH, MAX_STACK, Value, parse};
 
     /// `pickle.dumps(OrderedDict([("a", [1, -300, 2**40, -2**40]), ("b", (1.5, True, None, "x"))]),
     /// protocol=p)` from CPython, for p = 2 and p = 4.
@@ -614,5 +697,59 @@ mod tests {
         // A persistent id that is not a tensor storage.
         let bad_storage = b"\x80\x02K\x01Q.";
         assert!(parse(bad_storage).unwrap_err().contains("persistent id"));
+    }
+
+    fn refused(pickle: &[u8]) -> String {
+        match parse(pickle) {
+            Err(why) => why,
+            Ok(value) => panic!("parsed: {:?}", std::mem::discriminant(&value)),
+        }
+    }
+
+    #[test]
+    fn memo_copies_that_double_each_step_are_refused_before_memory_runs_out() {
+        // L0 = []; Ln = [Ln-1, Ln-1], each memoized: 80 steps would make 2^80 values.
+        let mut pickle = b"\x80\x02]q\x00".to_vec();
+        for step in 1..80u8 {
+            pickle.extend_from_slice(&[b'(', b'h', step - 1, b'h', step - 1, b'l', b'q', step]);
+        }
+        pickle.push(b'.');
+        let why = refused(&pickle);
+        assert!(
+            why.contains(&format!("more than {MAX_COPIED_VALUES} values")),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_instead_of_overflowing_the_stack() {
+        // A million nested lists: dropping them recursively would overflow the thread's stack.
+        let depth = 1_000_000;
+        let mut pickle = b"\x80\x02".to_vec();
+        pickle.extend(std::iter::repeat_n(b']', depth));
+        pickle.extend(std::iter::repeat_n(b'a', depth - 1));
+        pickle.push(b'.');
+        let why = refused(&pickle);
+        assert!(
+            why.contains(&format!("more than {MAX_DEPTH} deep")),
+            "{why}"
+        );
+        // Within the limit, nesting is fine.
+        let mut pickle = b"\x80\x02".to_vec();
+        pickle.extend(std::iter::repeat_n(b']', 10));
+        pickle.extend(std::iter::repeat_n(b'a', 9));
+        pickle.push(b'.');
+        assert!(matches!(parse(&pickle), Ok(Value::List(_))));
+    }
+
+    #[test]
+    fn a_stack_or_marks_growing_without_end_are_refused() {
+        for opcode in [b']', b'('] {
+            let mut pickle = b"\x80\x02".to_vec();
+            pickle.extend(std::iter::repeat_n(opcode, MAX_STACK + 10));
+            pickle.push(b'.');
+            let why = refused(&pickle);
+            assert!(why.contains("stack grows past"), "{why}");
+        }
     }
 }

@@ -12,20 +12,40 @@ use std::path::Path;
 use tch::Tensor;
 use zip::ZipArchive;
 
-/// True when the zip at `path` is a `torch.save` archive (has `data.pkl` and no TorchScript code).
-pub fn is_torch_save_archive(path: &Path) -> bool {
+/// What a zip archive holds, by the names of its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// `torch.save`: `data.pkl` and no TorchScript code; read here.
+    TorchSave,
+    /// `torch.jit.save` or a libtorch C++ archive: `data.pkl` beside code or constants; read by
+    /// libtorch.
+    TorchScript,
+    /// No `data.pkl`, or not a readable zip: no PyTorch file, and never handed to libtorch.
+    Other,
+}
+
+pub fn archive_kind(path: &Path) -> ArchiveKind {
     let Ok(archive) = File::open(path)
         .map(std::io::BufReader::new)
         .map(ZipArchive::new)
     else {
-        return false;
+        return ArchiveKind::Other;
     };
-    let Ok(archive) = archive else { return false };
+    let Ok(archive) = archive else {
+        return ArchiveKind::Other;
+    };
     let names: Vec<&str> = archive.file_names().collect();
     let has_code = names
         .iter()
         .any(|name| name.contains("/code/") || name.ends_with("constants.pkl"));
-    !has_code && names.iter().any(|name| is_record(name, "data.pkl"))
+    match (
+        names.iter().any(|name| is_record(name, "data.pkl")),
+        has_code,
+    ) {
+        (false, _) => ArchiveKind::Other,
+        (true, false) => ArchiveKind::TorchSave,
+        (true, true) => ArchiveKind::TorchScript,
+    }
 }
 
 /// The tensors of the state dict in a `torch.save` archive, by name. A checkpoint that wraps the
@@ -33,6 +53,7 @@ pub fn is_torch_save_archive(path: &Path) -> bool {
 /// says which key was used.
 pub fn read_state_dict(path: &Path) -> Result<(BTreeMap<String, Tensor>, Option<String>), String> {
     let file = File::open(path).map_err(|error| error.to_string())?;
+    let archive_bytes = file.metadata().map_err(|error| error.to_string())?.len();
     let mut archive =
         ZipArchive::new(std::io::BufReader::new(file)).map_err(|error| error.to_string())?;
     let pickle_name = archive
@@ -44,7 +65,8 @@ pub fn read_state_dict(path: &Path) -> Result<(BTreeMap<String, Tensor>, Option<
         .strip_suffix("data.pkl")
         .unwrap_or_default()
         .to_string();
-    if let Some(order) = read_record(&mut archive, &format!("{prefix}byteorder")).ok()
+    let record = |archive: &mut Archive, name: &str| read_record(archive, name, archive_bytes);
+    if let Some(order) = record(&mut archive, &format!("{prefix}byteorder")).ok()
         && order != b"little"
     {
         return Err(format!(
@@ -53,10 +75,10 @@ pub fn read_state_dict(path: &Path) -> Result<(BTreeMap<String, Tensor>, Option<
         ));
     }
 
-    let top = pickle::parse(&read_record(&mut archive, &pickle_name)?)?;
+    let top = pickle::parse(&record(&mut archive, &pickle_name)?)?;
     let (entries, wrapper) = state_dict_entries(top)?;
     rebuild_tensors(entries, |key| {
-        read_record(&mut archive, &format!("{prefix}data/{key}"))
+        record(&mut archive, &format!("{prefix}data/{key}"))
     })
     .map(|tensors| (tensors, wrapper))
 }
@@ -79,7 +101,21 @@ pub(super) fn rebuild_tensors<B: AsRef<[u8]>>(
                     .map_err(|error| format!("{name}: {error}"))?;
             storages.insert(reference.storage_key.clone(), storage);
         }
-        let tensor = storages[&reference.storage_key]
+        let storage = &storages[&reference.storage_key];
+        // A view larger than its storage (stride 0 repeating one value) is not a state dict's;
+        // copying it out could take any amount of memory.
+        let elements = reference
+            .size
+            .iter()
+            .try_fold(1i64, |total, &side| total.checked_mul(side.max(0)));
+        if elements.is_none_or(|elements| elements > storage.numel() as i64) {
+            return Err(format!(
+                "{name}: its shape {:?} holds more values than its storage's {}",
+                reference.size,
+                storage.numel()
+            ));
+        }
+        let tensor = storage
             .f_as_strided(&reference.size, &reference.stride, Some(reference.offset))
             .and_then(|view| view.f_contiguous())
             .map_err(|error| format!("{name}: {error}"))?;
@@ -92,17 +128,38 @@ fn is_record(name: &str, record: &str) -> bool {
     name == record || name.ends_with(&format!("/{record}"))
 }
 
-fn read_record(
-    archive: &mut ZipArchive<std::io::BufReader<File>>,
-    name: &str,
-) -> Result<Vec<u8>, String> {
-    let mut record = archive
+type Archive = ZipArchive<std::io::BufReader<File>>;
+
+/// How many times its archive's own size a record may inflate to: `torch.save` stores records
+/// uncompressed, so only a re-compressed archive has records larger than itself, and only a zip
+/// bomb much larger.
+const MAX_INFLATION: u64 = 8;
+
+/// A record's bytes. The size its header states is trusted neither for allocation nor as the
+/// length: a record stating more than `MAX_INFLATION` times the archive is refused, and one that
+/// inflates past what it states is cut off and refused.
+fn read_record(archive: &mut Archive, name: &str, archive_bytes: u64) -> Result<Vec<u8>, String> {
+    let record = archive
         .by_name(name)
         .map_err(|error| format!("{name}: {error}"))?;
-    let mut bytes = Vec::with_capacity(record.size() as usize);
+    let stated = record.size();
+    let most = archive_bytes.saturating_mul(MAX_INFLATION).max(1 << 20);
+    if stated > most {
+        return Err(format!(
+            "{name}: the record states {stated} bytes, more than {MAX_INFLATION} times the \
+             archive's {archive_bytes}"
+        ));
+    }
+    let mut bytes = Vec::with_capacity(stated.min(64 << 20) as usize);
     record
+        .take(stated.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|error| format!("{name}: {error}"))?;
+    if bytes.len() as u64 != stated {
+        return Err(format!(
+            "{name}: the record holds more or fewer bytes than the {stated} it states"
+        ));
+    }
     Ok(bytes)
 }
 

@@ -22,6 +22,8 @@ pub struct JobContext {
     pub caches: std::sync::Arc<CacheRoom>,
     /// Held while a dataset is copied: two jobs on one dataset must not write the same files.
     pub dataset_copy: tokio::sync::Mutex<()>,
+    /// `queue.restart_pause_seconds`: the first wait before a job the worker died under resumes.
+    pub restart_pause: std::time::Duration,
 }
 
 /// The folders under the worker's data directory.

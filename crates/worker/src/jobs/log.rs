@@ -80,7 +80,12 @@ impl EventLog {
             Err(error) => {
                 tracing::warn!(path = %self.path.display(), %error, "event log unreadable; newest events only");
                 let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                state.recent.iter().cloned().collect()
+                state
+                    .recent
+                    .iter()
+                    .filter(|e| e.sequence > after)
+                    .cloned()
+                    .collect()
             }
         }
     }

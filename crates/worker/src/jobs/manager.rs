@@ -17,7 +17,8 @@ use super::reclaim::Reclaimed;
 use super::record::{JobRecord, JobState};
 use super::resume::ResumePoint;
 use super::submission::{
-    ManifestText, check_local_paths, parse_manifest, parse_spec, pretrained_blob,
+    ManifestText, check_image_pixels, check_local_paths, parse_manifest, parse_spec,
+    pretrained_blob,
 };
 use crate::blobs::{BlobLimits, BlobStore};
 use crate::caches::CacheRoom;
@@ -44,6 +45,8 @@ pub struct JobManager {
     max_queued: usize,
     /// Worker folders a submitted spec may read (`access.local_paths`).
     local_paths: Vec<PathBuf>,
+    /// `limits.max_image_pixels`.
+    max_image_pixels: u64,
     inner: Mutex<Inner>,
     wake: Notify,
     idle: Notify,
@@ -61,8 +64,12 @@ pub struct ManagerSettings {
     pub cache_max_bytes: u64,
     /// `queue.max_restarts`: times a job the worker died under is resumed.
     pub max_restarts: u32,
+    /// `queue.restart_pause_seconds`: the first wait before such a job runs again.
+    pub restart_pause: std::time::Duration,
     /// `access.local_paths`: worker folders a spec may read.
     pub local_paths: Vec<PathBuf>,
+    /// `limits.max_image_pixels`: the most `data.max_image_pixels` a spec may set.
+    pub max_image_pixels: u64,
     pub retry: RetryPolicy,
 }
 
@@ -85,12 +92,14 @@ impl ManagerSettings {
             },
             cache_max_bytes: 0,
             max_restarts: 3,
+            restart_pause: std::time::Duration::from_secs(2),
             // The folder the tests make their buckets and weights in.
             local_paths: data_dir
                 .parent()
                 .into_iter()
                 .map(Path::to_path_buf)
                 .collect(),
+            max_image_pixels: 40_000_000,
             retry: RetryPolicy::default(),
         }
     }
@@ -119,11 +128,13 @@ impl JobManager {
             dirs,
             caches,
             dataset_copy: tokio::sync::Mutex::new(()),
+            restart_pause: settings.restart_pause,
         };
         let manager = JobManager {
             context: Arc::new(context),
             max_queued: settings.max_queued,
             local_paths: settings.local_paths,
+            max_image_pixels: settings.max_image_pixels,
             inner: Mutex::new(Inner {
                 jobs: recovered.jobs,
                 queue: recovered.queue,
@@ -211,6 +222,7 @@ impl JobManager {
         }
         let spec = parse_spec(spec_toml)?;
         check_local_paths(&spec, &self.local_paths)?;
+        check_image_pixels(&spec, self.max_image_pixels)?;
         let manifest = parse_manifest(manifest_json)?;
         if let Some(url) = spec.data.object_store_url()
             && !manifest.entries.is_empty()
@@ -430,8 +442,8 @@ impl JobManager {
         }
     }
 
-    /// Stops accepting jobs, interrupts running ones (they checkpoint and are re-queued), and
-    /// waits until none runs. `Watch` streams end.
+    /// Stops accepting jobs, interrupts running ones (they checkpoint and are re-queued) and
+    /// ones waiting to resume after a crash, and waits until none runs. `Watch` streams end.
     pub async fn shutdown(&self) {
         let running: Vec<Arc<Job>> = {
             let mut inner = self.lock();
@@ -439,7 +451,7 @@ impl JobManager {
             inner
                 .jobs
                 .values()
-                .filter(|j| j.snapshot().state == JobState::Running)
+                .filter(|j| matches!(j.snapshot().state, JobState::Running | JobState::Queued))
                 .cloned()
                 .collect()
         };

@@ -79,10 +79,10 @@ impl JobRecord {
     /// Writes `state.json` atomically (staging file + rename), so a crash leaves the old or the new.
     pub fn save(&self, job_dir: &Path) -> Result<()> {
         let path = job_dir.join(STATE_FILE);
-        let staging = job_dir.join(format!("{STATE_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
-        std::fs::write(&staging, json).map_err(|e| Error::io(&staging, e))?;
-        std::fs::rename(&staging, &path).map_err(|e| Error::io(&path, e))
+        // Flushed before it replaces the old one: after a power loss a job is in the state it
+        // last reported, never in none.
+        easel_store::private_file::write_replacing(&path, &json).map_err(|e| Error::io(&path, e))
     }
 
     pub fn load(job_dir: &Path) -> Result<JobRecord> {

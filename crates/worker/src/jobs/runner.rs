@@ -23,7 +23,17 @@ use easel_events::{EventKind, Outcome};
 pub(crate) async fn run_job(context: &Arc<JobContext>, job: &Arc<Job>, device: DeviceName) {
     let id = job.id.clone();
     job.cancel.store(false, std::sync::atomic::Ordering::SeqCst);
-    pause_after_crash(job).await;
+    match pause_after_crash(job, context.restart_pause).await {
+        Pause::Over => {}
+        // `cancel` ended it as a queued job.
+        Pause::Cancelled => return,
+        Pause::Stopping => {
+            job.emit(EventKind::Note {
+                message: "the worker is stopping: the job resumes at its next start".into(),
+            });
+            return;
+        }
+    }
     let started = job.update(|r| {
         r.state = JobState::Running;
         r.reason.clear();
@@ -72,17 +82,24 @@ pub(crate) async fn run_job(context: &Arc<JobContext>, job: &Arc<Job>, device: D
 
 type Finish = (Outcome, String, Option<serde_json::Value>);
 
-/// The first pause before a job the worker died under runs again; it doubles each time.
-const RESTART_PAUSE: Duration = Duration::from_secs(2);
-
 /// A job resumed after the worker died under it waits first, longer at each restart: if the job
 /// is what takes the worker down, the worker then does not crash as fast as it is restarted.
-async fn pause_after_crash(job: &Job) {
+/// How a pause before a resumed job ended.
+enum Pause {
+    Over,
+    /// The job was cancelled meanwhile (it is still `queued` while it waits, so `cancel` ends
+    /// it as it ends any queued job).
+    Cancelled,
+    /// The worker is stopping: the job stays queued for the next start.
+    Stopping,
+}
+
+async fn pause_after_crash(job: &Job, first_pause: Duration) -> Pause {
     let restarts = job.snapshot().crash_restarts;
     if restarts == 0 {
-        return;
+        return Pause::Over;
     }
-    let pause = RESTART_PAUSE * 2u32.saturating_pow(restarts - 1).min(64);
+    let pause = first_pause * 2u32.saturating_pow(restarts - 1).min(64);
     job.emit(EventKind::Note {
         message: format!(
             "resuming after the worker stopped under this job (restart {restarts}): waiting {} s first",
@@ -90,9 +107,17 @@ async fn pause_after_crash(job: &Job) {
         ),
     });
     let until = tokio::time::Instant::now() + pause;
-    while tokio::time::Instant::now() < until
-        && !job.cancel.load(std::sync::atomic::Ordering::SeqCst)
-    {
+    loop {
+        if job.snapshot().state != JobState::Queued {
+            return Pause::Cancelled;
+        }
+        // `shutdown` raises the flag of waiting jobs too.
+        if job.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            return Pause::Stopping;
+        }
+        if tokio::time::Instant::now() >= until {
+            return Pause::Over;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -106,6 +131,12 @@ async fn train(
         .map_err(|e| format!("{}: {e}", super::job::SPEC_FILE))?;
     let mut spec = parse_spec(&spec_text).map_err(|e| e.to_string())?;
     if let Some(digest) = pretrained_blob(&spec).map(str::to_owned) {
+        // Hashing weights of hundreds of MB is blocking work.
+        let checking = (Arc::clone(context), digest.clone());
+        tokio::task::spawn_blocking(move || checking.0.blobs.check_intact(&checking.1))
+            .await
+            .map_err(|_| "checking model.pretrained stopped unexpectedly".to_string())?
+            .map_err(|e| format!("model.pretrained: {e}"))?;
         let path =
             easel_dataset::blob_path(context.blobs.dir(), &digest).map_err(|e| e.to_string())?;
         spec.model.pretrained = Some(path);

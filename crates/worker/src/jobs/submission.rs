@@ -41,7 +41,9 @@ pub fn check_local_paths(spec: &ExperimentSpec, allowed: &[PathBuf]) -> Result<(
     if let Some(url) = spec.data.object_store_url()
         && let Some(path) = file_url_path(url)
     {
-        check_allowed("data.path", Path::new(path), allowed)?;
+        // A URL that names no local path is refused here rather than reaching the store.
+        let path = path.unwrap_or_else(|| PathBuf::from(url));
+        check_allowed("data.path", &path, allowed)?;
     }
     if let Some(path) = &spec.model.pretrained
         && pretrained_blob(spec).is_none()
@@ -51,24 +53,48 @@ pub fn check_local_paths(spec: &ExperimentSpec, allowed: &[PathBuf]) -> Result<(
     Ok(())
 }
 
-fn file_url_path(url: &str) -> Option<&str> {
-    let (scheme, rest) = url.split_once("://")?;
-    scheme.eq_ignore_ascii_case("file").then_some(rest)
+/// For a `file:` URL, the path the store will open, decoded as the store decodes it (`%2e%2e`
+/// and `%2F` included); `Some(None)` when it names no local path.
+fn file_url_path(url: &str) -> Option<Option<PathBuf>> {
+    let (scheme, _) = url.split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("file") {
+        return None;
+    }
+    Some(
+        url::Url::parse(url)
+            .ok()
+            .and_then(|parsed| parsed.to_file_path().ok()),
+    )
+}
+
+/// Refuses a spec whose `data.max_image_pixels` passes the worker's `limits.max_image_pixels`.
+pub fn check_image_pixels(spec: &ExperimentSpec, most: u64) -> Result<()> {
+    let asked = spec.data.max_image_pixels;
+    if asked <= most {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "data.max_image_pixels = {asked} is more than this worker decodes ({most} pixels, \
+         limits.max_image_pixels in its worker.toml or EASEL_MAX_IMAGE_PIXELS); lower it, or \
+         resize the largest images before submitting"
+    )))
 }
 
 /// `path` is allowed when it is absolute, has no `..`, and lies under an allowed folder once
-/// symbolic links are followed (so a link inside an allowed folder cannot lead out of it).
+/// symbolic links are followed (so a link inside an allowed folder cannot lead out of it). A path
+/// not there yet is judged by its nearest existing folder, links resolved.
 fn check_allowed(key: &str, path: &Path, allowed: &[PathBuf]) -> Result<()> {
     let plain = path.is_absolute()
         && !path
             .components()
             .any(|part| matches!(part, std::path::Component::ParentDir));
-    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let inside = allowed.iter().any(|folder| {
-        let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
-        resolved.starts_with(&folder)
-    });
-    if plain && inside {
+    let resolved = resolve_links(path);
+    let inside = plain
+        && allowed.iter().any(|folder| {
+            let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
+            resolved.as_ref().is_some_and(|r| r.starts_with(&folder))
+        });
+    if inside {
         return Ok(());
     }
     let reads = if allowed.is_empty() {
@@ -82,6 +108,25 @@ fn check_allowed(key: &str, path: &Path, allowed: &[PathBuf]) -> Result<()> {
          its worker.toml, or EASEL_LOCAL_PATHS); send the files with the submit instead",
         path.display()
     )))
+}
+
+/// `path` with its nearest existing ancestor's links resolved and the rest appended; `None` when
+/// no ancestor resolves.
+fn resolve_links(path: &Path) -> Option<PathBuf> {
+    let mut missing = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(resolved) = std::fs::canonicalize(existing) {
+            return Some(
+                missing
+                    .iter()
+                    .rev()
+                    .fold(resolved, |acc, part| acc.join(part)),
+            );
+        }
+        missing.push(existing.file_name()?);
+        existing = existing.parent()?;
+    }
 }
 
 /// Most bytes of JSON a manifest blob may inflate to (about 8 million images).
@@ -165,6 +210,17 @@ mod local_path_tests {
         let message = refused(&spec(&url(&escape), None), &allowed);
         assert!(message.contains("reads only under"), "{message}");
         refused(&spec(&url(&allowed[0].join("link-out")), None), &allowed);
+        // Percent-encoded dots and slashes are decoded as the store decodes them.
+        let encoded = format!("{}/art/%2e%2e/%2E%2E/worker-data", url(&allowed[0]));
+        refused(&spec(&encoded, None), &allowed);
+        let encoded = format!("{}/art%2F..%2F..%2Fworker-data", url(&allowed[0]));
+        refused(&spec(&encoded, None), &allowed);
+        // A path not made yet is judged by the folder it would be in.
+        refused(
+            &spec(&url(&allowed[0].join("link-out/new")), None),
+            &allowed,
+        );
+        check_local_paths(&spec(&url(&allowed[0].join("art/new")), None), &allowed).unwrap();
         let message = refused(
             &spec(
                 "/home/me/art",
@@ -173,5 +229,26 @@ mod local_path_tests {
             &allowed,
         );
         assert!(message.starts_with("model.pretrained = `"), "{message}");
+    }
+
+    #[test]
+    fn a_spec_asking_to_decode_larger_images_than_the_worker_allows_is_refused() {
+        let asking = |pixels: u64| {
+            parse_spec(&format!(
+                "name = \"p\"\n[data]\npath = \"/a\"\nmax_image_pixels = {pixels}\n"
+            ))
+            .unwrap()
+        };
+        check_image_pixels(&asking(40_000_000), 40_000_000).unwrap();
+        match check_image_pixels(&asking(4_000_000_000), 40_000_000) {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(
+                    message.contains("data.max_image_pixels = 4000000000")
+                        && message.contains("limits.max_image_pixels"),
+                    "{message}"
+                );
+            }
+            other => panic!("not refused: {other:?}"),
+        }
     }
 }

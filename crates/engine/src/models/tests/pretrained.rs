@@ -375,3 +375,68 @@ fn a_wrapped_data_parallel_checkpoint_is_unwrapped_and_its_views_rebuilt() {
     assert!(problems.contains("missing features.3.weight"), "{problems}");
     assert!(!problems.contains("num_batches_tracked"), "{problems}");
 }
+
+/// A zip of `(name, bytes)` records, deflated.
+fn write_zip(path: &Path, records: &[(&str, &[u8])]) {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in records {
+        zip.start_file(*name, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// The message of the error `path` gets as a pretrained backbone.
+fn refusal(path: &Path) -> String {
+    let mut target = model_vs(Architecture::SmallCnn, &[8], Pooling::Avg, 3);
+    weights_problems(load_pretrained_backbone(&mut target, path)).join("\n")
+}
+
+#[test]
+fn a_zip_that_is_no_pytorch_file_is_refused_without_reaching_libtorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dataset.pt");
+    write_zip(&path, &[("cats/1.png", b"\x89PNG not really")]);
+    let message = refusal(&path);
+    assert!(message.contains("holds no data.pkl"), "{message}");
+}
+
+#[test]
+fn a_record_inflating_far_past_its_archive_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.pt");
+    // 64 MiB of zeros deflate to about 64 KiB.
+    let zeros = vec![0u8; 64 << 20];
+    write_zip(&path, &[("archive/data.pkl", &zeros)]);
+    let message = refusal(&path);
+    assert!(
+        message.contains("archive/data.pkl: the record states 67108864 bytes"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_tensor_viewing_more_values_than_its_storage_is_refused() {
+    // {"w": _rebuild_tensor_v2(storage of 1 float, 0, (100000, 100000), (0, 0), False, {})}: a
+    // 40 GB tensor from 4 bytes.
+    let pickle: &[u8] = b"\x80\x02}(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(\
+        (X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQ\
+        K\x00J\xa0\x86\x01\x00J\xa0\x86\x01\x00\x86K\x00K\x00\x86\x89}tRu.";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broadcast.pt");
+    write_zip(
+        &path,
+        &[
+            ("archive/data.pkl", pickle),
+            ("archive/data/0", &1.0f32.to_le_bytes()),
+        ],
+    );
+    let message = refusal(&path);
+    assert!(
+        message.contains("w: its shape [100000, 100000] holds more values than its storage's 1"),
+        "{message}"
+    );
+}
