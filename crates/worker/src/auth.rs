@@ -1,11 +1,8 @@
-//! Access: a bearer token created at first start, checked on every RPC except health, plus the
-//! protocol-version check (both are per-request metadata, so one interceptor does both).
+//! The worker's own token: created at first start in `<data-dir>/token`, the admin token that
+//! `client up` hands to the client. Named tokens for others are in `tokens.rs`; the check of
+//! every request in `access.rs`.
 
-use easel_proto::protocol;
-use rand::RngCore;
 use std::path::{Path, PathBuf};
-use subtle::ConstantTimeEq;
-use tonic::{Request, Status};
 
 use crate::error::{Error, Result};
 
@@ -43,9 +40,7 @@ pub fn load_or_create_token(data_dir: &Path) -> Result<Token> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(&path, e)),
     }
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let value = crate::tokens::random_token();
     // Whole and on disk before any client is told it: a token lost to a power loss would lock
     // every client out.
     easel_store::private_file::write_private(&path, format!("{value}\n").as_bytes())
@@ -57,73 +52,9 @@ pub fn load_or_create_token(data_dir: &Path) -> Result<Token> {
     })
 }
 
-/// The tonic interceptor guarding the worker service.
-#[derive(Clone)]
-pub struct Guard {
-    token: std::sync::Arc<str>,
-}
-
-impl Guard {
-    pub fn new(token: &str) -> Self {
-        Guard {
-            token: token.into(),
-        }
-    }
-
-    pub fn check(&self, request: Request<()>) -> std::result::Result<Request<()>, Status> {
-        protocol::check_protocol_header(request.metadata())?;
-        match protocol::presented_token(request.metadata()) {
-            None => Err(Status::unauthenticated("missing bearer token")),
-            Some(token) if bool::from(token.as_bytes().ct_eq(self.token.as_bytes())) => Ok(request),
-            Some(_) => Err(Status::unauthenticated("wrong bearer token")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(token: Option<&str>, protocol: Option<&str>) -> Request<()> {
-        let mut request = Request::new(());
-        if let Some(token) = token {
-            request.metadata_mut().insert(
-                protocol::AUTHORIZATION_HEADER,
-                format!("Bearer {token}").parse().unwrap(),
-            );
-        }
-        if let Some(protocol) = protocol {
-            request
-                .metadata_mut()
-                .insert(protocol::PROTOCOL_HEADER, protocol.parse().unwrap());
-        }
-        request
-    }
-
-    #[test]
-    fn token_is_checked() {
-        let guard = Guard::new("secret");
-        assert!(guard.check(request(Some("secret"), None)).is_ok());
-        let wrong = guard.check(request(Some("secreT"), None)).unwrap_err();
-        assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
-        let missing = guard.check(request(None, None)).unwrap_err();
-        assert_eq!(missing.code(), tonic::Code::Unauthenticated);
-        assert!(missing.message().contains("missing"));
-    }
-
-    #[test]
-    fn other_protocol_is_refused_by_name() {
-        let guard = Guard::new("secret");
-        let status = guard
-            .check(request(Some("secret"), Some("99")))
-            .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
-        assert!(
-            status.message().contains("protocol 99"),
-            "{}",
-            status.message()
-        );
-    }
 
     #[test]
     fn token_file_is_created_private_and_reused() {

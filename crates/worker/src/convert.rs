@@ -24,6 +24,7 @@ pub fn job(record: &JobRecord) -> pb::Job {
         dataset_images: record.dataset_images,
         dataset_bytes: record.dataset_bytes,
         store_url: record.store_url.clone(),
+        owner: record.owner.clone(),
     }
 }
 

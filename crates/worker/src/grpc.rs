@@ -13,6 +13,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::access::{Caller, Guard};
 use crate::artifacts::{self, ArtifactBody};
 use crate::blobs::Chunk;
 use crate::convert::{self, UploadProgress};
@@ -25,6 +26,8 @@ const FETCH_CHUNK_BYTES: usize = 1 << 20;
 
 pub struct WorkerService {
     pub manager: Arc<JobManager>,
+    /// Tells streams when their token is revoked.
+    pub guard: Guard,
     pub hello: pb::HelloResponse,
     /// How long an upload stream may send nothing (`upload.idle_timeout_seconds`).
     pub upload_idle: std::time::Duration,
@@ -86,6 +89,9 @@ impl pb::worker_server::Worker for WorkerService {
         &self,
         request: Request<Streaming<pb::BlobChunks>>,
     ) -> Result<Response<pb::UploadBlobsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let revoked = self.guard.revoked(&caller);
+        tokio::pin!(revoked);
         let mut messages = request.into_inner();
         let mut progress = UploadProgress::default();
         let idle = self.upload_idle;
@@ -96,10 +102,12 @@ impl pb::worker_server::Worker for WorkerService {
                 idle.as_secs()
             ))
         };
-        while let Some(message) = tokio::time::timeout(idle, messages.next())
-            .await
-            .map_err(|_| quiet())?
-        {
+        loop {
+            let next = tokio::select! {
+                status = &mut revoked => return Err(status),
+                next = tokio::time::timeout(idle, messages.next()) => next.map_err(|_| quiet())?,
+            };
+            let Some(message) = next else { break };
             let chunks = message?.chunks;
             if chunks.len() > MAX_CHUNKS_PER_MESSAGE {
                 return Err(Error::InvalidArgument(format!(
@@ -148,6 +156,7 @@ impl pb::worker_server::Worker for WorkerService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let manager = self.manager.clone();
         let digest = request.manifest_digest.clone();
@@ -158,22 +167,32 @@ impl pb::worker_server::Worker for WorkerService {
         // A retried submit whose job exists needs no second download.
         let resume = match request.resume_from_job.as_str() {
             "" => None,
-            _ if self.manager.existing(&request.idempotency_key).is_some() => None,
-            from_job => Some(
-                resume::fetch(
-                    self.manager.context(),
-                    from_job,
-                    &request.spec_toml,
-                    &manifest.json,
+            _ if self
+                .manager
+                .existing(&caller.name, &request.idempotency_key)
+                .is_some() =>
+            {
+                None
+            }
+            from_job => {
+                self.may_resume(&caller, from_job)?;
+                Some(
+                    resume::fetch(
+                        self.manager.context(),
+                        from_job,
+                        &request.spec_toml,
+                        &manifest.json,
+                    )
+                    .await?,
                 )
-                .await?,
-            ),
+            }
         };
         let manager = self.manager.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             manager.submit(
                 &request.spec_toml,
                 &manifest,
+                &caller.name,
                 &request.idempotency_key,
                 resume,
             )
@@ -190,15 +209,24 @@ impl pb::worker_server::Worker for WorkerService {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let record = self.manager.get(&request.into_inner().job_id)?;
-        Ok(Response::new(convert::job(&record)))
+        let caller = Caller::of(&request)?;
+        let job = self
+            .manager
+            .job_for(&caller, &request.into_inner().job_id)?;
+        Ok(Response::new(convert::job(&job.snapshot())))
     }
 
     async fn list_jobs(
         &self,
-        _: Request<pb::ListJobsRequest>,
+        request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let jobs = self.manager.list().iter().map(convert::job).collect();
+        let caller = Caller::of(&request)?;
+        let jobs = self
+            .manager
+            .list(&caller)
+            .iter()
+            .map(convert::job)
+            .collect();
         Ok(Response::new(pb::ListJobsResponse { jobs }))
     }
 
@@ -206,7 +234,11 @@ impl pb::worker_server::Worker for WorkerService {
         &self,
         request: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let record = self.manager.cancel(&request.into_inner().job_id)?;
+        let caller = Caller::of(&request)?;
+        let job = self
+            .manager
+            .job_for(&caller, &request.into_inner().job_id)?;
+        let record = self.manager.cancel(&job.id)?;
         Ok(Response::new(convert::job(&record)))
     }
 
@@ -216,17 +248,25 @@ impl pb::worker_server::Worker for WorkerService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let events = self.manager.watch(&request.job_id, request.from_sequence)?;
+        let job = self.manager.job_for(&caller, &request.job_id)?;
+        let events = self.manager.watch(&job.id, request.from_sequence)?;
         let stream = ReceiverStream::new(events).map(|event| Ok(pb::JobEvent::from(event)));
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(until_revoked(
+            stream,
+            self.guard.revoked(&caller),
+        )))
     }
 
     async fn list_artifacts(
         &self,
         request: Request<pb::ListArtifactsRequest>,
     ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
-        let job = self.manager.job(&request.into_inner().job_id)?;
+        let caller = Caller::of(&request)?;
+        let job = self
+            .manager
+            .job_for(&caller, &request.into_inner().job_id)?;
         let artifacts = artifacts::list(&job, self.manager.store()).await?;
         let artifacts = artifacts
             .into_iter()
@@ -243,7 +283,9 @@ impl pb::worker_server::Worker for WorkerService {
         &self,
         request: Request<pb::RemoveJobRequest>,
     ) -> Result<Response<pb::RemoveJobResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
+        self.manager.job_for(&caller, &request.job_id)?;
         let manager = self.manager.clone();
         let id = request.job_id.clone();
         let reclaimed = tokio::task::spawn_blocking(move || manager.remove(&id))
@@ -274,8 +316,9 @@ impl pb::worker_server::Worker for WorkerService {
         request: Request<pb::FetchArtifactRequest>,
     ) -> Result<Response<Self::FetchArtifactStream>, Status> {
         use pb::artifact_chunk::Part;
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let job = self.manager.job(&request.job_id)?;
+        let job = self.manager.job_for(&caller, &request.job_id)?;
         let (entry, body) = artifacts::open(&job, self.manager.store(), &request.name).await?;
         let size = entry.size;
         let offset = request.offset;
@@ -344,8 +387,57 @@ impl pb::worker_server::Worker for WorkerService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(until_revoked(
+            ReceiverStream::new(rx),
+            self.guard.revoked(&caller),
+        )))
     }
+}
+
+impl WorkerService {
+    /// Resuming reads another job's checkpoint: the caller's own job, or, for a job this worker
+    /// does not hold (trained on a machine that is gone), an admin's choice, since the artifact
+    /// store does not say whose it was.
+    fn may_resume(&self, caller: &Caller, from_job: &str) -> Result<(), Status> {
+        match self.manager.job(from_job) {
+            Ok(job) if caller.may_see(&job.owner) => Ok(()),
+            Ok(_) => Err(Error::JobNotFound(from_job.to_owned()).into()),
+            Err(_) if caller.admin => Ok(()),
+            Err(_) => Err(Error::PermissionDenied(format!(
+                "job {from_job} is not on this worker: resuming it reads its checkpoint from the \
+                 artifact store, which does not say whose it was; ask the worker's admin to \
+                 submit it (an admin token may)"
+            ))
+            .into()),
+        }
+    }
+}
+
+/// `stream` until it ends, or until the caller's token is revoked: then one unauthenticated
+/// error saying so, and the end.
+fn until_revoked<T: Send + 'static>(
+    stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    revoked: impl std::future::Future<Output = Status> + Send + 'static,
+) -> BoxStream<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        tokio::pin!(stream);
+        tokio::pin!(revoked);
+        loop {
+            tokio::select! {
+                status = &mut revoked => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+                item = stream.next() => match item {
+                    Some(item) => if tx.send(item).await.is_err() { return },
+                    None => return,
+                },
+                () = tx.closed() => return,
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
 }
 
 /// A file opened at `offset` (a resumed fetch).

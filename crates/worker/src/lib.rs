@@ -4,6 +4,7 @@
 //! Library-first: [`run`] serves on a listener until `shutdown` resolves, so tests start the real
 //! server on `127.0.0.1:0`.
 
+pub mod access;
 pub mod artifacts;
 pub mod auth;
 pub mod blobs;
@@ -14,6 +15,7 @@ mod grpc;
 pub mod jobs;
 pub mod space;
 pub mod tls;
+pub mod tokens;
 
 use std::future::Future;
 use std::time::Duration;
@@ -128,8 +130,11 @@ pub async fn run(
         libtorch_version: runtime.libtorch_version,
         cuda_available: runtime.cuda_available,
     };
+    let guard = access::Guard::start(&token.value, tokens::tokens_path(data_dir))
+        .context("failed to read the named tokens")?;
     let service = grpc::WorkerService {
         manager: manager.clone(),
+        guard: guard.clone(),
         hello,
         upload_idle: Duration::from_secs(config.upload.idle_timeout_seconds),
     };
@@ -139,7 +144,6 @@ pub async fn run(
     let worker = pb::worker_server::WorkerServer::new(service)
         .max_decoding_message_size(message_limit)
         .max_encoding_message_size(message_limit.max(4 << 20));
-    let guard = auth::Guard::new(&token.value);
     let worker = tonic::service::interceptor::InterceptedService::new(worker, move |request| {
         guard.check(request)
     });

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use easel_spec::worker::{WorkerConfig, WorkerOverrides};
 
 /// Easel worker: receives datasets and specs over gRPC, trains on this machine's devices, and
@@ -13,17 +13,46 @@ use easel_spec::worker::{WorkerConfig, WorkerOverrides};
 #[command(name = "worker", version)]
 struct Args {
     /// worker.toml (every key has a default; EASEL_* variables and these flags override it).
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Listen address, e.g. 0.0.0.0:50051 (port 0 picks a free one).
     #[arg(long)]
     listen: Option<String>,
     /// Where jobs, dataset blobs, the decoded-dataset cache and the token live.
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Artifact store URL: file:///dir, s3://bucket/prefix, gs://…, az://…
     #[arg(long)]
     store: Option<String>,
+    /// Without a command the worker serves.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Named access tokens for the people and machines sharing this worker (in the data dir's
+    /// tokens.json, hashed; a running worker follows changes within a second).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Makes a token for NAME and prints it (only this once): jobs submitted with it are NAME's,
+    /// and only NAME and admin tokens see them.
+    Add {
+        name: String,
+        /// Sees and controls every job, like the worker's own token.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Lists the named tokens (never the tokens themselves).
+    List,
+    /// Revokes NAME's token: refused at once, its open streams end.
+    Revoke { name: String },
 }
 
 fn main() -> ExitCode {
@@ -45,7 +74,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match serve(args) {
+    let outcome = match args.command {
+        Some(Command::Token { ref action }) => manage_tokens(&args, action),
+        None => serve(args),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -54,17 +87,66 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: Args) -> anyhow::Result<()> {
+fn load_config(args: &Args) -> anyhow::Result<WorkerConfig> {
     let overrides = WorkerOverrides {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        store: args.store,
+        listen: args.listen.clone(),
+        data_dir: args.data_dir.clone(),
+        store: args.store.clone(),
     };
-    let config = WorkerConfig::load(
+    Ok(WorkerConfig::load(
         args.config.as_deref(),
         &|name| std::env::var(name).ok(),
         &overrides,
-    )?;
+    )?)
+}
+
+fn manage_tokens(args: &Args, action: &TokenAction) -> anyhow::Result<()> {
+    use easel_worker::tokens;
+    let config = load_config(args)?;
+    let path = tokens::tokens_path(&config.data_dir);
+    match action {
+        TokenAction::Add { name, admin } => {
+            let token = tokens::add_token(&path, name, *admin)?;
+            eprintln!(
+                "worker: token for `{name}`{} added to {}; it is shown only now. \
+                 Give it to the client as EASEL_TOKEN or --token:",
+                if *admin { " (admin)" } else { "" },
+                path.display()
+            );
+            println!("{token}");
+        }
+        TokenAction::List => {
+            let listed = tokens::read_tokens(&path)?;
+            println!("{:<24} {:<6} {:<21} revoked", "name", "admin", "created");
+            println!(
+                "{:<24} {:<6} {:<21} -",
+                tokens::ADMIN_NAME,
+                "yes",
+                "(<data-dir>/token)"
+            );
+            for token in listed {
+                println!(
+                    "{:<24} {:<6} {:<21} {}",
+                    token.name,
+                    if token.admin { "yes" } else { "no" },
+                    token.created_at,
+                    token.revoked_at.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        TokenAction::Revoke { name } => {
+            let revoked = tokens::revoke_token(&path, name)?;
+            eprintln!(
+                "worker: token `{name}` revoked at {}; a running worker refuses it within a second and ends its streams",
+                revoked.revoked_at.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&config.listen)

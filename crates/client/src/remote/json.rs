@@ -33,5 +33,6 @@ pub fn job(job: &pb::Job) -> Value {
         "dataset_images": job.dataset_images,
         "dataset_bytes": job.dataset_bytes,
         "store_url": job.store_url,
+        "owner": job.owner,
     })
 }

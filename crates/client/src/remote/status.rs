@@ -50,7 +50,7 @@ fn print_job(job: &pb::Job) {
         job.dataset_images,
         job.dataset_bytes as f64 / 1e6
     );
-    println!("created   {}", job.created_at);
+    println!("created   {} by {}", job.created_at, job.owner);
     if !job.finished_at.is_empty() {
         println!("finished  {}", job.finished_at);
     }

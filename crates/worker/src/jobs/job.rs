@@ -14,6 +14,8 @@ use easel_events::EventKind;
 
 pub struct Job {
     pub id: String,
+    /// The token name that submitted it (never changes).
+    pub owner: String,
     pub dir: PathBuf,
     pub record: Mutex<JobRecord>,
     pub log: EventLog,
@@ -28,6 +30,7 @@ impl Job {
     pub fn open(dir: PathBuf, record: JobRecord) -> Result<Job> {
         Ok(Job {
             id: record.id.clone(),
+            owner: record.owner.clone(),
             log: EventLog::open(dir.join(EVENTS_FILE))?,
             dir,
             record: Mutex::new(record),

@@ -14,12 +14,13 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::context::{JobContext, WorkerDirs};
 use super::job::{Job, MANIFEST_FILE, SPEC_FILE};
 use super::reclaim::Reclaimed;
-use super::record::{JobRecord, JobState};
+use super::record::{JobRecord, JobState, owned_key};
 use super::resume::ResumePoint;
 use super::submission::{
     ManifestText, check_image_pixels, check_local_paths, parse_manifest, parse_spec,
     pretrained_blob,
 };
+use crate::access::Caller;
 use crate::blobs::{BlobLimits, BlobStore};
 use crate::caches::CacheRoom;
 use crate::error::{Error, Result};
@@ -175,34 +176,52 @@ impl JobManager {
             .ok_or_else(|| Error::JobNotFound(id.to_owned()))
     }
 
+    /// A job `caller` may see: another owner's job is as unknown as a missing one, so job ids
+    /// say nothing about other users' work.
+    pub fn job_for(&self, caller: &Caller, id: &str) -> Result<Arc<Job>> {
+        let job = self.job(id)?;
+        if caller.may_see(&job.owner) {
+            Ok(job)
+        } else {
+            Err(Error::JobNotFound(id.to_owned()))
+        }
+    }
+
     pub fn get(&self, id: &str) -> Result<JobRecord> {
         Ok(self.job(id)?.snapshot())
     }
 
-    /// Every job, oldest first.
-    pub fn list(&self) -> Vec<JobRecord> {
-        let jobs: Vec<Arc<Job>> = self.lock().jobs.values().cloned().collect();
+    /// Every job `caller` may see, oldest first.
+    pub fn list(&self, caller: &Caller) -> Vec<JobRecord> {
+        let jobs: Vec<Arc<Job>> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|job| caller.may_see(&job.owner))
+            .cloned()
+            .collect();
         let mut records: Vec<JobRecord> = jobs.iter().map(|j| j.snapshot()).collect();
         records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         records
     }
 
-    /// The job an idempotency key already named, if any.
-    pub fn existing(&self, key: &str) -> Option<JobRecord> {
+    /// The job `owner`'s idempotency key already named, if any.
+    pub fn existing(&self, owner: &str, key: &str) -> Option<JobRecord> {
         if key.is_empty() {
             return None;
         }
         let inner = self.lock();
-        let id = inner.by_key.get(key)?;
+        let id = inner.by_key.get(&owned_key(owner, key))?;
         inner.jobs.get(id).map(|job| job.snapshot())
     }
 
-    /// Queues a job; with `resume`, its run directory starts with that checkpoint (see
-    /// `resume.rs`), so training continues after the checkpoint's epochs.
+    /// Queues a job owned by `owner`; with `resume`, its run directory starts with that
+    /// checkpoint (see `resume.rs`), so training continues after the checkpoint's epochs.
     pub fn submit(
         &self,
         spec_toml: &str,
         manifest_text: &ManifestText,
+        owner: &str,
         key: &str,
         resume: Option<ResumePoint>,
     ) -> Result<SubmitOutcome> {
@@ -211,8 +230,9 @@ impl JobManager {
         if !inner.accepting {
             return Err(Error::ShuttingDown);
         }
+        let owned_key = owned_key(owner, key);
         if !key.is_empty()
-            && let Some(id) = inner.by_key.get(key)
+            && let Some(id) = inner.by_key.get(&owned_key)
             && let Some(job) = inner.jobs.get(id)
         {
             return Ok(SubmitOutcome {
@@ -281,6 +301,7 @@ impl JobManager {
             store_url: self.context.store.url().to_owned(),
             manifest_blob: manifest_text.blob_digest.clone(),
             crash_restarts: 0,
+            owner: owner.to_owned(),
         };
         record.save(&dir)?;
         let job = Arc::new(Job::open(dir, record)?);
@@ -296,7 +317,7 @@ impl JobManager {
         inner.jobs.insert(id.clone(), job.clone());
         inner.queue.push_back(id.clone());
         if !key.is_empty() {
-            inner.by_key.insert(key.to_owned(), id.clone());
+            inner.by_key.insert(owned_key, id.clone());
         }
         drop(inner);
         tracing::info!(job = %id, images = job.snapshot().dataset_images, "job queued");

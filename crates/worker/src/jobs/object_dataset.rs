@@ -133,6 +133,7 @@ mod tests {
     use super::*;
     use crate::jobs::manager::{JobManager, ManagerSettings};
     use crate::jobs::submission::ManifestText;
+    use crate::tokens::ADMIN_NAME;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -166,7 +167,13 @@ mod tests {
         let url = dataset(&dir.path().join("bucket/digits"), &["one", "two"]);
         let manager = manager(&dir.path().join("worker"));
         let submitted = manager
-            .submit(&spec(&url), &ManifestText::plain(EMPTY_MANIFEST), "", None)
+            .submit(
+                &spec(&url),
+                &ManifestText::plain(EMPTY_MANIFEST),
+                ADMIN_NAME,
+                "",
+                None,
+            )
             .unwrap();
         let job = manager.job(&submitted.job.id).unwrap();
         let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
@@ -219,7 +226,13 @@ mod tests {
         let url = dataset(&dir.path().join("bucket/single"), &["only"]);
         let manager = manager(&dir.path().join("worker"));
         let submitted = manager
-            .submit(&spec(&url), &ManifestText::plain(EMPTY_MANIFEST), "", None)
+            .submit(
+                &spec(&url),
+                &ManifestText::plain(EMPTY_MANIFEST),
+                ADMIN_NAME,
+                "",
+                None,
+            )
             .unwrap();
         let job = manager.job(&submitted.job.id).unwrap();
         let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
@@ -239,7 +252,13 @@ mod tests {
             r#"{{"classes":["a"],"entries":[{{"path":"a/1.png","class":0,"size":1,"digest":"{digest}"}}]}}"#
         );
         let refused = manager
-            .submit(&spec(&url), &ManifestText::plain(&manifest), "", None)
+            .submit(
+                &spec(&url),
+                &ManifestText::plain(&manifest),
+                ADMIN_NAME,
+                "",
+                None,
+            )
             .err()
             .unwrap();
         assert!(
@@ -262,6 +281,7 @@ mod tests {
             .submit(
                 &spec(&old_url),
                 &ManifestText::plain(EMPTY_MANIFEST),
+                ADMIN_NAME,
                 "",
                 None,
             )
@@ -277,7 +297,13 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
 
         let submitted = manager
-            .submit(&spec(&url), &ManifestText::plain(EMPTY_MANIFEST), "", None)
+            .submit(
+                &spec(&url),
+                &ManifestText::plain(EMPTY_MANIFEST),
+                ADMIN_NAME,
+                "",
+                None,
+            )
             .unwrap();
         let job = manager.job(&submitted.job.id).unwrap();
         let dataset = prepare(manager.context(), &job, &url, &parsed)

@@ -73,6 +73,20 @@ pub struct JobRecord {
     /// Times the worker died while this job ran and a start resumed it.
     #[serde(default)]
     pub crash_restarts: u32,
+    /// The name of the token that submitted it (`tokens.rs`); jobs of workers from before named
+    /// tokens were all submitted with the worker's own.
+    #[serde(default = "admin_owner")]
+    pub owner: String,
+}
+
+fn admin_owner() -> String {
+    crate::tokens::ADMIN_NAME.to_owned()
+}
+
+/// An idempotency key as the worker indexes it: two owners' equal keys name two jobs.
+pub fn owned_key(owner: &str, key: &str) -> String {
+    // Token names hold no newline.
+    format!("{owner}\n{key}")
 }
 
 impl JobRecord {

@@ -103,9 +103,10 @@ pub(crate) fn load_jobs(jobs_dir: &Path, max_restarts: u32) -> Result<Recovered>
             recovered.queue.push_back(id.clone());
         }
         if !record.idempotency_key.is_empty() {
-            recovered
-                .by_key
-                .insert(record.idempotency_key.clone(), id.clone());
+            recovered.by_key.insert(
+                super::record::owned_key(&record.owner, &record.idempotency_key),
+                id.clone(),
+            );
         }
         recovered.jobs.insert(id, job);
     }
