@@ -141,6 +141,20 @@ mod tests {
         JobManager::open(ManagerSettings::for_tests(dir)).unwrap()
     }
 
+    /// A job reading its dataset from `url` (so with an empty manifest), submitted as the admin.
+    fn submit_bucket(manager: &JobManager, url: &str) -> Arc<Job> {
+        let submitted = manager
+            .submit(
+                &spec(url),
+                &ManifestText::plain(EMPTY_MANIFEST),
+                ADMIN_NAME,
+                "",
+                None,
+            )
+            .unwrap();
+        manager.job(&submitted.job.id).unwrap()
+    }
+
     /// `classes` folders of three 12x12 PNGs each (different pixels, so no duplicates).
     fn dataset(root: &Path, classes: &[&str]) -> String {
         for (c, class) in classes.iter().enumerate() {
@@ -166,16 +180,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = dataset(&dir.path().join("bucket/digits"), &["one", "two"]);
         let manager = manager(&dir.path().join("worker"));
-        let submitted = manager
-            .submit(
-                &spec(&url),
-                &ManifestText::plain(EMPTY_MANIFEST),
-                ADMIN_NAME,
-                "",
-                None,
-            )
-            .unwrap();
-        let job = manager.job(&submitted.job.id).unwrap();
+        let job = submit_bucket(&manager, &url);
         let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
 
         let dataset = prepare(manager.context(), &job, &url, &parsed)
@@ -225,16 +230,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = dataset(&dir.path().join("bucket/single"), &["only"]);
         let manager = manager(&dir.path().join("worker"));
-        let submitted = manager
-            .submit(
-                &spec(&url),
-                &ManifestText::plain(EMPTY_MANIFEST),
-                ADMIN_NAME,
-                "",
-                None,
-            )
-            .unwrap();
-        let job = manager.job(&submitted.job.id).unwrap();
+        let job = submit_bucket(&manager, &url);
         let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
         let error = prepare(manager.context(), &job, &url, &parsed)
             .await
@@ -277,16 +273,7 @@ mod tests {
         settings.cache_max_bytes = 4 << 10;
         let manager = JobManager::open(settings).unwrap();
         let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
-        let old_job = manager
-            .submit(
-                &spec(&old_url),
-                &ManifestText::plain(EMPTY_MANIFEST),
-                ADMIN_NAME,
-                "",
-                None,
-            )
-            .unwrap();
-        let old_job = manager.job(&old_job.job.id).unwrap();
+        let old_job = submit_bucket(&manager, &old_url);
         drop(
             prepare(manager.context(), &old_job, &old_url, &parsed)
                 .await
@@ -296,16 +283,7 @@ mod tests {
         std::fs::write(&stale_cache, [0; 3000]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
 
-        let submitted = manager
-            .submit(
-                &spec(&url),
-                &ManifestText::plain(EMPTY_MANIFEST),
-                ADMIN_NAME,
-                "",
-                None,
-            )
-            .unwrap();
-        let job = manager.job(&submitted.job.id).unwrap();
+        let job = submit_bucket(&manager, &url);
         let dataset = prepare(manager.context(), &job, &url, &parsed)
             .await
             .unwrap();
