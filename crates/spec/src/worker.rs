@@ -49,12 +49,22 @@ pub struct LimitsConfig {
     /// pixel on each decoding thread, so a spec cannot have the worker decode pixel bombs.
     #[serde(default = "defaults::max_image_pixels")]
     pub max_image_pixels: u64,
+    /// Connections served at once; one past it is closed as it arrives. Each holds a socket and
+    /// buffers, so a flood of them would otherwise exhaust the worker's file descriptors.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// Connections served at once from one IP address, so one machine cannot take every slot.
+    /// A client needs one (its streams share it).
+    #[serde(default = "defaults::max_connections_per_address")]
+    pub max_connections_per_address: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_image_pixels: defaults::max_image_pixels(),
+            max_connections: defaults::max_connections(),
+            max_connections_per_address: defaults::max_connections_per_address(),
         }
     }
 }
@@ -225,6 +235,12 @@ mod defaults {
     pub fn max_image_pixels() -> u64 {
         40_000_000
     }
+    pub fn max_connections() -> u32 {
+        512
+    }
+    pub fn max_connections_per_address() -> u32 {
+        64
+    }
     pub fn restart_pause_seconds() -> u64 {
         2
     }
@@ -370,6 +386,9 @@ impl WorkerConfig {
         number("EASEL_MIN_FREE_BYTES", &mut self.upload.min_free_bytes);
         number("EASEL_CACHE_MAX_BYTES", &mut self.cache.max_bytes);
         number("EASEL_MAX_IMAGE_PIXELS", &mut self.limits.max_image_pixels);
+        let mut connections = u64::from(self.limits.max_connections);
+        number("EASEL_MAX_CONNECTIONS", &mut connections);
+        self.limits.max_connections = u32::try_from(connections).unwrap_or(u32::MAX);
         if let Some(listen) = env("EASEL_LISTEN") {
             self.listen = listen;
         }
@@ -490,6 +509,12 @@ impl Validate for WorkerConfig {
         }
         if self.upload.idle_timeout_seconds == 0 {
             problem("upload.idle_timeout_seconds", "must be > 0".into());
+        }
+        if self.limits.max_connections == 0 {
+            problem("limits.max_connections", "must be > 0".into());
+        }
+        if self.limits.max_connections_per_address == 0 {
+            problem("limits.max_connections_per_address", "must be > 0".into());
         }
         if self.upload.max_blob_bytes == 0 {
             problem("upload.max_blob_bytes", "must be > 0".into());

@@ -422,3 +422,24 @@ fn an_object_store_url_beside_local_roots_is_refused() {
         ]
     );
 }
+
+#[test]
+fn non_finite_values_are_refused_at_their_key() {
+    let errors = parse_errors(
+        "[data]\npath = \"images\"\nvalidation_split = inf\n\n[model]\ndropout = nan\n\n[train]\nlearning_rate = nan\n",
+    );
+    for (line, key, value) in [
+        (3, "data.validation_split", "inf"),
+        (6, "model.dropout", "NaN"),
+        (9, "train.learning_rate", "NaN"),
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(&format!("x.toml:{line}:"))
+                    && e.contains(key)
+                    && e.contains(&format!("got {value}"))),
+            "{key} = {value}: {errors:?}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! server's settings, generated image folders, and how a finished command is checked.
 
 mod images;
+pub mod mutations;
 mod output;
 mod s3;
 

@@ -559,6 +559,54 @@ mod tests {
         assert!(stored.exists(), "a stored blob was swept");
     }
 
+    /// Property: whatever chunks arrive first (gaps, overlaps, corrupt data, another file's
+    /// bytes with a matching crc, a wrong total size), the store never keeps wrong content
+    /// under a digest, and an honest upload from the committed offset then completes the blob.
+    #[test]
+    fn chunks_in_any_order_or_state_never_store_wrong_bytes() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(51);
+        for case in 0..150 {
+            let (_dir, store) = store();
+            let length = rng.random_range(1..3000);
+            let content: Vec<u8> = (0..length).map(|_| rng.random()).collect();
+            let digest = easel_dataset::digest_bytes(&content);
+            for _ in 0..rng.random_range(1..12) {
+                let offset = rng.random_range(0..=length);
+                let size = rng.random_range(0..=length - offset);
+                let mut sent = chunk(&content, offset, size);
+                match rng.random_range(0..5) {
+                    0 if size > 0 => sent.data[0] ^= 1,
+                    1 => {
+                        sent.data = (0..size).map(|_| rng.random()).collect();
+                        sent.crc32c = easel_proto::protocol::chunk_checksum(&sent.data);
+                    }
+                    2 => sent.total_size = rng.random_range(0..2 * length as u64 + 1),
+                    _ => {}
+                }
+                let _ = store.write_chunk(&sent);
+                if store.contains(&digest).unwrap() {
+                    let kept = store.read(&digest).unwrap();
+                    assert_eq!(kept, content, "case {case}: wrong bytes kept");
+                }
+            }
+            for attempt in 0.. {
+                let missing = store.missing(std::slice::from_ref(&digest)).unwrap();
+                let Some((_, committed)) = missing.first() else {
+                    break;
+                };
+                assert!(
+                    attempt < 3,
+                    "case {case}: the honest upload never completed"
+                );
+                let committed = *committed as usize;
+                let _ = store.write_chunk(&chunk(&content, committed, length - committed));
+            }
+            assert_eq!(store.read(&digest).unwrap(), content, "case {case}");
+        }
+    }
+
     #[test]
     fn chunks_commit_and_resume() {
         let (_dir, store) = store();

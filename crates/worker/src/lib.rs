@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod auth;
 pub mod blobs;
 pub mod caches;
+pub mod connections;
 mod convert;
 pub mod error;
 mod grpc;
@@ -25,7 +26,7 @@ use easel_proto::v1 as pb;
 use easel_spec::worker::WorkerConfig;
 use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use blobs::BlobLimits;
 pub use error::{Error, Result};
@@ -40,6 +41,10 @@ const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 /// Concurrent streams one connection may hold: a client's upload streams (64 at most), its
 /// follow and fetch streams, with room to spare.
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+
+/// A TLS handshake not finished by then is dropped with its connection, so connections that
+/// never speak cannot hold the worker's connection slots.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves, then stops accepting connections, lets running jobs stop at
 /// a checkpoint (they are queued again for the next start) and returns.
@@ -152,18 +157,32 @@ pub async fn run(
         .set_service_status("easel.v1.Worker", tonic_health::ServingStatus::Serving)
         .await;
 
+    let counter = connections::ConnectionCounter::new(connections::ConnectionLimits {
+        total: config.limits.max_connections as usize,
+        per_address: config.limits.max_connections_per_address as usize,
+    });
+    let incoming = connections::admitted(
+        TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            // The kernel drops a peer gone without closing (a machine switched off).
+            .with_keepalive(Some(Duration::from_secs(60))),
+        counter,
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
         builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(tls.identity.clone()))
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tls.identity.clone())
+                    .timeout(TLS_HANDSHAKE_TIMEOUT),
+            )
             .context("failed to set up TLS")?;
     }
     let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // A peer that stops answering pings is dropped with its streams.
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_keepalive(Some(Duration::from_secs(60)))
         // Streams beyond this on one connection wait for one to end (health Watch streams need
         // no token, so without it one connection could open them without end).
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
@@ -171,7 +190,7 @@ pub async fn run(
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .add_service(health_service)
         .add_service(worker)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop_rx.await;
         });
     let mut serving = tokio::spawn(server);

@@ -271,3 +271,53 @@ async fn unauthenticated_health_streams_on_one_connection_are_capped() {
     drop(open);
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_served_again_once_one_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = InProcess::start_configured(dir.path(), |config| {
+        config.limits.max_connections = 2;
+    })
+    .await;
+    let address = worker.address.trim_start_matches("http://").to_owned();
+    // Two connections that never speak take both slots.
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let token = worker.token.clone();
+    let try_hello = || {
+        let endpoint = tonic::transport::Endpoint::from_shared(worker.address.clone()).unwrap();
+        let token = token.clone();
+        async move {
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|error| error.to_string())?;
+            let credentials = easel_proto::protocol::Credentials::new(Some(&token)).unwrap();
+            let mut client = WorkerClient::with_interceptor(channel, credentials);
+            client
+                .hello(hello())
+                .await
+                .map_err(|status| status.to_string())
+        }
+    };
+    let refused = tokio::time::timeout(Duration::from_secs(10), try_hello())
+        .await
+        .expect("a connection past the cap was left hanging");
+    assert!(refused.is_err(), "a third connection was served");
+    // Once one ends, the next is served.
+    drop(silent.pop());
+    let mut served = refused;
+    for _ in 0..50 {
+        served = try_hello().await;
+        if served.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    served.expect("no connection was served after one ended");
+    drop(silent);
+    worker.stop().await;
+}

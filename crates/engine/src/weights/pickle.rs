@@ -629,6 +629,18 @@ mod tests {
     const PROTOCOL_2: &[u8] = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00aq\x02]q\x03(K\x01J\xd4\xfe\xff\xff\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x06\x00\x00\x00\x00\x00\xffeX\x01\x00\x00\x00bq\x04(G?\xf8\x00\x00\x00\x00\x00\x00\x88NX\x01\x00\x00\x00xq\x05tq\x06u.";
     const PROTOCOL_4: &[u8] = b"\x80\x04\x95Y\x00\x00\x00\x00\x00\x00\x00\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93\x94)R\x94(\x8c\x01a\x94]\x94(K\x01J\xd4\xfe\xff\xff\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x06\x00\x00\x00\x00\x00\xffe\x8c\x01b\x94(G?\xf8\x00\x00\x00\x00\x00\x00\x88N\x8c\x01x\x94t\x94u.";
 
+    /// Property: any bytes parse or are refused, never panic, overflow the stack or exhaust
+    /// memory (seeded mutants of real CPython pickles, a bounded run).
+    #[test]
+    fn mutated_pickles_parse_or_are_refused() {
+        use easel_test_support::mutations::mutants;
+        for (seed, valid) in [PROTOCOL_2, PROTOCOL_4].into_iter().enumerate() {
+            for mutant in mutants(valid, 5000, seed as u64) {
+                let _ = parse(&mutant);
+            }
+        }
+    }
+
     #[test]
     fn ordered_dicts_parse_the_same_in_protocols_2_and_4() {
         let expected = Value::Dict(vec![

@@ -395,6 +395,46 @@ fn refusal(path: &Path) -> String {
     weights_problems(load_pretrained_backbone(&mut target, path)).join("\n")
 }
 
+/// Property: a damaged torch.save archive loads or is refused, never panics or allocates what
+/// it cannot back. Mutants of the pickle inside a well-formed zip reach the reader past the zip's
+/// checksums; mutants of the whole zip exercise its headers (seeded, bounded).
+#[test]
+fn mutated_weights_archives_load_or_are_refused() {
+    use easel_test_support::mutations::mutants;
+    // {"w": _rebuild_tensor_v2(storage of 2 floats, 0, (2,), (1,), False, {})}
+    let pickle: &[u8] = b"\x80\x02}(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(\
+        (X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02tQ\
+        K\x00K\x02\x85K\x01\x85\x89}tRu.";
+    let storage: Vec<u8> = [1.5f32, -2.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.pt");
+    write_zip(
+        &path,
+        &[("archive/data.pkl", pickle), ("archive/data/0", &storage)],
+    );
+    let valid = read_named_tensors(&path).expect("the unmutated archive loads");
+    assert_eq!(valid["w"].size(), [2]);
+    for mutant in mutants(pickle, 1500, 31) {
+        write_zip(
+            &path,
+            &[("archive/data.pkl", &mutant), ("archive/data/0", &storage)],
+        );
+        let _ = read_named_tensors(&path);
+    }
+    write_zip(
+        &path,
+        &[("archive/data.pkl", pickle), ("archive/data/0", &storage)],
+    );
+    let zip = std::fs::read(&path).unwrap();
+    for mutant in mutants(&zip, 500, 32) {
+        std::fs::write(&path, &mutant).unwrap();
+        let _ = read_named_tensors(&path);
+    }
+}
+
 #[test]
 fn a_zip_that_is_no_pytorch_file_is_refused_without_reaching_libtorch() {
     let dir = tempfile::tempdir().unwrap();
