@@ -287,6 +287,31 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The worker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The processes the worker started that still run (its jobs' training processes).
+    pub fn children(&self) -> Vec<u32> {
+        let Some(pid) = self.pid() else {
+            return Vec::new();
+        };
+        let mut children = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            // `pid (name) state ppid …`: the name may hold spaces, so read after its `)`.
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let parent = after_name.split_whitespace().nth(1);
+            if parent == Some(pid.to_string().as_str())
+                && let Ok(child) = entry.file_name().to_string_lossy().parse()
+            {
+                children.push(child);
+            }
+        }
+        children
+    }
+
     /// SIGKILL: a crash, with no chance to checkpoint or save state.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

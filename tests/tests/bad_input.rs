@@ -1,6 +1,7 @@
 //! Bad data reaching the worker: an image whose header is fine but whose pixels are cut off
 //! passes the laptop's header scan, fails decoding on the worker, and must fail that job with a
-//! reason naming the file, while the worker goes on serving the next job.
+//! reason naming the file, while the worker goes on serving the next job; a training that dies
+//! outright (an abort in native code) ends its job alone.
 
 use std::time::Duration;
 
@@ -95,4 +96,49 @@ fn a_blob_damaged_on_the_worker_is_moved_aside_and_the_next_submit_uploads_it_ag
     let again = submit();
     assert_eq!(state(&again), "succeeded", "{again}");
     assert_eq!(std::fs::read(&blob).unwrap(), torn);
+}
+
+#[test]
+fn a_training_process_that_crashes_fails_its_job_alone_and_the_worker_serves_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = sample_subset(&tmp.path().join("data"), 8);
+    let long_spec = write_spec(tmp.path(), "crashing", &data, 500);
+    let short_spec = write_spec(tmp.path(), "after", &data, 1);
+    let worker = Worker::start(&tmp.path().join("worker"));
+    let worker_pid = worker.pid().unwrap();
+
+    let crashing = worker.submit_detached(&home, &long_spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    worker.wait_for(&home, &crashing, Duration::from_secs(120), |s| {
+        s["epochs_done"].as_u64() >= Some(1)
+    });
+    let trainers = worker.children();
+    assert_eq!(trainers.len(), 1, "one training process per running job");
+    // What an abort inside libtorch or a driver does to the process that runs it.
+    let killed = std::process::Command::new("kill")
+        .args(["-ABRT", &trainers[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let failed = worker.wait_until_finished(&home, &crashing, Duration::from_secs(60));
+    assert_eq!(state(&failed), "failed", "{failed}");
+    assert!(
+        failed.to_string().contains("killed by signal 6 (SIGABRT"),
+        "the reason says how the training died: {failed}"
+    );
+
+    let next = worker.submit_detached(&home, &short_spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = worker.wait_until_finished(&home, &next, Duration::from_secs(120));
+    assert_eq!(state(&done), "succeeded", "{done}");
+    assert_eq!(worker.pid(), Some(worker_pid));
+    assert!(
+        worker.children().is_empty(),
+        "a finished job's training process is gone"
+    );
 }

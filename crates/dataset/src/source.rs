@@ -4,11 +4,11 @@
 
 use crate::digest::{blob_path, digest_bytes, quarantine_blob};
 use crate::inspect::read_all;
-use crate::manifest::{ImageSource, ManifestEntry};
+use crate::manifest::{ImageSource, Manifest, ManifestEntry};
 use crate::roots::Location;
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Reads the images a scan found, by content digest (copies of the same content are
@@ -25,6 +25,21 @@ impl LocalSource {
             by_digest: Arc::new(by_digest),
             max_file_bytes,
         }
+    }
+
+    /// The files a scan of the single folder `root` found, as `manifest` lists them (each at
+    /// `root/<entry path>`): another process reads what a scan found without scanning again.
+    pub fn for_folder(root: &Path, manifest: &Manifest, max_file_bytes: u64) -> Self {
+        let by_digest = manifest
+            .entries
+            .iter()
+            .map(|entry| {
+                let path = root.join(&entry.path);
+                let display = path.display().to_string();
+                (entry.digest.clone(), (Location::File(path), display))
+            })
+            .collect();
+        LocalSource::new(by_digest, max_file_bytes)
     }
 
     /// Number of distinct images this source can read.

@@ -1,5 +1,5 @@
 //! The Easel worker: a gRPC daemon that receives datasets and specs, trains on its devices with
-//! the engine (one dedicated thread per running job), streams events and stores artifacts.
+//! the engine (one supervised child process per running job), streams events and stores artifacts.
 //!
 //! Library-first: [`run`] serves on a listener until `shutdown` resolves, so tests start the real
 //! server on `127.0.0.1:0`.
@@ -31,6 +31,7 @@ use tonic::transport::server::TcpIncoming;
 use blobs::BlobLimits;
 pub use error::{Error, Result};
 use jobs::manager::ManagerSettings;
+pub use jobs::training::Training;
 
 /// HTTP/2 flow-control windows: what a client may send before the worker acknowledges it. The
 /// protocol's default (64 KiB a stream) would hold an upload over a link of 50 ms round trip to
@@ -47,10 +48,21 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves, then stops accepting connections, lets running jobs stop at
-/// a checkpoint (they are queued again for the next start) and returns.
+/// a checkpoint (they are queued again for the next start) and returns. Jobs train on threads
+/// of this process; the worker binary uses [`run_with_training`] to train each in a child.
 pub async fn run(
     listener: TcpListener,
     config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with_training(listener, config, Training::Thread, shutdown).await
+}
+
+/// [`run`], training where `training` says.
+pub async fn run_with_training(
+    listener: TcpListener,
+    config: WorkerConfig,
+    training: Training,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
@@ -120,6 +132,7 @@ pub async fn run(
         local_paths: config.access.local_paths.clone(),
         max_image_pixels: config.limits.max_image_pixels,
         retry: RetryPolicy::default(),
+        training,
     })
     .context("failed to open the worker's data directory")?;
     tokio::spawn(manager.clone().schedule());

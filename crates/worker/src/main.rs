@@ -31,6 +31,10 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Trains one job for the serving worker, which starts it (request on stdin, events on
+    /// stdout).
+    #[command(name = easel_worker::jobs::training::CHILD_COMMAND, hide = true)]
+    TrainJob,
     /// Named access tokens for the people and machines sharing this worker (in the data dir's
     /// tokens.json, hashed; a running worker follows changes within a second).
     Token {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         .init();
     let outcome = match args.command {
         Some(Command::Token { ref action }) => manage_tokens(&args, action),
+        Some(Command::TrainJob) => return easel_worker::jobs::training::serve_as_child(),
         None => serve(args),
     };
     match outcome {
@@ -156,7 +161,11 @@ fn serve(args: Args) -> anyhow::Result<()> {
         eprintln!("worker: listening on {}", listener.local_addr()?);
         let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(signals(first_tx));
-        easel_worker::run(listener, config, async move {
+        // Each job trains in a child process running this binary, so a crash ends the job only.
+        let executable =
+            std::env::current_exe().context("failed to find the worker's own executable")?;
+        let training = easel_worker::Training::ChildProcess(executable);
+        easel_worker::run_with_training(listener, config, training, async move {
             let _ = first_rx.await;
         })
         .await

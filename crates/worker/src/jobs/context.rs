@@ -24,6 +24,8 @@ pub struct JobContext {
     pub dataset_copy: tokio::sync::Mutex<()>,
     /// `queue.restart_pause_seconds`: the first wait before a job the worker died under resumes.
     pub restart_pause: std::time::Duration,
+    /// Where runs train: in a supervised child process, or on a thread of this one.
+    pub training: super::training::Training,
 }
 
 /// The folders under the worker's data directory.

@@ -20,6 +20,7 @@ use super::submission::{
     ManifestText, check_image_pixels, check_local_paths, parse_manifest, parse_spec,
     pretrained_blob,
 };
+use super::training::Training;
 use crate::access::Caller;
 use crate::blobs::{BlobLimits, BlobStore};
 use crate::caches::CacheRoom;
@@ -72,6 +73,7 @@ pub struct ManagerSettings {
     /// `limits.max_image_pixels`: the most `data.max_image_pixels` a spec may set.
     pub max_image_pixels: u64,
     pub retry: RetryPolicy,
+    pub training: Training,
 }
 
 #[cfg(test)]
@@ -102,6 +104,7 @@ impl ManagerSettings {
                 .collect(),
             max_image_pixels: 40_000_000,
             retry: RetryPolicy::default(),
+            training: Training::Thread,
         }
     }
 }
@@ -130,6 +133,7 @@ impl JobManager {
             caches,
             dataset_copy: tokio::sync::Mutex::new(()),
             restart_pause: settings.restart_pause,
+            training: settings.training,
         };
         let manager = JobManager {
             context: Arc::new(context),

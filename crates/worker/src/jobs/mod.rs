@@ -14,6 +14,7 @@ mod recover;
 pub mod resume;
 mod runner;
 pub mod submission;
+pub mod training;
 mod uploader;
 
 pub use context::JobContext;

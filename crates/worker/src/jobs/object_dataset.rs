@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use easel_dataset::{LocalSource, Manifest, ScanOptions};
+use easel_dataset::{Manifest, ScanOptions};
 use easel_spec::ExperimentSpec;
 use easel_store::ArtifactStore;
 
@@ -22,7 +22,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// The scanned copy of an object-store dataset, ready to train on.
 pub(crate) struct ObjectStoreDataset {
     pub manifest: Manifest,
-    pub source: LocalSource,
+    /// The copy's folder: the manifest's paths are relative to it.
+    pub root: PathBuf,
+    /// The scan's cap on one file, which reading the images keeps.
+    pub max_file_bytes: u64,
     /// Keeps the copy from being trimmed while the job reads it.
     pub lease: Lease,
 }
@@ -96,7 +99,8 @@ pub(crate) async fn prepare(
         max_image_pixels: spec.data.max_image_pixels,
         ..ScanOptions::default()
     };
-    let roots = vec![dest];
+    let max_file_bytes = options.max_file_bytes;
+    let roots = vec![dest.clone()];
     let report = tokio::task::spawn_blocking(move || easel_dataset::scan(&roots, &options))
         .await
         .map_err(|_| format!("dataset {url}: the scan stopped unexpectedly"))?
@@ -123,7 +127,8 @@ pub(crate) async fn prepare(
     });
     Ok(ObjectStoreDataset {
         manifest,
-        source: report.source().clone(),
+        root: dest,
+        max_file_bytes,
         lease,
     })
 }

@@ -1,19 +1,19 @@
-//! One job's run: the engine on a dedicated thread, its events bridged into the job's log, its
+//! One job's run: the engine in its training process (see `training.rs`), its events bridged into the job's log, its
 //! artifacts copied to the store, and the final state decided only once everything is stored.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use easel_dataset::{BlobStoreSource, ImageSource, Manifest};
-use easel_engine::{DeviceChoice, TrainEvent, TrainJob, TrainOutcome};
+use easel_dataset::Manifest;
+use easel_engine::TrainEvent;
 use easel_spec::worker::DeviceName;
 use easel_store::{INDEX_NAME, REPORT_NAME, retry_transient};
-use tokio::sync::{mpsc, oneshot};
 
 use super::context::JobContext;
 use super::job::{EVENTS_FILE, Job};
 use super::record::JobState;
 use super::submission::{parse_spec, pretrained_blob};
+use super::training::{self, Ended, ImagesAt, Launched, TrainRequest};
 use super::uploader::{Uploader, store_one};
 use crate::caches::Lease;
 use easel_events::now;
@@ -141,15 +141,15 @@ async fn train(
             easel_dataset::blob_path(context.blobs.dir(), &digest).map_err(|e| e.to_string())?;
         spec.model.pretrained = Some(path);
     }
-    let (manifest, source, _dataset_lease): (Manifest, Box<dyn ImageSource>, Option<Lease>) =
+    let (manifest, images, _dataset_lease): (Manifest, ImagesAt, Option<Lease>) =
         match spec.data.object_store_url().map(str::to_owned) {
             Some(url) => {
                 let dataset = super::object_dataset::prepare(context, job, &url, &spec).await?;
-                (
-                    dataset.manifest,
-                    Box::new(dataset.source),
-                    Some(dataset.lease),
-                )
+                let images = ImagesAt::Folder {
+                    root: dataset.root,
+                    max_file_bytes: dataset.max_file_bytes,
+                };
+                (dataset.manifest, images, Some(dataset.lease))
             }
             None => {
                 let manifest_text = std::fs::read_to_string(job.manifest_path())
@@ -158,38 +158,25 @@ async fn train(
                     .map_err(|e| format!("{}: {e}", super::job::MANIFEST_FILE))?;
                 (
                     manifest,
-                    Box::new(BlobStoreSource::new(context.blobs.dir())),
+                    ImagesAt::Blobs(context.blobs.dir().to_owned()),
                     None,
                 )
             }
         };
-    let run_dir = job.run_dir();
-    let cache_dir = context.dirs.cache.clone();
     let _decoded_cache = lease_decoded_cache(context, job, &manifest, &spec);
-    let cancel = job.cancel.clone();
-    let device = DeviceChoice::from(device);
-
-    let (events_tx, mut events) = mpsc::unbounded_channel::<TrainEvent>();
-    let (done_tx, done) = oneshot::channel();
-    std::thread::Builder::new()
-        .name(format!("train-{}", job.id))
-        .spawn(move || {
-            let train_job = TrainJob {
-                spec: &spec,
-                manifest: &manifest,
-                source: source.as_ref(),
-                device,
-                run_dir: &run_dir,
-                cache_dir: Some(&cache_dir),
-                cancel: &cancel,
-            };
-            let result = easel_engine::train(&train_job, &mut |event| {
-                let _ = events_tx.send(event);
-            });
-            let _ = done_tx.send(result);
-        })
-        .map_err(|e| format!("could not start the training thread: {e}"))?;
-
+    let spec_toml = spec
+        .to_toml_string()
+        .map_err(|e| format!("the resolved spec cannot be written: {e}"))?;
+    let request = TrainRequest {
+        spec_toml,
+        manifest_path: job.manifest_path(),
+        images,
+        device: device.to_string(),
+        run_dir: job.run_dir(),
+        cache_dir: context.dirs.cache.clone(),
+    };
+    let Launched { mut events, ended } =
+        training::launch(&context.training, &job.id, request, job.cancel.clone())?;
     let uploader = Uploader::start(context, job);
     let mut report_written = false;
     while let Some(event) = events.recv().await {
@@ -212,14 +199,23 @@ async fn train(
         }
         job.emit(event);
     }
-    let result = done
-        .await
-        .map_err(|_| "the training thread stopped unexpectedly (panic)".to_string())?;
+    let ended = ended.await.unwrap_or_else(|_| {
+        Ended::Crashed("the training thread stopped unexpectedly (panic)".into())
+    });
     let failures = uploader.finish().await;
-    match result {
-        Err(error) => Err(format!("training failed: {error}")),
-        Ok(TrainOutcome::Cancelled { completed_epochs }) => {
-            if job.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+    let interrupted = job.interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    match ended {
+        Ended::Failed(reason) => Err(reason),
+        // Stopping the worker can take its training process down before the step ends (a
+        // service manager signals every process of the worker): the checkpoint stands.
+        Ended::Crashed(what) if interrupted => Ok((
+            Outcome::Interrupted,
+            format!("worker stopped ({what}); resumes from its last checkpoint"),
+            None,
+        )),
+        Ended::Crashed(what) => Err(what),
+        Ended::Cancelled { completed_epochs } => {
+            if interrupted {
                 Ok((
                     Outcome::Interrupted,
                     format!(
@@ -235,7 +231,7 @@ async fn train(
                 ))
             }
         }
-        Ok(TrainOutcome::Completed(report)) => {
+        Ended::Completed(report) => {
             if !failures.is_empty() {
                 return Err(format!("artifacts not stored: {}", failures.join("; ")));
             }
@@ -243,8 +239,7 @@ async fn train(
                 return Err(format!("the engine finished without writing {REPORT_NAME}"));
             }
             store_final(context, job).await?;
-            let report = serde_json::to_value(&report).ok();
-            Ok((Outcome::Succeeded, String::new(), report))
+            Ok((Outcome::Succeeded, String::new(), Some(report)))
         }
     }
 }
