@@ -35,6 +35,9 @@ pub const CHILD_COMMAND: &str = "train-job";
 /// Lines of a crashed training's stderr kept for the job's reason.
 const STDERR_TAIL_LINES: usize = 5;
 
+/// How long a training process may take to exit once its run has ended.
+const EXIT_GRACE: Duration = Duration::from_secs(30);
+
 /// How often the supervisor passes a cancel on.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
@@ -233,27 +236,39 @@ async fn supervise(
     };
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let forwarding = tokio::spawn(forward_stderr(stderr, tail.clone()));
-    let mut line = serde_json::to_string(&request).expect("a request serializes");
+    let mut line = match serde_json::to_string(&request) {
+        Ok(line) => line,
+        Err(error) => {
+            let _ = child.start_kill();
+            let _ = ended.send(Ended::Failed(format!(
+                "the run cannot be described: {error}"
+            )));
+            return;
+        }
+    };
     line.push('\n');
     if let Err(error) = stdin.write_all(line.as_bytes()).await {
         tracing::warn!(job = %job_id, %error, "the training process did not take its request");
     }
-    let mut lines = BufReader::new(stdout).lines();
+    let mut lines = BufReader::new(stdout);
     let mut poll = tokio::time::interval(CANCEL_POLL);
     let mut cancel_sent = false;
     let mut outcome = None;
     loop {
         tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => match serde_json::from_str::<FromChild>(&line) {
+            line = next_line(&mut lines) => match line {
+                Some(line) => match serde_json::from_str::<FromChild>(&line) {
                     Ok(FromChild::Event { event }) => {
                         let _ = events.send(event);
                     }
-                    Ok(last) => outcome = last.ended(),
+                    Ok(last) => {
+                        outcome = last.ended();
+                        break;
+                    }
                     // Native code may print to stdout too; it is no message of the run.
-                    Err(_) => eprintln!("{line}"),
+                    Err(_) => log_line(&line),
                 },
-                Ok(None) | Err(_) => break,
+                None => break,
             },
             _ = poll.tick(), if !cancel_sent => {
                 if cancel.load(Ordering::SeqCst) {
@@ -263,7 +278,15 @@ async fn supervise(
             }
         }
     }
-    let status = child.wait().await;
+    // A process that said how its run ended (or stopped talking) gets a while to exit; one that
+    // hangs in its teardown (a driver, say) is killed rather than holding the job.
+    let status = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
     let _ = forwarding.await;
     let ended_as = outcome.unwrap_or_else(|| {
         let tail = tail.lock().expect("stderr tail poisoned");
@@ -277,15 +300,35 @@ async fn supervise(
 
 /// Copies the child's log lines into the worker's, keeping the last few.
 async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        eprintln!("{line}");
+    let mut lines = BufReader::new(stderr);
+    while let Some(line) = next_line(&mut lines).await {
+        log_line(&line);
         let mut tail = tail.lock().expect("stderr tail poisoned");
         if tail.len() == STDERR_TAIL_LINES {
             tail.pop_front();
         }
         tail.push_back(line);
     }
+}
+
+/// The next line, bytes that are not UTF-8 replaced (native code writes what it likes); `None`
+/// at the end or when the pipe fails. Never stops early on odd bytes: a pipe left unread
+/// would block the child once it filled.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<String> {
+    let mut bytes = Vec::new();
+    match reader.read_until(b'\n', &mut bytes).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => {
+            let line = String::from_utf8_lossy(&bytes);
+            Some(line.trim_end_matches(['\n', '\r']).to_owned())
+        }
+    }
+}
+
+/// Copies a line of the child's into the worker's log; a log that cannot be written (a full
+/// disk) must not stop the reading.
+fn log_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// "was killed by signal 9 (SIGKILL…)", with the last lines it wrote.
