@@ -11,6 +11,10 @@ files stay small (Easel ignores a state_dict's classifier anyway).
 Beside each `<name>.pth` a `<name>.json` records every tensor's shape, dtype, sum and first
 values, so the Rust tests check what they read against what PyTorch wrote.
 
+Beside them, `torchscript_setstate.pt` is a TorchScript archive (`torch.jit.save`) whose
+`__setstate__` prints `TORCHSCRIPT_MARKER` and raises: libtorch's loader runs that code, so a
+weights reader that reaches it shows the marker. Easel must refuse the file unread.
+
 Usage: python3 torch_fixtures.py OUT_DIR   (with the PyTorch 2.11 that libtorch comes from)
 """
 
@@ -18,9 +22,13 @@ import collections
 import json
 import pathlib
 import sys
+import zipfile
+from typing import Tuple
 
 import torch
 from torch import nn
+
+TORCHSCRIPT_MARKER = "EASEL-TORCHSCRIPT-CODE-RAN"
 
 VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -71,6 +79,35 @@ def describe(state):
     }
 
 
+class CodeOnLoad(nn.Module):
+    """A backbone whose archive runs code when loaded: what an uploaded `.pt` can carry."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        return self.features(x)
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[bool, int]:
+        return (self.training, 1)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[bool, int]) -> None:
+        print("EASEL-TORCHSCRIPT-CODE-RAN")
+        raise RuntimeError("code from a weights file ran")
+
+
+def write_torchscript(out: pathlib.Path) -> None:
+    path = out / "torchscript_setstate.pt"
+    torch.jit.save(torch.jit.script(CodeOnLoad()), path)
+    # Loading it here would run it; the archive's records show what it is.
+    names = zipfile.ZipFile(path).namelist()
+    assert any("/code/" in n for n in names) and any(n.endswith("data.pkl") for n in names)
+    print(f"{path} ({path.stat().st_size} bytes, TorchScript with code in __setstate__)")
+
+
 def main() -> None:
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +123,7 @@ def main() -> None:
         assert all(torch.equal(reloaded[k], v) for k, v in state.items())
         (out / f"{name}_legacy.json").write_text(json.dumps(describe(state), indent=1))
         print(f"{path} ({path.stat().st_size} bytes, {len(state)} tensors)")
+    write_torchscript(out)
 
 
 if __name__ == "__main__":

@@ -142,3 +142,91 @@ fn a_training_process_that_crashes_fails_its_job_alone_and_the_worker_serves_the
         "a finished job's training process is gone"
     );
 }
+
+#[test]
+fn a_torchscript_archive_as_pretrained_fails_its_job_and_its_code_never_runs() {
+    use easel_test_support::{TORCHSCRIPT_CODE_MARKER, torch_fixture};
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = sample_subset(&tmp.path().join("data"), 8);
+    let spec = write_spec(tmp.path(), "torchscript", &data, 1);
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        "architecture = \"small_cnn\"\n",
+        &format!(
+            "architecture = \"small_cnn\"\npretrained = \"{}\"\n",
+            torch_fixture("torchscript_setstate.pt").display()
+        ),
+    );
+    std::fs::write(&spec, text).unwrap();
+    let worker = Worker::start(&tmp.path().join("worker"));
+
+    // `submit_detached` skips the laptop's proof of concept: the file goes to the worker as it is.
+    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = worker.wait_until_finished(&home, &job, Duration::from_secs(120));
+    assert_eq!(state(&failed), "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("TorchScript archive") && reason.contains("never runs code"),
+        "{failed}"
+    );
+    let log = worker.log_text();
+    assert!(
+        !log.contains(TORCHSCRIPT_CODE_MARKER) && !reason.contains(TORCHSCRIPT_CODE_MARKER),
+        "the archive's code ran on the worker: {log}"
+    );
+}
+
+#[test]
+fn a_worker_whose_data_dir_holds_a_damaged_event_log_starts_serves_and_fails_that_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = sample_subset(&tmp.path().join("data"), 8);
+    let spec = write_spec(tmp.path(), "damaged", &data, 1);
+    let mut worker = Worker::start(&tmp.path().join("worker"));
+    let first = worker.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = worker.wait_until_finished(&home, &first, Duration::from_secs(120));
+    assert_eq!(state(&done), "succeeded", "{done}");
+    worker.stop();
+
+    // Invalid bytes in the middle and a torn last line (a byte of a two-byte character).
+    let events = worker
+        .data_dir
+        .join("jobs")
+        .join(&first)
+        .join("events.jsonl");
+    let mut text = std::fs::read(&events).unwrap();
+    let second_line = text.iter().position(|&b| b == b'\n').unwrap() + 1;
+    text.splice(
+        second_line..second_line,
+        b"\xff\xfe not an event\n".iter().copied(),
+    );
+    text.push(0xC3);
+    std::fs::write(&events, text).unwrap();
+
+    let worker = Worker::start(&worker.data_dir.clone());
+    let status = worker.wait_until_finished(&home, &first, Duration::from_secs(30));
+    assert_eq!(state(&status), "failed", "{status}");
+    let reason = status["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("events.jsonl was damaged")
+            && reason.contains("line 2: invalid UTF-8")
+            && reason.contains("a torn last line"),
+        "{status}"
+    );
+    // Its readable events are still there to watch.
+    let watched = worker.client_ok(&home, &["watch", &first, "--from", "0", "--json"]);
+    assert!(watched.contains("\"kind\":\"epoch\""), "{watched}");
+
+    let next = worker.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let served = worker.wait_until_finished(&home, &next, Duration::from_secs(120));
+    assert_eq!(state(&served), "succeeded", "{served}");
+}

@@ -59,6 +59,13 @@ fn put_dataset(s3: &S3, prefix: &str, root: &Path) -> usize {
     files.len()
 }
 
+/// The worker's S3 settings, with the test bucket allowed for datasets (none is by default).
+fn worker_env<'a>(s3: &'a S3, allowed_prefix: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut env = s3.env().to_vec();
+    env.push(("EASEL_DATASET_PREFIXES", allowed_prefix));
+    env
+}
+
 #[test]
 fn worker_trains_on_a_dataset_already_in_the_bucket() {
     let Some(s3) = S3::shared("S3 dataset test") else {
@@ -73,7 +80,9 @@ fn worker_trains_on_a_dataset_already_in_the_bucket() {
     std::fs::remove_dir_all(&local).unwrap();
     let spec = write_spec(tmp.path(), "s3-dataset", Path::new(&url), 1);
 
-    let worker = Worker::start_with_env(&tmp.path().join("worker"), &[], &s3.env());
+    let allowed = format!("s3://{}/", s3.bucket);
+    let worker =
+        Worker::start_with_env(&tmp.path().join("worker"), &[], &worker_env(&s3, &allowed));
     let output = worker.client(
         &home,
         &[
@@ -142,7 +151,9 @@ fn a_prefix_without_objects_fails_the_job_naming_the_url() {
         std::process::id()
     );
     let spec = write_spec(tmp.path(), "s3-missing", Path::new(&url), 1);
-    let worker = Worker::start_with_env(&tmp.path().join("worker"), &[], &s3.env());
+    let allowed = format!("s3://{}/", s3.bucket);
+    let worker =
+        Worker::start_with_env(&tmp.path().join("worker"), &[], &worker_env(&s3, &allowed));
     let summary = worker.submit_detached(&home, &spec, &[]);
     let job = summary["job_id"].as_str().unwrap().to_owned();
     let status = worker.wait_until_finished(&home, &job, Duration::from_secs(120));

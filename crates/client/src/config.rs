@@ -1,6 +1,7 @@
 //! `~/.config/easel/client.toml`: how the client finds its workers. A top-level `worker`
 //! (an address, or the name of a profile) with its `token` and `fingerprint`, and named profiles
 //! under `[workers.NAME]`, which `client up` writes and `client down` / `client workers` read.
+//! A top-level `allow_plaintext = true` lets the token travel unencrypted beyond loopback.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +16,10 @@ pub struct ClientConfig {
     pub worker: Option<String>,
     pub token: Option<String>,
     pub fingerprint: Option<String>,
+    /// Send the token over plaintext to workers beyond loopback (`--allow-plaintext`): anyone
+    /// on the way can then read it. Off: such a connection is refused before anything is sent.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     #[serde(default)]
     pub workers: BTreeMap<String, Profile>,
 }
@@ -41,6 +46,8 @@ pub struct Target {
     pub address: String,
     pub token: Option<String>,
     pub fingerprint: Option<String>,
+    /// The config file's `allow_plaintext`.
+    pub allow_plaintext: bool,
 }
 
 pub fn config_path() -> Option<PathBuf> {
@@ -93,6 +100,7 @@ impl ClientConfig {
                 address: profile.address.clone(),
                 token: token.or_else(|| profile.token.clone()),
                 fingerprint: fingerprint.or_else(|| profile.fingerprint.clone()),
+                allow_plaintext: self.allow_plaintext,
             });
         }
         let Some(address) = chosen else {
@@ -120,6 +128,7 @@ impl ClientConfig {
             address: address.to_owned(),
             token: token.or_else(|| self.token.clone()),
             fingerprint: fingerprint.or_else(|| self.fingerprint.clone()),
+            allow_plaintext: self.allow_plaintext,
         })
     }
 }
@@ -324,6 +333,31 @@ mod tests {
         assert!(
             error.contains("several workers are configured (a, b)"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn plaintext_is_allowed_only_when_the_file_says_so() {
+        let config: ClientConfig = toml::from_str("worker = \"http://10.0.0.2:50051\"\n").unwrap();
+        assert!(!config.target(None, None, None).unwrap().allow_plaintext);
+        let (text, _) = with_profile(
+            "allow_plaintext = true\n",
+            "lab",
+            &profile("http://10.0.0.2:50051"),
+        )
+        .unwrap();
+        let config: ClientConfig = toml::from_str(&text).unwrap();
+        assert!(
+            config
+                .target(Some("lab"), None, None)
+                .unwrap()
+                .allow_plaintext
+        );
+        assert!(
+            config
+                .target(Some("10.0.0.3:1"), None, None)
+                .unwrap()
+                .allow_plaintext
         );
     }
 

@@ -21,8 +21,8 @@ pub fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
     Ok(dir.join(&digest[..2]).join(digest))
 }
 
-/// The folder of a blob store that damaged blobs are moved to (and emptied at the worker's next
-/// start).
+/// The folder of a blob store that damaged blobs are moved to. The worker empties it, and
+/// stops counting their bytes against its upload quota, the next time it reads that count.
 pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// Moves the blob `digest`, found not to hold its digest's content (torn by a power loss, a bad

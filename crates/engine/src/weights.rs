@@ -23,6 +23,12 @@ const CONVERT_SNIPPET: &str = "import torch; from safetensors.torch import save_
     state = torch.load(\"IN.pth\", map_location=\"cpu\")  # a model object? use its .state_dict()\n\
     save_file({k: v.contiguous() for k, v in state.items() if torch.is_tensor(v)}, \"OUT.safetensors\")";
 
+/// How the owner of a TorchScript archive turns it into safetensors (loading it runs its code,
+/// which is theirs to run, not the worker's).
+const TORCHSCRIPT_SNIPPET: &str = "import torch; from safetensors.torch import save_file\n\
+    module = torch.jit.load(\"IN.pt\", map_location=\"cpu\")\n\
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, \"OUT.safetensors\")";
+
 /// BatchNorm's step counter in torchvision state_dicts; Easel's batch norm has a fixed momentum
 /// and never reads it.
 const BATCH_COUNTER_SUFFIX: &str = ".num_batches_tracked";
@@ -35,8 +41,6 @@ pub enum WeightsFormat {
     PytorchArchive,
     /// The pickle stream `torch.save` wrote before PyTorch 1.6 (torchvision's published weights).
     PytorchLegacy,
-    /// A TorchScript (`torch.jit.save`) or libtorch C++ archive: its named parameters.
-    TorchScript,
 }
 
 /// What `load_pretrained_backbone` did, for logs and the run report.
@@ -238,8 +242,8 @@ fn ignore_notes(ignored: &[String]) -> Vec<String> {
 }
 
 /// Reads every tensor of a weights file onto the CPU, choosing the reader by the file's content
-/// (not its extension): safetensors, a zip archive from `torch.save` / TorchScript, or the
-/// legacy `torch.save` pickle stream.
+/// (not its extension): safetensors, a zip archive from `torch.save`, or the legacy `torch.save`
+/// pickle stream. A TorchScript archive is refused unread: libtorch's loader for it runs code.
 fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)> {
     let mut magic = [0u8; 9];
     let read = std::fs::File::open(path)
@@ -259,34 +263,34 @@ fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)
         return Ok((WeightsFormat::Safetensors, tensors.into_iter().collect()));
     }
     if magic.starts_with(b"PK\x03\x04") {
-        let kind = torch_archive::archive_kind(path);
-        if kind == torch_archive::ArchiveKind::Other {
-            return Err(unreadable(
+        return match torch_archive::archive_kind(path) {
+            torch_archive::ArchiveKind::Other => Err(unreadable(
                 "this zip archive holds no data.pkl, so it is no PyTorch file (a dataset zip \
                  named as the weights?)"
                     .to_string(),
-            ));
-        }
-        if kind == torch_archive::ArchiveKind::TorchSave {
-            let (tensors, wrapper) = torch_archive::read_state_dict(path)
-                .map_err(|why| unreadable(format!("cannot read this torch.save archive: {why}")))?;
-            if let Some(key) = wrapper {
-                tracing::info!(path = %path.display(), key, "using the state dict inside the checkpoint");
+            )),
+            torch_archive::ArchiveKind::TorchSave => {
+                let (tensors, wrapper) = torch_archive::read_state_dict(path).map_err(|why| {
+                    unreadable(format!("cannot read this torch.save archive: {why}"))
+                })?;
+                if let Some(key) = wrapper {
+                    tracing::info!(path = %path.display(), key, "using the state dict inside the checkpoint");
+                }
+                Ok((WeightsFormat::PytorchArchive, tensors))
             }
-            return Ok((WeightsFormat::PytorchArchive, tensors));
-        }
-        // TorchScript (`torch.jit.save`) and libtorch C++ archives: libtorch reads their parameters.
-        let tensors = Tensor::load_multi_with_device(path, Device::Cpu)
-            .or_else(|module_error| {
-                Tensor::loadz_multi_with_device(path, Device::Cpu).map_err(|_| module_error)
-            })
-            .map_err(|error| {
-                unreadable(format!(
-                    "libtorch cannot read this archive ({})",
-                    first_line(&error)
-                ))
-            })?;
-        return Ok((WeightsFormat::TorchScript, tensors.into_iter().collect()));
+            // TorchScript (`torch.jit.save`) and libtorch C++ archives carry code that
+            // libtorch's loader compiles and runs (`__setstate__`): their bytes never reach it.
+            torch_archive::ArchiveKind::TorchScript => Err(Error::Weights {
+                path: path.to_path_buf(),
+                problems: vec![format!(
+                    "this is a TorchScript archive (torch.jit.save or libtorch's torch::save): \
+                     it holds code, and Easel never runs code from a weights file. Accepted \
+                     formats: safetensors, or a state_dict saved with torch.save (zip or \
+                     legacy). Convert it on your own machine, then point model.pretrained at \
+                     the new file:\n{TORCHSCRIPT_SNIPPET}"
+                )],
+            }),
+        };
     }
     // A pickle: the legacy torch.save stream (the reader checks its magic number).
     if magic.first() == Some(&0x80) {
@@ -301,16 +305,6 @@ fn read_weights(path: &Path) -> Result<(WeightsFormat, BTreeMap<String, Tensor>)
         "this is neither a safetensors file nor a PyTorch file (zip archive or legacy pickle)"
             .to_string(),
     ))
-}
-
-/// libtorch errors carry a C++ backtrace after the first line; users need only the first.
-fn first_line(error: &tch::TchError) -> String {
-    error
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn read_prefix(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {

@@ -8,7 +8,9 @@
 
 mod log_file;
 
-pub use log_file::{EventWriter, read_appended_log, read_log};
+pub use log_file::{
+    EventWriter, LogContents, LogDamage, read_and_repair, read_appended_log, read_log,
+};
 
 use serde::{Deserialize, Serialize};
 

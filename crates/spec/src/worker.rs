@@ -57,6 +57,17 @@ pub struct LimitsConfig {
     /// A client needs one (its streams share it).
     #[serde(default = "defaults::max_connections_per_address")]
     pub max_connections_per_address: u32,
+    /// A connection that has sent no request this many seconds after it was accepted (its TLS
+    /// handshake included) is closed: HTTP/2 keepalive starts only after a client's first bytes,
+    /// so a peer that connects and says nothing would otherwise keep its slot for good.
+    #[serde(default = "defaults::first_request_timeout_seconds")]
+    pub first_request_timeout_seconds: u64,
+    /// A connection that has made no request with a valid token this many seconds after it was
+    /// accepted is closed, even while it sends requests that need none (health checks), so
+    /// peers without a token cannot hold the slots. A connection that presented a valid token
+    /// once is a client's and is never closed for this.
+    #[serde(default = "defaults::authentication_timeout_seconds")]
+    pub authentication_timeout_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -65,6 +76,8 @@ impl Default for LimitsConfig {
             max_image_pixels: defaults::max_image_pixels(),
             max_connections: defaults::max_connections(),
             max_connections_per_address: defaults::max_connections_per_address(),
+            first_request_timeout_seconds: defaults::first_request_timeout_seconds(),
+            authentication_timeout_seconds: defaults::authentication_timeout_seconds(),
         }
     }
 }
@@ -78,6 +91,53 @@ pub struct AccessConfig {
     /// have the worker copy its own files (its data folder, its token) into a job.
     #[serde(default)]
     pub local_paths: Vec<PathBuf>,
+    /// Object-store URL prefixes a `data.path` bucket dataset may lie under, e.g.
+    /// `"s3://team-data/"` or `"gs://photos/datasets/"`, matched by whole path segments
+    /// (`s3://team` does not cover `s3://team-private`). Empty (the default): no bucket
+    /// datasets, so a token cannot have the worker read whatever its own credentials reach,
+    /// such as the artifact store's other jobs. `file://` datasets are `local_paths`' concern.
+    #[serde(default)]
+    pub dataset_prefixes: Vec<String>,
+}
+
+/// The URL schemes `access.dataset_prefixes` may name: the object stores a dataset is read from.
+const DATASET_PREFIX_SCHEMES: [&str; 7] = ["s3", "s3a", "gs", "az", "azure", "abfs", "abfss"];
+
+/// Why `prefix` cannot be an `access.dataset_prefixes` entry; `None` when it can.
+fn dataset_prefix_problem(prefix: &str) -> Option<String> {
+    let Some((scheme, rest)) = prefix.split_once("://") else {
+        return Some(format!(
+            "`{prefix}` is not a bucket URL such as s3://bucket/ or gs://bucket/prefix/"
+        ));
+    };
+    if scheme.eq_ignore_ascii_case("file") {
+        return Some(format!(
+            "`{prefix}` names worker folders: list them in access.local_paths instead"
+        ));
+    }
+    if !DATASET_PREFIX_SCHEMES
+        .iter()
+        .any(|known| scheme.eq_ignore_ascii_case(known))
+    {
+        return Some(format!(
+            "`{prefix}`: the scheme `{scheme}` is not one of {}",
+            DATASET_PREFIX_SCHEMES.join(", ")
+        ));
+    }
+    let bucket = rest.split('/').next().unwrap_or_default();
+    if bucket.is_empty() {
+        return Some(format!("`{prefix}` names no bucket (s3://bucket/…)"));
+    }
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "`{}` holds whitespace or a control character",
+            prefix.escape_debug()
+        ));
+    }
+    if rest.contains(['?', '#']) {
+        return Some(format!("`{prefix}`: a prefix has no query or fragment"));
+    }
+    None
 }
 
 /// The worker's rebuildable caches: decoded datasets and copies of object-store datasets.
@@ -240,6 +300,12 @@ mod defaults {
     }
     pub fn max_connections_per_address() -> u32 {
         64
+    }
+    pub fn first_request_timeout_seconds() -> u64 {
+        10
+    }
+    pub fn authentication_timeout_seconds() -> u64 {
+        30
     }
     pub fn restart_pause_seconds() -> u64 {
         2
@@ -406,6 +472,14 @@ impl WorkerConfig {
                 .map(PathBuf::from)
                 .collect();
         }
+        if let Some(prefixes) = env("EASEL_DATASET_PREFIXES") {
+            self.access.dataset_prefixes = prefixes
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         if let Some(devices) = env("EASEL_DEVICES") {
             self.devices = devices.split(',').map(|d| d.trim().to_owned()).collect();
         }
@@ -475,6 +549,11 @@ impl Validate for WorkerConfig {
                 );
             }
         }
+        for (index, prefix) in self.access.dataset_prefixes.iter().enumerate() {
+            if let Some(message) = dataset_prefix_problem(prefix) {
+                problem(&format!("access.dataset_prefixes[{index}]"), message);
+            }
+        }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             problem(
                 "listen",
@@ -515,6 +594,22 @@ impl Validate for WorkerConfig {
         }
         if self.limits.max_connections_per_address == 0 {
             problem("limits.max_connections_per_address", "must be > 0".into());
+        }
+        // Zero would close every connection at once; a day is far past any client's first
+        // request, and a larger value would let idle peers hold the slots again.
+        for (key, seconds) in [
+            (
+                "limits.first_request_timeout_seconds",
+                self.limits.first_request_timeout_seconds,
+            ),
+            (
+                "limits.authentication_timeout_seconds",
+                self.limits.authentication_timeout_seconds,
+            ),
+        ] {
+            if !(1..=86_400).contains(&seconds) {
+                problem(key, format!("{seconds} is not between 1 and 86400 seconds"));
+            }
         }
         if self.upload.max_blob_bytes == 0 {
             problem("upload.max_blob_bytes", "must be > 0".into());
@@ -610,6 +705,67 @@ mod tests {
             "{error}"
         );
         let _ = no_env("");
+    }
+
+    #[test]
+    fn dataset_prefixes_must_be_bucket_urls() {
+        let text = "[access]\ndataset_prefixes = [\"s3://team-data/\", \"gs://photos/sets\"]\n";
+        let config = WorkerConfig::from_toml(text, "w.toml").unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(
+            config.access.dataset_prefixes,
+            ["s3://team-data/", "gs://photos/sets"]
+        );
+
+        let env = |name: &str| {
+            (name == "EASEL_DATASET_PREFIXES").then(|| {
+                "s3://ok/, file:///srv/data, http://x/, s3:///nobucket, team-data, s3://a/b?c"
+                    .to_owned()
+            })
+        };
+        let error = WorkerConfig::load(None, &env, &WorkerOverrides::default()).unwrap_err();
+        let problems: Vec<(&str, &str)> = error
+            .errors
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        let keys: Vec<&str> = problems.iter().map(|(key, _)| *key).collect();
+        assert_eq!(
+            keys,
+            [
+                "access.dataset_prefixes[1]",
+                "access.dataset_prefixes[2]",
+                "access.dataset_prefixes[3]",
+                "access.dataset_prefixes[4]",
+                "access.dataset_prefixes[5]",
+            ],
+            "{error}"
+        );
+        assert!(problems[0].1.contains("access.local_paths"), "{error}");
+        assert!(problems[1].1.contains("the scheme `http`"), "{error}");
+        assert!(problems[2].1.contains("names no bucket"), "{error}");
+        assert!(problems[3].1.contains("is not a bucket URL"), "{error}");
+    }
+
+    #[test]
+    fn connection_deadlines_out_of_range_are_refused_by_key() {
+        let text =
+            "[limits]\nfirst_request_timeout_seconds = 0\nauthentication_timeout_seconds = 90000\n";
+        let config = WorkerConfig::from_toml(text, "w.toml").unwrap();
+        let problems = config.validate();
+        let keys: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "limits.first_request_timeout_seconds",
+                "limits.authentication_timeout_seconds"
+            ],
+            "{problems:?}"
+        );
+        assert_eq!(
+            WorkerConfig::default().limits.first_request_timeout_seconds,
+            10
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct MirrorReport {
     /// Bytes fetched by this call (files already in place with the right size are skipped).
     pub bytes_transferred: u64,
     pub already_present: usize,
+    /// The relative path of every object the listing found (in the final report only), so a
+    /// caller can tell which local files are no longer in the store.
+    pub listed: Vec<PathBuf>,
 }
 
 impl ArtifactStore {
@@ -58,6 +61,10 @@ impl ArtifactStore {
                 key: root.to_string(),
             });
         }
+        let listed: Vec<PathBuf> = wanted
+            .iter()
+            .map(|(relative, _)| relative.clone())
+            .collect();
         let found = MirrorReport {
             files: wanted.len(),
             total_bytes: wanted.iter().map(|(_, meta)| meta.size).sum(),
@@ -81,6 +88,7 @@ impl ArtifactStore {
             progress(&report, &found);
         }
         tracing::info!(url = %self.url(), files = report.files, bytes = report.bytes_transferred, "prefix mirrored");
+        report.listed = listed;
         Ok(report)
     }
 }

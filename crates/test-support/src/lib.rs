@@ -37,6 +37,10 @@ pub fn sample_dataset() -> PathBuf {
     dir
 }
 
+/// What the TorchScript fixture `torchscript_setstate.pt` prints when its code runs (libtorch's
+/// loader runs its `__setstate__`); seeing it anywhere means a reader ran uploaded code.
+pub const TORCHSCRIPT_CODE_MARKER: &str = "EASEL-TORCHSCRIPT-CODE-RAN";
+
 /// A file made by real PyTorch with `deploy/torch-fixtures.sh` (e.g. `vgg16_legacy.pth`).
 pub fn torch_fixture(name: &str) -> PathBuf {
     let path = repo_root().join(".easel-data/torch-fixtures").join(name);

@@ -3,7 +3,8 @@
 //! worker's own (`<data-dir>/token`, admin) or a named one from `tokens.json`; the [`Caller`] it
 //! speaks for goes into the request's extensions for the service to check ownership against.
 //! The token file is read again when it changes, and [`Guard::revoked`] lets a stream end the
-//! moment its token is revoked.
+//! moment its token is revoked. While the file cannot be read (damaged, unreadable) every named
+//! token is refused and only the worker's own token works: fail closed, never the old list.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,23 +49,42 @@ impl Caller {
     }
 }
 
-/// The named tokens, by hash.
+/// The named tokens, by hash, or why none can be trusted.
 #[derive(Default)]
 struct Book {
     by_hash: HashMap<String, NamedToken>,
+    /// Set when the token file could not be read: every named token is refused (fail closed)
+    /// until the file reads again; the worker's own token still works, so an admin can repair.
+    unreadable: Option<String>,
 }
 
+/// What a named token is told while the token file cannot be read (the log has the details).
+const UNREADABLE_REFUSAL: &str = "the worker cannot read its named tokens (tokens.json; its log \
+     says why), so it refuses them all until an admin repairs the file";
+
 impl Book {
-    fn load(path: &Path) -> Result<Book> {
-        let by_hash = read_tokens(path)?
-            .into_iter()
-            .map(|token| (token.blake3.clone(), token))
-            .collect();
-        Ok(Book { by_hash })
+    /// The file's tokens; a file that cannot be read gives a book that refuses every one.
+    fn load(path: &Path) -> Book {
+        match read_tokens(path) {
+            Ok(tokens) => Book {
+                by_hash: tokens
+                    .into_iter()
+                    .map(|token| (token.blake3.clone(), token))
+                    .collect(),
+                unreadable: None,
+            },
+            Err(error) => Book {
+                by_hash: HashMap::new(),
+                unreadable: Some(error.to_string()),
+            },
+        }
     }
 
     /// Why a token of this hash is refused now; `None` while it is valid.
     fn refusal(&self, hash: &str) -> Option<String> {
+        if self.unreadable.is_some() {
+            return Some(UNREADABLE_REFUSAL.into());
+        }
         match self.by_hash.get(hash) {
             None => Some("the token is no longer listed on the worker".into()),
             Some(token) => token.revoked_at.as_ref().map(|at| {
@@ -73,6 +93,18 @@ impl Book {
                     token.name
                 )
             }),
+        }
+    }
+
+    /// Says in the log what this book means for named tokens.
+    fn log(&self, when: &str) {
+        match &self.unreadable {
+            None => tracing::info!(tokens = self.by_hash.len(), when, "token file read"),
+            Some(error) => tracing::error!(
+                %error,
+                when,
+                "token file unreadable: every named token is refused until it reads again (the admin token in <data-dir>/token still works)"
+            ),
         }
     }
 }
@@ -86,17 +118,21 @@ pub struct Guard {
 
 impl Guard {
     /// Reads `tokens_path` and, from a task on the current runtime, reads it again whenever it
-    /// changes, for as long as a clone of the guard lives.
-    pub fn start(admin_token: &str, tokens_path: PathBuf) -> Result<Guard> {
+    /// changes, for as long as a clone of the guard lives. A file that cannot be read does not
+    /// stop the worker: named tokens are refused until it reads again.
+    pub fn start(admin_token: &str, tokens_path: PathBuf) -> Guard {
         // Taken before the read: a change in between is read again at the first poll.
         let stamp = file_stamp(&tokens_path);
-        let book = Book::load(&tokens_path)?;
+        let book = Book::load(&tokens_path);
+        if book.unreadable.is_some() || !book.by_hash.is_empty() {
+            book.log("start");
+        }
         let (sender, receiver) = watch::channel(Arc::new(book));
         tokio::spawn(follow_tokens(tokens_path, stamp, sender));
-        Ok(Guard {
+        Guard {
             admin_token: admin_token.into(),
             book: receiver,
-        })
+        }
     }
 
     pub fn check(&self, mut request: Request<()>) -> std::result::Result<Request<()>, Status> {
@@ -114,6 +150,9 @@ impl Guard {
             Some(token) => {
                 let hash = token_hash(token);
                 let book = self.book.borrow();
+                if book.unreadable.is_some() {
+                    return Err(Status::unauthenticated(UNREADABLE_REFUSAL));
+                }
                 let Some(named) = book.by_hash.get(&hash) else {
                     return Err(Status::unauthenticated("wrong bearer token"));
                 };
@@ -153,8 +192,9 @@ impl Guard {
 }
 
 /// Publishes the token file's content whenever the file changes (`worker token` replaces it
-/// whole, so a new inode or time or size shows each change). A file that cannot be read keeps
-/// the tokens read before, with an error in the log.
+/// whole, so a new inode or time or size shows each change; a `chmod` shows in the change time).
+/// A file that cannot be read is published as such: named tokens are refused, never the ones
+/// read before kept in force.
 async fn follow_tokens(path: PathBuf, mut seen: FileStamp, sender: watch::Sender<Arc<Book>>) {
     loop {
         tokio::select! {
@@ -166,27 +206,31 @@ async fn follow_tokens(path: PathBuf, mut seen: FileStamp, sender: watch::Sender
             continue;
         }
         seen = stamp;
-        match Book::load(&path) {
-            Ok(book) => {
-                tracing::info!(tokens = book.by_hash.len(), "token file read again");
-                sender.send_replace(Arc::new(book));
-            }
-            Err(error) => {
-                tracing::error!(%error, "token file unreadable; the tokens read before stay")
-            }
-        }
+        let book = Book::load(&path);
+        book.log("changed");
+        sender.send_replace(Arc::new(book));
     }
 }
 
-type FileStamp = Option<(SystemTime, u64, u64)>;
+/// Modification time, size, inode and change time (0 where the platform has none).
+type FileStamp = Option<(SystemTime, u64, u64, i64, i64)>;
 
 fn file_stamp(path: &Path) -> FileStamp {
     let metadata = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+    let (inode, changed, changed_nanos) = {
+        use std::os::unix::fs::MetadataExt;
+        (metadata.ino(), metadata.ctime(), metadata.ctime_nsec())
+    };
     #[cfg(not(unix))]
-    let inode = 0;
-    Some((metadata.modified().ok()?, metadata.len(), inode))
+    let (inode, changed, changed_nanos) = (0, 0, 0);
+    Some((
+        metadata.modified().ok()?,
+        metadata.len(),
+        inode,
+        changed,
+        changed_nanos,
+    ))
 }
 
 #[cfg(test)]
@@ -218,7 +262,7 @@ mod tests {
     #[tokio::test]
     async fn token_is_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let guard = Guard::start("secret", tokens_path(dir.path())).unwrap();
+        let guard = Guard::start("secret", tokens_path(dir.path()));
         let admin = caller(&guard, "secret").unwrap();
         assert!(admin.admin && admin.name == ADMIN_NAME);
         let wrong = guard.check(request(Some("secreT"), None)).unwrap_err();
@@ -231,7 +275,7 @@ mod tests {
     #[tokio::test]
     async fn other_protocol_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let guard = Guard::start("secret", tokens_path(dir.path())).unwrap();
+        let guard = Guard::start("secret", tokens_path(dir.path()));
         let status = guard
             .check(request(Some("secret"), Some("99")))
             .unwrap_err();
@@ -243,12 +287,67 @@ mod tests {
         );
     }
 
+    /// Waits (in paused time) until the guard publishes the token file read again.
+    async fn next_read(guard: &Guard) {
+        let mut book = guard.book.clone();
+        book.borrow_and_update();
+        tokio::time::timeout(TOKENS_POLL * 30, book.changed())
+            .await
+            .expect("the guard publishes the token file once it changes")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_token_file_refuses_every_named_token_but_not_the_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = tokens_path(dir.path());
+        let alice = add_token(&path, "alice", false).unwrap();
+        let intact = std::fs::read(&path).unwrap();
+        let guard = Guard::start("secret", path.clone());
+        let who = caller(&guard, &alice).unwrap();
+        let ended = tokio::spawn(guard.revoked(&who));
+
+        // Damaged while serving: the tokens read before are no longer trusted, open streams end.
+        std::fs::write(&path, "{ not json").unwrap();
+        next_read(&guard).await;
+        let refused = caller(&guard, &alice).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert!(
+            refused.message().contains("cannot read its named tokens"),
+            "{refused:?}"
+        );
+        let status = tokio::time::timeout(TOKENS_POLL * 5, ended)
+            .await
+            .expect("a named token's stream ends once the file is unreadable")
+            .unwrap();
+        assert!(status.message().contains("cannot read its named tokens"));
+        assert!(
+            caller(&guard, "secret").unwrap().admin,
+            "the admin can still repair"
+        );
+
+        // Repaired, the file's tokens work again.
+        std::fs::write(&path, &intact).unwrap();
+        next_read(&guard).await;
+        assert_eq!(caller(&guard, &alice).unwrap().name, "alice");
+
+        // A worker starting on a damaged file serves, with named tokens refused.
+        std::fs::write(&path, [0xC3]).unwrap();
+        let restarted = Guard::start("secret", path.clone());
+        let refused = caller(&restarted, &alice).unwrap_err();
+        assert!(
+            refused.message().contains("cannot read its named tokens"),
+            "{refused:?}"
+        );
+        assert!(caller(&restarted, "secret").is_ok());
+    }
+
     #[tokio::test]
     async fn a_named_token_speaks_for_its_name_until_revoked() {
         let dir = tempfile::tempdir().unwrap();
         let path = tokens_path(dir.path());
         let alice = add_token(&path, "alice", false).unwrap();
-        let guard = Guard::start("secret", path.clone()).unwrap();
+        let guard = Guard::start("secret", path.clone());
         let who = caller(&guard, &alice).unwrap();
         assert_eq!(who.name, "alice");
         assert!(!who.admin && who.may_see("alice") && !who.may_see("bob"));

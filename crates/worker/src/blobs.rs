@@ -6,8 +6,12 @@
 //! becomes visible only after its whole content matched its blake3 digest.
 //!
 //! Every new blob is checked against the upload budget (`space.rs`) before its first byte is
-//! written; a disk that fills up mid-blob discards that blob's partial and says so. Partials
-//! untouched for a week are removed at start.
+//! written, and again whenever a chunk declares another size than its blob holds; a disk that
+//! fills up mid-blob discards that blob's partial and says so. At start, partials untouched for
+//! a week are removed and the rest hold the bytes they wrote, so no byte on disk escapes the
+//! quota or the free-disk floor across a restart. Blobs found damaged (here, or by a training
+//! process reading the store) are moved to the quarantine folder, which is emptied, and their
+//! bytes uncounted, whenever the budget is read.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -61,6 +65,7 @@ impl BlobStore {
     pub fn open(dir: PathBuf, limits: BlobLimits) -> Result<Self> {
         let partial = dir.join("partial");
         std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        // Its bytes are in no count yet: the stored bytes are counted below, without them.
         empty_quarantine(&dir.join(easel_dataset::QUARANTINE_DIR));
         // Only a quota needs the bytes held: counted once here (a walk of the folder, long for
         // millions of blobs, so skipped without one), then kept up to date as blobs come and go.
@@ -83,6 +88,7 @@ impl BlobStore {
             locks: Mutex::default(),
         };
         store.expire_abandoned(ABANDONED_AFTER);
+        store.hold_partials_on_disk();
         sweep_unrenamed_wholes(store.dir.clone(), SystemTime::now());
         Ok(store)
     }
@@ -121,6 +127,51 @@ impl BlobStore {
         }
     }
 
+    /// Holds the bytes of each partial upload left from before this start (a read of the
+    /// partial folder alone): without it a restart would forget them, and a client could
+    /// restart the worker and upload as much again. Their offset files, a few bytes each, are
+    /// not counted (nor are they while the upload runs).
+    fn hold_partials_on_disk(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("partial")) else {
+            return;
+        };
+        let (mut partials, mut bytes) = (0u64, 0u64);
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(digest) = name.to_str().filter(|n| easel_digest::is_valid_digest(n)) else {
+                continue;
+            };
+            let written = entry.metadata().map_or(0, |meta| meta.len());
+            self.budget.hold_written(digest, written);
+            partials += 1;
+            bytes += written;
+        }
+        if partials > 0 {
+            tracing::info!(
+                partials,
+                bytes,
+                "partial uploads found; their bytes count against the upload limits"
+            );
+        }
+    }
+
+    /// Deletes the blobs moved to the quarantine folder, by this process or by a training
+    /// process reading the store (`easel_dataset::quarantine_blob`), and stops counting them as
+    /// stored. Done each time the budget is read, so the count never holds a blob that left the
+    /// store, whoever moved it; the folder is nearly always empty or missing (one read).
+    fn reclaim_quarantined(&self) {
+        let freed = empty_quarantine(&self.dir.join(easel_dataset::QUARANTINE_DIR));
+        if freed > 0 {
+            self.budget.removed(freed);
+        }
+    }
+
+    /// Holds `size` bytes for blob `digest` (see `UploadBudget::hold`).
+    fn hold(&self, digest: &str, size: u64) -> Result<()> {
+        self.reclaim_quarantined();
+        self.budget.hold(digest, size)
+    }
+
     /// Lets uploads take room from `caches` when the disk is short (see `UploadBudget`).
     pub fn give_way(&self, caches: Arc<dyn crate::space::Reclaimable>) {
         self.budget.give_way(caches);
@@ -128,6 +179,7 @@ impl BlobStore {
 
     /// What uploads may add now, and which limit binds.
     pub fn available(&self) -> Result<Available> {
+        self.reclaim_quarantined();
         self.budget.available()
     }
 
@@ -152,7 +204,7 @@ impl BlobStore {
         let path = self.final_path(digest)?;
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         if easel_digest::digest_bytes(&bytes) != digest {
-            return Err(self.damaged(digest, bytes.len() as u64));
+            return Err(self.damaged(digest));
         }
         Ok(bytes)
     }
@@ -163,10 +215,7 @@ impl BlobStore {
         let path = self.final_path(digest)?;
         match easel_dataset::verify_blob(&path, digest) {
             Ok(()) => Ok(()),
-            Err(easel_dataset::Error::DigestMismatch { .. }) => {
-                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-                Err(self.damaged(digest, size))
-            }
+            Err(easel_dataset::Error::DigestMismatch { .. }) => Err(self.damaged(digest)),
             Err(error) => Err(Error::FailedPrecondition(format!("blob {digest}: {error}"))),
         }
     }
@@ -174,10 +223,10 @@ impl BlobStore {
     /// A stored blob whose bytes are not its digest's (torn by a power loss, a failing disk):
     /// moved to the quarantine folder, so it counts as missing and the next submit uploads it
     /// again instead of every job that needs it failing.
-    fn damaged(&self, digest: &str, size: u64) -> Error {
+    fn damaged(&self, digest: &str) -> Error {
         let moved = match easel_dataset::quarantine_blob(&self.dir, digest) {
             Ok(_) => {
-                self.budget.removed(size);
+                self.reclaim_quarantined();
                 "it was moved aside; submit again to upload it again"
             }
             Err(_) => "it could not be moved aside",
@@ -293,9 +342,9 @@ impl BlobStore {
                 chunk.offset
             )));
         }
-        if committed == 0 {
-            self.budget.hold(digest, chunk.total_size)?;
-        }
+        // Every chunk, not only the first: a later one may declare a larger size than the first
+        // held, or resume a partial that holds only what it wrote before a restart.
+        self.hold(digest, chunk.total_size)?;
         self.append(chunk, committed)
             .map_err(|error| self.disk_full(digest, chunk.total_size, error))
     }
@@ -312,7 +361,7 @@ impl BlobStore {
                  {actual}); nothing was kept"
             )));
         }
-        self.budget.hold(digest, chunk.total_size)?;
+        self.hold(digest, chunk.total_size)?;
         let final_path = self.final_path(digest)?;
         // Staged beside its final place rather than in partial/: small blobs written by several
         // streams at once would all queue on that one folder's lock.
@@ -326,11 +375,15 @@ impl BlobStore {
             });
         if let Err(error) = written {
             remove_if_present(&staging);
-            self.budget.release(digest);
+            // A partial of it from an earlier upload is still on disk, under this hold now.
+            if !self.partial_path(digest).exists() {
+                self.budget.release(digest);
+            }
             return Err(error);
         }
-        // What a cut-off earlier upload of it left is of no use now.
-        if self.offset_path(digest).exists() {
+        // What a cut-off earlier upload of it left is of no use now (a partial with no offset
+        // yet: killed between its first write and its first commit).
+        if self.offset_path(digest).exists() || self.partial_path(digest).exists() {
             self.discard(digest);
         }
         self.budget.stored(digest, chunk.total_size);
@@ -438,21 +491,30 @@ impl BlobStore {
     }
 }
 
-/// Creates the folder `path` goes in when it is missing. Looked at first: creating a folder
-/// that exists still takes its parent's lock, which every blob written at once would queue on.
-/// Removes the damaged blobs earlier runs moved aside (they were logged when moved).
-fn empty_quarantine(quarantine: &Path) {
+/// Removes the damaged blobs moved aside (they were logged when moved); returns the bytes
+/// removed. Only a removal that succeeded counts them: two threads emptying the folder at once
+/// count each blob once.
+fn empty_quarantine(quarantine: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(quarantine) else {
-        return;
+        return 0;
     };
+    let mut freed = 0;
     for entry in entries.flatten() {
         let path = entry.path();
-        if let Err(error) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), %error, "quarantined blob not removed");
+        let bytes = entry.metadata().map_or(0, |meta| meta.len());
+        match std::fs::remove_file(&path) {
+            Ok(()) => freed += bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "quarantined blob not removed");
+            }
         }
     }
+    freed
 }
 
+/// Creates the folder `path` goes in when it is missing. Looked at first: creating a folder
+/// that exists still takes its parent's lock, which every blob written at once would queue on.
 fn ensure_folder(path: &Path) -> Result<()> {
     match path.parent() {
         Some(parent) if !parent.is_dir() => {
@@ -699,6 +761,107 @@ mod tests {
         assert!(!store.partial_path(&old_digest).exists());
         let fresh_digest = easel_dataset::digest_bytes(&fresh);
         assert_eq!(store.committed_offset(&fresh_digest).unwrap(), 1000);
+    }
+
+    fn quota_store(dir: &Path, max_stored_bytes: u64) -> BlobStore {
+        let limits = BlobLimits {
+            max_stored_bytes,
+            ..limits()
+        };
+        BlobStore::open(dir.join("blobs"), limits).unwrap()
+    }
+
+    #[test]
+    fn a_later_chunk_declaring_a_larger_size_is_checked_against_the_quota_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = quota_store(dir.path(), 10_000);
+        let content: Vec<u8> = (0..4000u32).map(|i| (i % 253) as u8).collect();
+        store.write_chunk(&chunk(&content, 0, 1000)).unwrap();
+        assert_eq!(store.available().unwrap().bytes, 6000);
+        // The same blob now says it is 50 kB: five times the quota.
+        let mut grown = chunk(&content, 1000, 1000);
+        grown.total_size = 50_000;
+        let refused = store.write_chunk(&grown).unwrap_err().to_string();
+        assert!(
+            refused.contains("needs 50.0 kB but the worker can take 10.0 kB"),
+            "{refused}"
+        );
+        assert_eq!(store.committed_offset(&grown.digest).unwrap(), 1000);
+        assert_eq!(store.available().unwrap().bytes, 6000);
+        // Its honest size still fits.
+        store.write_chunk(&chunk(&content, 1000, 3000)).unwrap();
+        assert_eq!(store.available().unwrap().bytes, 6000);
+    }
+
+    #[test]
+    fn partial_uploads_found_at_start_count_against_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = quota_store(dir.path(), 10_000);
+        let content = vec![9u8; 8000];
+        store.write_chunk(&chunk(&content, 0, 3000)).unwrap();
+        drop(store);
+        let store = quota_store(dir.path(), 10_000);
+        assert_eq!(store.available().unwrap().bytes, 7000);
+        // Resumed, it holds its whole size again, checked.
+        store.write_chunk(&chunk(&content, 3000, 1000)).unwrap();
+        assert_eq!(store.available().unwrap().bytes, 2000);
+    }
+
+    #[test]
+    fn a_blob_a_training_process_quarantines_stops_counting_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = quota_store(dir.path(), 10_000);
+        let content = vec![5u8; 6000];
+        let digest = easel_dataset::digest_bytes(&content);
+        store
+            .write_chunk(&chunk(&content, 0, content.len()))
+            .unwrap();
+        assert_eq!(store.available().unwrap().bytes, 4000);
+        let path = store.final_path(&digest).unwrap();
+        let mut torn = content.clone();
+        torn[100] ^= 1;
+        std::fs::write(&path, &torn).unwrap();
+        // What a training run reads the store through, in its own process.
+        let entry = easel_dataset::ManifestEntry {
+            path: "a/1.png".into(),
+            class: 0,
+            size: content.len() as u64,
+            digest: digest.clone(),
+            subset: None,
+        };
+        use easel_dataset::ImageSource;
+        let damaged = easel_dataset::BlobStoreSource::new(store.dir())
+            .read(&entry)
+            .unwrap_err();
+        assert!(damaged.to_string().contains("moved aside"), "{damaged}");
+        let available = store.available().unwrap();
+        assert_eq!((available.bytes, available.stored), (10_000, 0));
+        let quarantine = store.dir().join(easel_dataset::QUARANTINE_DIR);
+        assert_eq!(std::fs::read_dir(&quarantine).unwrap().count(), 0);
+        // Uploaded again, it counts once.
+        store
+            .write_chunk(&chunk(&content, 0, content.len()))
+            .unwrap();
+        assert_eq!(store.available().unwrap().stored, 6000);
+    }
+
+    #[test]
+    fn a_damaged_blob_the_worker_finds_is_uncounted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = quota_store(dir.path(), 10_000);
+        let content = vec![6u8; 3000];
+        let digest = easel_dataset::digest_bytes(&content);
+        let intact = vec![8u8; 2000];
+        for blob in [&content, &intact] {
+            store.write_chunk(&chunk(blob, 0, blob.len())).unwrap();
+        }
+        std::fs::write(store.final_path(&digest).unwrap(), vec![7u8; 3000]).unwrap();
+        assert!(matches!(
+            store.read(&digest),
+            Err(Error::FailedPrecondition(_))
+        ));
+        assert_eq!(store.available().unwrap().stored, 2000);
+        assert!(!store.contains(&digest).unwrap());
     }
 
     #[test]

@@ -44,7 +44,8 @@ const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 /// A TLS handshake not finished by then is dropped with its connection, so connections that
-/// never speak cannot hold the worker's connection slots.
+/// never speak cannot hold the worker's connection slots (`limits.first_request_timeout_seconds`
+/// closes them sooner when it is shorter).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves, then stops accepting connections, lets running jobs stop at
@@ -130,6 +131,7 @@ pub async fn run_with_training(
         max_restarts: config.queue.max_restarts,
         restart_pause: std::time::Duration::from_secs(config.queue.restart_pause_seconds),
         local_paths: config.access.local_paths.clone(),
+        dataset_prefixes: config.access.dataset_prefixes.clone(),
         max_image_pixels: config.limits.max_image_pixels,
         retry: RetryPolicy::default(),
         training,
@@ -148,8 +150,7 @@ pub async fn run_with_training(
         libtorch_version: runtime.libtorch_version,
         cuda_available: runtime.cuda_available,
     };
-    let guard = access::Guard::start(&token.value, tokens::tokens_path(data_dir))
-        .context("failed to read the named tokens")?;
+    let guard = access::Guard::start(&token.value, tokens::tokens_path(data_dir));
     let service = grpc::WorkerService {
         manager: manager.clone(),
         guard: guard.clone(),
@@ -162,9 +163,22 @@ pub async fn run_with_training(
     let worker = pb::worker_server::WorkerServer::new(service)
         .max_decoding_message_size(message_limit)
         .max_encoding_message_size(message_limit.max(4 << 20));
-    let worker = tonic::service::interceptor::InterceptedService::new(worker, move |request| {
-        guard.check(request)
-    });
+    let worker = tonic::service::interceptor::InterceptedService::new(
+        worker,
+        move |request: tonic::Request<()>| {
+            let connection = request
+                .extensions()
+                .get::<connections::ConnectionInfo>()
+                .cloned();
+            let request = guard.check(request)?;
+            // A valid token: the connection is a client's, and no connection deadline applies
+            // to it any more.
+            if let Some(connection) = connection {
+                connection.note_authenticated();
+            }
+            Ok(request)
+        },
+    );
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("easel.v1.Worker", tonic_health::ServingStatus::Serving)
@@ -173,6 +187,8 @@ pub async fn run_with_training(
     let counter = connections::ConnectionCounter::new(connections::ConnectionLimits {
         total: config.limits.max_connections as usize,
         per_address: config.limits.max_connections_per_address as usize,
+        first_request: Duration::from_secs(config.limits.first_request_timeout_seconds),
+        authentication: Duration::from_secs(config.limits.authentication_timeout_seconds),
     });
     let incoming = connections::admitted(
         TcpIncoming::from(listener)
@@ -193,6 +209,10 @@ pub async fn run_with_training(
             .context("failed to set up TLS")?;
     }
     let server = builder
+        // Every request, health checks included, counts as its connection's first.
+        .layer(tonic::service::InterceptorLayer::new(
+            connections::note_request,
+        ))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // A peer that stops answering pings is dropped with its streams.
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))

@@ -164,7 +164,9 @@ fn serve(args: Args) -> anyhow::Result<()> {
         // Each job trains in a child process running this binary, so a crash ends the job only.
         let executable =
             std::env::current_exe().context("failed to find the worker's own executable")?;
-        let training = easel_worker::Training::ChildProcess(executable);
+        // What the worker keeps from its training processes (a process parsing uploaded bytes).
+        let hidden = easel_worker::jobs::sandbox::hidden_paths(&config, args.config.as_deref());
+        let training = easel_worker::Training::ChildProcess { executable, hidden };
         easel_worker::run_with_training(listener, config, training, async move {
             let _ = first_rx.await;
         })

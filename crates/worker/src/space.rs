@@ -3,7 +3,9 @@
 //! free (`upload.min_free_bytes`). Asked before an upload starts and before each new blob, so a
 //! submit that cannot fit is refused before any byte moves. A blob being uploaded holds its
 //! whole size until it is stored or dropped, so uploads in flight at once (several streams,
-//! several clients) cannot together overshoot the room each saw.
+//! several clients) cannot together overshoot the room each saw; a chunk declaring another size
+//! than its blob holds is checked again at that size. At start, the partial uploads found on
+//! disk hold what they have written, so a restart forgets no byte (see `blobs.rs`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -113,10 +115,16 @@ impl UploadBudget {
     }
 
     /// Like `reserve` for a blob about to be uploaded, and then holds its bytes until it is
-    /// `stored` or `released`.
+    /// `stored` or `released`. Asked for each chunk: a blob already holding `size` passes at
+    /// once, and one declaring another size (a lie, or a resume after a restart) is checked
+    /// again at that size, in place of what it held.
     pub fn hold(&self, digest: &str, size: u64) -> Result<()> {
         let mut held = self.held();
-        let before = held.by_digest.get(digest).copied().unwrap_or(0);
+        let before = held.by_digest.get(digest).copied();
+        if before == Some(size) {
+            return Ok(());
+        }
+        let before = before.unwrap_or(0);
         let others = held.total - before;
         let available = self.available_beside(others, size)?;
         refuse_beyond(&format!("blob {digest}"), size, available)?;
@@ -130,6 +138,15 @@ impl UploadBudget {
         held.by_digest.insert(digest.to_owned(), size);
         held.total = held.total - before + size;
         Ok(())
+    }
+
+    /// Holds `bytes` a partial upload already wrote (found at start), unchecked: they are on the
+    /// disk whatever the limits say, and count against both until the upload is stored or
+    /// dropped. Its next chunk holds the size it declares, checked.
+    pub fn hold_written(&self, digest: &str, bytes: u64) {
+        let mut held = self.held();
+        let before = held.by_digest.insert(digest.to_owned(), bytes).unwrap_or(0);
+        held.total = held.total - before + bytes;
     }
 
     /// The held blob is stored: its bytes count as stored.
@@ -278,11 +295,37 @@ mod tests {
         );
         // Holding the same blob again (a retried first chunk) does not count it twice.
         budget.hold("a", 600).unwrap();
+        // A chunk of it declaring more is checked at that size, in place of what it held.
+        let refused = budget.hold("a", 1001).unwrap_err().to_string();
+        assert!(
+            refused.contains("blob a needs 1001 bytes but the worker can take 1000 bytes"),
+            "{refused}"
+        );
+        assert_eq!(budget.available().unwrap().bytes, 400);
+        budget.hold("a", 1000).unwrap();
+        assert_eq!(budget.available().unwrap().bytes, 0);
         budget.release("a");
         budget.hold("b", 500).unwrap();
         budget.stored("b", 500);
         assert_eq!(budget.available().unwrap().bytes, 500);
         assert_eq!(budget.available().unwrap().stored, 500);
+    }
+
+    #[test]
+    fn bytes_written_before_a_restart_hold_their_room_until_the_upload_declares_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = UploadBudget::new(dir.path().to_owned(), 1000, 0, 100);
+        // Found on disk at start: counted even past the quota (they are there).
+        budget.hold_written("a", 300);
+        budget.hold_written("b", 700);
+        assert_eq!(budget.available().unwrap().bytes, 0);
+        budget.release("b");
+        assert_eq!(budget.available().unwrap().bytes, 600);
+        // Resumed, it declares its whole size: checked, not taken as already held.
+        let refused = budget.hold("a", 901).unwrap_err().to_string();
+        assert!(refused.contains("needs 901 bytes"), "{refused}");
+        budget.hold("a", 900).unwrap();
+        assert_eq!(budget.available().unwrap().bytes, 0);
     }
 
     #[test]

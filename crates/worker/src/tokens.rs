@@ -3,6 +3,8 @@
 //! to the name whose token submitted it; only that name and admin tokens (the worker's own
 //! `<data-dir>/token`, or one added with `--admin`) see it. A revoked token stays listed so a
 //! client using it is told so by name; a running worker reads the file again when it changes.
+//! Every change is a read-modify-write under an advisory lock on `tokens.json.lock`, so two
+//! `worker token` commands at once both land, and the file is replaced whole (never torn).
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -10,6 +12,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 pub const TOKENS_FILE: &str = "tokens.json";
+
+/// Beside the token file: held (flock) by each `worker token add`/`revoke` while it reads,
+/// changes and replaces the file.
+const LOCK_FILE: &str = "tokens.json.lock";
 
 /// Who the worker's own token (`<data-dir>/token`) speaks for: it owns jobs submitted with it and
 /// jobs of workers from before named tokens.
@@ -71,9 +77,38 @@ fn write_tokens(path: &Path, tokens: Vec<NamedToken>) -> Result<()> {
     easel_store::private_file::write_private(path, &json).map_err(|e| Error::io(path, e))
 }
 
+/// An exclusive advisory lock on the token file's lock file, released when dropped (the kernel
+/// releases it too if the process dies holding it).
+struct TokensLock {
+    _file: std::fs::File,
+}
+
+/// Waits for the lock that serialises changes to the token file at `path`.
+fn lock_tokens(path: &Path) -> Result<TokensLock> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+    let lock_path = folder.join(LOCK_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(TokensLock { _file: file }),
+            // A signal woke the wait; the lock is still wanted.
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::io(&lock_path, e.into())),
+        }
+    }
+}
+
 /// Adds a token named `name` and returns it: the only time it exists outside the client.
 pub fn add_token(path: &Path, name: &str, admin: bool) -> Result<String> {
     check_name(name)?;
+    let _lock = lock_tokens(path)?;
     let mut tokens = read_tokens(path)?;
     if let Some(existing) = tokens.iter().find(|t| t.name == name) {
         let state = if existing.revoked_at.is_some() {
@@ -99,6 +134,7 @@ pub fn add_token(path: &Path, name: &str, admin: bool) -> Result<String> {
 
 /// Marks `name`'s token revoked; a running worker refuses it within a second and ends its streams.
 pub fn revoke_token(path: &Path, name: &str) -> Result<NamedToken> {
+    let _lock = lock_tokens(path)?;
     let mut tokens = read_tokens(path)?;
     let Some(token) = tokens.iter_mut().find(|t| t.name == name) else {
         let names: Vec<&str> = tokens.iter().map(|t| t.name.as_str()).collect();
@@ -183,6 +219,40 @@ mod tests {
         assert!(reused.contains("revoked one keeps its name"), "{reused}");
         let unknown = revoke_token(&path, "bob").unwrap_err().to_string();
         assert!(unknown.contains("names: ci-bot"), "{unknown}");
+    }
+
+    #[test]
+    fn tokens_added_at_the_same_time_all_land_in_the_file() {
+        const WRITERS: usize = 24;
+        let dir = tempfile::tempdir().unwrap();
+        let path = tokens_path(dir.path());
+        add_token(&path, "first", false).unwrap();
+        // All start together, so without the lock their read-modify-writes overlap.
+        let start = std::sync::Barrier::new(WRITERS + 1);
+        std::thread::scope(|scope| {
+            for writer in 0..WRITERS {
+                let (path, start) = (&path, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    add_token(path, &format!("user-{writer}"), false).unwrap();
+                });
+            }
+            start.wait();
+            // One revoke among the adds must keep them too.
+            revoke_token(&path, "first").unwrap();
+        });
+        let stored = read_tokens(&path).unwrap();
+        let mut names: Vec<&str> = stored.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        let mut expected: Vec<String> = (0..WRITERS).map(|w| format!("user-{w}")).collect();
+        expected.push("first".into());
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        assert!(
+            stored
+                .iter()
+                .any(|t| t.name == "first" && t.revoked_at.is_some())
+        );
     }
 
     #[test]

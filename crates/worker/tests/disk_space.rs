@@ -91,6 +91,179 @@ async fn an_upload_past_the_quota_is_refused_before_a_byte_is_written() {
     worker.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_chunk_claiming_a_larger_blob_is_checked_against_the_quota_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = InProcess::start_configured(dir.path(), |config| {
+        config.upload.max_stored_bytes = 20_000;
+    })
+    .await;
+    let mut client = worker.authorized().await;
+    let blob = content(10_000, 4);
+    let digest = easel_digest::digest_bytes(&blob);
+    client
+        .upload_blobs(one_per_message(vec![chunk(&blob, 0, 4_000)]))
+        .await
+        .unwrap();
+    assert_eq!(available(&mut client).await, 10_000);
+
+    // The first chunk held 10 kB; the next says the blob is 1 MB, fifty times the quota.
+    let mut grown = chunk(&blob, 4_000, 4_000);
+    grown.total_size = 1_000_000;
+    let refused = client
+        .upload_blobs(one_per_message(vec![grown]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused
+            .message()
+            .contains("needs 1.0 MB but the worker can take 20.0 kB")
+            && refused.message().contains("upload.max_stored_bytes"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(missing(&mut client, &digest).await, Some(4_000));
+
+    // The honest rest of it is taken.
+    client
+        .upload_blobs(one_per_message(vec![chunk(&blob, 4_000, 6_000)]))
+        .await
+        .unwrap();
+    assert_eq!(missing(&mut client, &digest).await, None);
+    assert_eq!(available(&mut client).await, 10_000);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_uploads_still_count_against_the_quota_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = |config: &mut easel_spec::worker::WorkerConfig| {
+        config.upload.max_stored_bytes = 20_000;
+    };
+    let worker = InProcess::start_configured(dir.path(), quota).await;
+    let mut client = worker.authorized().await;
+    let first = content(15_000, 5);
+    let first_digest = easel_digest::digest_bytes(&first);
+    client
+        .upload_blobs(one_per_message(vec![chunk(&first, 0, 8_000)]))
+        .await
+        .unwrap();
+    assert_eq!(available(&mut client).await, 5_000);
+    worker.stop().await;
+
+    // Restarted on the same data: the 8 kB written still count.
+    let worker = InProcess::start_configured(dir.path(), quota).await;
+    let mut client = worker.authorized().await;
+    assert_eq!(available(&mut client).await, 12_000);
+    let second = content(10_000, 6);
+    client
+        .upload_blobs(one_per_message(vec![chunk(&second, 0, second.len())]))
+        .await
+        .unwrap();
+    assert_eq!(available(&mut client).await, 2_000);
+
+    // Resuming the first needs its whole size again, which no longer fits.
+    let refused = client
+        .upload_blobs(one_per_message(vec![chunk(&first, 8_000, 7_000)]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused
+            .message()
+            .contains("needs 15.0 kB but the worker can take 10.0 kB"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(missing(&mut client, &first_digest).await, Some(8_000));
+    assert!(blob_bytes(&dir.path().join("data")) <= 20_000 + 100);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_a_job_finds_damaged_stops_counting_against_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let quota = 1_000_000;
+    let worker = InProcess::start_configured(dir.path(), |config| {
+        config.upload.max_stored_bytes = quota;
+    })
+    .await;
+    let mut client = worker.authorized().await;
+    let manifest = upload_dataset(&mut client, 4).await;
+    let stored = blob_bytes(&data_dir);
+    assert_eq!(available(&mut client).await, quota - stored);
+
+    // One image torn on disk (same length, one byte changed), as a power loss leaves it.
+    let blobs = data_dir.join("blobs");
+    let manifest_text =
+        std::fs::read_to_string(easel_dataset::blob_path(&blobs, &manifest).unwrap()).unwrap();
+    let image = &easel_dataset::Manifest::from_json(&manifest_text)
+        .unwrap()
+        .entries[0]
+        .digest;
+    let image_path = easel_dataset::blob_path(&blobs, image).unwrap();
+    let mut torn = std::fs::read(&image_path).unwrap();
+    let torn_len = torn.len() as u64;
+    torn[torn_len as usize / 2] ^= 0xff;
+    std::fs::write(&image_path, &torn).unwrap();
+
+    // The training run reads it, finds it damaged and moves it aside.
+    let job = submit(&mut client, &manifest, 1).await;
+    wait_until_finished(&mut client, &job.id).await;
+    assert!(!image_path.exists(), "the damaged blob was not moved aside");
+    assert_eq!(available(&mut client).await, quota - (stored - torn_len));
+    let quarantine = blobs.join(easel_dataset::QUARANTINE_DIR);
+    assert_eq!(std::fs::read_dir(&quarantine).unwrap().count(), 0);
+    assert_eq!(blob_bytes(&data_dir), stored - torn_len);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_chunk_claiming_a_larger_blob_cannot_take_the_disk_below_its_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(dir.path().join("disk"), 8 << 20);
+    let data_dir = disk.0.join("data");
+    let floor = 4 << 20;
+    let worker = InProcess::start_configured(dir.path(), |config| {
+        config.data_dir = data_dir.clone();
+        config.upload.min_free_bytes = floor;
+    })
+    .await;
+    let mut client = worker.authorized().await;
+    let megabyte = 1 << 20;
+    let blob = content(2 * megabyte, 7);
+    let digest = easel_digest::digest_bytes(&blob);
+    client
+        .upload_blobs(one_per_message(vec![chunk(&blob, 0, megabyte)]))
+        .await
+        .unwrap();
+
+    // Held 2 MiB of the 4 MiB above the floor; the next chunk says 64 MiB.
+    let mut grown = chunk(&blob, megabyte, megabyte);
+    grown.total_size = 64 << 20;
+    let refused = client
+        .upload_blobs(one_per_message(vec![grown]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::ResourceExhausted,
+        "{}",
+        refused.message()
+    );
+    assert!(
+        refused.message().contains("needs 67.1 MB")
+            && refused.message().contains("upload.min_free_bytes"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(missing(&mut client, &digest).await, Some(megabyte as u64));
+    worker.stop().await;
+    drop(disk);
+}
+
 /// A small tmpfs of its own, unmounted when dropped.
 struct SmallDisk(PathBuf);
 

@@ -12,13 +12,19 @@ set -eu
 verb=$1
 dir=$2
 shift 2
+# As root, `~` is the home of the user the worker's system service runs as (install.sh makes it):
+# root's own home is closed to that user.
+base=$HOME
+if [ "$(id -u)" = 0 ]; then
+  base=/var/lib/easel
+fi
 case $dir in
-  "~") dir=$HOME ;;
-  "~/"*) dir=$HOME/${dir#"~/"} ;;
+  "~") dir=$base ;;
+  "~/"*) dir=$base/${dir#"~/"} ;;
 esac
 case $dir in
   /*) ;;
-  *) dir=$HOME/$dir ;;
+  *) dir=$base/$dir ;;
 esac
 data=$dir/data
 state=$dir/running

@@ -45,7 +45,9 @@ impl Answer {
     }
 }
 
-/// Splits `[user@]host[:port]` (IPv6 hosts in brackets) into ssh's destination and port.
+/// Splits `[user@]host[:port]` (IPv6 hosts in brackets) into ssh's destination and port. The
+/// user and host are checked whole: ssh reads a word starting with `-` as an option (e.g.
+/// `-oProxyCommand=…`, which runs a command here), wherever in the destination it hides.
 pub fn parse_destination(text: &str) -> anyhow::Result<(String, Option<u16>)> {
     let (user, rest) = match text.rsplit_once('@') {
         Some((user, rest)) => (Some(user), rest),
@@ -66,9 +68,13 @@ pub fn parse_destination(text: &str) -> anyhow::Result<(String, Option<u16>)> {
     } else {
         (rest, None)
     };
-    if host.is_empty() || user.is_some_and(str::is_empty) || host.starts_with('-') {
+    if host.is_empty() || user.is_some_and(str::is_empty) {
         bail!("`{text}` is not [user@]host[:port]");
     }
+    if let Some(user) = user {
+        check_user(text, user)?;
+    }
+    check_host(text, host)?;
     let port = port
         .map(|port| {
             port.parse::<u16>()
@@ -80,6 +86,62 @@ pub fn parse_destination(text: &str) -> anyhow::Result<(String, Option<u16>)> {
         None => host.to_owned(),
     };
     Ok((destination, port))
+}
+
+/// A user name as Unix systems make them (`-`, `.`, `_`, `@` and `+`, `$` for machine accounts),
+/// never starting with `-`.
+fn check_user(text: &str, user: &str) -> anyhow::Result<()> {
+    if user.starts_with('-') {
+        bail!(
+            "`{}`: the user `{}` starts with `-`, which ssh would read as an option",
+            text.escape_debug(),
+            user.escape_debug()
+        );
+    }
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@' | '+' | '$');
+    if let Some(bad) = user.chars().find(|&c| !allowed(c)) {
+        bail!(
+            "`{}`: the user `{}` holds {}; a user name is letters, digits, `-`, `.`, `_`, `@`, `+` and `$`",
+            text.escape_debug(),
+            user.escape_debug(),
+            describe(bad)
+        );
+    }
+    Ok(())
+}
+
+/// A host name, an ~/.ssh/config alias, an IPv4 address or an IPv6 one (with a `%zone`), never
+/// starting with `-`.
+fn check_host(text: &str, host: &str) -> anyhow::Result<()> {
+    if host.starts_with('-') {
+        bail!(
+            "`{}`: the host `{}` starts with `-`, which ssh would read as an option",
+            text.escape_debug(),
+            host.escape_debug()
+        );
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '%');
+    if let Some(bad) = host.chars().find(|&c| !allowed(c)) {
+        bail!(
+            "`{}`: the host `{}` holds {}; a host is a name or ~/.ssh/config alias (letters, digits, `-`, `.`, `_`) or an IP address",
+            text.escape_debug(),
+            host.escape_debug(),
+            describe(bad)
+        );
+    }
+    Ok(())
+}
+
+/// A character named so a message shows it even when it is blank or invisible.
+fn describe(c: char) -> String {
+    if c.is_whitespace() {
+        "whitespace".to_owned()
+    } else if c.is_control() {
+        format!("the control character {}", c.escape_unicode())
+    } else {
+        format!("`{c}`")
+    }
 }
 
 /// Quoted for the remote login shell, which re-splits the command line ssh sends.
@@ -112,13 +174,26 @@ impl Ssh {
         (self.program != ["ssh"]).then(|| self.program.join(" "))
     }
 
+    /// `ssh [EASEL_SSH options] -T [-p PORT] -- DESTINATION REMOTE`: after `--` ssh takes no
+    /// more options, whatever the destination looks like.
     fn command(&self, remote: &str) -> Command {
         let mut command = Command::new(&self.program[0]);
         command.args(&self.program[1..]).arg("-T");
         if let Some(port) = self.port {
             command.arg("-p").arg(port.to_string());
         }
-        command.arg(&self.destination).arg(remote);
+        command.arg("--").arg(&self.destination).arg(remote);
+        command
+    }
+
+    /// `ssh [EASEL_SSH options] -G [-p PORT] -- DESTINATION`: the configuration ssh would use.
+    fn config_command(&self) -> Command {
+        let mut command = Command::new(&self.program[0]);
+        command.args(&self.program[1..]).arg("-G");
+        if let Some(port) = self.port {
+            command.arg("-p").arg(port.to_string());
+        }
+        command.arg("--").arg(&self.destination);
         command
     }
 
@@ -131,13 +206,8 @@ impl Ssh {
 
     /// The host name ssh really connects to (aliases in ~/.ssh/config resolved), by `ssh -G`.
     pub fn hostname(&self) -> anyhow::Result<String> {
-        let mut command = Command::new(&self.program[0]);
-        command.args(&self.program[1..]).arg("-G");
-        if let Some(port) = self.port {
-            command.arg("-p").arg(port.to_string());
-        }
-        let output = command
-            .arg(&self.destination)
+        let output = self
+            .config_command()
             .stdin(Stdio::null())
             .output()
             .map_err(|e| self.spawn_failed(e))?;
@@ -296,6 +366,99 @@ mod tests {
         ] {
             assert!(parse_destination(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_option_or_odd_characters_anywhere_in_the_destination_are_refused_by_part() {
+        let refused = |text: &str| parse_destination(text).unwrap_err().to_string();
+        let message = refused("-oProxyCommand=touch /tmp/x@gpu");
+        assert!(
+            message.contains("the user `-oProxyCommand=touch /tmp/x` starts with `-`"),
+            "{message}"
+        );
+        let message = refused("-oProxyCommand=x@gpu:22");
+        assert!(message.contains("starts with `-`"), "{message}");
+        let message = refused("ubuntu@-oFoo");
+        assert!(
+            message.contains("the host `-oFoo` starts with `-`"),
+            "{message}"
+        );
+        let message = refused("ubuntu@[-oFoo]:22");
+        assert!(
+            message.contains("the host `-oFoo` starts with `-`"),
+            "{message}"
+        );
+        let message = refused("ubu ntu@gpu");
+        assert!(
+            message.contains("the user `ubu ntu` holds whitespace"),
+            "{message}"
+        );
+        let message = refused("ubuntu@gpu\nProxyCommand");
+        assert!(
+            message.contains("the host `gpu\\nProxyCommand` holds whitespace"),
+            "{message}"
+        );
+        let message = refused("ubuntu@gpu\tx");
+        assert!(message.contains("holds whitespace"), "{message}");
+        let message = refused("ubuntu@gpu\u{7}");
+        assert!(message.contains("the control character"), "{message}");
+        let message = refused("a;b@gpu");
+        assert!(message.contains("holds `;`"), "{message}");
+        let message = refused("ubuntu@gpu$(id)");
+        assert!(message.contains("holds `$`"), "{message}");
+        // Ordinary names, aliases and addresses still pass.
+        for fine in [
+            "deploy_user@gpu_box.internal",
+            "svc$@gpu",
+            "first.last+ci@gpu-1",
+            "root@[fe80::1%eth0]:22",
+            "my-alias",
+        ] {
+            parse_destination(fine).unwrap_or_else(|e| panic!("{fine}: {e}"));
+        }
+    }
+
+    #[test]
+    fn every_ssh_command_ends_its_options_before_the_destination() {
+        let ssh = Ssh::new("ubuntu@gpu:2222", Some("ssh -o BatchMode=yes")).unwrap();
+        let words = |command: &Command| -> Vec<String> {
+            std::iter::once(command.get_program())
+                .chain(command.get_args())
+                .map(|word| word.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            words(&ssh.command("sh -s -- 'probe'")),
+            [
+                "ssh",
+                "-o",
+                "BatchMode=yes",
+                "-T",
+                "-p",
+                "2222",
+                "--",
+                "ubuntu@gpu",
+                "sh -s -- 'probe'"
+            ]
+        );
+        assert_eq!(
+            words(&ssh.config_command()),
+            [
+                "ssh",
+                "-o",
+                "BatchMode=yes",
+                "-G",
+                "-p",
+                "2222",
+                "--",
+                "ubuntu@gpu"
+            ]
+        );
+        let plain = Ssh::new("gpu", None).unwrap();
+        assert_eq!(
+            words(&plain.command("true")),
+            ["ssh", "-T", "--", "gpu", "true"]
+        );
     }
 
     #[test]

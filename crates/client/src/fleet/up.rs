@@ -25,7 +25,8 @@ pub struct UpArgs {
     #[arg(long, env = "EASEL_BUNDLE")]
     pub bundle: Option<PathBuf>,
     /// Easel's folder on the machine: the install, worker.toml and the data (jobs, token,
-    /// certificate).
+    /// certificate). As root, `~` is /var/lib/easel: with systemd the worker runs as the system
+    /// user `easel` (made by the install), which root's home is closed to.
     #[arg(long, default_value = "~/.easel")]
     pub remote_dir: String,
     /// Host name or IP the client reaches the worker at, when not the one ssh connects to
@@ -87,7 +88,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     step(3, "start", || {
         let started = ssh.run("start", &[&dir, &bundle.version, &port, mode], true)?;
         let how = match started.get("service") {
-            Some("systemd") => "as the systemd service easel-worker.service (starts at boot)",
+            Some("systemd") => {
+                "as the systemd service easel-worker.service, user easel (starts at boot)"
+            }
             Some("systemd-user") => {
                 "as the user systemd service easel-worker.service (lingering on)"
             }
@@ -323,6 +326,9 @@ fn wait_for_health(
         worker: Some(address.to_owned()),
         token: Some(token.to_owned()),
         fingerprint: fingerprint.map(str::to_owned),
+        // No fingerprint: the worker serves plaintext, which beyond loopback it does only when
+        // its worker.toml says `tls.allow_plaintext = true`, set by whoever runs `client up`.
+        allow_plaintext: fingerprint.is_none(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let last_error = loop {

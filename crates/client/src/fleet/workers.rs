@@ -36,6 +36,7 @@ pub fn run(args: WorkersArgs) -> anyhow::Result<ExitCode> {
                 worker: Some(name.clone()),
                 token: None,
                 fingerprint: None,
+                allow_plaintext: false,
             };
             async move { crate::remote::hello_within(&worker, PATIENCE).await }
         });

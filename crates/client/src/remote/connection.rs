@@ -25,6 +25,17 @@ pub struct WorkerArgs {
     /// With a fingerprint a bare HOST:PORT address means https.
     #[arg(long, env = "EASEL_FINGERPRINT", global = true)]
     pub fingerprint: Option<String>,
+    /// Send the token to a worker beyond loopback over plaintext (an http:// address, or
+    /// HOST:PORT without a fingerprint), where anyone on the way can read and reuse it (else
+    /// EASEL_ALLOW_PLAINTEXT=1, else `allow_plaintext = true` in the client config file).
+    /// Without it such a connection is refused before anything is sent.
+    #[arg(
+        long,
+        env = "EASEL_ALLOW_PLAINTEXT",
+        global = true,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub allow_plaintext: bool,
 }
 
 pub type Client = WorkerClient<InterceptedService<Channel, Credentials>>;
@@ -43,18 +54,22 @@ impl WorkerArgs {
             self.token.clone(),
             self.fingerprint.clone(),
         )?;
-        let address = target.address;
         let fingerprint = target.fingerprint;
-        let address = if address.contains("://") {
-            address
-        } else if fingerprint.is_some() {
-            format!("https://{address}")
-        } else {
-            format!("http://{address}")
-        };
+        let address = endpoint_address(target.address, fingerprint.is_some());
         let credentials = Credentials::new(target.token.as_deref())?;
-        let mut endpoint = Endpoint::from_shared(address.clone())
-            .with_context(|| format!("`{address}` is not a worker address"))?
+        let endpoint = Endpoint::from_shared(address.clone())
+            .with_context(|| format!("`{address}` is not a worker address"))?;
+        // Before any connection: the token goes out in the first request's headers.
+        if target.token.is_some()
+            && !(self.allow_plaintext || target.allow_plaintext)
+            && in_clear_beyond_loopback(endpoint.uri())
+        {
+            bail!(
+                "refusing to send the access token in clear text to {address}: it is not a loopback address, so anyone on the way could read the token and use it. Pin the worker's TLS certificate: an https:// (or bare HOST:PORT) address with --fingerprint sha256:… (the worker prints it at start and keeps it in <data-dir>/tls/fingerprint; or EASEL_FINGERPRINT). On a network you trust, --allow-plaintext (EASEL_ALLOW_PLAINTEXT=1, or `allow_plaintext = true` in {}) sends it anyway",
+                crate::config::config_path_text()
+            );
+        }
+        let mut endpoint = endpoint
             .connect_timeout(std::time::Duration::from_secs(10))
             // What the worker may send before we acknowledge it (fetches); the protocol's 64 KiB
             // default would hold a download over a long link to a few MB/s.
@@ -134,6 +149,36 @@ impl Remote {
     }
 }
 
+/// The address to connect to with its scheme: as given, else https:// when a fingerprint is
+/// pinned, else http://.
+fn endpoint_address(address: String, pinned: bool) -> String {
+    if address.contains("://") {
+        address
+    } else if pinned {
+        format!("https://{address}")
+    } else {
+        format!("http://{address}")
+    }
+}
+
+/// Whether a connection to `uri` carries what it sends in clear text beyond this machine: any
+/// scheme but https, to a host that is not loopback.
+fn in_clear_beyond_loopback(uri: &tonic::codegen::http::Uri) -> bool {
+    uri.scheme_str() != Some("https") && !is_loopback_host(uri.host().unwrap_or_default())
+}
+
+/// `localhost` or a loopback IP (127.0.0.0/8, ::1, either as IPv4-mapped IPv6). Other names are
+/// not resolved to find out: the connection resolves them again, and its answer could differ;
+/// `localhost` is loopback by definition (RFC 6761).
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
 /// An error and its sources on one line (transport errors hide the cause, e.g. a TLS
 /// fingerprint mismatch, in their sources).
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -159,5 +204,53 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
         ),
         ErrorKind::Unavailable => anyhow!("the worker is unavailable: {}", status.message()),
         _ => anyhow!("{}", status.message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the token would travel in clear text to `address` as the user gives it.
+    fn in_clear(address: &str, pinned: bool) -> bool {
+        let endpoint = Endpoint::from_shared(endpoint_address(address.to_owned(), pinned)).unwrap();
+        in_clear_beyond_loopback(endpoint.uri())
+    }
+
+    #[test]
+    fn plaintext_beyond_loopback_is_told_apart_from_tls_and_loopback() {
+        for beyond in [
+            "http://203.0.113.7:50051",
+            "203.0.113.7:50051",
+            "gpu-box:50051",
+            "http://gpu-box:50051",
+            "[2001:db8::1]:50051",
+            "http://[2001:db8::1]:50051",
+            // Unspecified reaches this machine on Linux, but is no loopback name.
+            "http://0.0.0.0:50051",
+            "http://[::]:50051",
+            // Names that look local are not resolved, and are not loopback.
+            "http://localhost.example.com:50051",
+            "http://127.0.0.1.nip.io:50051",
+        ] {
+            assert!(in_clear(beyond, false), "{beyond} was taken for safe");
+        }
+        for safe in [
+            "https://203.0.113.7:50051",
+            "https://gpu-box:50051",
+            "https://[2001:db8::1]:50051",
+            "http://127.0.0.1:50051",
+            "127.0.0.2:50051",
+            "http://localhost:50051",
+            "LOCALHOST:50051",
+            "http://[::1]:50051",
+            "http://[::ffff:127.0.0.1]:50051",
+        ] {
+            assert!(!in_clear(safe, false), "{safe} was refused");
+        }
+        // With a fingerprint a bare HOST:PORT means https; an explicit http:// stays plaintext.
+        assert!(!in_clear("gpu-box:50051", true));
+        assert!(!in_clear("[2001:db8::1]:50051", true));
+        assert!(in_clear("http://gpu-box:50051", true));
     }
 }

@@ -17,8 +17,8 @@ use zip::ZipArchive;
 pub enum ArchiveKind {
     /// `torch.save`: `data.pkl` and no TorchScript code; read here.
     TorchSave,
-    /// `torch.jit.save` or a libtorch C++ archive: `data.pkl` beside code or constants; read by
-    /// libtorch.
+    /// `torch.jit.save` or a libtorch C++ archive: `data.pkl` beside code or constants. Refused:
+    /// libtorch's loader for it compiles and runs that code.
     TorchScript,
     /// No `data.pkl`, or not a readable zip: no PyTorch file, and never handed to libtorch.
     Other,
@@ -35,9 +35,9 @@ pub fn archive_kind(path: &Path) -> ArchiveKind {
         return ArchiveKind::Other;
     };
     let names: Vec<&str> = archive.file_names().collect();
-    let has_code = names
-        .iter()
-        .any(|name| name.contains("/code/") || name.ends_with("constants.pkl"));
+    let has_code = names.iter().any(|name| {
+        name.starts_with("code/") || name.contains("/code/") || name.ends_with("constants.pkl")
+    });
     match (
         names.iter().any(|name| is_record(name, "data.pkl")),
         has_code,

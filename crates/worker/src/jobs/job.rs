@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use easel_spec::outputs;
 
 use super::log::EventLog;
-use super::record::JobRecord;
+use super::record::{JobRecord, JobState};
 use crate::error::Result;
-use easel_events::EventKind;
+use easel_events::{EventKind, LogDamage};
 
 pub struct Job {
     pub id: String,
@@ -28,15 +28,22 @@ pub struct Job {
 impl Job {
     /// A job in `dir` with its record, logging to `dir/events.jsonl`.
     pub fn open(dir: PathBuf, record: JobRecord) -> Result<Job> {
-        Ok(Job {
+        Ok(Job::open_checked(dir, record)?.0)
+    }
+
+    /// Like [`Job::open`], with what its event log held besides events.
+    pub fn open_checked(dir: PathBuf, record: JobRecord) -> Result<(Job, LogDamage)> {
+        let (log, damage) = EventLog::open_checked(dir.join(EVENTS_FILE))?;
+        let job = Job {
             id: record.id.clone(),
             owner: record.owner.clone(),
-            log: EventLog::open(dir.join(EVENTS_FILE))?,
+            log,
             dir,
             record: Mutex::new(record),
             cancel: Arc::default(),
             interrupted: AtomicBool::new(false),
-        })
+        };
+        Ok((job, damage))
     }
 
     pub fn snapshot(&self) -> JobRecord {
@@ -56,6 +63,20 @@ impl Job {
         record.last_sequence = self.log.last_sequence();
         record.save(&self.dir)?;
         Ok(record.clone())
+    }
+
+    /// Like [`Job::update`], but only while the job is still `from`: the one place where the
+    /// scheduler, `cancel`, `rm` and a stopping worker decide a job's state, so two of them
+    /// never both act on it. False (nothing changed) when another got there first.
+    pub fn transition(&self, from: JobState, change: impl FnOnce(&mut JobRecord)) -> Result<bool> {
+        let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        if record.state != from {
+            return Ok(false);
+        }
+        change(&mut record);
+        record.last_sequence = self.log.last_sequence();
+        record.save(&self.dir)?;
+        Ok(true)
     }
 
     /// Like [`Job::update`] for progress that the next update writes again: a failure is logged,

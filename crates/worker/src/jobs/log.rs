@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
-use easel_events::{EventKind, EventRecord, EventWriter};
+use easel_events::{EventKind, EventRecord, EventWriter, LogDamage};
 
 /// The newest events of each job kept in memory (what live followers ask for).
 const KEPT_IN_MEMORY: usize = 512;
@@ -31,15 +31,46 @@ struct Logged {
 impl EventLog {
     /// Opens (or starts) the log at `path`, reading what is there.
     pub fn open(path: PathBuf) -> Result<EventLog> {
-        let (writer, events) = EventWriter::open(path.clone()).map_err(|e| Error::io(&path, e))?;
+        Ok(EventLog::open_checked(path)?.0)
+    }
+
+    /// Like [`EventLog::open`], with what the file held besides events (its torn last line is
+    /// cut off already).
+    pub fn open_checked(path: PathBuf) -> Result<(EventLog, LogDamage)> {
+        let (writer, contents) =
+            EventWriter::open_and_check(path.clone()).map_err(|e| Error::io(&path, e))?;
+        let events = contents.events;
         let last = writer.last_sequence();
         let skipped = events.len().saturating_sub(KEPT_IN_MEMORY);
         let recent = events.into_iter().skip(skipped).collect();
-        Ok(EventLog {
+        let log = EventLog {
             path,
             state: Mutex::new(Logged { writer, recent }),
             latest: watch::channel(last).0,
-        })
+        };
+        Ok((log, contents.damage))
+    }
+
+    /// Moves a damaged file aside (`events.jsonl.damaged`, kept for a person to look at) and
+    /// puts its readable events back in their place, so later reads and appends see a clean log.
+    /// Returns where the damaged file went.
+    pub fn set_damage_aside(&self) -> Result<PathBuf> {
+        let _appending = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let events =
+            easel_events::read_appended_log(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut text = String::new();
+        for event in &events {
+            let line = serde_json::to_string(event)
+                .map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let aside = self.path.with_extension("jsonl.damaged");
+        let fresh = self.path.with_extension("jsonl.partial");
+        std::fs::write(&fresh, text).map_err(|e| Error::io(&fresh, e))?;
+        std::fs::rename(&self.path, &aside).map_err(|e| Error::io(&aside, e))?;
+        std::fs::rename(&fresh, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        Ok(aside)
     }
 
     pub fn path(&self) -> &Path {

@@ -17,8 +17,8 @@ use super::reclaim::Reclaimed;
 use super::record::{JobRecord, JobState, owned_key};
 use super::resume::ResumePoint;
 use super::submission::{
-    ManifestText, check_image_pixels, check_local_paths, parse_manifest, parse_spec,
-    pretrained_blob,
+    ManifestText, check_dataset_prefixes, check_image_pixels, check_local_paths, parse_manifest,
+    parse_spec, pretrained_blob,
 };
 use super::training::Training;
 use crate::access::Caller;
@@ -47,6 +47,8 @@ pub struct JobManager {
     max_queued: usize,
     /// Worker folders a submitted spec may read (`access.local_paths`).
     local_paths: Vec<PathBuf>,
+    /// Bucket URL prefixes a submitted dataset may lie under (`access.dataset_prefixes`).
+    dataset_prefixes: Vec<String>,
     /// `limits.max_image_pixels`.
     max_image_pixels: u64,
     inner: Mutex<Inner>,
@@ -70,6 +72,8 @@ pub struct ManagerSettings {
     pub restart_pause: std::time::Duration,
     /// `access.local_paths`: worker folders a spec may read.
     pub local_paths: Vec<PathBuf>,
+    /// `access.dataset_prefixes`: bucket URL prefixes a spec's dataset may lie under.
+    pub dataset_prefixes: Vec<String>,
     /// `limits.max_image_pixels`: the most `data.max_image_pixels` a spec may set.
     pub max_image_pixels: u64,
     pub retry: RetryPolicy,
@@ -102,6 +106,7 @@ impl ManagerSettings {
                 .into_iter()
                 .map(Path::to_path_buf)
                 .collect(),
+            dataset_prefixes: Vec::new(),
             max_image_pixels: 40_000_000,
             retry: RetryPolicy::default(),
             training: Training::Thread,
@@ -139,6 +144,7 @@ impl JobManager {
             context: Arc::new(context),
             max_queued: settings.max_queued,
             local_paths: settings.local_paths,
+            dataset_prefixes: settings.dataset_prefixes,
             max_image_pixels: settings.max_image_pixels,
             inner: Mutex::new(Inner {
                 jobs: recovered.jobs,
@@ -246,6 +252,7 @@ impl JobManager {
         }
         let spec = parse_spec(spec_toml)?;
         check_local_paths(&spec, &self.local_paths)?;
+        check_dataset_prefixes(&spec, &self.dataset_prefixes)?;
         check_image_pixels(&spec, self.max_image_pixels)?;
         let manifest = parse_manifest(manifest_json)?;
         if let Some(url) = spec.data.object_store_url()
@@ -332,38 +339,35 @@ impl JobManager {
         })
     }
 
-    /// Cancels a queued job at once, a running one at its next step.
+    /// Cancels a queued job at once, a running one at its next step. A job the scheduler has
+    /// just taken is either cancelled here before it starts, or started first and then stopped
+    /// at its next step: never both (see [`Job::transition`]).
     pub fn cancel(&self, id: &str) -> Result<JobRecord> {
         let job = self.job(id)?;
-        let mut inner = self.lock();
-        let state = job.snapshot().state;
-        match state {
-            JobState::Queued => {
-                inner.queue.retain(|queued| queued != id);
-                drop(inner);
-                job.emit(EventKind::Finished {
-                    outcome: Outcome::Cancelled,
-                    reason: "cancelled while queued".into(),
-                    report: None,
-                });
-                job.update(|r| {
-                    r.state = JobState::Cancelled;
-                    r.reason = "cancelled while queued".into();
-                    r.finished_at = Some(now());
-                })
-            }
-            JobState::Running => {
-                drop(inner);
-                if !job.cancel.swap(true, Ordering::SeqCst) {
-                    job.emit(EventKind::Note {
-                        message: "cancel requested; stopping at the next step".into(),
-                    });
-                    tracing::info!(job = %id, "cancel requested");
-                }
-                Ok(job.snapshot())
-            }
-            _ => Ok(job.snapshot()),
+        let reason = "cancelled while queued";
+        let cancelled_queued = job.transition(JobState::Queued, |r| {
+            // Logged before the state shows it, so a follower never sees a finished job
+            // without its last event.
+            job.emit(EventKind::Finished {
+                outcome: Outcome::Cancelled,
+                reason: reason.into(),
+                report: None,
+            });
+            r.state = JobState::Cancelled;
+            r.reason = reason.into();
+            r.finished_at = Some(now());
+        })?;
+        if cancelled_queued {
+            self.lock().queue.retain(|queued| queued != id);
+            return Ok(job.snapshot());
         }
+        if job.snapshot().state == JobState::Running && !job.cancel.swap(true, Ordering::SeqCst) {
+            job.emit(EventKind::Note {
+                message: "cancel requested; stopping at the next step".into(),
+            });
+            tracing::info!(job = %id, "cancel requested");
+        }
+        Ok(job.snapshot())
     }
 
     /// Takes a finished job off the worker (blocking file IO): its record, folder and the blobs

@@ -13,6 +13,7 @@ pub mod record;
 mod recover;
 pub mod resume;
 mod runner;
+pub mod sandbox;
 pub mod submission;
 pub mod training;
 mod uploader;

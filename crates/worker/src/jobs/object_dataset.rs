@@ -1,9 +1,11 @@
 //! A dataset already in object storage (`data.path = "s3://bucket/prefix"`): the worker copies
 //! the objects under the URL into `<data>/datasets/<blake3 of the url>/` (files already there
-//! with the same size are kept, so a second job on the same dataset copies nothing), then scans
-//! that folder like any folder-per-class dataset. Nothing was uploaded by the client.
+//! with the same size are kept, so a second job on the same dataset copies nothing; files whose
+//! objects left the bucket are removed, so a job trains on what the bucket holds now), then
+//! scans that folder like any folder-per-class dataset. Nothing was uploaded by the client.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use easel_dataset::{Manifest, ScanOptions};
@@ -53,47 +55,7 @@ pub(crate) async fn prepare(
     });
     let store = ArtifactStore::open(url, &context.store_options)
         .map_err(|e| format!("dataset {url} cannot be opened: {e}"))?;
-    let started = Instant::now();
-    let mut last_said = started;
-    let mirrored = {
-        // Two jobs on one dataset must not write the same partial files at once.
-        let _copying = context.dataset_copy.lock().await;
-        store
-            .mirror_to_dir_with_progress("", &dest, |done, found| {
-                // A large bucket takes minutes: say how far it got, now and then.
-                if last_said.elapsed() >= PROGRESS_EVERY && done.files < found.files {
-                    last_said = Instant::now();
-                    job.emit(EventKind::Note {
-                        message: format!(
-                            "dataset: copied {} of {} files ({} of {})",
-                            done.files,
-                            found.files,
-                            human_bytes(done.total_bytes),
-                            human_bytes(found.total_bytes)
-                        ),
-                    });
-                }
-            })
-            .await
-    };
-    let mirrored = mirrored.map_err(|error| match error {
-        easel_store::Error::NotFound { .. } => format!(
-            "dataset {url}: no objects found under this URL (expected one folder per class, \
-             e.g. {url}/cats/1.jpg)"
-        ),
-        other => format!("dataset {url} could not be read: {other}"),
-    })?;
-    tracing::info!(job = %job.id, %url, files = mirrored.files, bytes = mirrored.bytes_transferred, already_present = mirrored.already_present, "object-store dataset copied");
-    job.emit(EventKind::Note {
-        message: format!(
-            "dataset: {} files ({}) in place after {:.1} s: {} copied, {} already there",
-            mirrored.files,
-            human_bytes(mirrored.total_bytes),
-            started.elapsed().as_secs_f64(),
-            mirrored.files - mirrored.already_present,
-            mirrored.already_present
-        ),
-    });
+    copy_objects(context, job, &store, url, &dest).await?;
 
     let options = ScanOptions {
         max_image_pixels: spec.data.max_image_pixels,
@@ -131,6 +93,103 @@ pub(crate) async fn prepare(
         max_file_bytes,
         lease,
     })
+}
+
+/// Brings `dest` to what the bucket at `url` lists now: missing objects copied, files of objects
+/// no longer listed removed. Says how it went in the job's events.
+async fn copy_objects(
+    context: &JobContext,
+    job: &Job,
+    store: &ArtifactStore,
+    url: &str,
+    dest: &Path,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut last_said = started;
+    // Two jobs on one dataset must not write (or remove) the same files at once.
+    let _copying = context.dataset_copy.lock().await;
+    let mirrored = store
+        .mirror_to_dir_with_progress("", dest, |done, found| {
+            // A large bucket takes minutes: say how far it got, now and then.
+            if last_said.elapsed() >= PROGRESS_EVERY && done.files < found.files {
+                last_said = Instant::now();
+                job.emit(EventKind::Note {
+                    message: format!(
+                        "dataset: copied {} of {} files ({} of {})",
+                        done.files,
+                        found.files,
+                        human_bytes(done.total_bytes),
+                        human_bytes(found.total_bytes)
+                    ),
+                });
+            }
+        })
+        .await
+        .map_err(|error| match error {
+            easel_store::Error::NotFound { .. } => format!(
+                "dataset {url}: no objects found under this URL (expected one folder per class, \
+                 e.g. {url}/cats/1.jpg)"
+            ),
+            other => format!("dataset {url} could not be read: {other}"),
+        })?;
+    tracing::info!(job = %job.id, %url, files = mirrored.files, bytes = mirrored.bytes_transferred, already_present = mirrored.already_present, "object-store dataset copied");
+    let listed: HashSet<PathBuf> = mirrored.listed.iter().cloned().collect();
+    let folder = dest.to_owned();
+    let removed = tokio::task::spawn_blocking(move || remove_unlisted(&folder, &folder, &listed))
+        .await
+        .map_err(|_| format!("dataset {url}: tidying the copy stopped unexpectedly"))?
+        .map_err(|e| format!("dataset {url}: {e}"))?;
+    job.emit(EventKind::Note {
+        message: format!(
+            "dataset: {} files ({}) in place after {:.1} s: {} copied, {} already there",
+            mirrored.files,
+            human_bytes(mirrored.total_bytes),
+            started.elapsed().as_secs_f64(),
+            mirrored.files - mirrored.already_present,
+            mirrored.already_present
+        ),
+    });
+    if let Some(first) = removed.first() {
+        tracing::info!(job = %job.id, %url, files = removed.len(), "copied files no longer in the bucket removed");
+        job.emit(EventKind::Note {
+            message: format!(
+                "dataset: {} file{} no longer in {url} removed from the worker's copy (e.g. {})",
+                removed.len(),
+                if removed.len() == 1 { "" } else { "s" },
+                first.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Removes every file under `folder` whose path relative to `root` is not in `listed` (and the
+/// folders that leaves empty); returns the removed files' relative paths. A file that cannot be
+/// removed fails the copy: training on it would train on an object the bucket no longer holds.
+fn remove_unlisted(
+    root: &Path,
+    folder: &Path,
+    listed: &HashSet<PathBuf>,
+) -> Result<Vec<PathBuf>, String> {
+    let cannot = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(folder).map_err(|e| cannot(folder, e))? {
+        let path = entry.map_err(|e| cannot(folder, e))?.path();
+        let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        // Links are not followed: the copy holds none of its own making.
+        let kind = std::fs::symlink_metadata(&path).map_err(|e| cannot(&path, e))?;
+        if kind.is_dir() {
+            removed.extend(remove_unlisted(root, &path, listed)?);
+            if std::fs::read_dir(&path).is_ok_and(|mut left| left.next().is_none()) {
+                std::fs::remove_dir(&path).map_err(|e| cannot(&path, e))?;
+            }
+        } else if !listed.contains(&relative) {
+            std::fs::remove_file(&path).map_err(|e| cannot(&path, e))?;
+            removed.push(relative);
+        }
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -228,6 +287,77 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.manifest, dataset.manifest);
+    }
+
+    /// The job's note events, in order.
+    fn notes(job: &Job) -> Vec<String> {
+        job.log
+            .after(0)
+            .into_iter()
+            .filter_map(|event| match event.kind {
+                EventKind::Note { message } => Some(message),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn objects_deleted_from_the_bucket_leave_the_copy_and_the_next_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = dir.path().join("bucket/digits");
+        let url = dataset(&bucket, &["one", "two", "three"]);
+        let manager = manager(&dir.path().join("worker"));
+        let parsed = easel_spec::parse_experiment(&spec(&url), "x").unwrap();
+        let first = submit_bucket(&manager, &url);
+        let before = prepare(manager.context(), &first, &url, &parsed)
+            .await
+            .unwrap();
+        assert_eq!(before.manifest.entries.len(), 9);
+        drop(before);
+
+        // Removed from the bucket: one image, and a whole class.
+        std::fs::remove_file(bucket.join("two/2.png")).unwrap();
+        std::fs::remove_dir_all(bucket.join("three")).unwrap();
+        let next = submit_bucket(&manager, &url);
+        let after = prepare(manager.context(), &next, &url, &parsed)
+            .await
+            .unwrap();
+        assert_eq!(after.manifest.classes, ["one", "two"]);
+        let paths: Vec<&str> = after
+            .manifest
+            .entries
+            .iter()
+            .map(|entry| entry.path.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "one/0.png",
+                "one/1.png",
+                "one/2.png",
+                "two/0.png",
+                "two/1.png"
+            ]
+        );
+        let copy = local_copy_dir(manager.context(), &url);
+        assert!(!copy.join("two/2.png").exists());
+        assert!(
+            !copy.join("three").exists(),
+            "the emptied class folder goes too"
+        );
+        let notes = notes(&next);
+        assert!(
+            notes.contains(&format!(
+                "dataset: 4 files no longer in {url} removed from the worker's copy (e.g. three/0.png)"
+            )),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.ends_with("0 copied, 5 already there")),
+            "{notes:?}"
+        );
     }
 
     #[tokio::test]

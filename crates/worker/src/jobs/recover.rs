@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use easel_spec::outputs;
 
-use super::job::Job;
+use super::job::{EVENTS_FILE, Job};
 use super::record::{JobRecord, JobState, STATE_FILE};
 use crate::error::{Error, Result};
 use easel_events::now;
-use easel_events::{EventKind, Outcome};
+use easel_events::{EventKind, LogDamage, Outcome};
 
 pub(crate) struct Recovered {
     pub jobs: BTreeMap<String, Arc<Job>>,
@@ -49,7 +49,16 @@ pub(crate) fn load_jobs(jobs_dir: &Path, max_restarts: u32) -> Result<Recovered>
     let mut resumed_after_crash = Vec::new();
     for (dir, record) in records {
         let id = record.id.clone();
-        let job = Arc::new(Job::open(dir, record)?);
+        // One job's unreadable folder costs that job, never the worker's start.
+        let (job, damage) = match Job::open_checked(dir.clone(), record) {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::error!(job = %id, dir = %dir.display(), %error, "job folder unreadable; the job is left out");
+                continue;
+            }
+        };
+        let job = Arc::new(job);
+        fail_if_damaged(&job, &damage);
         let record = job.snapshot();
         if record.state == JobState::Running {
             if record.crash_restarts >= max_restarts {
@@ -58,16 +67,7 @@ pub(crate) fn load_jobs(jobs_dir: &Path, max_restarts: u32) -> Result<Recovered>
                      {max_restarts}); it is not resumed again",
                     record.crash_restarts + 1
                 );
-                job.emit(EventKind::Finished {
-                    outcome: Outcome::Failed,
-                    reason: reason.clone(),
-                    report: None,
-                });
-                job.update(|r| {
-                    r.state = JobState::Failed;
-                    r.reason = reason;
-                    r.finished_at = Some(now());
-                })?;
+                fail(&job, reason);
             } else if job.run_dir().join(outputs::CHECKPOINT).is_file() {
                 let restart = record.crash_restarts + 1;
                 job.emit(EventKind::Note {
@@ -76,23 +76,14 @@ pub(crate) fn load_jobs(jobs_dir: &Path, max_restarts: u32) -> Result<Recovered>
                          (restart {restart} of at most {max_restarts})"
                     ),
                 });
-                job.update(|r| {
+                job.update_or_log(|r| {
                     r.state = JobState::Queued;
                     r.reason = "worker restarted; resumes from its last checkpoint".into();
                     r.crash_restarts = restart;
-                })?;
+                });
                 resumed_after_crash.push(id.clone());
             } else {
-                job.emit(EventKind::Finished {
-                    outcome: Outcome::Failed,
-                    reason: "worker restarted".into(),
-                    report: None,
-                });
-                job.update(|r| {
-                    r.state = JobState::Failed;
-                    r.reason = "worker restarted".into();
-                    r.finished_at = Some(now());
-                })?;
+                fail(&job, "worker restarted".into());
             }
         }
         let record = job.snapshot();
@@ -118,6 +109,50 @@ pub(crate) fn load_jobs(jobs_dir: &Path, max_restarts: u32) -> Result<Recovered>
         "jobs loaded"
     );
     Ok(recovered)
+}
+
+/// A log holding lines that are no events (something other than an append wrote it), or torn
+/// after its job ended (a job's last line, `finished`, is flushed to disk before its state
+/// says it ended), fails its job with what was found. Its readable events stay; the damaged
+/// file is kept beside them. A torn last line of a job that was still running is what a crash
+/// mid-append leaves: cut off, the job goes on.
+fn fail_if_damaged(job: &Job, damage: &LogDamage) {
+    let state = job.snapshot().state;
+    let torn_after_the_end = damage.torn_tail_bytes > 0 && state.is_terminal();
+    if !damage.has_unreadable_lines() && !torn_after_the_end {
+        return;
+    }
+    let aside = match job.log.set_damage_aside() {
+        Ok(aside) => format!("; the damaged file is kept as {}", aside.display()),
+        Err(error) => {
+            tracing::warn!(job = %job.id, %error, "damaged event log not set aside");
+            String::new()
+        }
+    };
+    let reason = format!(
+        "its event log {EVENTS_FILE} was damaged while the job was {} ({}); its {} readable \
+         events are kept{aside}",
+        state.as_str(),
+        damage.describe(),
+        job.log.last_sequence(),
+    );
+    tracing::error!(job = %job.id, reason, "job failed: damaged event log");
+    fail(job, reason);
+}
+
+/// Ends a job a start found as failed: the event first, so a follower sees it before the state.
+fn fail(job: &Job, reason: String) {
+    job.emit(EventKind::Finished {
+        outcome: Outcome::Failed,
+        reason: reason.clone(),
+        report: None,
+    });
+    job.update_or_log(|r| {
+        r.state = JobState::Failed;
+        r.reason = reason;
+        // A finished job keeps the time it finished.
+        r.finished_at = r.finished_at.take().or_else(|| Some(now()));
+    });
 }
 
 #[cfg(test)]
@@ -182,5 +217,104 @@ mod tests {
         running.save(&dir.path().join("a")).unwrap();
         let again = load_jobs(dir.path(), 1).unwrap();
         assert_eq!(again.jobs["a"].snapshot().state, JobState::Failed);
+    }
+
+    /// `left_behind`'s job with `events` logged, then `tail` appended as raw bytes.
+    fn with_log(jobs: &Path, id: &str, events: &[EventKind], tail: &[u8]) -> std::path::PathBuf {
+        let path = jobs.join(id).join(EVENTS_FILE);
+        let (mut writer, _) = easel_events::EventWriter::open(path.clone()).unwrap();
+        for event in events {
+            writer.append(event.clone()).unwrap();
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, tail).unwrap();
+        path
+    }
+
+    fn note(message: &str) -> EventKind {
+        EventKind::Note {
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_damaged_event_log_fails_its_job_alone_and_keeps_its_readable_events() {
+        let dir = tempfile::tempdir().unwrap();
+        left_behind(dir.path(), "a", JobState::Succeeded, 0, false);
+        let succeeded = EventKind::Finished {
+            outcome: Outcome::Succeeded,
+            reason: String::new(),
+            report: None,
+        };
+        // One byte past a finished job's last line: what a stray write leaves.
+        let events = with_log(dir.path(), "a", &[note("epoch 1"), succeeded], b"\xc3");
+        left_behind(dir.path(), "bb", JobState::Queued, 0, false);
+        with_log(dir.path(), "bb", &[note("queued")], b"\xff\xfe garbage\n");
+        left_behind(dir.path(), "ccc", JobState::Succeeded, 0, false);
+        with_log(dir.path(), "ccc", &[note("fine")], b"");
+
+        let recovered = load_jobs(dir.path(), 3).unwrap();
+        let damaged = recovered.jobs["a"].snapshot();
+        assert_eq!(damaged.state, JobState::Failed);
+        assert!(
+            damaged
+                .reason
+                .contains("events.jsonl was damaged while the job was succeeded")
+                && damaged.reason.contains("a torn last line of 1 bytes")
+                && damaged.reason.contains("its 2 readable events are kept"),
+            "{}",
+            damaged.reason
+        );
+        let kept = easel_events::read_log(&events).unwrap();
+        assert_eq!(
+            kept.len(),
+            3,
+            "the two readable events and the failure: {kept:?}"
+        );
+        assert!(events.with_extension("jsonl.damaged").is_file());
+
+        let garbled = recovered.jobs["bb"].snapshot();
+        assert_eq!(garbled.state, JobState::Failed);
+        assert!(
+            garbled.reason.contains("line 2: invalid UTF-8"),
+            "{}",
+            garbled.reason
+        );
+        assert!(!recovered.queue.contains(&"bb".to_string()));
+        assert_eq!(recovered.jobs["ccc"].snapshot().state, JobState::Succeeded);
+
+        // Set aside once: the next start finds clean logs and changes nothing.
+        drop(recovered);
+        let again = load_jobs(dir.path(), 3).unwrap();
+        assert_eq!(again.jobs["a"].snapshot().reason, damaged.reason);
+        assert_eq!(again.jobs["a"].log.last_sequence(), 3);
+    }
+
+    #[test]
+    fn a_running_jobs_torn_last_line_is_a_crash_and_the_job_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        left_behind(dir.path(), "a", JobState::Running, 0, true);
+        with_log(dir.path(), "a", &[note("epoch 1")], b"{\"sequence\":2,\"ti");
+
+        let recovered = load_jobs(dir.path(), 3).unwrap();
+        let resumed = recovered.jobs["a"].snapshot();
+        assert_eq!(resumed.state, JobState::Queued, "{}", resumed.reason);
+        assert_eq!(recovered.queue, ["a"]);
+    }
+
+    #[test]
+    fn a_job_folder_that_cannot_be_read_is_left_out_and_the_others_load() {
+        let dir = tempfile::tempdir().unwrap();
+        left_behind(dir.path(), "a", JobState::Succeeded, 0, false);
+        // A log that is a folder cannot be read as a file, whoever runs the worker.
+        std::fs::create_dir_all(dir.path().join("a").join(EVENTS_FILE)).unwrap();
+        left_behind(dir.path(), "bb", JobState::Queued, 0, false);
+
+        let recovered = load_jobs(dir.path(), 3).unwrap();
+        assert!(!recovered.jobs.contains_key("a"));
+        assert_eq!(recovered.queue, ["bb"]);
     }
 }

@@ -12,8 +12,9 @@ use easel_store::{INDEX_NAME, REPORT_NAME, retry_transient};
 use super::context::JobContext;
 use super::job::{EVENTS_FILE, Job};
 use super::record::JobState;
+use super::sandbox::{Confinement, JobFolders};
 use super::submission::{parse_spec, pretrained_blob};
-use super::training::{self, Ended, ImagesAt, Launched, TrainRequest};
+use super::training::{self, Ended, ImagesAt, Launched, TrainRequest, Training};
 use super::uploader::{Uploader, store_one};
 use crate::caches::Lease;
 use easel_events::now;
@@ -22,26 +23,26 @@ use easel_events::{EventKind, Outcome};
 /// Runs the job on `device` to its end and records how it ended.
 pub(crate) async fn run_job(context: &Arc<JobContext>, job: &Arc<Job>, device: DeviceName) {
     let id = job.id.clone();
-    job.cancel.store(false, std::sync::atomic::Ordering::SeqCst);
-    match pause_after_crash(job, context.restart_pause).await {
-        Pause::Over => {}
+    // The flag is never cleared here: a stopping worker may have raised it after the scheduler
+    // took the job, and the job must then stay queued rather than start.
+    let claimed = match pause_after_crash(job, context.restart_pause).await {
+        Pause::Over => claim(job, device),
         // `cancel` ended it as a queued job.
-        Pause::Cancelled => return,
-        Pause::Stopping => {
+        Pause::Cancelled => Claim::Gone,
+        Pause::Stopping => Claim::Stopping,
+    };
+    match claimed {
+        Claim::Run => {}
+        Claim::Gone => {
+            tracing::info!(job = %id, "job ended before it started; not run");
+            return;
+        }
+        Claim::Stopping => {
             job.emit(EventKind::Note {
                 message: "the worker is stopping: the job resumes at its next start".into(),
             });
             return;
         }
-    }
-    let started = job.update(|r| {
-        r.state = JobState::Running;
-        r.reason.clear();
-        r.started_at = Some(now());
-        r.device = device.to_string();
-    });
-    if let Err(error) = started {
-        tracing::error!(job = %id, %error, "job state not saved");
     }
     tracing::info!(job = %id, %device, "job started");
     let (outcome, reason, report) = match train(context, job, device).await {
@@ -81,6 +82,40 @@ pub(crate) async fn run_job(context: &Arc<JobContext>, job: &Arc<Job>, device: D
 }
 
 type Finish = (Outcome, String, Option<serde_json::Value>);
+
+/// Whether a job the scheduler took may run.
+enum Claim {
+    Run,
+    /// `cancel` (and maybe `rm`) got to it first: it is over and its folder may be gone.
+    Gone,
+    /// The worker began stopping after the scheduler took it: it stays queued.
+    Stopping,
+}
+
+/// Moves the job from queued to running, unless `cancel` or a stopping worker got there first.
+fn claim(job: &Job, device: DeviceName) -> Claim {
+    if job.cancel.load(std::sync::atomic::Ordering::SeqCst)
+        && job.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Claim::Stopping;
+    }
+    let claimed = job.transition(JobState::Queued, |r| {
+        r.state = JobState::Running;
+        r.reason.clear();
+        r.started_at = Some(now());
+        r.device = device.to_string();
+    });
+    match claimed {
+        Ok(true) => Claim::Run,
+        Ok(false) => Claim::Gone,
+        // Running with a record that could not be saved is what the worker always did: the next
+        // save writes it; a restart finds the job queued and runs it then.
+        Err(error) => {
+            tracing::error!(job = %job.id, %error, "job state not saved");
+            Claim::Run
+        }
+    }
+}
 
 /// A job resumed after the worker died under it waits first, longer at each restart: if the job
 /// is what takes the worker down, the worker then does not crash as fast as it is restarted.
@@ -170,6 +205,7 @@ async fn train(
     let request = TrainRequest {
         spec_toml,
         manifest_path: job.manifest_path(),
+        sandbox: confinement(context, job, &images),
         images,
         device: device.to_string(),
         run_dir: job.run_dir(),
@@ -244,6 +280,27 @@ async fn train(
     }
 }
 
+/// What the job's training process may reach: its own folders, what it reads, and the machine
+/// less what the worker hides from it.
+fn confinement(context: &JobContext, job: &Job, images: &ImagesAt) -> Confinement {
+    let hidden = match &context.training {
+        Training::ChildProcess { hidden, .. } => hidden.as_slice(),
+        Training::Thread => &[],
+    };
+    let dataset = match images {
+        ImagesAt::Folder { root, .. } => Some(root.as_path()),
+        ImagesAt::Blobs(_) => None,
+    };
+    let folders = JobFolders {
+        job: &job.dir,
+        run: &job.run_dir(),
+        cache: &context.dirs.cache,
+        blobs: context.blobs.dir(),
+        dataset,
+    };
+    Confinement::for_job(hidden, &folders, &std::env::temp_dir())
+}
+
 /// Leases the decoded cache the run will read or write, first making room for it when it must
 /// be written: the least recently used caches go, and the job's events say so.
 pub(crate) fn lease_decoded_cache(
@@ -286,4 +343,93 @@ async fn store_final(context: &JobContext, job: &Job) -> Result<(), String> {
     store_one(context, job, REPORT_NAME, &job.run_dir().join(REPORT_NAME))
         .await
         .map_err(|e| format!("{REPORT_NAME} not stored: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::manager::{JobManager, ManagerSettings};
+    use crate::jobs::record::JobRecord;
+    use std::path::Path;
+
+    /// A worker whose data dir holds one queued job `id`, as a restart finds it.
+    fn worker_with_a_queued_job(data_dir: &Path, id: &str) -> Arc<JobManager> {
+        let dir = data_dir.join("jobs").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let record: JobRecord = serde_json::from_value(serde_json::json!({
+            "id": id,
+            "name": id,
+            "state": JobState::Queued,
+            "created_at": "2026-12-06T00:00:00Z",
+            "epochs_total": 1,
+            "dataset_images": 10,
+            "dataset_bytes": 1000,
+            "store_url": "memory://",
+        }))
+        .unwrap();
+        record.save(&dir).unwrap();
+        JobManager::open(ManagerSettings::for_tests(data_dir)).unwrap()
+    }
+
+    fn finished_events(job: &Job) -> usize {
+        job.log
+            .after(0)
+            .iter()
+            .filter(|event| matches!(event.kind, EventKind::Finished { .. }))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_job_cancelled_and_removed_after_the_scheduler_took_it_never_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = worker_with_a_queued_job(&dir.path().join("worker"), "a");
+        // The scheduler has taken the job from the queue; before its run starts, `cancel` and
+        // `rm` arrive.
+        let taken = manager.job("a").unwrap();
+        manager.cancel("a").unwrap();
+        manager.remove("a").unwrap();
+        assert!(!taken.dir.exists());
+
+        run_job(manager.context(), &taken, DeviceName::Cpu).await;
+        let record = taken.snapshot();
+        assert_eq!(record.state, JobState::Cancelled, "{record:?}");
+        assert_eq!(record.started_at, None);
+        assert!(
+            !taken.dir.exists(),
+            "nothing is written under a removed job"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_cancelled_after_the_scheduler_took_it_logs_one_finished_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = worker_with_a_queued_job(&dir.path().join("worker"), "a");
+        let taken = manager.job("a").unwrap();
+        manager.cancel("a").unwrap();
+
+        run_job(manager.context(), &taken, DeviceName::Cpu).await;
+        assert_eq!(taken.snapshot().state, JobState::Cancelled);
+        assert_eq!(finished_events(&taken), 1);
+    }
+
+    #[tokio::test]
+    async fn a_job_taken_as_the_worker_stops_stays_queued_for_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = worker_with_a_queued_job(&dir.path().join("worker"), "a");
+        let taken = manager.job("a").unwrap();
+        manager.shutdown().await;
+
+        run_job(manager.context(), &taken, DeviceName::Cpu).await;
+        let record = taken.snapshot();
+        assert_eq!(record.state, JobState::Queued, "{record:?}");
+        assert_eq!(finished_events(&taken), 0);
+        assert!(
+            taken.log.after(0).iter().any(|event| matches!(
+                &event.kind,
+                EventKind::Note { message } if message.contains("resumes at its next start")
+            )),
+            "{:?}",
+            taken.log.after(0)
+        );
+    }
 }

@@ -53,6 +53,115 @@ pub fn check_local_paths(spec: &ExperimentSpec, allowed: &[PathBuf]) -> Result<(
     Ok(())
 }
 
+/// Refuses a bucket dataset (`data.path = "s3://…"`, `gs://…`, `az://…`) that lies under none of
+/// `allowed` (`access.dataset_prefixes`): the worker reads it with its own credentials, which
+/// reach more than any one token should (the artifact store's other jobs, other teams' buckets).
+/// `file://` datasets are [`check_local_paths`]' concern.
+pub fn check_dataset_prefixes(spec: &ExperimentSpec, allowed: &[String]) -> Result<()> {
+    let Some(url) = spec.data.object_store_url() else {
+        return Ok(());
+    };
+    if file_url_path(url).is_some() {
+        return Ok(());
+    }
+    let Some(location) = BucketLocation::parse(url) else {
+        return Err(Error::InvalidArgument(format!(
+            "data.path = `{url}` is not a bucket URL the worker can read (scheme://bucket/prefix, \
+             no empty, `.` or `..` segments)"
+        )));
+    };
+    let inside = allowed
+        .iter()
+        .filter_map(|prefix| BucketLocation::parse(prefix))
+        .any(|prefix| location.is_under(&prefix));
+    if inside {
+        return Ok(());
+    }
+    let reads = if allowed.is_empty() {
+        "reads no bucket datasets".to_owned()
+    } else {
+        format!("reads bucket datasets only under {}", allowed.join(", "))
+    };
+    Err(Error::PermissionDenied(format!(
+        "data.path = `{url}` names a bucket dataset, and this worker {reads} \
+         (access.dataset_prefixes in its worker.toml, or EASEL_DATASET_PREFIXES); upload the \
+         dataset from a local folder instead, or ask the worker's admin to allow its prefix"
+    )))
+}
+
+/// A bucket URL as the store opens it: the scheme (`s3a` read as `s3`, `azure` as `az`), the
+/// bucket with any account and port, and the key's segments percent-decoded the way the store
+/// decodes them (so `%2e%2e` or `%2F` cannot step out of an allowed prefix).
+#[derive(Debug, PartialEq, Eq)]
+struct BucketLocation {
+    scheme: String,
+    /// User (an Azure container's account form puts the container there), host and port.
+    authority: (String, String, Option<u16>),
+    segments: Vec<String>,
+}
+
+impl BucketLocation {
+    fn parse(text: &str) -> Option<BucketLocation> {
+        let parsed = url::Url::parse(text).ok()?;
+        let scheme = match parsed.scheme() {
+            "s3a" => "s3",
+            "azure" => "az",
+            other => other,
+        };
+        let host = parsed.host_str().filter(|host| !host.is_empty())?;
+        let path = percent_decoded(parsed.path())?;
+        let path = path.trim_start_matches('/').trim_end_matches('/');
+        let segments: Vec<String> = if path.is_empty() {
+            Vec::new()
+        } else {
+            path.split('/').map(str::to_owned).collect()
+        };
+        if segments
+            .iter()
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+        {
+            return None;
+        }
+        Some(BucketLocation {
+            scheme: scheme.to_owned(),
+            authority: (parsed.username().to_owned(), host.to_owned(), parsed.port()),
+            segments,
+        })
+    }
+
+    /// Whether this location is `prefix` or below it, by whole segments.
+    fn is_under(&self, prefix: &BucketLocation) -> bool {
+        self.scheme == prefix.scheme
+            && self.authority == prefix.authority
+            && self.segments.starts_with(&prefix.segments)
+    }
+}
+
+/// `%XX` escapes decoded (others kept as written); `None` when the bytes are not UTF-8.
+fn percent_decoded(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| bytes.get(at + 1..at + 3))
+            .flatten()
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                at += 3;
+            }
+            None => {
+                decoded.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
 /// For a `file:` URL, the path the store will open, decoded as the store decodes it (`%2e%2e`
 /// and `%2F` included); `Some(None)` when it names no local path.
 fn file_url_path(url: &str) -> Option<Option<PathBuf>> {
@@ -229,6 +338,63 @@ mod local_path_tests {
             &allowed,
         );
         assert!(message.starts_with("model.pretrained = `"), "{message}");
+    }
+
+    fn bucket_refused(spec: &ExperimentSpec, allowed: &[String]) -> String {
+        match check_dataset_prefixes(spec, allowed) {
+            Err(Error::PermissionDenied(message)) => message,
+            other => panic!("not refused as permission denied: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bucket_datasets_outside_the_allowed_prefixes_are_refused_by_key() {
+        let allowed = ["s3://team-data/".to_owned(), "gs://photos/sets".to_owned()];
+        for fine in [
+            "s3://team-data/pets",
+            "s3://team-data",
+            "S3://team-data/a/b",
+            "s3a://team-data/pets",
+            "gs://photos/sets/dogs",
+            "gs://photos/sets",
+        ] {
+            check_dataset_prefixes(&spec(fine, None), &allowed)
+                .unwrap_or_else(|e| panic!("{fine}: {e}"));
+        }
+        // Uploaded and worker-folder datasets are not this check's concern.
+        check_dataset_prefixes(&spec("/home/me/art", None), &[]).unwrap();
+        check_dataset_prefixes(&spec("file:///srv/art", None), &[]).unwrap();
+
+        let message = bucket_refused(&spec("s3://other-team/pets", None), &[]);
+        assert!(
+            message.starts_with("data.path = `s3://other-team/pets` names a bucket dataset"),
+            "{message}"
+        );
+        assert!(message.contains("reads no bucket datasets"), "{message}");
+        assert!(message.contains("access.dataset_prefixes"), "{message}");
+        for outside in [
+            "s3://other-team/pets",
+            "s3://team-data-private/pets",
+            "gs://team-data/pets",
+            "gs://photos/setsx",
+            "gs://photos/other",
+            "gs://photos/sets/%2e%2e/private",
+            "gs://photos/sets/../private",
+            "az://team-data/pets",
+        ] {
+            let message = bucket_refused(&spec(outside, None), &allowed);
+            assert!(
+                message.contains("only under s3://team-data/, gs://photos/sets"),
+                "{outside}: {message}"
+            );
+        }
+        // An encoded `/..` the store would decode is no bucket URL it reads at all.
+        match check_dataset_prefixes(&spec("gs://photos/sets%2F..%2Fprivate", None), &allowed) {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.contains("is not a bucket URL"), "{message}")
+            }
+            other => panic!("not refused as invalid: {other:?}"),
+        }
     }
 
     #[test]

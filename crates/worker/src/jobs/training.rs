@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sandbox::{Confinement, child_environment};
 use super::submission::parse_spec;
 
 /// The subcommand of the worker binary that trains one job.
@@ -46,8 +47,12 @@ const CANCEL_POLL: Duration = Duration::from_millis(100);
 pub enum Training {
     /// On a thread of this process.
     Thread,
-    /// In a child process running this executable's `train-job`.
-    ChildProcess(PathBuf),
+    /// In a child process running this executable's `train-job`, kept from the `hidden` paths
+    /// (see `sandbox`).
+    ChildProcess {
+        executable: PathBuf,
+        hidden: Vec<PathBuf>,
+    },
 }
 
 /// Everything a run needs, in a form another process can read.
@@ -60,6 +65,8 @@ pub struct TrainRequest {
     pub device: String,
     pub run_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// What the training process may reach (a thread of the worker is not confined).
+    pub sandbox: Confinement,
 }
 
 /// Where the manifest's images are read from.
@@ -136,7 +143,7 @@ pub fn launch(
                 })
                 .map_err(|e| format!("could not start the training thread: {e}"))?;
         }
-        Training::ChildProcess(executable) => {
+        Training::ChildProcess { executable, .. } => {
             let child = start_child(executable)?;
             tokio::spawn(supervise(
                 child,
@@ -202,6 +209,12 @@ fn start_child(executable: &Path) -> Result<tokio::process::Child, String> {
     let mut command = tokio::process::Command::new(executable);
     command
         .arg(CHILD_COMMAND)
+        // Only what training needs: the worker's credentials and tokens stay with the worker.
+        .env_clear()
+        .envs(child_environment(
+            std::env::vars_os(),
+            &std::env::temp_dir(),
+        ))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -250,34 +263,29 @@ async fn supervise(
     if let Err(error) = stdin.write_all(line.as_bytes()).await {
         tracing::warn!(job = %job_id, %error, "the training process did not take its request");
     }
-    let mut lines = BufReader::new(stdout);
-    let mut poll = tokio::time::interval(CANCEL_POLL);
-    let mut cancel_sent = false;
-    let mut outcome = None;
-    loop {
-        tokio::select! {
-            line = next_line(&mut lines) => match line {
-                Some(line) => match serde_json::from_str::<FromChild>(&line) {
-                    Ok(FromChild::Event { event }) => {
-                        let _ = events.send(event);
-                    }
-                    Ok(last) => {
-                        outcome = last.ended();
-                        break;
-                    }
-                    // Native code may print to stdout too; it is no message of the run.
-                    Err(_) => log_line(&line),
-                },
-                None => break,
-            },
-            _ = poll.tick(), if !cancel_sent => {
-                if cancel.load(Ordering::SeqCst) {
-                    cancel_sent = true;
-                    let _ = stdin.write_all(b"cancel\n").await;
-                }
-            }
-        }
+    // The pipe is read by a task of its own and whole lines come through a channel: a read
+    // inside `select!` that loses the race to a tick would drop the part of a line it had taken.
+    let (lines_tx, mut lines) = mpsc::channel(LINES_IN_FLIGHT);
+    let reading = tokio::spawn(read_lines(stdout, lines_tx));
+    let followed = follow(&mut lines, &mut stdin, &cancel, &events).await;
+    if let Followed::Unresponsive { epochs_done } = &followed {
+        tracing::warn!(job = %job_id, grace_seconds = CANCEL_GRACE.as_secs(), "the training process did not stop after cancel; killed");
+        let _ = events.send(EventKind::Note {
+            message: format!(
+                "the training process did not stop within {} s of the cancel; it was killed \
+                 after {epochs_done} epoch(s)",
+                CANCEL_GRACE.as_secs()
+            ),
+        });
+        let _ = child.start_kill();
     }
+    // Whatever it writes after its final message still goes to the log, so the pipe never
+    // fills and blocks its exit.
+    let draining = tokio::spawn(async move {
+        while let Some(line) = lines.recv().await {
+            log_line(&line);
+        }
+    });
     // A process that said how its run ended (or stopped talking) gets a while to exit; one that
     // hangs in its teardown (a driver, say) is killed rather than holding the job.
     let status = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
@@ -287,15 +295,97 @@ async fn supervise(
             child.wait().await
         }
     };
+    // A process it started may still hold the pipe open; the run's end does not wait for it.
+    if tokio::time::timeout(EXIT_GRACE, reading).await.is_err() {
+        tracing::warn!(job = %job_id, "the training process's output stayed open after it exited");
+    }
+    draining.abort();
     let _ = forwarding.await;
-    let ended_as = outcome.unwrap_or_else(|| {
-        let tail = tail.lock().expect("stderr tail poisoned");
-        Ended::Crashed(describe_end(status, &tail))
-    });
+    let ended_as = match followed {
+        Followed::Ended(outcome) => outcome,
+        Followed::Unresponsive { epochs_done } => Ended::Cancelled {
+            completed_epochs: epochs_done,
+        },
+        Followed::Silent => {
+            let tail = tail.lock().expect("stderr tail poisoned");
+            Ended::Crashed(describe_end(status, &tail))
+        }
+    };
     if let Ended::Crashed(reason) = &ended_as {
         tracing::error!(job = %job_id, reason, "the training process died");
     }
     let _ = ended.send(ended_as);
+}
+
+/// Lines of the child's stdout read ahead of the supervisor.
+const LINES_IN_FLIGHT: usize = 256;
+
+/// How long a training process may take to stop once told to cancel: a step and a checkpoint
+/// take far less; longer means it is stuck (in native code, a driver) and would hold its device.
+const CANCEL_GRACE: Duration = Duration::from_secs(60);
+
+/// How following a training process's messages ended.
+enum Followed {
+    /// It said how its run ended.
+    Ended(Ended),
+    /// Its stdout closed without a final message: it died.
+    Silent,
+    /// It was told to cancel and said nothing final within `CANCEL_GRACE`.
+    Unresponsive { epochs_done: u32 },
+}
+
+/// Passes the child's events on and its cancel in, until it says how its run ended.
+async fn follow(
+    lines: &mut mpsc::Receiver<String>,
+    stdin: &mut tokio::process::ChildStdin,
+    cancel: &AtomicBool,
+    events: &mpsc::UnboundedSender<EventKind>,
+) -> Followed {
+    let mut poll = tokio::time::interval(CANCEL_POLL);
+    let mut cancel_deadline: Option<tokio::time::Instant> = None;
+    let mut epochs_done = 0;
+    loop {
+        let grace_over = async {
+            match cancel_deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(line) => match serde_json::from_str::<FromChild>(&line) {
+                    Ok(FromChild::Event { event }) => {
+                        if let EventKind::Epoch(metrics) = &event {
+                            epochs_done = metrics.epoch;
+                        }
+                        let _ = events.send(event);
+                    }
+                    Ok(last) => return last.ended().map_or(Followed::Silent, Followed::Ended),
+                    // Native code may print to stdout too; it is no message of the run.
+                    Err(_) => log_line(&line),
+                },
+                None => return Followed::Silent,
+            },
+            _ = poll.tick(), if cancel_deadline.is_none() => {
+                if cancel.load(Ordering::SeqCst) {
+                    cancel_deadline = Some(tokio::time::Instant::now() + CANCEL_GRACE);
+                    let _ = stdin.write_all(b"cancel\n").await;
+                }
+            }
+            () = grace_over => return Followed::Unresponsive { epochs_done },
+        }
+    }
+}
+
+/// Sends each line of `stdout` on until the pipe ends; never stops early, so the child never
+/// blocks on a full pipe while it lives.
+async fn read_lines(stdout: tokio::process::ChildStdout, lines: mpsc::Sender<String>) {
+    let mut reader = BufReader::new(stdout);
+    while let Some(line) = next_line(&mut reader).await {
+        if let Err(unsent) = lines.send(line).await {
+            log_line(&unsent.0);
+        }
+    }
 }
 
 /// Copies the child's log lines into the worker's, keeping the last few.
@@ -389,6 +479,8 @@ pub fn serve_as_child() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Before any input is read or any thread started (threads started later inherit it).
+    let sandboxed = super::sandbox::enter(&request.sandbox, &request.run_dir);
     let cancel = Arc::new(AtomicBool::new(false));
     let cancelled = cancel.clone();
     std::thread::spawn(move || {
@@ -415,9 +507,12 @@ pub fn serve_as_child() -> std::process::ExitCode {
             std::process::exit(3);
         }
     };
-    let ended = run_request(&request, &cancel, &mut |event| {
-        send(&FromChild::Event { event })
-    });
+    let ended = match sandboxed {
+        Ok(()) => run_request(&request, &cancel, &mut |event| {
+            send(&FromChild::Event { event })
+        }),
+        Err(reason) => Ended::Failed(reason),
+    };
     send(&match ended {
         Ended::Completed(report) => FromChild::Completed { report },
         Ended::Cancelled { completed_epochs } => FromChild::Cancelled { completed_epochs },
@@ -447,6 +542,122 @@ mod tests {
         assert_eq!(
             exited,
             "the training process exited with status 101 before saying how the run ended"
+        );
+    }
+
+    /// A stand-in for `worker train-job`: a shell script that takes its request and then runs
+    /// `body`, the way a training process writes to its pipes.
+    fn child_script(dir: &Path, body: &str) -> Training {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("train-job.sh");
+        std::fs::write(&path, format!("#!/bin/sh\nread request\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Training::ChildProcess {
+            executable: path,
+            hidden: Vec::new(),
+        }
+    }
+
+    fn request(dir: &Path) -> TrainRequest {
+        TrainRequest {
+            spec_toml: String::new(),
+            manifest_path: dir.join("manifest.json"),
+            images: ImagesAt::Blobs(dir.join("blobs")),
+            device: "cpu".into(),
+            run_dir: dir.join("run"),
+            cache_dir: dir.join("cache"),
+            sandbox: Confinement::default(),
+        }
+    }
+
+    /// Runs `training` to its end: the events it passed on, and how it ended.
+    async fn run_child(training: &Training, dir: &Path, cancel: bool) -> (Vec<EventKind>, Ended) {
+        let cancel = Arc::new(AtomicBool::new(cancel));
+        let Launched { mut events, ended } = launch(training, "job", request(dir), cancel).unwrap();
+        let ended = ended.await.unwrap();
+        let mut passed = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            passed.push(event);
+        }
+        (passed, ended)
+    }
+
+    #[tokio::test]
+    async fn a_final_line_written_in_two_pieces_with_a_pause_between_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // The pause outlasts several cancel polls: a read cut off by one would lose the first half.
+        let training = child_script(
+            dir.path(),
+            r#"printf '%s\n' '{"type":"event","event":{"kind":"note","message":"epoch one"}}'
+printf '%s' '{"type":"completed",'
+sleep 0.5
+printf '%s\n' '"report":{"test_accuracy":0.75}}'"#,
+        );
+        let (events, ended) = run_child(&training, dir.path(), false).await;
+        assert_eq!(
+            ended,
+            Ended::Completed(serde_json::json!({"test_accuracy": 0.75}))
+        );
+        assert_eq!(
+            events,
+            [EventKind::Note {
+                message: "epoch one".into()
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_thousand_class_runs_final_line_arrives_whole_and_later_output_is_drained() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 1,000-class confusion matrix: a final line of megabytes, many pipe buffers long.
+        let classes = 1000;
+        let report = serde_json::json!({
+            "classes": (0..classes).map(|c| format!("class-{c}")).collect::<Vec<_>>(),
+            "confusion": (0..classes)
+                .map(|row| (0..classes).map(|col| u64::from(row == col) * 7).collect::<Vec<u64>>())
+                .collect::<Vec<_>>(),
+        });
+        let final_line = serde_json::json!({"type": "completed", "report": report}).to_string();
+        assert!(final_line.len() > 1 << 20, "{}", final_line.len());
+        std::fs::write(dir.path().join("final.json"), format!("{final_line}\n")).unwrap();
+        // After its final message it writes a megabyte more (native code's noise) and only then
+        // exits: unread, that output would fill the pipe and block it.
+        let training = child_script(
+            dir.path(),
+            &format!(
+                "cat '{final}'\nhead -c 1000000 /dev/zero | tr '\\0' x\necho\ntouch '{done}'",
+                final = dir.path().join("final.json").display(),
+                done = dir.path().join("exited-by-itself").display(),
+            ),
+        );
+        let (_, ended) = run_child(&training, dir.path(), false).await;
+        assert_eq!(ended, Ended::Completed(report));
+        assert!(
+            dir.path().join("exited-by-itself").exists(),
+            "the process finished writing and exited on its own"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_training_process_that_ignores_cancel_is_killed_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        // Stuck in native code: it reads no cancel line and never ends by itself.
+        let training = child_script(dir.path(), "trap '' TERM INT\nwhile :; do sleep 1; done");
+        // Paused time runs the grace period out at once. Before the supervisor killed such a
+        // process, this never ended: the job held its device for good.
+        let (events, ended) = run_child(&training, dir.path(), true).await;
+        assert_eq!(
+            ended,
+            Ended::Cancelled {
+                completed_epochs: 0
+            }
+        );
+        assert!(
+            events.iter().any(|event| matches!(
+                event,
+                EventKind::Note { message } if message.contains("did not stop within 60 s")
+            )),
+            "{events:?}"
         );
     }
 }

@@ -445,6 +445,22 @@ fn a_zip_that_is_no_pytorch_file_is_refused_without_reaching_libtorch() {
 }
 
 #[test]
+fn a_torchscript_archive_is_refused_without_reaching_libtorch() {
+    // Real `torch.jit.save` output whose `__setstate__` prints a marker and raises: libtorch's
+    // loader would run it and fail with "failed in the TorchScript interpreter".
+    let path = easel_test_support::torch_fixture("torchscript_setstate.pt");
+    let message = refusal(&path);
+    assert!(
+        message.contains("TorchScript archive")
+            && message.contains("never runs code")
+            && message.contains("Accepted formats: safetensors")
+            && message.contains("torch.jit.load(")
+            && !message.contains("TorchScript interpreter"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_record_inflating_far_past_its_archive_is_refused_unread() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bomb.pt");
