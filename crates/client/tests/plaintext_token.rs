@@ -115,11 +115,18 @@ fn the_token_is_not_sent_in_clear_text_beyond_loopback_and_no_connection_is_made
     assert!(!message.contains(TOKEN), "{message}");
 }
 
+/// One way to allow plaintext: flags, environment variables, client.toml's text.
+type Way = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 #[test]
 fn each_way_of_allowing_plaintext_lets_the_request_go() {
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("client.toml");
-    let ways: [(&[&str], &[(&str, &str)], &str); 3] = [
+    let ways: [Way; 3] = [
         (&["--allow-plaintext"], &[], ""),
         (&[], &[("EASEL_ALLOW_PLAINTEXT", "1")], ""),
         (&[], &[], "allow_plaintext = true\n"),
