@@ -183,7 +183,7 @@ pub fn hidden_paths(config: &WorkerConfig, config_file: Option<&Path>) -> Vec<Pa
 }
 
 /// The environment a training process starts with, from the worker's: only the variables in
-/// [`KEPT_VARIABLES`] and [`KEPT_PREFIXES`], and HOME and TMPDIR set to `temp_dir` so that
+/// `KEPT_VARIABLES` and `KEPT_PREFIXES`, and HOME and TMPDIR set to `temp_dir` so that
 /// libraries' caches and scratch files land where the process may write.
 pub fn child_environment(
     worker: impl IntoIterator<Item = (OsString, OsString)>,
