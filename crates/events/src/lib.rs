@@ -8,9 +8,7 @@
 
 mod log_file;
 
-pub use log_file::{
-    EventWriter, LogContents, LogDamage, read_and_repair, read_appended_log, read_log,
-};
+pub use log_file::{EventWriter, LogContents, LogDamage, read_appended_log, read_log};
 
 use serde::{Deserialize, Serialize};
 

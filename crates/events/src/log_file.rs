@@ -65,13 +65,7 @@ pub struct LogContents {
 /// Reads the log at `path` (empty when there is none), cutting a torn last line off the file.
 /// Lines that do not parse are skipped and logged.
 pub fn read_log(path: &Path) -> io::Result<Vec<EventRecord>> {
-    Ok(read_and_repair(path)?.events)
-}
-
-/// Like [`read_log`], saying what was skipped: the torn tail cut off and every damaged line.
-/// A file that cannot be cut (read-only, say) is read all the same.
-pub fn read_and_repair(path: &Path) -> io::Result<LogContents> {
-    Ok(read_and_cut(path)?.0)
+    Ok(read_and_cut(path)?.0.events)
 }
 
 /// The log's contents, and whether a torn last line is still in the file (it could not be cut).

@@ -166,10 +166,14 @@ impl BlobStore {
         }
     }
 
-    /// Holds `size` bytes for blob `digest` (see `UploadBudget::hold`).
+    /// Holds `size` bytes for blob `digest` (see `UploadBudget::hold`). Every chunk asks, so
+    /// the quarantine folder is read only when the room seems short: what it frees may be what
+    /// the blob needs.
     fn hold(&self, digest: &str, size: u64) -> Result<()> {
-        self.reclaim_quarantined();
-        self.budget.hold(digest, size)
+        self.budget.hold(digest, size).or_else(|_| {
+            self.reclaim_quarantined();
+            self.budget.hold(digest, size)
+        })
     }
 
     /// Lets uploads take room from `caches` when the disk is short (see `UploadBudget`).
@@ -381,9 +385,9 @@ impl BlobStore {
             }
             return Err(error);
         }
-        // What a cut-off earlier upload of it left is of no use now (a partial with no offset
-        // yet: killed between its first write and its first commit).
-        if self.offset_path(digest).exists() || self.partial_path(digest).exists() {
+        // What a cut-off earlier upload of it left is of no use now (its partial is written
+        // before its offset, so a partial with or without an offset).
+        if self.partial_path(digest).exists() {
             self.discard(digest);
         }
         self.budget.stored(digest, chunk.total_size);

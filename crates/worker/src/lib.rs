@@ -86,57 +86,12 @@ pub async fn run_with_training(
         None
     };
     if token.created {
-        // The token itself stays out of logs: only where it is kept is printed.
-        let (scheme, pin) = match &tls {
-            Some(tls) => ("https", format!(" --fingerprint {}", tls.fingerprint)),
-            None => ("http", String::new()),
-        };
-        eprintln!(
-            "worker: created the access token in {} (mode 0600).\n\
-             worker: use it from the client with:\n  export EASEL_TOKEN=$(cat {})\n  client list --worker {scheme}://{address}{pin}",
-            token.path.display(),
-            token.path.display(),
-        );
+        print_token_hint(&token.path, tls.as_ref(), address);
     }
 
-    let mut options = StoreOptions::from_env();
-    if config.store.endpoint.is_some() {
-        options.endpoint = config.store.endpoint.clone();
-    }
-    if config.store.region.is_some() {
-        options.region = config.store.region.clone();
-    }
-    options.allow_http |= config.store.allow_http;
-    let store_url = config.store_url();
-    let store = ArtifactStore::open(&store_url, &options)
-        .with_context(|| format!("failed to open the artifact store {store_url}"))?;
-
-    let device_names = config.device_names();
-    let slots = (0..config.concurrent_jobs())
-        .map(|i| device_names[i % device_names.len()])
-        .collect();
-    let manager = jobs::JobManager::open(ManagerSettings {
-        data_dir: data_dir.clone(),
-        store,
-        store_options: options,
-        devices: slots,
-        max_queued: config.queue.max_queued_jobs as usize,
-        blob_limits: BlobLimits {
-            max_chunk_bytes: config.upload.max_chunk_bytes,
-            max_blob_bytes: config.upload.max_blob_bytes,
-            max_stored_bytes: config.upload.max_stored_bytes,
-            min_free_bytes: config.upload.min_free_bytes,
-        },
-        cache_max_bytes: config.cache.max_bytes,
-        max_restarts: config.queue.max_restarts,
-        restart_pause: std::time::Duration::from_secs(config.queue.restart_pause_seconds),
-        local_paths: config.access.local_paths.clone(),
-        dataset_prefixes: config.access.dataset_prefixes.clone(),
-        max_image_pixels: config.limits.max_image_pixels,
-        retry: RetryPolicy::default(),
-        training,
-    })
-    .context("failed to open the worker's data directory")?;
+    let (store, options, store_url) = open_store(&config)?;
+    let manager = jobs::JobManager::open(manager_settings(&config, store, options, training))
+        .context("failed to open the worker's data directory")?;
     tokio::spawn(manager.clone().schedule());
 
     let runtime = easel_engine::runtime_info();
@@ -251,4 +206,73 @@ pub async fn run_with_training(
         .context("server failed")?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Where the new admin token is kept and how a client uses it; the token itself stays out of
+/// logs.
+fn print_token_hint(
+    path: &std::path::Path,
+    tls: Option<&tls::TlsIdentity>,
+    address: std::net::SocketAddr,
+) {
+    let (scheme, pin) = match tls {
+        Some(tls) => ("https", format!(" --fingerprint {}", tls.fingerprint)),
+        None => ("http", String::new()),
+    };
+    eprintln!(
+        "worker: created the access token in {} (mode 0600).\n\
+         worker: use it from the client with:\n  export EASEL_TOKEN=$(cat {})\n  client list --worker {scheme}://{address}{pin}",
+        path.display(),
+        path.display(),
+    );
+}
+
+/// The artifact store the config names, its options (environment < worker.toml) and its URL.
+fn open_store(config: &WorkerConfig) -> anyhow::Result<(ArtifactStore, StoreOptions, String)> {
+    let mut options = StoreOptions::from_env();
+    if config.store.endpoint.is_some() {
+        options.endpoint = config.store.endpoint.clone();
+    }
+    if config.store.region.is_some() {
+        options.region = config.store.region.clone();
+    }
+    options.allow_http |= config.store.allow_http;
+    let store_url = config.store_url();
+    let store = ArtifactStore::open(&store_url, &options)
+        .with_context(|| format!("failed to open the artifact store {store_url}"))?;
+    Ok((store, options, store_url))
+}
+
+/// The job manager's settings from the worker's config.
+fn manager_settings(
+    config: &WorkerConfig,
+    store: ArtifactStore,
+    store_options: StoreOptions,
+    training: Training,
+) -> ManagerSettings {
+    let device_names = config.device_names();
+    let slots = (0..config.concurrent_jobs())
+        .map(|i| device_names[i % device_names.len()])
+        .collect();
+    ManagerSettings {
+        data_dir: config.data_dir.clone(),
+        store,
+        store_options,
+        devices: slots,
+        max_queued: config.queue.max_queued_jobs as usize,
+        blob_limits: BlobLimits {
+            max_chunk_bytes: config.upload.max_chunk_bytes,
+            max_blob_bytes: config.upload.max_blob_bytes,
+            max_stored_bytes: config.upload.max_stored_bytes,
+            min_free_bytes: config.upload.min_free_bytes,
+        },
+        cache_max_bytes: config.cache.max_bytes,
+        max_restarts: config.queue.max_restarts,
+        restart_pause: std::time::Duration::from_secs(config.queue.restart_pause_seconds),
+        local_paths: config.access.local_paths.clone(),
+        dataset_prefixes: config.access.dataset_prefixes.clone(),
+        max_image_pixels: config.limits.max_image_pixels,
+        retry: RetryPolicy::default(),
+        training,
+    }
 }

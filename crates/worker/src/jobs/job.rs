@@ -10,7 +10,7 @@ use easel_spec::outputs;
 use super::log::EventLog;
 use super::record::{JobRecord, JobState};
 use crate::error::Result;
-use easel_events::{EventKind, LogDamage};
+use easel_events::{EventKind, LogContents};
 
 pub struct Job {
     pub id: String,
@@ -31,9 +31,9 @@ impl Job {
         Ok(Job::open_checked(dir, record)?.0)
     }
 
-    /// Like [`Job::open`], with what its event log held besides events.
-    pub fn open_checked(dir: PathBuf, record: JobRecord) -> Result<(Job, LogDamage)> {
-        let (log, damage) = EventLog::open_checked(dir.join(EVENTS_FILE))?;
+    /// Like [`Job::open`], with everything its event log held (events and damage).
+    pub fn open_checked(dir: PathBuf, record: JobRecord) -> Result<(Job, LogContents)> {
+        let (log, contents) = EventLog::open_checked(dir.join(EVENTS_FILE))?;
         let job = Job {
             id: record.id.clone(),
             owner: record.owner.clone(),
@@ -43,7 +43,7 @@ impl Job {
             cancel: Arc::default(),
             interrupted: AtomicBool::new(false),
         };
-        Ok((job, damage))
+        Ok((job, contents))
     }
 
     pub fn snapshot(&self) -> JobRecord {

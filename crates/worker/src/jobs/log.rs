@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
-use easel_events::{EventKind, EventRecord, EventWriter, LogDamage};
+use easel_events::{EventKind, EventRecord, EventWriter, LogContents};
 
 /// The newest events of each job kept in memory (what live followers ask for).
 const KEPT_IN_MEMORY: usize = 512;
@@ -34,32 +34,29 @@ impl EventLog {
         Ok(EventLog::open_checked(path)?.0)
     }
 
-    /// Like [`EventLog::open`], with what the file held besides events (its torn last line is
-    /// cut off already).
-    pub fn open_checked(path: PathBuf) -> Result<(EventLog, LogDamage)> {
+    /// Like [`EventLog::open`], with everything the file held: its events and its damage (its
+    /// torn last line is cut off already).
+    pub fn open_checked(path: PathBuf) -> Result<(EventLog, LogContents)> {
         let (writer, contents) =
             EventWriter::open_and_check(path.clone()).map_err(|e| Error::io(&path, e))?;
-        let events = contents.events;
         let last = writer.last_sequence();
-        let skipped = events.len().saturating_sub(KEPT_IN_MEMORY);
-        let recent = events.into_iter().skip(skipped).collect();
+        let skipped = contents.events.len().saturating_sub(KEPT_IN_MEMORY);
+        let recent = contents.events.iter().skip(skipped).cloned().collect();
         let log = EventLog {
             path,
             state: Mutex::new(Logged { writer, recent }),
             latest: watch::channel(last).0,
         };
-        Ok((log, contents.damage))
+        Ok((log, contents))
     }
 
     /// Moves a damaged file aside (`events.jsonl.damaged`, kept for a person to look at) and
-    /// puts its readable events back in their place, so later reads and appends see a clean log.
-    /// Returns where the damaged file went.
-    pub fn set_damage_aside(&self) -> Result<PathBuf> {
+    /// puts its readable `events` (as [`EventLog::open_checked`] found them) back in their
+    /// place, so later reads and appends see a clean log. Returns where the damaged file went.
+    pub fn set_damage_aside(&self, events: &[EventRecord]) -> Result<PathBuf> {
         let _appending = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let events =
-            easel_events::read_appended_log(&self.path).map_err(|e| Error::io(&self.path, e))?;
         let mut text = String::new();
-        for event in &events {
+        for event in events {
             let line = serde_json::to_string(event)
                 .map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
             text.push_str(&line);

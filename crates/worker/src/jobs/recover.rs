@@ -14,7 +14,7 @@ use super::job::{EVENTS_FILE, Job};
 use super::record::{JobRecord, JobState, STATE_FILE};
 use crate::error::{Error, Result};
 use easel_events::now;
-use easel_events::{EventKind, LogDamage, Outcome};
+use easel_events::{EventKind, LogContents, Outcome};
 
 pub(crate) struct Recovered {
     pub jobs: BTreeMap<String, Arc<Job>>,
@@ -50,7 +50,7 @@ pub(crate) fn load_jobs(jobs_dir: &Path, max_restarts: u32) -> Result<Recovered>
     for (dir, record) in records {
         let id = record.id.clone();
         // One job's unreadable folder costs that job, never the worker's start.
-        let (job, damage) = match Job::open_checked(dir.clone(), record) {
+        let (job, log_contents) = match Job::open_checked(dir.clone(), record) {
             Ok(opened) => opened,
             Err(error) => {
                 tracing::error!(job = %id, dir = %dir.display(), %error, "job folder unreadable; the job is left out");
@@ -58,7 +58,8 @@ pub(crate) fn load_jobs(jobs_dir: &Path, max_restarts: u32) -> Result<Recovered>
             }
         };
         let job = Arc::new(job);
-        fail_if_damaged(&job, &damage);
+        fail_if_damaged(&job, &log_contents);
+        drop(log_contents);
         let record = job.snapshot();
         if record.state == JobState::Running {
             if record.crash_restarts >= max_restarts {
@@ -116,13 +117,14 @@ pub(crate) fn load_jobs(jobs_dir: &Path, max_restarts: u32) -> Result<Recovered>
 /// says it ended), fails its job with what was found. Its readable events stay; the damaged
 /// file is kept beside them. A torn last line of a job that was still running is what a crash
 /// mid-append leaves: cut off, the job goes on.
-fn fail_if_damaged(job: &Job, damage: &LogDamage) {
+fn fail_if_damaged(job: &Job, log: &LogContents) {
+    let damage = &log.damage;
     let state = job.snapshot().state;
     let torn_after_the_end = damage.torn_tail_bytes > 0 && state.is_terminal();
     if !damage.has_unreadable_lines() && !torn_after_the_end {
         return;
     }
-    let aside = match job.log.set_damage_aside() {
+    let aside = match job.log.set_damage_aside(&log.events) {
         Ok(aside) => format!("; the damaged file is kept as {}", aside.display()),
         Err(error) => {
             tracing::warn!(job = %job.id, %error, "damaged event log not set aside");

@@ -26,10 +26,8 @@ pub(crate) async fn run_job(context: &Arc<JobContext>, job: &Arc<Job>, device: D
     // The flag is never cleared here: a stopping worker may have raised it after the scheduler
     // took the job, and the job must then stay queued rather than start.
     let claimed = match pause_after_crash(job, context.restart_pause).await {
-        Pause::Over => claim(job, device),
-        // `cancel` ended it as a queued job.
-        Pause::Cancelled => Claim::Gone,
-        Pause::Stopping => Claim::Stopping,
+        Some(ended_the_pause) => ended_the_pause,
+        None => claim(job, device),
     };
     match claimed {
         Claim::Run => {}
@@ -119,20 +117,13 @@ fn claim(job: &Job, device: DeviceName) -> Claim {
 
 /// A job resumed after the worker died under it waits first, longer at each restart: if the job
 /// is what takes the worker down, the worker then does not crash as fast as it is restarted.
-/// How a pause before a resumed job ended.
-enum Pause {
-    Over,
-    /// The job was cancelled meanwhile (it is still `queued` while it waits, so `cancel` ends
-    /// it as it ends any queued job).
-    Cancelled,
-    /// The worker is stopping: the job stays queued for the next start.
-    Stopping,
-}
-
-async fn pause_after_crash(job: &Job, first_pause: Duration) -> Pause {
+/// `None` once the pause is over; what ended it early otherwise: `cancel` (the job is still
+/// `queued` while it waits, so `cancel` ends it as it ends any queued job), or a stopping worker
+/// (the job stays queued for the next start).
+async fn pause_after_crash(job: &Job, first_pause: Duration) -> Option<Claim> {
     let restarts = job.snapshot().crash_restarts;
     if restarts == 0 {
-        return Pause::Over;
+        return None;
     }
     let pause = first_pause * 2u32.saturating_pow(restarts - 1).min(64);
     job.emit(EventKind::Note {
@@ -144,14 +135,14 @@ async fn pause_after_crash(job: &Job, first_pause: Duration) -> Pause {
     let until = tokio::time::Instant::now() + pause;
     loop {
         if job.snapshot().state != JobState::Queued {
-            return Pause::Cancelled;
+            return Some(Claim::Gone);
         }
         // `shutdown` raises the flag of waiting jobs too.
         if job.cancel.load(std::sync::atomic::Ordering::SeqCst) {
-            return Pause::Stopping;
+            return Some(Claim::Stopping);
         }
         if tokio::time::Instant::now() >= until {
-            return Pause::Over;
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -162,42 +153,8 @@ async fn train(
     job: &Arc<Job>,
     device: DeviceName,
 ) -> Result<Finish, String> {
-    let spec_text = std::fs::read_to_string(job.spec_path())
-        .map_err(|e| format!("{}: {e}", super::job::SPEC_FILE))?;
-    let mut spec = parse_spec(&spec_text).map_err(|e| e.to_string())?;
-    if let Some(digest) = pretrained_blob(&spec).map(str::to_owned) {
-        // Hashing weights of hundreds of MB is blocking work.
-        let checking = (Arc::clone(context), digest.clone());
-        tokio::task::spawn_blocking(move || checking.0.blobs.check_intact(&checking.1))
-            .await
-            .map_err(|_| "checking model.pretrained stopped unexpectedly".to_string())?
-            .map_err(|e| format!("model.pretrained: {e}"))?;
-        let path =
-            easel_dataset::blob_path(context.blobs.dir(), &digest).map_err(|e| e.to_string())?;
-        spec.model.pretrained = Some(path);
-    }
-    let (manifest, images, _dataset_lease): (Manifest, ImagesAt, Option<Lease>) =
-        match spec.data.object_store_url().map(str::to_owned) {
-            Some(url) => {
-                let dataset = super::object_dataset::prepare(context, job, &url, &spec).await?;
-                let images = ImagesAt::Folder {
-                    root: dataset.root,
-                    max_file_bytes: dataset.max_file_bytes,
-                };
-                (dataset.manifest, images, Some(dataset.lease))
-            }
-            None => {
-                let manifest_text = std::fs::read_to_string(job.manifest_path())
-                    .map_err(|e| format!("{}: {e}", super::job::MANIFEST_FILE))?;
-                let manifest = Manifest::from_json(&manifest_text)
-                    .map_err(|e| format!("{}: {e}", super::job::MANIFEST_FILE))?;
-                (
-                    manifest,
-                    ImagesAt::Blobs(context.blobs.dir().to_owned()),
-                    None,
-                )
-            }
-        };
+    let spec = resolved_spec(context, job).await?;
+    let (manifest, images, _dataset_lease) = dataset_for(context, job, &spec).await?;
     let _decoded_cache = lease_decoded_cache(context, job, &manifest, &spec);
     let spec_toml = spec
         .to_toml_string()
@@ -299,6 +256,60 @@ fn confinement(context: &JobContext, job: &Job, images: &ImagesAt) -> Confinemen
         dataset,
     };
     Confinement::for_job(hidden, &folders, &std::env::temp_dir())
+}
+
+/// The job's spec as submitted, with an uploaded `model.pretrained` checked intact and replaced
+/// by its blob's path.
+async fn resolved_spec(
+    context: &Arc<JobContext>,
+    job: &Job,
+) -> Result<easel_spec::ExperimentSpec, String> {
+    let spec_text = std::fs::read_to_string(job.spec_path())
+        .map_err(|e| format!("{}: {e}", super::job::SPEC_FILE))?;
+    let mut spec = parse_spec(&spec_text).map_err(|e| e.to_string())?;
+    if let Some(digest) = pretrained_blob(&spec).map(str::to_owned) {
+        // Hashing weights of hundreds of MB is blocking work.
+        let checking = (Arc::clone(context), digest.clone());
+        tokio::task::spawn_blocking(move || checking.0.blobs.check_intact(&checking.1))
+            .await
+            .map_err(|_| "checking model.pretrained stopped unexpectedly".to_string())?
+            .map_err(|e| format!("model.pretrained: {e}"))?;
+        let path =
+            easel_dataset::blob_path(context.blobs.dir(), &digest).map_err(|e| e.to_string())?;
+        spec.model.pretrained = Some(path);
+    }
+    Ok(spec)
+}
+
+/// The manifest the run trains on, where its images are read from, and the lease that keeps a
+/// copied bucket dataset in place while it runs.
+async fn dataset_for(
+    context: &Arc<JobContext>,
+    job: &Arc<Job>,
+    spec: &easel_spec::ExperimentSpec,
+) -> Result<(Manifest, ImagesAt, Option<Lease>), String> {
+    let dataset = match spec.data.object_store_url().map(str::to_owned) {
+        Some(url) => {
+            let dataset = super::object_dataset::prepare(context, job, &url, spec).await?;
+            let images = ImagesAt::Folder {
+                root: dataset.root,
+                max_file_bytes: dataset.max_file_bytes,
+            };
+            (dataset.manifest, images, Some(dataset.lease))
+        }
+        None => {
+            let manifest_text = std::fs::read_to_string(job.manifest_path())
+                .map_err(|e| format!("{}: {e}", super::job::MANIFEST_FILE))?;
+            let manifest = Manifest::from_json(&manifest_text)
+                .map_err(|e| format!("{}: {e}", super::job::MANIFEST_FILE))?;
+            (
+                manifest,
+                ImagesAt::Blobs(context.blobs.dir().to_owned()),
+                None,
+            )
+        }
+    };
+    Ok(dataset)
 }
 
 /// Leases the decoded cache the run will read or write, first making room for it when it must
