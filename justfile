@@ -31,6 +31,15 @@ bench:
 bench-streaming:
     cargo bench -p easel-engine --bench streaming
 
+# The large-dataset flow at full size: 200,000 images submit, train one CPU epoch and fetch
+# (CI runs the same test with 24,000).
+large-dataset:
+    EASEL_LARGE_DATASET_IMAGES=200000 cargo test -p easel-e2e --test large_dataset -- --nocapture
+
+# The frozen-backbone feature cache: its first epoch and later ones against an epoch on images.
+bench-feature-cache:
+    cargo bench -p easel-engine --bench feature_cache
+
 # Dataset upload over loopback (100,000 small files, 2 GB of large ones) against tar over TCP.
 bench-upload:
     cargo bench -p easel-e2e --bench upload_throughput

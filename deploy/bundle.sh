@@ -51,7 +51,7 @@ patchelf --remove-rpath "$folder/bin/worker"
 cp deploy/worker-bundle/install.sh deploy/worker-bundle/easel-worker \
   deploy/worker-bundle/easel-worker-supervise \
   deploy/worker-bundle/easel-worker.service deploy/worker-bundle/README "$folder/"
-cp crates/client/src/fleet/on_machine.sh "$folder/easel-machine.sh"
+cp deploy/worker-bundle/easel-machine.sh "$folder/"
 cp configs/worker.toml "$folder/worker.toml"
 printf '%s\n' "$version" > "$folder/VERSION"
 chmod 755 "$folder/install.sh" "$folder/easel-worker" "$folder/easel-worker-supervise" \

@@ -29,4 +29,7 @@ trap cleanup EXIT
 s3_env=$(bash deploy/seaweedfs.sh start "$s3_dir")
 eval "$s3_env"
 
-cargo test --workspace --no-fail-fast "$@"
+# The worker and client binaries the end-to-end tests start are built once, by this build of
+# every test target (the same features, so nothing is compiled twice), not again by each test.
+cargo test --workspace --no-run --quiet
+EASEL_E2E_PREBUILT=1 cargo test --workspace --no-fail-fast "$@"

@@ -4,11 +4,14 @@
 pub mod s3;
 pub mod sshd;
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
+
+pub use easel_test_support::{HANG_GUARD, eventually, eventually_within};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,6 +30,9 @@ fn target_dir() -> PathBuf {
 }
 
 static BUILD: Once = Once::new();
+
+/// Between two looks that each start the client (a process start).
+pub const CLIENT_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Path of a workspace binary, built once per test process so the tests never run stale ones
 /// (`EASEL_E2E_PREBUILT=1` skips the build when a script has just built them).
@@ -231,46 +237,29 @@ impl Worker {
                 }
             }
         });
+        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+        // The channel also ends when the worker exits before listening: no need to wait longer.
         let address = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the worker did not start; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            });
+            .recv_timeout(HANG_GUARD)
+            .unwrap_or_else(|_| panic!("the worker did not start; its log:\n{}", log_text()));
         // The token file appears right after the listening line; wait for it to be complete.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let token = loop {
-            let text = std::fs::read_to_string(data_dir.join("token")).unwrap_or_default();
-            if text.ends_with('\n') {
-                break text.trim().to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no token file; worker log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let complete_line = |path: &Path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            text.ends_with('\n').then(|| text.trim().to_owned())
         };
+        let token = eventually(
+            || complete_line(&data_dir.join("token")),
+            || format!("no token file; worker log:\n{}", log_text()),
+        );
         let tls = env
             .iter()
             .any(|(key, value)| *key == "EASEL_TLS" && *value == "on");
         // The fingerprint file follows the token file.
         let fingerprint = tls.then(|| {
-            loop {
-                let text =
-                    std::fs::read_to_string(data_dir.join("tls/fingerprint")).unwrap_or_default();
-                if text.ends_with('\n') {
-                    break text.trim().to_owned();
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "no TLS fingerprint; worker log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            eventually(
+                || complete_line(&data_dir.join("tls/fingerprint")),
+                || format!("no TLS fingerprint; worker log:\n{}", log_text()),
+            )
         });
         let scheme = if tls { "https" } else { "http" };
         Worker {
@@ -322,32 +311,36 @@ impl Worker {
 
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "worker exited with {status}; log:\n{}",
+        let stopping = Instant::now();
+        let child = RefCell::new(child);
+        let status = eventually(
+            || child.borrow_mut().try_wait().unwrap(),
+            || {
+                // Killed before the panic, so a worker that ignores SIGTERM does not outlive
+                // the test.
+                let _ = child.borrow_mut().kill();
+                format!(
+                    "the worker never stopped after SIGTERM; log:\n{}",
                     self.log_text()
-                );
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "worker did not stop within 60 s of SIGTERM; log:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                )
+            },
+        );
+        eprintln!(
+            "the worker stopped {:.1} s after SIGTERM",
+            stopping.elapsed().as_secs_f64()
+        );
+        assert!(
+            status.success(),
+            "worker exited with {status}; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// Runs the real client against this worker, with a private HOME (config and watch cursors).
@@ -389,40 +382,51 @@ impl Worker {
         json_lines(&self.client_ok(home, &args)).swap_remove(0)
     }
 
-    /// Job state (`status --json`) once the job has ended, whichever way; panics after `timeout`.
+    /// Job state (`status --json`) now.
+    pub fn status(&self, home: &Path, job: &str) -> serde_json::Value {
+        serde_json::from_str(&self.client_ok(home, &["status", job, "--json"])).unwrap()
+    }
+
+    /// Job state (`status --json`) once the job has ended, whichever way. `hang_guard` only ends
+    /// a test that would otherwise wait for ever: far past the job's run on a loaded machine.
     pub fn wait_until_finished(
         &self,
         home: &Path,
         job: &str,
-        timeout: Duration,
+        hang_guard: Duration,
     ) -> serde_json::Value {
-        self.wait_for(home, job, timeout, |s| {
+        self.wait_for(home, job, hang_guard, |s| {
             matches!(state(s), "succeeded" | "failed" | "cancelled")
         })
     }
 
-    /// Job state (`status --json`) until `done` says so, or panics after `timeout`.
+    /// Job state (`status --json`) once `done` says so. `hang_guard` only ends a test that would
+    /// otherwise wait for ever: [`HANG_GUARD`], or longer for a long run.
     pub fn wait_for(
         &self,
         home: &Path,
         job: &str,
-        timeout: Duration,
+        hang_guard: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let status: serde_json::Value =
-                serde_json::from_str(&self.client_ok(home, &["status", job, "--json"])).unwrap();
-            if done(&status) {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {job} did not get there in {timeout:?}: {status}\nworker log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let last = RefCell::new(serde_json::Value::Null);
+        eventually_within(
+            hang_guard,
+            CLIENT_POLL_INTERVAL,
+            || {
+                let status = self.status(home, job);
+                let reached = done(&status);
+                *last.borrow_mut() = status.clone();
+                reached.then_some(status)
+            },
+            || {
+                format!(
+                    "job {job} never got there: {}\nworker log:\n{}",
+                    last.borrow(),
+                    self.log_text()
+                )
+            },
+        )
     }
 }
 
@@ -474,7 +478,7 @@ pub fn submit_detached_with(home: &Path, spec: &Path, env: &[(&str, &str)]) -> s
     json_lines(&String::from_utf8_lossy(&output.stdout)).swap_remove(0)
 }
 
-pub use easel_test_support::noise_dataset;
+pub use easel_test_support::{noise_dataset, noise_dataset_named};
 
 pub fn state(status: &serde_json::Value) -> &str {
     status["state"].as_str().unwrap_or("")

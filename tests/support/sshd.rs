@@ -5,7 +5,8 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use easel_test_support::eventually;
 
 pub struct Sshd {
     child: Child,
@@ -101,15 +102,15 @@ impl Sshd {
             ssh_command: format!("ssh -F {}", ssh_config.display()),
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not listen: {}",
-                std::fs::read_to_string(&sshd.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(
+            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+            || {
+                format!(
+                    "sshd did not listen: {}",
+                    std::fs::read_to_string(&sshd.log).unwrap_or_default()
+                )
+            },
+        );
         sshd
     }
 }

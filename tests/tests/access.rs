@@ -2,11 +2,14 @@
 //! the token name that submitted them (and admins), and a revoked token refused by name with its
 //! open streams ended.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use easel_e2e::{Worker, binary, client_with, json_lines, sample_subset, write_spec};
+use easel_e2e::{
+    CLIENT_POLL_INTERVAL, HANG_GUARD, Worker, binary, client_with, eventually, eventually_within,
+    json_lines, sample_subset, write_spec,
+};
 
 /// `worker ARGS --data-dir DIR`, asserting success; its stdout.
 fn worker_command(data_dir: &Path, args: &[&str]) -> String {
@@ -51,7 +54,6 @@ fn named_tokens_own_their_jobs_and_a_revoked_one_is_refused_and_its_stream_ends(
         listed.contains("alice") && listed.contains("bob"),
         "{listed}"
     );
-    std::thread::sleep(Duration::from_secs(2)); // the worker reads the file again within 1 s
 
     let as_user = |token: &str| {
         vec![
@@ -64,6 +66,26 @@ fn named_tokens_own_their_jobs_and_a_revoked_one_is_refused_and_its_stream_ends(
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         client_with(&home, args, &env)
     };
+    // The running worker reads the changed file again by itself: each new token is accepted
+    // once it has.
+    for (name, token) in [("alice", &alice), ("bob", &bob)] {
+        eventually_within(
+            HANG_GUARD,
+            CLIENT_POLL_INTERVAL,
+            || {
+                run(token, &["list", "--json"])
+                    .status
+                    .success()
+                    .then_some(())
+            },
+            || {
+                format!(
+                    "the running worker never accepted {name}'s new token; log:\n{}",
+                    worker.log_text()
+                )
+            },
+        );
+    }
     let submitted = run(
         &alice,
         &[
@@ -115,28 +137,38 @@ fn named_tokens_own_their_jobs_and_a_revoked_one_is_refused_and_its_stream_ends(
         .args(["watch", &job, "--json"])
         .env("HOME", &home)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(watch.try_wait().unwrap().is_none(), "the watch ended early");
-    let revoked_at = Instant::now();
-    let _ = Command::new(binary("worker"))
-        .args(["token", "revoke", "alice", "--data-dir"])
-        .arg(&data_dir)
-        .output()
-        .unwrap();
-    let ended = loop {
-        if let Some(status) = watch.try_wait().unwrap() {
-            break status;
+    // An event shown means the stream is open: the revocation below ends a stream, rather than
+    // refusing one not yet opened. The rest of the output is drained so the watch never blocks
+    // on a full pipe.
+    let (shown, events) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = shown.send(line);
         }
-        assert!(
-            revoked_at.elapsed() < Duration::from_secs(15),
-            "the watch outlived the token"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
+    let first = events.recv_timeout(HANG_GUARD).unwrap_or_else(|_| {
+        panic!(
+            "the watch showed no event; worker log:\n{}",
+            worker.log_text()
+        )
+    });
+    assert!(json_lines(&first)[0]["kind"].is_string(), "{first}");
+    assert!(watch.try_wait().unwrap().is_none(), "the watch ended early");
+    worker_command(&data_dir, &["token", "revoke", "alice"]);
+    let ended = eventually(
+        || watch.try_wait().unwrap(),
+        || {
+            format!(
+                "the watch outlived the token; worker log:\n{}",
+                worker.log_text()
+            )
+        },
+    );
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!ended.success());

@@ -3,9 +3,7 @@
 //! reason naming the file, while the worker goes on serving the next job; a training that dies
 //! outright (an abort in native code) ends its job alone.
 
-use std::time::Duration;
-
-use easel_e2e::{Worker, sample_subset, state, write_spec};
+use easel_e2e::{HANG_GUARD, Worker, sample_subset, state, write_spec};
 
 #[test]
 fn a_truncated_image_fails_its_job_by_name_and_the_worker_serves_the_next() {
@@ -31,7 +29,7 @@ fn a_truncated_image_fails_its_job_by_name_and_the_worker_serves_the_next() {
         .as_str()
         .unwrap()
         .to_owned();
-    let failed = worker.wait_until_finished(&home, &bad_job, Duration::from_secs(120));
+    let failed = worker.wait_until_finished(&home, &bad_job, HANG_GUARD);
     assert_eq!(state(&failed), "failed", "{failed}");
     let reason = failed.to_string();
     assert!(
@@ -43,7 +41,7 @@ fn a_truncated_image_fails_its_job_by_name_and_the_worker_serves_the_next() {
         .as_str()
         .unwrap()
         .to_owned();
-    let done = worker.wait_until_finished(&home, &good_job, Duration::from_secs(120));
+    let done = worker.wait_until_finished(&home, &good_job, HANG_GUARD);
     assert_eq!(state(&done), "succeeded", "{done}");
 }
 
@@ -59,7 +57,7 @@ fn a_blob_damaged_on_the_worker_is_moved_aside_and_the_next_submit_uploads_it_ag
             .as_str()
             .unwrap()
             .to_owned();
-        worker.wait_until_finished(&home, &job, Duration::from_secs(120))
+        worker.wait_until_finished(&home, &job, HANG_GUARD)
     };
     let first = submit();
     assert_eq!(state(&first), "succeeded", "{first}");
@@ -112,7 +110,7 @@ fn a_training_process_that_crashes_fails_its_job_alone_and_the_worker_serves_the
         .as_str()
         .unwrap()
         .to_owned();
-    worker.wait_for(&home, &crashing, Duration::from_secs(120), |s| {
+    worker.wait_for(&home, &crashing, HANG_GUARD, |s| {
         s["epochs_done"].as_u64() >= Some(1)
     });
     let trainers = worker.children();
@@ -123,7 +121,7 @@ fn a_training_process_that_crashes_fails_its_job_alone_and_the_worker_serves_the
         .status()
         .unwrap();
     assert!(killed.success());
-    let failed = worker.wait_until_finished(&home, &crashing, Duration::from_secs(60));
+    let failed = worker.wait_until_finished(&home, &crashing, HANG_GUARD);
     assert_eq!(state(&failed), "failed", "{failed}");
     assert!(
         failed.to_string().contains("killed by signal 6 (SIGABRT"),
@@ -134,7 +132,7 @@ fn a_training_process_that_crashes_fails_its_job_alone_and_the_worker_serves_the
         .as_str()
         .unwrap()
         .to_owned();
-    let done = worker.wait_until_finished(&home, &next, Duration::from_secs(120));
+    let done = worker.wait_until_finished(&home, &next, HANG_GUARD);
     assert_eq!(state(&done), "succeeded", "{done}");
     assert_eq!(worker.pid(), Some(worker_pid));
     assert!(
@@ -165,7 +163,7 @@ fn a_torchscript_archive_as_pretrained_fails_its_job_and_its_code_never_runs() {
         .as_str()
         .unwrap()
         .to_owned();
-    let failed = worker.wait_until_finished(&home, &job, Duration::from_secs(120));
+    let failed = worker.wait_until_finished(&home, &job, HANG_GUARD);
     assert_eq!(state(&failed), "failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap_or_default();
     assert!(
@@ -190,7 +188,7 @@ fn a_worker_whose_data_dir_holds_a_damaged_event_log_starts_serves_and_fails_tha
         .as_str()
         .unwrap()
         .to_owned();
-    let done = worker.wait_until_finished(&home, &first, Duration::from_secs(120));
+    let done = worker.wait_until_finished(&home, &first, HANG_GUARD);
     assert_eq!(state(&done), "succeeded", "{done}");
     worker.stop();
 
@@ -210,7 +208,7 @@ fn a_worker_whose_data_dir_holds_a_damaged_event_log_starts_serves_and_fails_tha
     std::fs::write(&events, text).unwrap();
 
     let worker = Worker::start(&worker.data_dir.clone());
-    let status = worker.wait_until_finished(&home, &first, Duration::from_secs(30));
+    let status = worker.wait_until_finished(&home, &first, HANG_GUARD);
     assert_eq!(state(&status), "failed", "{status}");
     let reason = status["reason"].as_str().unwrap_or_default();
     assert!(
@@ -227,6 +225,6 @@ fn a_worker_whose_data_dir_holds_a_damaged_event_log_starts_serves_and_fails_tha
         .as_str()
         .unwrap()
         .to_owned();
-    let served = worker.wait_until_finished(&home, &next, Duration::from_secs(120));
+    let served = worker.wait_until_finished(&home, &next, HANG_GUARD);
     assert_eq!(state(&served), "succeeded", "{served}");
 }

@@ -2,27 +2,8 @@
 //! worker's upload quota is refused before any byte moves, and `client rm` frees the space it
 //! reports.
 
-use std::path::Path;
-use std::time::Duration;
-
-use easel_e2e::{Worker, noise_dataset, sample_subset, state, write_spec};
-
-/// Bytes of the files under `dir` (a missing folder holds none).
-fn folder_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .flatten()
-            .map(|entry| {
-                let meta = entry.metadata().unwrap();
-                if meta.is_dir() {
-                    folder_bytes(&entry.path())
-                } else {
-                    meta.len()
-                }
-            })
-            .sum()
-    })
-}
+use easel_digest::folder_bytes;
+use easel_e2e::{HANG_GUARD, Worker, noise_dataset, sample_subset, state, write_spec};
 
 #[test]
 fn a_submit_larger_than_the_quota_is_refused_before_any_byte_moves() {
@@ -63,7 +44,7 @@ fn client_rm_frees_the_space_it_reports() {
         .as_str()
         .unwrap()
         .to_owned();
-    let done = worker.wait_until_finished(&home, &job, Duration::from_secs(120));
+    let done = worker.wait_until_finished(&home, &job, HANG_GUARD);
     assert_eq!(state(&done), "succeeded", "{done}");
 
     let held = |w: &Worker| {

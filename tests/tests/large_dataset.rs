@@ -1,22 +1,35 @@
-//! A dataset far past what one message can carry: 200,000 tiny generated PNGs submit (the
-//! manifest travels as a blob, blob queries go in batches), train one epoch on CPU, and fetch;
-//! a resubmit of the same data uploads nothing.
+//! A dataset far past what one message can carry: tiny generated PNGs whose long, random names
+//! make a manifest larger than the old 4 MiB message limit even gzipped, and more of them than one
+//! blob question may ask about (16,384), submit (the manifest travels as a blob, blob queries go
+//! in batches), train one epoch on CPU, and fetch; a resubmit of the same data uploads nothing.
+//!
+//! CI runs the smallest dataset that proves that: 24,000 images. `just large-dataset` runs it
+//! with 200,000 (`EASEL_LARGE_DATASET_IMAGES` sets the count).
 
 use std::time::{Duration, Instant};
 
-use easel_e2e::{Worker, noise_dataset, state};
+use easel_e2e::{Worker, noise_dataset_named, state};
 
-const PER_CLASS: usize = 100_000;
+/// Letters in each file's name: incompressible, about 165 bytes of gzipped manifest an image.
+const NAME_CHARS: usize = 220;
+
+fn images() -> usize {
+    std::env::var("EASEL_LARGE_DATASET_IMAGES")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(24_000)
+}
 
 #[test]
-fn two_hundred_thousand_images_submit_train_and_fetch() {
+fn a_dataset_past_one_message_and_one_blob_question_submits_trains_and_fetches() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let started = Instant::now();
-    let data = noise_dataset(tmp.path(), PER_CLASS, 2, 5);
+    let per_class = images() / 2;
+    let data = noise_dataset_named(tmp.path(), per_class, 2, 5, NAME_CHARS);
     eprintln!(
         "generated {} images in {:.1} s",
-        2 * PER_CLASS,
+        2 * per_class,
         started.elapsed().as_secs_f64()
     );
     let spec = tmp.path().join("large.toml");
@@ -55,7 +68,11 @@ flip = false
         started.elapsed().as_secs_f64()
     );
     // Every image (random pixels: all distinct); the manifest travels beside them.
-    let files = 2 * PER_CLASS as u64;
+    let files = 2 * per_class as u64;
+    assert!(
+        files > easel_proto::protocol::MAX_DIGESTS_PER_QUERY as u64,
+        "more images than one blob question may ask about"
+    );
     assert_eq!(summary["plan"]["files"].as_u64(), Some(files), "{summary}");
     assert_eq!(
         summary["plan"]["upload_files"].as_u64(),
@@ -65,11 +82,7 @@ flip = false
     let job = summary["job_id"].as_str().unwrap().to_owned();
     let done = worker.wait_until_finished(&home, &job, Duration::from_secs(900));
     assert_eq!(state(&done), "succeeded", "{done}\n{}", worker.log_text());
-    assert_eq!(
-        done["dataset_images"].as_u64(),
-        Some(2 * PER_CLASS as u64),
-        "{done}"
-    );
+    assert_eq!(done["dataset_images"].as_u64(), Some(files), "{done}");
     eprintln!(
         "submitted and trained in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -4,11 +4,14 @@
 //! epochs. Resuming from a job without a checkpoint, or with another spec, is refused.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use easel_e2e::{Worker, json_lines, sample_subset, state, write_spec};
+use easel_e2e::{Worker, eventually_within, json_lines, sample_subset, state, write_spec};
 
 const EPOCHS: u64 = 6;
+
+/// Ends a test whose training would otherwise be waited for without end.
+const TRAINING_HANG_GUARD: Duration = Duration::from_secs(300);
 
 /// The demo spec with a checkpoint after every epoch.
 fn checkpointing_spec(dir: &Path, name: &str, data: &Path, learning_rate: &str) -> PathBuf {
@@ -57,15 +60,18 @@ fn a_new_worker_resumes_a_job_from_the_store() {
     let mut first = Worker::start_with(&tmp.path().join("a"), &["--store", &store_url]);
     let job = job_id(&submit(&first, &home, &[spec_arg]));
     let stored_checkpoint = store_dir.join(format!("jobs/{job}/checkpoints/last.ckpt"));
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !stored_checkpoint.is_file() {
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint in the store after 300 s; worker log:\n{}",
-            first.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_within(
+        TRAINING_HANG_GUARD,
+        // Looked for often, so A dies soon after its first checkpoint, epochs before its end.
+        Duration::from_millis(20),
+        || stored_checkpoint.is_file().then_some(()),
+        || {
+            format!(
+                "no checkpoint in the store; worker log:\n{}",
+                first.log_text()
+            )
+        },
+    );
     first.kill();
     std::fs::remove_dir_all(&first.data_dir).unwrap();
 
@@ -101,7 +107,7 @@ fn a_new_worker_resumes_a_job_from_the_store() {
     assert_eq!(second.client_ok(&home, &["list", "--json"]).trim(), "[]");
 
     let resumed = job_id(&submit(&second, &home, &[spec_arg, "--resume-from", &job]));
-    let status = second.wait_until_finished(&home, &resumed, Duration::from_secs(300));
+    let status = second.wait_until_finished(&home, &resumed, TRAINING_HANG_GUARD);
     assert_eq!(
         state(&status),
         "succeeded",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use easel_e2e::s3::S3;
-use easel_e2e::{Worker, sample_subset, state, write_spec};
+use easel_e2e::{HANG_GUARD, Worker, sample_subset, state, write_spec};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -156,7 +156,7 @@ fn a_prefix_without_objects_fails_the_job_naming_the_url() {
         Worker::start_with_env(&tmp.path().join("worker"), &[], &worker_env(&s3, &allowed));
     let summary = worker.submit_detached(&home, &spec, &[]);
     let job = summary["job_id"].as_str().unwrap().to_owned();
-    let status = worker.wait_until_finished(&home, &job, Duration::from_secs(120));
+    let status = worker.wait_until_finished(&home, &job, HANG_GUARD);
     assert_eq!(state(&status), "failed", "{status}");
     let reason = status["reason"].as_str().unwrap_or("");
     assert!(

@@ -93,12 +93,14 @@ impl EventView {
                 } else {
                     self.println(&format!("job {outcome}: {reason}"));
                 }
-                let accuracy = |key: &str| report.as_ref()?.get(key)?.as_f64();
-                if let Some(best) = accuracy("best_validation_accuracy") {
-                    self.println(&format!("best validation accuracy {:.2}%", best * 100.0));
-                }
-                if let Some(test) = accuracy("test_accuracy") {
-                    self.println(&format!("test accuracy {:.2}%", test * 100.0));
+                if let Some(report) = report {
+                    self.println(&format!(
+                        "best validation accuracy {:.2}%",
+                        report.best_validation_accuracy * 100.0
+                    ));
+                    if let Some(test) = report.test_accuracy {
+                        self.println(&format!("test accuracy {:.2}%", test * 100.0));
+                    }
                 }
             }
             EventKind::CheckpointWritten { .. }

@@ -111,6 +111,28 @@ pub struct SizeRange {
     pub max_height: u32,
 }
 
+impl SizeRange {
+    /// The range of a single image.
+    pub(crate) fn of(width: u32, height: u32) -> Self {
+        SizeRange {
+            min_width: width,
+            max_width: width,
+            min_height: height,
+            max_height: height,
+        }
+    }
+
+    /// The range widened to take in one more image.
+    pub(crate) fn including(self, width: u32, height: u32) -> Self {
+        SizeRange {
+            min_width: self.min_width.min(width),
+            max_width: self.max_width.max(width),
+            min_height: self.min_height.min(height),
+            max_height: self.max_height.max(height),
+        }
+    }
+}
+
 impl ScanReport {
     /// Reads the manifest's images from the scanned folders and archives.
     pub fn source(&self) -> &LocalSource {

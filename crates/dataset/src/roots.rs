@@ -267,26 +267,57 @@ fn zip_entry_parts(name: &str) -> std::result::Result<Vec<&str>, &'static str> {
     Ok(parts)
 }
 
+/// A visible entry of an archive, inside the folder the root names.
+struct ZipEntry {
+    index: usize,
+    /// The entry's name as written in the archive (for messages).
+    name: String,
+    /// The normalised path inside the archive, '/'-separated.
+    rel_path: String,
+    /// The path's parts below the folder the root names.
+    below: Vec<String>,
+    is_dir: bool,
+}
+
 fn list_zip(archive: SharedArchive, inner: &str) -> Result<RootListing> {
-    let archive_path = archive.path().to_owned();
     let mut listing = RootListing::default();
+    let entries = entries_below(&archive, inner, &mut listing)?;
+    let stepped = wrapping_folders(&entries);
+    if !stepped.is_empty() {
+        listing.stepped_into = Some(stepped.join("/"));
+    }
+    file_zip_entries(&archive, entries, stepped.len(), &mut listing);
+    listing
+        .candidates
+        .sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    Ok(listing)
+}
+
+/// The visible entries inside the folder `inner` of the archive ('' for all of it). Entries
+/// that escape or are symbolic links are rejected into `listing`, hidden ones counted there
+/// (a hidden folder once).
+fn entries_below(
+    archive: &SharedArchive,
+    inner: &str,
+    listing: &mut RootListing,
+) -> Result<Vec<ZipEntry>> {
+    let archive_path = archive.path();
     let inner_parts: Vec<&str> = inner.split('/').filter(|p| !p.is_empty()).collect();
     let mut hidden_prefixes = BTreeSet::new();
-    // (entry index, parts below the inner folder, is_dir, name in archive)
     let mut visible = Vec::new();
     let mut inner_seen = inner_parts.is_empty();
     for index in 0..archive.len() {
         let info = archive
             .entry_info(index)
             .map_err(|e| Error::io(archive_path.join(format!("#{index}")), e))?;
-        let display = format!("{}/{}", archive_path.display(), info.name);
+        let refuse = |reason: &str| FileProblem {
+            path: format!("{}/{}", archive_path.display(), info.name),
+            reason: reason.to_owned(),
+        };
         let parts = match zip_entry_parts(&info.name) {
             Ok(parts) => parts,
             Err(reason) => {
-                listing.rejected.push(FileProblem {
-                    path: display,
-                    reason: reason.to_owned(),
-                });
+                listing.rejected.push(refuse(reason));
                 continue;
             }
         };
@@ -306,96 +337,92 @@ fn list_zip(archive: SharedArchive, inner: &str) -> Result<RootListing> {
             continue;
         }
         if info.is_symlink {
-            listing.rejected.push(FileProblem {
-                path: display,
-                reason: "symbolic link inside the archive".to_owned(),
-            });
+            listing
+                .rejected
+                .push(refuse("symbolic link inside the archive"));
             continue;
         }
-        visible.push((index, below, info.is_dir, info.name));
+        visible.push(ZipEntry {
+            index,
+            rel_path: parts.join("/"),
+            below,
+            is_dir: info.is_dir,
+            name: info.name,
+        });
     }
     if !inner_seen {
         return Err(Error::NotInArchive {
-            archive: archive_path,
+            archive: archive_path.to_owned(),
             inner: inner.to_owned(),
         });
     }
     listing.hidden_skipped = hidden_prefixes.len();
+    Ok(visible)
+}
 
-    // Step into a lone wrapping folder, as often as the archive nests.
-    let mut depth = 0;
+/// The lone folders that wrap the class folders, outermost first: stepped into as often as
+/// the archive nests them.
+fn wrapping_folders(entries: &[ZipEntry]) -> Vec<String> {
     let mut stepped = Vec::new();
     loop {
-        let mut tops = BTreeMap::<&str, (bool, bool)>::new(); // name -> (has own files, has folders)
+        let depth = stepped.len();
+        // Top-level folder name -> (has files of its own, has folders).
+        let mut tops = BTreeMap::<&str, (bool, bool)>::new();
         let mut top_level_file = false;
-        for (_, parts, is_dir, _) in &visible {
-            let rest = &parts[depth..];
+        for entry in entries {
+            let rest = &entry.below[depth..];
             match rest {
                 [] => {}
-                [_] if !is_dir => top_level_file = true,
+                [_] if !entry.is_dir => top_level_file = true,
                 [first, ..] => {
                     let slot = tops.entry(first.as_str()).or_default();
-                    if rest.len() == 2 && !is_dir {
+                    if rest.len() == 2 && !entry.is_dir {
                         slot.0 = true;
                     }
-                    if rest.len() >= 3 || (rest.len() == 2 && *is_dir) {
+                    if rest.len() >= 3 || (rest.len() == 2 && entry.is_dir) {
                         slot.1 = true;
                     }
                 }
             }
         }
-        match (top_level_file, tops.len(), tops.values().next()) {
-            (false, 1, Some((false, true))) => {
-                stepped.push(
-                    tops.keys()
-                        .next()
-                        .map(|k| k.to_string())
-                        .unwrap_or_default(),
-                );
-                depth += 1;
-            }
-            _ => break,
+        match (top_level_file, tops.len(), tops.iter().next()) {
+            (false, 1, Some((only, (false, true)))) => stepped.push(only.to_string()),
+            _ => return stepped,
         }
     }
-    if !stepped.is_empty() {
-        listing.stepped_into = Some(stepped.join("/"));
-    }
+}
 
-    for (index, parts, is_dir, name) in visible {
-        let rest = &parts[depth..];
-        let display = format!("{}/{}", archive_path.display(), name);
-        match (rest, is_dir) {
+/// Sorts the entries `depth` folders down into class folders, their files (candidates) and
+/// loose files beside them.
+fn file_zip_entries(
+    archive: &SharedArchive,
+    entries: Vec<ZipEntry>,
+    depth: usize,
+    listing: &mut RootListing,
+) {
+    for entry in entries {
+        let rest = &entry.below[depth..];
+        let display = format!("{}/{}", archive.path().display(), entry.name);
+        match (rest, entry.is_dir) {
             ([], _) => {}
-            ([class], true) => {
-                listing.class_folders.insert(class.clone());
-            }
             ([_], false) => listing.loose_files.push(display),
             ([class, ..], true) => {
                 listing.class_folders.insert(class.clone());
             }
             ([class, ..], false) => {
                 listing.class_folders.insert(class.clone());
-                let rel_path = {
-                    let mut full: Vec<&str> = inner_parts.clone();
-                    full.extend(parts.iter().map(String::as_str));
-                    full.join("/")
-                };
                 listing.candidates.push(Candidate {
-                    rel_path,
+                    rel_path: entry.rel_path,
                     class_folder: class.clone(),
                     display,
                     location: Location::ZipEntry {
                         archive: archive.clone(),
-                        index,
+                        index: entry.index,
                     },
                 });
             }
         }
     }
-    listing
-        .candidates
-        .sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-    Ok(listing)
 }
 
 #[cfg(test)]

@@ -1,18 +1,19 @@
 //! The scan: list every root, merge class folders across roots by name (case-insensitively),
 //! read and digest every file in parallel, and sort the results into a manifest and a report.
 
+mod classes;
+mod duplicates;
+
 use crate::error::{Error, Result};
 use crate::inspect::{Inspected, inspect};
 use crate::manifest::{Manifest, ManifestEntry, Subset};
-use crate::report::{
-    ClassMerge, ClassSource, DuplicateFile, DuplicateGroup, MissingClass, OversizedImage,
-    RootSummary, ScanReport, SizeRange,
-};
-use crate::roots::{Candidate, FileProblem, RootListing, list_root};
+use crate::report::{MissingClass, OversizedImage, RootSummary, ScanReport, SizeRange};
+use crate::roots::{Candidate, FileProblem, Location, RootListing, list_root};
 use crate::source::LocalSource;
+use classes::ClassFolders;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,20 +64,35 @@ pub fn scan_subsets(roots: &SubsetRoots, options: &ScanOptions) -> Result<ScanRe
     scan_tagged(&tagged, options)
 }
 
-struct ClassInfo {
-    /// The spelling of the first root that has this class.
-    name: String,
-    sources: Vec<(usize, String)>,
+/// One root as the scan sees it.
+struct TaggedRoot {
+    path: PathBuf,
+    /// The subset its images feed, when the spec names explicit subsets.
+    subset: Option<Subset>,
+    /// Prefixes its manifest paths when several roots are scanned together.
+    label: String,
 }
 
+/// An image file that passed inspection, not yet filed into the manifest.
 struct Found {
+    /// Index of its root.
     root: usize,
+    /// Its class folder's name in lowercase: the key classes merge under.
     class_key: String,
     candidate: Candidate,
     digest: String,
     size: u64,
     width: u32,
     height: u32,
+    /// A duplicate copy left out because `ScanOptions::deduplicate` was set.
+    dropped: bool,
+}
+
+/// Everything read from the roots, before it is sorted into the manifest and the report.
+struct Scanned {
+    roots: Vec<TaggedRoot>,
+    classes: ClassFolders,
+    found: Vec<Found>,
 }
 
 fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Result<ScanReport> {
@@ -87,23 +103,47 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
         .iter()
         .map(|(path, _)| list_root(path))
         .collect::<Result<_>>()?;
+    let roots = tag_roots(roots);
+    let classes = ClassFolders::merge(&listings);
+    let mut report = empty_report();
+    let candidates = take_listings(&mut report, &roots, listings);
+    let found = inspect_all(&mut report, candidates, options);
+    let mut scanned = Scanned {
+        roots,
+        classes,
+        found,
+    };
+
+    let class_index = classes::file_classes(&mut report, &scanned);
+    duplicates::group(&mut report, &mut scanned, options.deduplicate);
+    let Scanned { roots, found, .. } = scanned;
+    let locations = add_entries(&mut report, &roots, found, &class_index);
+    report.manifest.sort();
+    report.missing_from_subsets = missing_from_subsets(&report.manifest, &roots);
+    report.source = LocalSource::new(locations, options.max_file_bytes);
+    tracing::debug!(
+        images = report.manifest.entries.len(),
+        classes = report.manifest.classes.len(),
+        "dataset scanned"
+    );
+    Ok(report)
+}
+
+fn tag_roots(roots: &[(PathBuf, Option<Subset>)]) -> Vec<TaggedRoot> {
     let labels = root_labels(roots.iter().map(|(path, _)| path.as_path()));
-    let prefix_paths = roots.len() > 1;
+    roots
+        .iter()
+        .zip(labels)
+        .map(|((path, subset), label)| TaggedRoot {
+            path: path.clone(),
+            subset: *subset,
+            label,
+        })
+        .collect()
+}
 
-    let mut classes: BTreeMap<String, ClassInfo> = BTreeMap::new();
-    for (root, listing) in listings.iter().enumerate() {
-        for folder in &listing.class_folders {
-            let info = classes
-                .entry(folder.to_lowercase())
-                .or_insert_with(|| ClassInfo {
-                    name: folder.clone(),
-                    sources: Vec::new(),
-                });
-            info.sources.push((root, folder.clone()));
-        }
-    }
-
-    let mut report = ScanReport {
+fn empty_report() -> ScanReport {
+    ScanReport {
         manifest: Manifest {
             classes: Vec::new(),
             entries: Vec::new(),
@@ -122,22 +162,40 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
         non_images: Vec::new(),
         image_sizes: None,
         source: LocalSource::default(),
-    };
+    }
+}
+
+/// Records what listing each root found beside its images (one summary per root, hidden,
+/// loose and rejected files) and returns the files to inspect, each with its root's index.
+fn take_listings(
+    report: &mut ScanReport,
+    roots: &[TaggedRoot],
+    listings: Vec<RootListing>,
+) -> Vec<(usize, Candidate)> {
     let mut candidates = Vec::new();
-    for (root, listing) in listings.into_iter().enumerate() {
+    for (index, (root, listing)) in roots.iter().zip(listings).enumerate() {
         report.roots.push(RootSummary {
-            path: roots[root].0.display().to_string(),
-            label: labels[root].clone(),
-            subset: roots[root].1,
+            path: root.path.display().to_string(),
+            label: root.label.clone(),
+            subset: root.subset,
             stepped_into: listing.stepped_into,
             images: 0,
         });
         report.hidden_skipped += listing.hidden_skipped;
         report.loose_files.extend(listing.loose_files);
         report.rejected.extend(listing.rejected);
-        candidates.extend(listing.candidates.into_iter().map(|c| (root, c)));
+        candidates.extend(listing.candidates.into_iter().map(|c| (index, c)));
     }
+    candidates
+}
 
+/// Reads and digests every candidate in parallel; the images are returned, every other file is
+/// reported with why it was left out.
+fn inspect_all(
+    report: &mut ScanReport,
+    candidates: Vec<(usize, Candidate)>,
+    options: &ScanOptions,
+) -> Vec<Found> {
     let inspected: Vec<Inspected> = candidates
         .par_iter()
         .map(|(_, candidate)| inspect(candidate, options.max_image_pixels, options.max_file_bytes))
@@ -158,6 +216,7 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
                 size,
                 width,
                 height,
+                dropped: false,
             }),
             Inspected::NotAnImage => report.non_images.push(candidate.display),
             Inspected::Unreadable { reason } => report.unreadable.push(FileProblem {
@@ -171,139 +230,50 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
             }),
         }
     }
+    found
+}
 
-    // Classes with at least one usable image, sorted by name.
-    let mut class_names: Vec<(&String, &ClassInfo)> = classes.iter().collect();
-    class_names.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.1.name.cmp(&b.1.name)));
-    let mut class_index = HashMap::new();
-    for (key, info) in class_names {
-        if found.iter().any(|f| &f.class_key == key) {
-            class_index.insert(key.clone(), report.manifest.classes.len() as u32);
-            report.manifest.classes.push(info.name.clone());
-        } else {
-            report.empty_classes.push(info.name.clone());
-        }
-        let distinct_roots = info.sources.windows(2).any(|w| w[0].0 != w[1].0);
-        let respelled = info.sources.iter().any(|(_, folder)| folder != &info.name);
-        let is_subset_scan = info
-            .sources
-            .iter()
-            .any(|(root, _)| roots[*root].1.is_some());
-        if respelled || (distinct_roots && !is_subset_scan) {
-            report.merged_classes.push(ClassMerge {
-                class: info.name.clone(),
-                sources: info
-                    .sources
-                    .iter()
-                    .map(|(root, folder)| ClassSource {
-                        root: roots[*root].0.display().to_string(),
-                        folder: folder.clone(),
-                    })
-                    .collect(),
-            });
-        }
-    }
-
-    let mut entries = Vec::with_capacity(found.len());
+/// Lists every image but the duplicate copies left out in the manifest, counts them per root
+/// and takes the range of their sizes. Returns where each digest's bytes are.
+fn add_entries(
+    report: &mut ScanReport,
+    roots: &[TaggedRoot],
+    found: Vec<Found>,
+    class_index: &HashMap<String, u32>,
+) -> HashMap<String, (Location, String)> {
+    let prefix_paths = roots.len() > 1;
     let mut locations = HashMap::new();
-    let mut by_digest: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (index, item) in found.iter().enumerate() {
-        by_digest.entry(&item.digest).or_default().push(index);
-    }
-    let mut dropped = vec![false; found.len()];
-    for (digest, copies) in &by_digest {
-        if copies.len() < 2 {
-            continue;
-        }
-        let mut files: Vec<(usize, DuplicateFile)> = copies
-            .iter()
-            .map(|&i| {
-                let item = &found[i];
-                (
-                    i,
-                    DuplicateFile {
-                        path: item.candidate.display.clone(),
-                        class: classes[&item.class_key].name.clone(),
-                        subset: roots[item.root].1,
-                    },
-                )
-            })
-            .collect();
-        files.sort_by(|a, b| a.1.path.cmp(&b.1.path));
-        if options.deduplicate {
-            let mut kept = Vec::new();
-            for (i, file) in &files {
-                let key = (found[*i].class_key.as_str(), file.subset);
-                if kept.contains(&key) {
-                    dropped[*i] = true;
-                    report.duplicates_dropped += 1;
-                } else {
-                    kept.push(key);
-                }
-            }
-        }
-        report.duplicates.push(DuplicateGroup {
-            digest: (*digest).to_owned(),
-            files: files.into_iter().map(|(_, f)| f).collect(),
-        });
-    }
-
-    let mut sizes: Option<SizeRange> = None;
-    for (item, dropped) in found.into_iter().zip(dropped) {
-        if dropped {
-            continue;
-        }
+    report.manifest.entries.reserve(found.len());
+    for item in found.into_iter().filter(|item| !item.dropped) {
+        let root = &roots[item.root];
         report.roots[item.root].images += 1;
-        sizes = Some(match sizes {
-            None => SizeRange {
-                min_width: item.width,
-                max_width: item.width,
-                min_height: item.height,
-                max_height: item.height,
-            },
-            Some(s) => SizeRange {
-                min_width: s.min_width.min(item.width),
-                max_width: s.max_width.max(item.width),
-                min_height: s.min_height.min(item.height),
-                max_height: s.max_height.max(item.height),
-            },
+        report.image_sizes = Some(match report.image_sizes {
+            None => SizeRange::of(item.width, item.height),
+            Some(range) => range.including(item.width, item.height),
         });
         let path = if prefix_paths {
-            format!("{}/{}", labels[item.root], item.candidate.rel_path)
+            format!("{}/{}", root.label, item.candidate.rel_path)
         } else {
             item.candidate.rel_path.clone()
         };
-        entries.push(ManifestEntry {
+        report.manifest.entries.push(ManifestEntry {
             path,
             class: class_index[&item.class_key],
             size: item.size,
             digest: item.digest.clone(),
-            subset: roots[item.root].1,
+            subset: root.subset,
         });
         locations
             .entry(item.digest)
             .or_insert((item.candidate.location, item.candidate.display));
     }
-    report.image_sizes = sizes;
-    report.manifest.entries = entries;
-    report.manifest.sort();
-    report.missing_from_subsets = missing_from_subsets(&report.manifest, roots);
-    report.source = LocalSource::new(locations, options.max_file_bytes);
-    tracing::debug!(
-        images = report.manifest.entries.len(),
-        classes = report.manifest.classes.len(),
-        "dataset scanned"
-    );
-    Ok(report)
+    locations
 }
 
-fn missing_from_subsets(
-    manifest: &Manifest,
-    roots: &[(PathBuf, Option<Subset>)],
-) -> Vec<MissingClass> {
+fn missing_from_subsets(manifest: &Manifest, roots: &[TaggedRoot]) -> Vec<MissingClass> {
     let mut missing = Vec::new();
     for subset in Subset::ALL {
-        if !roots.iter().any(|(_, s)| *s == Some(subset)) {
+        if !roots.iter().any(|root| root.subset == Some(subset)) {
             continue;
         }
         for (class_index, class) in manifest.classes.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! Content addresses. Datasets, blobs, pretrained weights and artifacts are all named by the
-//! blake3 of their bytes in lowercase hex; this crate is the one place that digest is computed.
+//! blake3 of their bytes in lowercase hex; this crate is the one place that digest is computed,
+//! and the one place the bytes a folder of them holds are counted ([`folder_bytes`]).
 //! Files are read in a streaming fashion with blake3's own buffered reader (large enough for its
 //! SIMD paths), never into memory whole.
 
@@ -95,6 +96,21 @@ impl<R: io::Read> io::Read for Counted<R> {
         self.bytes += n as u64;
         Ok(n)
     }
+}
+
+/// Bytes of regular files under `dir`, recursively (a missing folder holds none).
+pub fn folder_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => folder_bytes(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use easel_engine::models::build_classifier;
 use easel_engine::pipeline::cache::{CacheHeader, CacheWriter, cache_key, cache_path, read};
 use easel_engine::pipeline::{Augment, BatchSource, DecodedDataset, Residency};
 use easel_engine::trainer::epoch::{EpochPlan, Trainee, train_epoch};
-use easel_engine::trainer::optimizer::{Optimizer, parameters_of};
-use easel_spec::{Architecture, AugmentSpec, ModelSpec, Optimizer as OptimizerKind, TrainSpec};
+use easel_engine::trainer::optimizer::{Hyperparameters, Optimizer, parameters_of};
+use easel_spec::{Architecture, AugmentSpec, ModelSpec, TrainSpec};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::AtomicBool;
@@ -107,7 +107,7 @@ fn images_per_second(data: &DecodedDataset, residency: Residency, steps: u64) ->
     let vs = VarStore::new(Device::Cpu);
     let net =
         build_classifier(&vs.root(), &model, 5, (i64::from(SIDE), i64::from(SIDE))).expect("model");
-    let optimizer = Optimizer::new(OptimizerKind::Sgd, 0.9, 0.0, parameters_of(&vs));
+    let optimizer = Optimizer::new(Hyperparameters::sgd(0.9), parameters_of(&vs));
     let mut trainee = Trainee {
         vs,
         net,

@@ -9,11 +9,11 @@
 //! pipeline figures are skipped.
 
 use easel_engine::models::build_classifier;
-use easel_engine::pipeline::{CacheStatus, channels_last, load_manifest};
+use easel_engine::pipeline::{CacheStatus, DecodeTarget, channels_last, load_manifest};
 use easel_engine::trainer::epoch::{Trainee, train_step};
-use easel_engine::trainer::optimizer::{GroupRates, Optimizer, parameters_of};
+use easel_engine::trainer::optimizer::{GroupRates, Hyperparameters, Optimizer, parameters_of};
 use easel_engine::trainer::precision::Bf16Copy;
-use easel_spec::{Architecture, ModelSpec, Optimizer as OptimizerKind};
+use easel_spec::{Architecture, ModelSpec};
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
@@ -82,15 +82,15 @@ fn pipeline() {
         rayon::current_num_threads()
     );
     let started = Instant::now();
-    let decoded = load_manifest(manifest, source, 64, 64, 40_000_000, None).expect("decode");
+    let decoded = load_manifest(manifest, source, decode_to(64, 64), None).expect("decode");
     let decode_rate = images / started.elapsed().as_secs_f64();
     assert_eq!(decoded.cache, CacheStatus::Disabled);
-    let written = load_manifest(manifest, source, 64, 64, 40_000_000, Some(cache.path()))
+    let written = load_manifest(manifest, source, decode_to(64, 64), Some(cache.path()))
         .expect("write cache");
     assert_eq!(written.cache, CacheStatus::Written);
     let started = Instant::now();
-    let hit = load_manifest(manifest, source, 64, 64, 40_000_000, Some(cache.path()))
-        .expect("read cache");
+    let hit =
+        load_manifest(manifest, source, decode_to(64, 64), Some(cache.path())).expect("read cache");
     let cache_rate = images / started.elapsed().as_secs_f64();
     assert_eq!(hit.cache, CacheStatus::Hit);
     println!("  decode + resize from disk: {decode_rate:10.0} images/s");
@@ -98,6 +98,15 @@ fn pipeline() {
         "  from the decoded cache:    {cache_rate:10.0} images/s  ({:.1}x)",
         cache_rate / decode_rate
     );
+}
+
+/// The sample's images at `height`x`width`, under a pixel limit none of them reaches.
+fn decode_to(height: u32, width: u32) -> DecodeTarget {
+    DecodeTarget {
+        height,
+        width,
+        max_pixels: 40_000_000,
+    }
 }
 
 fn cuda() {
@@ -226,7 +235,7 @@ fn step_rate(
     };
     let vs = VarStore::new(device);
     let net = build_classifier(&vs.root(), &model, 5, (side, side)).expect("model");
-    let optimizer = Optimizer::new(OptimizerKind::Sgd, 0.9, 0.0, parameters_of(&vs));
+    let optimizer = Optimizer::new(Hyperparameters::sgd(0.9), parameters_of(&vs));
     let bf16 = mode
         .bf16
         .then(|| Bf16Copy::new(&vs, &model, 5, (side, side), device).expect("bf16 copy"));

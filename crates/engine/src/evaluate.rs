@@ -1,26 +1,16 @@
 //! `client evaluate DIR data/`: a trained run's best weights on another labelled dataset.
 
 use crate::device::DeviceChoice;
-use crate::pipeline::{BatchSource, decode_dataset};
+use crate::pipeline::{BatchSource, DecodeTarget, decode_dataset};
 use crate::trained::TrainedModel;
 use crate::trainer::validation::evaluate_indices;
 use crate::{Error, Result};
 use easel_dataset::{ImageSource, Manifest, ManifestEntry};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-const EVALUATION_BATCH: usize = 64;
+pub use crate::trainer::validation::Evaluation;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub images: u64,
-    pub accuracy: f64,
-    pub loss: f64,
-    /// In the run's class order (`classes.json`).
-    pub per_class_accuracy: Vec<f64>,
-    /// `confusion[true][predicted]`, the run's class order.
-    pub confusion: Vec<Vec<u64>>,
-}
+const EVALUATION_BATCH: usize = 64;
 
 /// Classes are matched by name; data holding a class the run never saw is an error (its images
 /// could only be wrong). The run's classes missing from the data are fine.
@@ -59,9 +49,11 @@ pub fn evaluate(
     let mut data = decode_dataset(
         &entries,
         source,
-        height,
-        width,
-        model.spec.data.max_image_pixels,
+        DecodeTarget {
+            height,
+            width,
+            max_pixels: model.spec.data.max_image_pixels,
+        },
     )?;
     let labels: Vec<i64> = entries
         .iter()
@@ -70,18 +62,11 @@ pub fn evaluate(
     data.labels = tch::Tensor::from_slice(&labels);
     let source = BatchSource::new(&data, device, device.is_cuda())?;
     let indices: Vec<i64> = (0..entries.len() as i64).collect();
-    let totals = evaluate_indices(
+    Ok(evaluate_indices(
         &model.net,
         &source,
         &indices,
         EVALUATION_BATCH,
         model.classes.len(),
-    );
-    Ok(Evaluation {
-        images: totals.images,
-        accuracy: totals.accuracy,
-        loss: totals.loss,
-        per_class_accuracy: totals.per_class_accuracy,
-        confusion: totals.confusion,
-    })
+    ))
 }

@@ -4,8 +4,8 @@
 //! batch, so its loss must stay finite and fall. Adam at `POC_LEARNING_RATE`, no head dropout.
 
 use crate::models::{build_classifier, set_backbone_trainable};
-use crate::pipeline::{BatchSource, decode_dataset};
-use crate::trainer::optimizer::{GroupRates, Optimizer, parameters_of};
+use crate::pipeline::{BatchSource, DecodeTarget, decode_dataset};
+use crate::trainer::optimizer::{GroupRates, Hyperparameters, Optimizer, parameters_of};
 use crate::weights::load_pretrained_backbone;
 use crate::{Error, Result};
 use easel_dataset::{
@@ -22,6 +22,12 @@ use tch::{Device, Reduction, Tensor};
 /// barely move the loss in twenty): it always uses Adam at this rate, which overfits one batch
 /// with every architecture, VGG without batch norm included.
 pub const POC_LEARNING_RATE: f64 = 1e-4;
+/// Adam whatever the spec names, for the reason above.
+const POC_OPTIMIZER: Hyperparameters = Hyperparameters {
+    kind: OptimizerKind::Adam,
+    momentum: 0.0,
+    weight_decay: 0.0,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PocReport {
@@ -65,7 +71,15 @@ pub fn proof_of_concept(
     let side = local.image_size as u32;
     let subset = stratified_subset(manifest, local.max_images as usize, spec.data.seed);
     let entries: Vec<&ManifestEntry> = subset.iter().map(|&i| &manifest.entries[i]).collect();
-    let data = decode_dataset(&entries, source, side, side, spec.data.max_image_pixels)?;
+    let data = decode_dataset(
+        &entries,
+        source,
+        DecodeTarget {
+            height: side,
+            width: side,
+            max_pixels: spec.data.max_image_pixels,
+        },
+    )?;
     // The fixed batch: a stratified pick from the subset, as positions in `data`.
     let batch_entries =
         stratified_subset_of(manifest, &subset, local.batch_size as usize, spec.data.seed);
@@ -100,11 +114,11 @@ pub fn proof_of_concept(
         num_classes as i64,
         (side as i64, side as i64),
     )?;
-    if let Some(path) = &spec.model.pretrained {
+    if let Some(path) = crate::weights::pretrained_file(spec)? {
         load_pretrained_backbone(&mut vs, path)?;
     }
     set_backbone_trainable(&vs, !spec.model.freeze_backbone);
-    let mut optimizer = Optimizer::new(OptimizerKind::Adam, 0.0, 0.0, parameters_of(&vs));
+    let mut optimizer = Optimizer::new(POC_OPTIMIZER, parameters_of(&vs));
     let source = BatchSource::new(&data, device, false)?;
     let (x, y) = source.batch(&source.indices(&positions), None);
     let lr = POC_LEARNING_RATE;

@@ -18,6 +18,9 @@ mod pickle;
 mod torch_archive;
 mod torch_legacy;
 
+#[cfg(test)]
+pub(crate) use pickle::REFUSALS as PICKLE_REFUSALS;
+
 /// How to turn any PyTorch weights file into one Easel reads, shown when a file cannot be read.
 const CONVERT_SNIPPET: &str = "import torch; from safetensors.torch import save_file\n\
     state = torch.load(\"IN.pth\", map_location=\"cpu\")  # a model object? use its .state_dict()\n\
@@ -62,6 +65,19 @@ pub struct LoadReport {
 /// was built at `vs.root()`. Accepts a full torchvision VGG state_dict: its `classifier.*` head is
 /// ignored (the new head keeps its fresh initialisation) and reported in the notes.
 ///
+/// The weights file a spec's `model.pretrained` names, if any. A blob reference (`blob:…`) is
+/// for the worker to point at its blob store first; reaching the engine, it is refused by name.
+pub fn pretrained_file(spec: &easel_spec::ExperimentSpec) -> Result<Option<&Path>> {
+    match &spec.model.pretrained {
+        None => Ok(None),
+        Some(weights) => weights.file().map(Some).ok_or_else(|| {
+            Error::Invalid(format!(
+                "model.pretrained = `{weights}` names weights uploaded to a worker, not a file"
+            ))
+        }),
+    }
+}
+
 /// Fails with `Error::Weights` listing every backbone tensor that is missing from the file, has
 /// another shape, or is in the file under `features.*` but not in the model; nothing is copied then.
 pub fn load_pretrained_backbone(vs: &mut VarStore, path: &Path) -> Result<LoadReport> {

@@ -1,10 +1,11 @@
 //! Frozen-backbone feature caching on the real sample: the head trains on features computed
-//! once, with the results of an uncached run and a fraction of its cost.
+//! once, with the results of an uncached run. (What it saves is measured by the `feature_cache`
+//! bench; that a cached epoch never runs the backbone, by the cache's unit tests.)
 
 mod support;
 
 use easel_engine::TrainEvent;
-use easel_spec::{Architecture, ImageSize, Optimizer};
+use easel_spec::{Architecture, ImageSize, Optimizer, PretrainedWeights};
 use std::path::PathBuf;
 use support::{Recorded, spec, subset, timeless, train};
 
@@ -23,7 +24,7 @@ fn frozen_spec(
     spec.model.architecture = architecture;
     spec.model.head = vec![32, 64, 128, 64];
     spec.model.dropout = 0.2;
-    spec.model.pretrained = Some(legacy_weights(weights));
+    spec.model.pretrained = Some(PretrainedWeights::File(legacy_weights(weights)));
     spec.model.freeze_backbone = true;
     spec.augment.flip = true;
     spec.train.optimizer = Optimizer::Sgd;
@@ -48,7 +49,7 @@ fn close(a: f64, b: f64, tolerance: f64) -> bool {
 }
 
 #[test]
-fn a_frozen_backbone_trains_from_cached_features_as_from_images_at_a_fraction_of_the_cost() {
+fn a_frozen_backbone_trains_from_features_cached_once_as_from_images() {
     let _serial = support::serial();
     let manifest = subset(&[0, 1, 2, 3, 4], 60, 3);
     let cached_dir = tempfile::tempdir().unwrap();
@@ -69,6 +70,15 @@ fn a_frozen_backbone_trains_from_cached_features_as_from_images_at_a_fraction_of
     );
 
     let cached_notes = notes(&cached);
+    let caches_built: Vec<&String> = cached_notes
+        .iter()
+        .filter(|note| note.starts_with("features cached:"))
+        .collect();
+    assert_eq!(
+        caches_built.len(),
+        1,
+        "computed once for every epoch: {cached_notes:?}"
+    );
     assert!(
         cached_notes.iter().any(|note| note
             .starts_with("features cached: 300 images and their mirror images, 512x1x1 each")),
@@ -105,18 +115,6 @@ fn a_frozen_backbone_trains_from_cached_features_as_from_images_at_a_fraction_of
         assert!(
             tensor.allclose(&uncached_weights[&name], 1e-3, 1e-5, false),
             "{name} differs"
-        );
-    }
-
-    // Epoch 1 computes the features of every image and its mirror; later epochs only run the head.
-    let epochs = cached.epochs();
-    for later in &epochs[1..] {
-        assert!(
-            later.seconds < epochs[0].seconds / 5.0,
-            "epoch {} took {:.3} s, epoch 1 {:.3} s",
-            later.epoch,
-            later.seconds,
-            epochs[0].seconds
         );
     }
 }

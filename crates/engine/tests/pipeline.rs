@@ -5,24 +5,24 @@ mod support;
 use easel_engine::pipeline::{CacheStatus, load_manifest};
 use easel_engine::{Error, TrainJob};
 use std::sync::atomic::AtomicBool;
-use support::{sample, spec, subset};
+use support::{decode_to, sample, spec, subset};
 
 #[test]
 fn the_second_load_reads_the_decoded_cache_without_decoding() {
     let manifest = subset(&[0, 1, 2], 30, 9);
     let cache = tempfile::tempdir().unwrap();
     let source = &sample().source;
-    let first = load_manifest(&manifest, source, 20, 24, 40_000_000, Some(cache.path())).unwrap();
+    let first = load_manifest(&manifest, source, decode_to(20, 24), Some(cache.path())).unwrap();
     assert_eq!(first.cache, CacheStatus::Written);
     assert_eq!(first.decoded_images, 90);
     assert_eq!(first.data.images.size(), vec![90, 3, 20, 24]);
-    let second = load_manifest(&manifest, source, 20, 24, 40_000_000, Some(cache.path())).unwrap();
+    let second = load_manifest(&manifest, source, decode_to(20, 24), Some(cache.path())).unwrap();
     assert_eq!(second.cache, CacheStatus::Hit);
     assert_eq!(second.decoded_images, 0);
     assert!(second.data.images.equal(&first.data.images));
     assert!(second.data.labels.equal(&first.data.labels));
     // Another size is another cache entry.
-    let other = load_manifest(&manifest, source, 16, 16, 40_000_000, Some(cache.path())).unwrap();
+    let other = load_manifest(&manifest, source, decode_to(16, 16), Some(cache.path())).unwrap();
     assert_eq!(other.cache, CacheStatus::Written);
 }
 

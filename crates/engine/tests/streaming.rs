@@ -6,9 +6,9 @@ mod support;
 use easel_engine::models::build_classifier;
 use easel_engine::pipeline::{Augment, BatchSource, CacheStatus, Residency, load_manifest};
 use easel_engine::trainer::epoch::{EpochPlan, TrainTotals, Trainee, train_epoch};
-use easel_engine::trainer::optimizer::{Optimizer, parameters_of};
+use easel_engine::trainer::optimizer::{Hyperparameters, Optimizer, parameters_of};
 use std::sync::atomic::AtomicBool;
-use support::{sample, spec, subset};
+use support::{decode_to, sample, spec, subset};
 use tch::Device;
 use tch::nn::VarStore;
 
@@ -16,12 +16,7 @@ fn trainee(spec: &easel_spec::ExperimentSpec) -> Trainee {
     tch::manual_seed(7);
     let vs = VarStore::new(Device::Cpu);
     let net = build_classifier(&vs.root(), &spec.model, 3, (20, 24)).unwrap();
-    let optimizer = Optimizer::new(
-        spec.train.optimizer,
-        spec.train.momentum,
-        spec.train.weight_decay,
-        parameters_of(&vs),
-    );
+    let optimizer = Optimizer::new(Hyperparameters::of(&spec.train), parameters_of(&vs));
     Trainee {
         vs,
         net,
@@ -78,11 +73,11 @@ fn an_epoch_streamed_from_the_mapped_cache_trains_exactly_as_one_held_in_memory(
     spec.augment.flip = true;
     let cache = tempfile::tempdir().unwrap();
     let source = &sample().source;
-    let in_memory = load_manifest(&manifest, source, 20, 24, 40_000_000, None).unwrap();
+    let in_memory = load_manifest(&manifest, source, decode_to(20, 24), None).unwrap();
     assert_eq!(in_memory.cache, CacheStatus::Disabled);
-    let written = load_manifest(&manifest, source, 20, 24, 40_000_000, Some(cache.path())).unwrap();
+    let written = load_manifest(&manifest, source, decode_to(20, 24), Some(cache.path())).unwrap();
     assert_eq!(written.cache, CacheStatus::Written);
-    let mapped = load_manifest(&manifest, source, 20, 24, 40_000_000, Some(cache.path())).unwrap();
+    let mapped = load_manifest(&manifest, source, decode_to(20, 24), Some(cache.path())).unwrap();
     assert_eq!(mapped.cache, CacheStatus::Hit);
     assert!(mapped.data.images.equal(&in_memory.data.images));
     assert!(written.data.images.equal(&in_memory.data.images));
@@ -119,7 +114,7 @@ fn an_epoch_streamed_from_the_mapped_cache_trains_exactly_as_one_held_in_memory(
 #[test]
 fn a_streamed_pass_left_part_way_stops_its_thread_and_the_next_pass_starts_afresh() {
     let manifest = subset(&[0, 1], 20, 5);
-    let loaded = load_manifest(&manifest, &sample().source, 12, 12, 40_000_000, None).unwrap();
+    let loaded = load_manifest(&manifest, &sample().source, decode_to(12, 12), None).unwrap();
     let streamed =
         BatchSource::with_residency(&loaded.data, Device::Cpu, false, Residency::Streamed).unwrap();
     let order: Vec<i64> = (0..40).rev().collect();

@@ -5,6 +5,7 @@ mod support;
 use easel_engine::models::build_classifier;
 use easel_engine::weights::save_backbone;
 use easel_engine::{DeviceChoice, TrainEvent, TrainOutcome};
+use easel_spec::PretrainedWeights;
 use support::{read, sample, spec, subset, timeless, train};
 use tch::nn::VarStore;
 
@@ -219,7 +220,7 @@ fn a_backbone_trained_on_some_digits_transfers_frozen_to_others() {
 
     let second_half = subset(&[5, 6, 7, 8, 9], 80, 5);
     let mut fine_tune = spec(2, "");
-    fine_tune.model.pretrained = Some(backbone.clone());
+    fine_tune.model.pretrained = Some(PretrainedWeights::File(backbone.clone()));
     fine_tune.model.freeze_backbone = true;
     let fine_dir = tempfile::tempdir().unwrap();
     let run = train(&fine_tune, &second_half, fine_dir.path(), None, None);
@@ -275,7 +276,7 @@ fn a_backbone_trained_on_some_digits_transfers_frozen_to_others() {
 fn the_bf16_copy_trains_the_fp32_master_weights() {
     let _serial = support::serial();
     use easel_engine::trainer::epoch::{Trainee, train_step};
-    use easel_engine::trainer::optimizer::{GroupRates, Optimizer, parameters_of};
+    use easel_engine::trainer::optimizer::{GroupRates, Hyperparameters, Optimizer, parameters_of};
     use easel_engine::trainer::precision::Bf16Copy;
     use tch::{Device, Kind, Reduction, Tensor};
     tch::manual_seed(0);
@@ -283,7 +284,14 @@ fn the_bf16_copy_trains_the_fp32_master_weights() {
     let vs = VarStore::new(Device::Cpu);
     let net = build_classifier(&vs.root(), &model, 3, (16, 16)).unwrap();
     let copy = Bf16Copy::new(&vs, &model, 3, (16, 16), Device::Cpu).unwrap();
-    let optimizer = Optimizer::new(easel_spec::Optimizer::Adam, 0.9, 0.0, parameters_of(&vs));
+    let optimizer = Optimizer::new(
+        Hyperparameters {
+            kind: easel_spec::Optimizer::Adam,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        },
+        parameters_of(&vs),
+    );
     let mut trainee = Trainee {
         vs,
         net,

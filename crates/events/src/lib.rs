@@ -65,7 +65,7 @@ pub enum EventKind {
         reason: String,
         /// The run's `report.json`, when it succeeded.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        report: Option<serde_json::Value>,
+        report: Option<Box<RunReport>>,
     },
 }
 
@@ -137,6 +137,24 @@ pub struct EpochMetrics {
     pub images_per_second: f64,
     pub learning_rate: f64,
     pub seconds: f64,
+}
+
+/// A run's `report.json`, written last; a job's `finished` event carries it when the run
+/// succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub name: String,
+    pub classes: Vec<String>,
+    pub device: String,
+    pub epochs_run: u32,
+    pub best_epoch: u32,
+    pub best_validation_accuracy: f64,
+    pub final_metrics: EpochMetrics,
+    pub test_accuracy: Option<f64>,
+    pub test_loss: Option<f64>,
+    pub stopped_early: bool,
+    pub seconds: f64,
+    pub dataset_digest: String,
 }
 
 /// RFC 3339 UTC with milliseconds, the time format of events and job records.

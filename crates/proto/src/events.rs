@@ -110,7 +110,9 @@ fn kind_message(kind: EventKind) -> Kind {
         } => Kind::Finished(pb::Finished {
             outcome: outcome_message(outcome) as i32,
             reason,
-            report_json: report.map(|r| r.to_string()).unwrap_or_default(),
+            report_json: report
+                .and_then(|r| serde_json::to_string(&r).ok())
+                .unwrap_or_default(),
         }),
     }
 }
@@ -180,6 +182,7 @@ fn event_kind(kind: Kind) -> Option<EventKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use easel_events::RunReport;
 
     fn round_trip(kind: EventKind) {
         let record = EventRecord {
@@ -213,7 +216,7 @@ mod tests {
             loss: 0.5,
             images_per_second: 900.0,
         }));
-        round_trip(EventKind::Epoch(EpochMetrics {
+        let metrics = EpochMetrics {
             epoch: 1,
             train_loss: 0.7,
             train_accuracy: 0.5,
@@ -224,7 +227,8 @@ mod tests {
             images_per_second: 800.0,
             learning_rate: 0.01,
             seconds: 1.5,
-        }));
+        };
+        round_trip(EventKind::Epoch(metrics.clone()));
         round_trip(EventKind::CheckpointWritten {
             epoch: 1,
             name: "checkpoints/last.ckpt".into(),
@@ -248,7 +252,20 @@ mod tests {
         round_trip(EventKind::Finished {
             outcome: Outcome::Succeeded,
             reason: String::new(),
-            report: Some(serde_json::json!({"test_accuracy": 0.9})),
+            report: Some(Box::new(RunReport {
+                name: "art".into(),
+                classes: vec!["a".into(), "b".into()],
+                device: "cuda:0".into(),
+                epochs_run: 1,
+                best_epoch: 1,
+                best_validation_accuracy: 0.75,
+                final_metrics: metrics,
+                test_accuracy: Some(0.9),
+                test_loss: Some(0.4),
+                stopped_early: false,
+                seconds: 3.0,
+                dataset_digest: "d".into(),
+            })),
         });
         round_trip(EventKind::Finished {
             outcome: Outcome::Interrupted,

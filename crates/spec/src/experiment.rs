@@ -7,7 +7,8 @@
 //! two in step).
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,7 +162,7 @@ pub struct ModelSpec {
     pub pooling: Pooling,
     /// Backbone weights (safetensors or a PyTorch state_dict), torchvision parameter names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pretrained: Option<PathBuf>,
+    pub pretrained: Option<PretrainedWeights>,
     #[serde(default)]
     pub freeze_backbone: bool,
     /// Unfreeze the backbone after this many epochs (fine-tuning), if set.
@@ -170,6 +171,63 @@ pub struct ModelSpec {
     /// Backbone learning rate = this factor x train.learning_rate once unfrozen.
     #[serde(default = "defaults::backbone_lr_scale")]
     pub backbone_lr_scale: f64,
+}
+
+/// Where a run's pretrained backbone comes from: a weights file, or, in a spec that `client
+/// submit` sent, the blob it uploaded the file as (`"blob:<digest>"` in the TOML), which the
+/// worker points at the file in its blob store before the run starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum PretrainedWeights {
+    File(PathBuf),
+    Blob(String),
+}
+
+impl PretrainedWeights {
+    /// How a spec names an uploaded blob.
+    pub const BLOB_PREFIX: &str = "blob:";
+
+    /// The weights file, when the spec names one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            PretrainedWeights::File(path) => Some(path),
+            PretrainedWeights::Blob(_) => None,
+        }
+    }
+
+    /// The digest of the uploaded blob, when the spec names one.
+    pub fn blob(&self) -> Option<&str> {
+        match self {
+            PretrainedWeights::Blob(digest) => Some(digest),
+            PretrainedWeights::File(_) => None,
+        }
+    }
+}
+
+impl From<String> for PretrainedWeights {
+    fn from(text: String) -> PretrainedWeights {
+        match text.strip_prefix(PretrainedWeights::BLOB_PREFIX) {
+            Some(digest) => PretrainedWeights::Blob(digest.to_owned()),
+            None => PretrainedWeights::File(PathBuf::from(text)),
+        }
+    }
+}
+
+impl From<PretrainedWeights> for String {
+    fn from(weights: PretrainedWeights) -> String {
+        weights.to_string()
+    }
+}
+
+impl fmt::Display for PretrainedWeights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PretrainedWeights::File(path) => write!(f, "{}", path.display()),
+            PretrainedWeights::Blob(digest) => {
+                write!(f, "{}{digest}", PretrainedWeights::BLOB_PREFIX)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! checked to exist, all reported together with the spec's other problems.
 
 use crate::error::{Problem, SpecErrors};
-use crate::experiment::{DataSpec, ExperimentSpec};
+use crate::experiment::{DataSpec, ExperimentSpec, PretrainedWeights};
 use crate::load::{read_text, read_toml};
 use std::path::{Path, PathBuf};
 
@@ -145,7 +145,9 @@ impl ExperimentSpec {
             .chain(data.validation.iter_mut())
             .chain(data.test.iter_mut())
             .for_each(resolve);
-        self.model.pretrained.iter_mut().for_each(resolve);
+        if let Some(PretrainedWeights::File(path)) = &mut self.model.pretrained {
+            resolve(path);
+        }
     }
 
     /// Dataset folders/zips and weights files that do not exist (paths as currently held, so
@@ -180,7 +182,20 @@ impl ExperimentSpec {
                 ));
             }
         }
-        if let Some(weights) = &self.model.pretrained
+        if let Some(PretrainedWeights::Blob(digest)) = &self.model.pretrained {
+            problems.push(Problem::new(
+                "model.pretrained",
+                format!(
+                    "`blob:{digest}` names weights uploaded to a worker; on this machine name the \
+                     weights file"
+                ),
+            ));
+        }
+        if let Some(weights) = self
+            .model
+            .pretrained
+            .as_ref()
+            .and_then(PretrainedWeights::file)
             && !weights.is_file()
         {
             problems.push(Problem::new(

@@ -328,8 +328,9 @@ mod defaults {
     }
 }
 
-/// A training device named in `devices`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A training device named in `devices`. It travels (to a training process, say) as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DeviceName {
     Auto,
     Cpu,
@@ -350,6 +351,21 @@ impl DeviceName {
                 .ok()
                 .map(DeviceName::Cuda),
         }
+    }
+}
+
+impl TryFrom<String> for DeviceName {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<DeviceName, String> {
+        DeviceName::parse(&text)
+            .ok_or_else(|| format!("`{text}` is not a device; use {DEVICE_NAMES}"))
+    }
+}
+
+impl From<DeviceName> for String {
+    fn from(device: DeviceName) -> String {
+        device.to_string()
     }
 }
 
@@ -508,11 +524,15 @@ impl WorkerConfig {
         }
     }
 
-    /// The parsed devices (call after validation).
-    pub fn device_names(&self) -> Vec<DeviceName> {
+    /// The parsed devices; an entry that names no device is an error naming it (validation
+    /// reports it too, with its key), never left out.
+    pub fn device_names(&self) -> Result<Vec<DeviceName>, String> {
         self.devices
             .iter()
-            .filter_map(|d| DeviceName::parse(d))
+            .enumerate()
+            .map(|(index, name)| {
+                DeviceName::try_from(name.clone()).map_err(|why| format!("devices[{index}]: {why}"))
+            })
             .collect()
     }
 
@@ -789,6 +809,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(config.concurrent_jobs(), 2);
+        let misspelt = WorkerConfig {
+            devices: vec!["cuda:0".into(), "gpu7".into()],
+            ..Default::default()
+        };
+        let error = misspelt.device_names().unwrap_err();
+        assert!(
+            error.starts_with("devices[1]: `gpu7` is not a device"),
+            "{error}"
+        );
+        let travelled: DeviceName =
+            serde_json::from_str(&serde_json::to_string(&DeviceName::Cuda(1)).unwrap()).unwrap();
+        assert_eq!(travelled, DeviceName::Cuda(1));
         assert!(WorkerConfig::load(None, &no_env, &WorkerOverrides::default()).is_ok());
     }
 }

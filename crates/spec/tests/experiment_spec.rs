@@ -262,7 +262,10 @@ fn missing_dataset_folder_is_reported_at_its_key() {
         Some(folder),
         "relative to the spec's folder, not the working directory"
     );
-    assert_eq!(spec.model.pretrained, Some(weights));
+    assert_eq!(
+        spec.model.pretrained,
+        Some(easel_spec::PretrainedWeights::File(weights))
+    );
 }
 
 #[test]
@@ -442,4 +445,36 @@ fn non_finite_values_are_refused_at_their_key() {
             "{key} = {value}: {errors:?}"
         );
     }
+}
+
+#[test]
+fn pretrained_weights_name_a_file_or_an_uploaded_blob() {
+    use easel_spec::PretrainedWeights;
+    let spec = parse_experiment(
+        "[data]\npath = \"/d\"\n[model]\npretrained = \"blob:0a1b\"\n",
+        "submitted spec",
+    )
+    .unwrap();
+    let weights = spec.model.pretrained.clone().unwrap();
+    assert_eq!(weights, PretrainedWeights::Blob("0a1b".into()));
+    assert_eq!((weights.blob(), weights.file()), (Some("0a1b"), None));
+    // Written back as it was read, so the worker's `spec.toml` says what was sent.
+    let again = parse_experiment(&spec.to_toml_string().unwrap(), "again").unwrap();
+    assert_eq!(again.model.pretrained, Some(weights));
+
+    // On the laptop a blob names nothing readable: refused at its key.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("art")).unwrap();
+    let spec_path = dir.path().join("experiment.toml");
+    std::fs::write(
+        &spec_path,
+        "[data]\npath = \"art\"\n\n[model]\npretrained = \"blob:0a1b\"\n",
+    )
+    .unwrap();
+    let lines = error_lines(&load_experiment(&spec_path).unwrap_err());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("model.pretrained: `blob:0a1b` names weights uploaded to a worker"),
+        "{lines:?}"
+    );
 }

@@ -22,15 +22,31 @@ pub fn dark_and_light_dataset(root: &Path, per_class: u32, side: u32) {
 /// Noise PNGs (incompressible, so uploads move every byte): classes `a` and `b` under
 /// `dir/noise`, `per_class` images of `side`x`side` each, the same pixels for the same `seed`.
 pub fn noise_dataset(dir: &Path, per_class: usize, side: u32, seed: u64) -> PathBuf {
+    noise_dataset_named(dir, per_class, side, seed, 0)
+}
+
+/// Like [`noise_dataset`], each file named by `name_chars` random letters and digits (and its
+/// index): long names that do not compress make a large manifest from few images.
+pub fn noise_dataset_named(
+    dir: &Path,
+    per_class: usize,
+    side: u32,
+    seed: u64,
+    name_chars: usize,
+) -> PathBuf {
     use rand::{Rng, SeedableRng};
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
     let root = dir.join("noise");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for class in ["a", "b"] {
         std::fs::create_dir_all(root.join(class)).unwrap();
         for i in 0..per_class {
             let image = image::RgbImage::from_fn(side, side, |_, _| image::Rgb(rng.random()));
+            let name: String = (0..name_chars)
+                .map(|_| char::from(LETTERS[rng.random_range(0..LETTERS.len())]))
+                .collect();
             image
-                .save(root.join(class).join(format!("{i}.png")))
+                .save(root.join(class).join(format!("{name}{i}.png")))
                 .unwrap();
         }
     }

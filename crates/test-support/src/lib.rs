@@ -1,15 +1,18 @@
 //! What every crate's tests share, so each finds the same data the same way: the real sample
 //! dataset and the PyTorch-made fixtures that `deploy/test.sh` prepares, the loopback S3
-//! server's settings, generated image folders, and how a finished command is checked.
+//! server's settings, generated image folders, how a finished command is checked, and how a test
+//! waits for something to happen.
 
 mod images;
 pub mod mutations;
 mod output;
 mod s3;
+mod wait;
 
-pub use images::{dark_and_light_dataset, noise_dataset};
+pub use images::{dark_and_light_dataset, noise_dataset, noise_dataset_named};
 pub use output::{assert_success, output_text};
 pub use s3::{S3Settings, skip_requested};
+pub use wait::{HANG_GUARD, POLL_INTERVAL, eventually, eventually_within};
 
 use std::path::{Path, PathBuf};
 

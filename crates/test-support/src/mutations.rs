@@ -3,6 +3,8 @@
 //! mutant with a value or an error, never a panic, a hang or an allocation the input cannot back.
 //! Deterministic, so a failure names the seed and mutant that reproduce it.
 
+use std::ops::Range;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -46,6 +48,17 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut StdRng) {
         4 => bytes.truncate(at),
         _ => bytes.insert(at, INTERESTING[rng.random_range(0..INTERESTING.len())]),
     }
+}
+
+/// Whether `mutant` is `valid` with bytes changed inside `ranges` only (so what those bytes
+/// mean is all a reader may read differently).
+pub fn only_changed_within(valid: &[u8], mutant: &[u8], ranges: &[Range<usize>]) -> bool {
+    mutant.len() == valid.len()
+        && valid
+            .iter()
+            .zip(mutant)
+            .enumerate()
+            .all(|(at, (a, b))| a == b || ranges.iter().any(|range| range.contains(&at)))
 }
 
 #[cfg(test)]

@@ -5,18 +5,11 @@
 //! server on `127.0.0.1:0`.
 
 pub mod access;
-pub mod artifacts;
-pub mod auth;
-pub mod blobs;
-pub mod caches;
-pub mod connections;
-mod convert;
 pub mod error;
-mod grpc;
 pub mod jobs;
-pub mod space;
-pub mod tls;
-pub mod tokens;
+pub mod network;
+pub mod storage;
+pub mod training;
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,27 +19,12 @@ use easel_proto::v1 as pb;
 use easel_spec::worker::WorkerConfig;
 use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
-use blobs::BlobLimits;
 pub use error::{Error, Result};
 use jobs::manager::ManagerSettings;
-pub use jobs::training::Training;
-
-/// HTTP/2 flow-control windows: what a client may send before the worker acknowledges it. The
-/// protocol's default (64 KiB a stream) would hold an upload over a link of 50 ms round trip to
-/// about 1 MB/s a stream; these keep a long fat link full.
-const STREAM_WINDOW_BYTES: u32 = 8 << 20;
-const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
-
-/// Concurrent streams one connection may hold: a client's upload streams (64 at most), its
-/// follow and fetch streams, with room to spare.
-const MAX_STREAMS_PER_CONNECTION: u32 = 128;
-
-/// A TLS handshake not finished by then is dropped with its connection, so connections that
-/// never speak cannot hold the worker's connection slots (`limits.first_request_timeout_seconds`
-/// closes them sooner when it is shorter).
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use network::tls::TlsIdentity;
+use storage::blobs::BlobLimits;
+pub use training::Training;
 
 /// Serves until `shutdown` resolves, then stops accepting connections, lets running jobs stop at
 /// a checkpoint (they are queued again for the next start) and returns. Jobs train on threads
@@ -70,117 +48,34 @@ pub async fn run_with_training(
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create {}", data_dir.display()))?;
     let address = listener.local_addr()?;
-    let token =
-        auth::load_or_create_token(data_dir).context("failed to set up the access token")?;
-    let tls = if config.tls.enabled {
-        // Other dependencies bring a second rustls crypto back end; say which one serves.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = tls::load_or_create(data_dir, &config.tls).context("failed to set up TLS")?;
-        eprintln!(
-            "worker: TLS certificate fingerprint {} (stored in {})",
-            tls.fingerprint,
-            tls.fingerprint_path.display()
-        );
-        Some(tls)
-    } else {
-        None
-    };
-    if token.created {
-        print_token_hint(&token.path, tls.as_ref(), address);
-    }
-
+    let (token, tls) = credentials(&config, address)?;
     let (store, options, store_url) = open_store(&config)?;
-    let manager = jobs::JobManager::open(manager_settings(&config, store, options, training))
+    let manager = jobs::JobManager::open(manager_settings(&config, store, options, training)?)
         .context("failed to open the worker's data directory")?;
     tokio::spawn(manager.clone().schedule());
 
-    let runtime = easel_engine::runtime_info();
-    let hello = pb::HelloResponse {
-        protocol_version: easel_proto::PROTOCOL_VERSION,
-        worker_version: env!("CARGO_PKG_VERSION").to_owned(),
-        devices: config.devices.clone(),
-        max_concurrent_jobs: config.concurrent_jobs() as u32,
-        store_url: store_url.clone(),
-        max_chunk_bytes: config.upload.max_chunk_bytes,
-        libtorch_version: runtime.libtorch_version,
-        cuda_available: runtime.cuda_available,
-    };
-    let guard = access::Guard::start(&token.value, tokens::tokens_path(data_dir));
-    let service = grpc::WorkerService {
+    let guard = access::Guard::start(&token.value, access::named_tokens::tokens_path(data_dir));
+    let service = network::grpc::WorkerService {
         manager: manager.clone(),
-        guard: guard.clone(),
-        hello,
+        guard,
+        hello: hello(&config, &store_url),
         upload_idle: Duration::from_secs(config.upload.idle_timeout_seconds),
     };
-    // A message carries at most max_chunk_bytes of blob data plus its chunks' framing.
-    let message_limit =
-        config.upload.max_chunk_bytes as usize + easel_proto::protocol::MESSAGE_OVERHEAD_BYTES;
-    let worker = pb::worker_server::WorkerServer::new(service)
-        .max_decoding_message_size(message_limit)
-        .max_encoding_message_size(message_limit.max(4 << 20));
-    let worker = tonic::service::interceptor::InterceptedService::new(
-        worker,
-        move |request: tonic::Request<()>| {
-            let connection = request
-                .extensions()
-                .get::<connections::ConnectionInfo>()
-                .cloned();
-            let request = guard.check(request)?;
-            // A valid token: the connection is a client's, and no connection deadline applies
-            // to it any more.
-            if let Some(connection) = connection {
-                connection.note_authenticated();
-            }
-            Ok(request)
-        },
-    );
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("easel.v1.Worker", tonic_health::ServingStatus::Serving)
         .await;
-
-    let counter = connections::ConnectionCounter::new(connections::ConnectionLimits {
-        total: config.limits.max_connections as usize,
-        per_address: config.limits.max_connections_per_address as usize,
-        first_request: Duration::from_secs(config.limits.first_request_timeout_seconds),
-        authentication: Duration::from_secs(config.limits.authentication_timeout_seconds),
-    });
-    let incoming = connections::admitted(
-        TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            // The kernel drops a peer gone without closing (a machine switched off).
-            .with_keepalive(Some(Duration::from_secs(60))),
-        counter,
-    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &tls {
-        builder = builder
-            .tls_config(
-                tonic::transport::ServerTlsConfig::new()
-                    .identity(tls.identity.clone())
-                    .timeout(TLS_HANDSHAKE_TIMEOUT),
-            )
-            .context("failed to set up TLS")?;
-    }
-    let server = builder
-        // Every request, health checks included, counts as its connection's first.
-        .layer(tonic::service::InterceptorLayer::new(
-            connections::note_request,
-        ))
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        // A peer that stops answering pings is dropped with its streams.
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        // Streams beyond this on one connection wait for one to end (health Watch streams need
-        // no token, so without it one connection could open them without end).
-        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-        .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .add_service(health_service)
-        .add_service(worker)
-        .serve_with_incoming_shutdown(incoming, async move {
+    let server = network::server::serve(
+        listener,
+        &config,
+        tls.as_ref(),
+        service,
+        health_service,
+        async move {
             let _ = stop_rx.await;
-        });
+        },
+    )?;
     let mut serving = tokio::spawn(server);
     // `client up` waits for this line in the log before it reads the token and fingerprint.
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -208,11 +103,55 @@ pub async fn run_with_training(
     Ok(())
 }
 
+/// The worker's admin token and, when TLS is on, its certificate (each made at first start),
+/// with a hint printed for a token made now.
+fn credentials(
+    config: &WorkerConfig,
+    address: std::net::SocketAddr,
+) -> anyhow::Result<(access::admin_token::Token, Option<TlsIdentity>)> {
+    let data_dir = &config.data_dir;
+    let token = access::admin_token::load_or_create_token(data_dir)
+        .context("failed to set up the access token")?;
+    let tls = if config.tls.enabled {
+        // Other dependencies bring a second rustls crypto back end; say which one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls =
+            network::tls::load_or_create(data_dir, &config.tls).context("failed to set up TLS")?;
+        eprintln!(
+            "worker: TLS certificate fingerprint {} (stored in {})",
+            tls.fingerprint,
+            tls.fingerprint_path.display()
+        );
+        Some(tls)
+    } else {
+        None
+    };
+    if token.created {
+        print_token_hint(&token.path, tls.as_ref(), address);
+    }
+    Ok((token, tls))
+}
+
+/// What `Hello` answers: versions, devices and limits.
+fn hello(config: &WorkerConfig, store_url: &str) -> pb::HelloResponse {
+    let runtime = easel_engine::runtime_info();
+    pb::HelloResponse {
+        protocol_version: easel_proto::PROTOCOL_VERSION,
+        worker_version: env!("CARGO_PKG_VERSION").to_owned(),
+        devices: config.devices.clone(),
+        max_concurrent_jobs: config.concurrent_jobs() as u32,
+        store_url: store_url.to_owned(),
+        max_chunk_bytes: config.upload.max_chunk_bytes,
+        libtorch_version: runtime.libtorch_version,
+        cuda_available: runtime.cuda_available,
+    }
+}
+
 /// Where the new admin token is kept and how a client uses it; the token itself stays out of
 /// logs.
 fn print_token_hint(
     path: &std::path::Path,
-    tls: Option<&tls::TlsIdentity>,
+    tls: Option<&TlsIdentity>,
     address: std::net::SocketAddr,
 ) {
     let (scheme, pin) = match tls {
@@ -249,12 +188,14 @@ fn manager_settings(
     store: ArtifactStore,
     store_options: StoreOptions,
     training: Training,
-) -> ManagerSettings {
-    let device_names = config.device_names();
+) -> anyhow::Result<ManagerSettings> {
+    let device_names = config
+        .device_names()
+        .map_err(|why| anyhow::anyhow!("worker config: {why}"))?;
     let slots = (0..config.concurrent_jobs())
         .map(|i| device_names[i % device_names.len()])
         .collect();
-    ManagerSettings {
+    Ok(ManagerSettings {
         data_dir: config.data_dir.clone(),
         store,
         store_options,
@@ -274,5 +215,5 @@ fn manager_settings(
         max_image_pixels: config.limits.max_image_pixels,
         retry: RetryPolicy::default(),
         training,
-    }
+    })
 }

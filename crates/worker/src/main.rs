@@ -33,7 +33,7 @@ struct Args {
 enum Command {
     /// Trains one job for the serving worker, which starts it (request on stdin, events on
     /// stdout).
-    #[command(name = easel_worker::jobs::training::CHILD_COMMAND, hide = true)]
+    #[command(name = easel_worker::training::CHILD_COMMAND, hide = true)]
     TrainJob,
     /// Named access tokens for the people and machines sharing this worker (in the data dir's
     /// tokens.json, hashed; a running worker follows changes within a second).
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         .init();
     let outcome = match args.command {
         Some(Command::Token { ref action }) => manage_tokens(&args, action),
-        Some(Command::TrainJob) => return easel_worker::jobs::training::serve_as_child(),
+        Some(Command::TrainJob) => return easel_worker::training::serve_as_child(),
         None => serve(args),
     };
     match outcome {
@@ -106,7 +106,7 @@ fn load_config(args: &Args) -> anyhow::Result<WorkerConfig> {
 }
 
 fn manage_tokens(args: &Args, action: &TokenAction) -> anyhow::Result<()> {
-    use easel_worker::tokens;
+    use easel_worker::access::named_tokens as tokens;
     let config = load_config(args)?;
     let path = tokens::tokens_path(&config.data_dir);
     match action {
@@ -165,7 +165,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let executable =
             std::env::current_exe().context("failed to find the worker's own executable")?;
         // What the worker keeps from its training processes (a process parsing uploaded bytes).
-        let hidden = easel_worker::jobs::sandbox::hidden_paths(&config, args.config.as_deref());
+        let hidden = easel_worker::training::sandbox::hidden_paths(&config, args.config.as_deref());
         let training = easel_worker::Training::ChildProcess { executable, hidden };
         easel_worker::run_with_training(listener, config, training, async move {
             let _ = first_rx.await;

@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::{
-    Client, InProcess, chunk, job_state, missing, one_per_message, submit, upload_dataset,
+    Client, InProcess, POLL_INTERVAL, chunk, job_state, missing, one_per_message, submit,
+    upload_dataset, with_hang_guard,
 };
 use easel_proto::protocol::MAX_DIGESTS_PER_QUERY;
 use easel_proto::v1 as pb;
@@ -368,37 +368,20 @@ async fn a_disk_that_fills_mid_upload_is_refused_and_the_worker_keeps_serving() 
 }
 
 async fn wait_until_finished(client: &mut Client, id: &str) -> pb::JobState {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let state = job_state(client, id).await;
-        if !matches!(state, pb::JobState::Queued | pb::JobState::Running) {
-            return state;
+    with_hang_guard(&format!("job {id} ends"), async {
+        loop {
+            let state = job_state(client, id).await;
+            if !matches!(state, pb::JobState::Queued | pb::JobState::Running) {
+                return state;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {id} never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 fn blob_bytes(data_dir: &Path) -> u64 {
-    fn walk(dir: &Path) -> u64 {
-        std::fs::read_dir(dir).map_or(0, |entries| {
-            entries
-                .flatten()
-                .map(|e| {
-                    let meta = e.metadata().unwrap();
-                    if meta.is_dir() {
-                        walk(&e.path())
-                    } else {
-                        meta.len()
-                    }
-                })
-                .sum()
-        })
-    }
-    walk(&data_dir.join("blobs"))
+    easel_digest::folder_bytes(&data_dir.join("blobs"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

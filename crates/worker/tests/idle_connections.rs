@@ -9,9 +9,8 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{Client, InProcess};
+use common::{Client, HANG_GUARD, InProcess};
 use easel_proto::protocol::{Credentials, PROTOCOL_VERSION};
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
@@ -23,9 +22,6 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-/// Long past every deadline these tests set: only a worker that never closes trips it.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Trusts exactly the worker's certificate, as a client pinning its fingerprint does.
 #[derive(Debug)]
@@ -202,7 +198,7 @@ async fn idle_tls_connections_past_the_per_address_cap_are_closed_and_a_client_i
         .map(|_| idle_tls_connection(socket, pinned.clone()))
         .collect();
     for end in idle {
-        let how = tokio::time::timeout(PATIENCE, end)
+        let how = tokio::time::timeout(HANG_GUARD, end)
             .await
             .expect("an idle TLS connection kept its slot: the worker never closed it")
             .unwrap();
@@ -226,7 +222,7 @@ async fn idle_tls_connections_past_the_per_address_cap_are_closed_and_a_client_i
         tokio::select! {
             how = later => assert!(how.unwrap().starts_with("closed")),
             ended = kept.message() => panic!("the client's connection was closed: {ended:?}"),
-            () = tokio::time::sleep(PATIENCE) => panic!("an idle TLS connection was never closed"),
+            () = tokio::time::sleep(HANG_GUARD) => panic!("an idle TLS connection was never closed"),
         }
     }
     drop((kept, channel));
@@ -265,7 +261,7 @@ async fn connections_that_only_watch_health_are_closed_and_a_client_with_a_token
                 assert!(!matches!(ended, Ok(Some(_))), "the watch went on: {ended:?}");
             }
             ended = kept.message() => panic!("the client's connection was closed: {ended:?}"),
-            () = tokio::time::sleep(PATIENCE) => {
+            () = tokio::time::sleep(HANG_GUARD) => {
                 panic!("a connection that only watched health was never closed")
             }
         }

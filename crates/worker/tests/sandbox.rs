@@ -14,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use easel_worker::jobs::sandbox::{self, Confinement, JobFolders, SandboxStatus};
+use easel_worker::training::sandbox::{self, Confinement, JobFolders, SandboxStatus};
 
 const TEST_NAME: &str =
     "a_confined_training_process_reads_its_inputs_and_none_of_the_workers_secrets";

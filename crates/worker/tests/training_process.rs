@@ -9,13 +9,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Client, job_state, upload_dataset};
+use common::{Client, POLL_INTERVAL, job_state, upload_dataset, with_hang_guard, written_token};
 use easel_proto::protocol::Credentials;
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
 use easel_spec::worker::WorkerConfig;
 use easel_worker::Training;
-use easel_worker::jobs::sandbox;
+use easel_worker::training::sandbox;
 
 const ENV_TEST: &str = "a_training_process_inherits_none_of_the_workers_credentials";
 /// Set in the copy of this test binary that runs the worker with credentials in its environment.
@@ -58,14 +58,7 @@ impl ChildTrainingWorker {
                 let _ = stopped.await;
             },
         ));
-        let token = loop {
-            if let Ok(token) = std::fs::read_to_string(&token_path)
-                && token.ends_with('\n')
-            {
-                break token.trim().to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let token = written_token(&token_path).await;
         ChildTrainingWorker {
             address,
             token,
@@ -85,9 +78,8 @@ impl ChildTrainingWorker {
 
     async fn stop(self) {
         drop(self.stop);
-        tokio::time::timeout(Duration::from_secs(120), self.served)
+        with_hang_guard("the worker stops", self.served)
             .await
-            .expect("the worker stops")
             .unwrap()
             .unwrap();
     }
@@ -149,8 +141,12 @@ async fn a_job_naming_the_workers_secrets_as_its_weights_cannot_read_them() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = dir.join("data");
-    easel_worker::tokens::add_token(&easel_worker::tokens::tokens_path(&data), "alice", false)
-        .unwrap();
+    easel_worker::access::named_tokens::add_token(
+        &easel_worker::access::named_tokens::tokens_path(&data),
+        "alice",
+        false,
+    )
+    .unwrap();
     std::fs::create_dir_all(data.join("tls")).unwrap();
     std::fs::write(data.join("tls/key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
     let worker = ChildTrainingWorker::start(dir).await;
@@ -234,17 +230,15 @@ async fn print_training_environment() {
     let mut client = worker.client().await;
     let manifest = upload_dataset(&mut client, 4).await;
     let id = submit(&mut client, &manifest, 10_000, None).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let environment = loop {
-        if let Some(environment) = child_environments().into_iter().next() {
-            break environment;
+    let environment = with_hang_guard("a training process starts", async {
+        loop {
+            if let Some(environment) = child_environments().into_iter().next() {
+                return environment;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no training process started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     for entry in environment.split(|b| *b == 0).filter(|e| !e.is_empty()) {
         let entry = String::from_utf8_lossy(entry);
         let name = entry.split_once('=').map_or(&*entry, |(name, _)| name);
@@ -254,9 +248,12 @@ async fn print_training_environment() {
         .cancel(pb::CancelRequest { job_id: id.clone() })
         .await
         .unwrap();
-    while job_state(&mut client, &id).await == pb::JobState::Running {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    with_hang_guard("the cancelled job stops", async {
+        while job_state(&mut client, &id).await == pb::JobState::Running {
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await;
     worker.stop().await;
 }
 

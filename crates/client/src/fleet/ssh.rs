@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, anyhow, bail};
 
 /// The machine's side of every fleet verb, sent with each call (nothing to keep in sync there).
-const ON_MACHINE: &str = include_str!("on_machine.sh");
+const ON_MACHINE: &str = include_str!("../../../../deploy/worker-bundle/easel-machine.sh");
 
 /// `ssh` exits with 255 when it could not connect or authenticate.
 const SSH_FAILED: i32 = 255;

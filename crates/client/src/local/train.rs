@@ -104,7 +104,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         Ok(TrainOutcome::Completed(report)) => EventKind::Finished {
             outcome: Outcome::Succeeded,
             reason: String::new(),
-            report: serde_json::to_value(report).ok(),
+            report: Some(Box::new(report.clone())),
         },
         Ok(TrainOutcome::Cancelled { completed_epochs }) => EventKind::Finished {
             outcome: Outcome::Cancelled,

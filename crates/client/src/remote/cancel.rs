@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use easel_proto::v1 as pb;
 
-use super::connection::{WorkerArgs, explain};
+use super::connection::WorkerArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
@@ -15,22 +15,13 @@ pub struct CancelArgs {
 
 pub fn run(args: CancelArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
-        let mut remote = args.worker.connect().await?;
-        let job = remote
-            .client
-            .cancel(pb::CancelRequest {
-                job_id: args.job.clone(),
-            })
-            .await
-            .map_err(explain)?
-            .into_inner();
-        let state = super::json::state_name(job.state);
-        match state {
-            "running" => println!(
+        let job = args.worker.connect().await?.cancel(&args.job).await?;
+        match job.state() {
+            pb::JobState::Running => println!(
                 "job {}: cancel requested; it stops at its next step",
                 job.id
             ),
-            _ => println!("job {}: {state}", job.id),
+            state => println!("job {}: {}", job.id, state.name()),
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -1,9 +1,13 @@
 //! Where the worker is and how to prove who we are: `--worker`/`EASEL_WORKER`/client.toml and
-//! `--token`/`EASEL_TOKEN`/client.toml; plus turning gRPC statuses into messages a person can act on.
+//! `--token`/`EASEL_TOKEN`/client.toml; the connection, whose methods (`calls`) are the worker's
+//! RPCs; and turning gRPC statuses into messages a person can act on.
+
+mod calls;
 
 use anyhow::{Context, anyhow, bail};
 use easel_proto::protocol::{Credentials, PROTOCOL_VERSION, incompatible};
 use easel_proto::status::ErrorKind;
+use easel_proto::transport::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
 use tonic::service::interceptor::InterceptedService;
@@ -38,17 +42,20 @@ pub struct WorkerArgs {
     pub allow_plaintext: bool,
 }
 
-pub type Client = WorkerClient<InterceptedService<Channel, Credentials>>;
+type Client = WorkerClient<InterceptedService<Channel, Credentials>>;
 
-pub struct Remote {
-    pub client: Client,
+/// A worker that has said hello. Every RPC is a method (in `calls`) that answers with the
+/// worker's value or an explained error; cloning shares the underlying HTTP/2 connection.
+#[derive(Clone)]
+pub struct Connection {
+    client: Client,
     pub address: String,
     pub hello: pb::HelloResponse,
 }
 
 impl WorkerArgs {
     /// Connects and says hello (which checks the token and the protocol version).
-    pub async fn connect(&self) -> anyhow::Result<Remote> {
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
         let target = crate::config::read_config()?.target(
             self.worker.as_deref(),
             self.token.clone(),
@@ -71,10 +78,8 @@ impl WorkerArgs {
         }
         let mut endpoint = endpoint
             .connect_timeout(std::time::Duration::from_secs(10))
-            // What the worker may send before we acknowledge it (fetches); the protocol's 64 KiB
-            // default would hold a download over a long link to a few MB/s.
-            .initial_stream_window_size(8 << 20)
-            .initial_connection_window_size(32 << 20);
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
         let tls = address.starts_with("https://");
         if tls {
             let Some(fingerprint) = &fingerprint else {
@@ -127,25 +132,11 @@ impl WorkerArgs {
                 hello.protocol_version
             ));
         }
-        Ok(Remote {
+        Ok(Connection {
             client,
             address,
             hello,
         })
-    }
-}
-
-impl Remote {
-    /// The worker's current view of one job.
-    pub async fn get_job(&mut self, job_id: &str) -> anyhow::Result<pb::Job> {
-        Ok(self
-            .client
-            .get_job(pb::GetJobRequest {
-                job_id: job_id.to_owned(),
-            })
-            .await
-            .map_err(explain)?
-            .into_inner())
     }
 }
 

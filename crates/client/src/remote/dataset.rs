@@ -1,5 +1,6 @@
 //! The spec and dataset a submit ships: the spec loaded and validated here (so mistakes surface
-//! before any upload) and the dataset scanned into a content-addressed manifest.
+//! before any upload), the dataset scanned into a content-addressed manifest and tried in a
+//! short proof-of-concept training.
 
 use std::path::Path;
 
@@ -23,8 +24,34 @@ pub fn load_spec(path: &Path) -> anyhow::Result<LoadedSpec> {
     Ok(LoadedSpec { text, spec })
 }
 
+/// Scans the spec's dataset here and, with `proof_of_concept`, trains on it for a few steps;
+/// `None` when the worker reads the dataset from object storage (nothing to scan or upload).
+pub fn scan_here(
+    spec_path: &Path,
+    spec: &ExperimentSpec,
+    proof_of_concept: bool,
+) -> anyhow::Result<Option<ScanReport>> {
+    if let Some(url) = spec.data.object_store_url() {
+        eprintln!("dataset: {url} (read by the worker from object storage)");
+        return Ok(None);
+    }
+    eprintln!("scanning the dataset of {}", spec_path.display());
+    let report = scan(spec)?;
+    let manifest = &report.manifest;
+    eprintln!(
+        "dataset: {} images in {} classes ({:.1} MB)",
+        manifest.entries.len(),
+        manifest.classes.len(),
+        manifest.total_bytes() as f64 / 1e6
+    );
+    if proof_of_concept {
+        try_on_cpu(spec, &report)?;
+    }
+    Ok(Some(report))
+}
+
 /// Scans the spec's data and refuses a dataset with errors, listing them.
-pub fn scan(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
+fn scan(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
     let report = crate::spec_data::scan_spec_data(spec)?;
     let errors = report.errors();
     if !errors.is_empty() {
@@ -55,16 +82,56 @@ pub fn ship_pretrained(loaded: &LoadedSpec) -> anyhow::Result<Shipment> {
         blobs: Vec::new(),
         files: ExtraBlobs::new(),
     };
-    let Some(path) = &loaded.spec.model.pretrained else {
+    let Some(path) = loaded.spec.model.pretrained.as_ref().and_then(|w| w.file()) else {
         return Ok(shipment);
     };
     let (size, digest) = easel_digest::digest_file_sized(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
     let mut document: toml_edit::DocumentMut =
         loaded.text.parse().context("failed to re-read the spec")?;
-    document["model"]["pretrained"] = toml_edit::value(format!("blob:{digest}"));
+    document["model"]["pretrained"] =
+        toml_edit::value(easel_spec::PretrainedWeights::Blob(digest.clone()).to_string());
     shipment.spec_text = document.to_string();
     shipment.blobs.push((digest.clone(), size));
-    shipment.files.insert(digest, ExtraBlob::File(path.clone()));
+    shipment
+        .files
+        .insert(digest, ExtraBlob::File(path.to_owned()));
     Ok(shipment)
+}
+
+/// A few training steps on this machine's CPU, so a spec whose loss is not finite is refused
+/// before a GPU is paid for.
+#[cfg(feature = "engine")]
+fn try_on_cpu(spec: &ExperimentSpec, report: &ScanReport) -> anyhow::Result<()> {
+    eprintln!(
+        "proof of concept: {} steps on CPU (skip with --no-poc)",
+        spec.local.steps
+    );
+    let poc =
+        easel_engine::proof_of_concept(spec, &report.manifest, report.source(), &mut |_, _| {})
+            .context("the proof-of-concept training failed")?;
+    if !poc.loss_finite {
+        bail!(
+            "the proof-of-concept loss is not finite ({:?}); fix the spec before paying for a GPU",
+            poc.losses
+        );
+    }
+    eprintln!(
+        "proof of concept: loss {:.4} -> {:.4} in {:.1} s{}",
+        poc.first_loss,
+        poc.last_loss,
+        poc.seconds,
+        if poc.loss_fell {
+            ""
+        } else {
+            " (did not fall: check the learning rate)"
+        }
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "engine"))]
+fn try_on_cpu(_: &ExperimentSpec, _: &ScanReport) -> anyhow::Result<()> {
+    eprintln!("proof of concept skipped: this client was built without the engine");
+    Ok(())
 }

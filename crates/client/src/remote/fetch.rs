@@ -11,7 +11,7 @@ use easel_proto::v1 as pb;
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
-use super::connection::{Client, WorkerArgs, explain};
+use super::connection::{Connection, WorkerArgs, explain};
 
 #[derive(Debug, clap::Args)]
 pub struct FetchArgs {
@@ -41,8 +41,8 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
         let files = match &args.store {
             Some(url) => fetch_from_store(url, &args.job, &out, args.all).await?,
             None => {
-                let mut remote = args.worker.connect().await?;
-                fetch_from_worker(&mut remote.client, &args.job, &out, args.all).await?
+                let mut connection = args.worker.connect().await?;
+                fetch_from_worker(&mut connection, &args.job, &out, args.all).await?
             }
         };
         if args.json {
@@ -115,19 +115,12 @@ async fn fetch_from_store(
 }
 
 async fn fetch_from_worker(
-    client: &mut Client,
+    connection: &mut Connection,
     job: &str,
     out: &Path,
     all: bool,
 ) -> anyhow::Result<Vec<(String, Fetched)>> {
-    let artifacts = client
-        .list_artifacts(pb::ListArtifactsRequest {
-            job_id: job.to_owned(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .artifacts;
+    let artifacts = connection.artifacts(job).await?;
     let mut fetched = Vec::new();
     for artifact in artifacts.iter().filter(|a| wanted(&a.name, all)) {
         easel_store::validate_artifact_name(&artifact.name)?;
@@ -140,7 +133,7 @@ async fn fetch_from_worker(
             fetched.push((artifact.name.clone(), got));
             continue;
         }
-        let got = fetch_one(client, job, artifact, &target).await?;
+        let got = fetch_one(connection, job, artifact, &target).await?;
         fetched.push((artifact.name.clone(), got));
     }
     Ok(fetched)
@@ -162,7 +155,7 @@ pub struct Fetched {
 }
 
 async fn fetch_one(
-    client: &mut Client,
+    connection: &mut Connection,
     job: &str,
     artifact: &pb::ArtifactInfo,
     target: &Path,
@@ -181,7 +174,7 @@ async fn fetch_one(
     ));
     let mut attempt = 1;
     loop {
-        match receive(client, job, &artifact.name, &partial).await? {
+        match receive(connection, job, &artifact.name, &partial).await? {
             Received::Complete(fetched) => {
                 tokio::fs::rename(&partial, target).await?;
                 return Ok(fetched);
@@ -222,7 +215,7 @@ enum Received {
 
 /// Fetches `name` into `partial`, after the bytes it already holds.
 async fn receive(
-    client: &mut Client,
+    connection: &mut Connection,
     job: &str,
     name: &str,
     partial: &Path,
@@ -230,15 +223,8 @@ async fn receive(
     use pb::artifact_chunk::Part;
     let mut received = hash_held(partial).await?;
     let held = received.len();
-    let mut stream = match client
-        .fetch_artifact(pb::FetchArtifactRequest {
-            job_id: job.to_owned(),
-            name: name.to_owned(),
-            offset: held,
-        })
-        .await
-    {
-        Ok(response) => response.into_inner(),
+    let mut stream = match connection.fetch_artifact(job, name, held).await {
+        Ok(stream) => stream,
         Err(status) if cut_off(&status) => return Ok(Received::CutOff(explain(status))),
         Err(status) if held > 0 && status.code() == tonic::Code::InvalidArgument => {
             // What we hold is longer than the file now is: not a part of it.

@@ -2,26 +2,48 @@
 //! remembered so `client watch` re-attaches where it left off, Ctrl-C detaches.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use easel_proto::v1 as pb;
 use tokio_stream::StreamExt;
 
-use super::connection::{Client, explain};
+use super::connection::Connection;
 use crate::render::{EventView, Output};
-use easel_events::EventKind;
+use easel_events::{EventKind, Outcome};
 use easel_proto::events::event_record;
 
 /// How following ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Followed {
     Finished {
-        outcome: String,
+        outcome: Outcome,
         reason: String,
     },
     Detached,
     /// The stream ended without a final event (the worker stopped).
     Disconnected,
+}
+
+impl Followed {
+    /// The exit status of a verb that followed `job` this far, after saying what to do next.
+    pub fn exit_code(&self, job: &str) -> ExitCode {
+        match self {
+            Followed::Finished {
+                outcome: Outcome::Succeeded,
+                ..
+            } => {
+                eprintln!("fetch the results with: client fetch {job} --out {job}");
+                ExitCode::SUCCESS
+            }
+            Followed::Finished { .. } => ExitCode::FAILURE,
+            Followed::Detached => ExitCode::SUCCESS,
+            Followed::Disconnected => {
+                eprintln!("the worker closed the event stream; re-attach with: client watch {job}");
+                ExitCode::from(2)
+            }
+        }
+    }
 }
 
 /// `~/.cache/easel/watch/<job>`: the last sequence this machine has shown for the job.
@@ -54,19 +76,12 @@ fn save_cursor(job: &str, sequence: u64) {
 }
 
 pub async fn follow(
-    client: &mut Client,
+    connection: &mut Connection,
     job: &str,
     from_sequence: u64,
     json: bool,
 ) -> anyhow::Result<Followed> {
-    let mut stream = client
-        .watch(pb::WatchRequest {
-            job_id: job.to_owned(),
-            from_sequence,
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
+    let mut stream = connection.watch(job, from_sequence).await?;
     let mut view = EventView::new(Output::Stdout);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -82,7 +97,7 @@ pub async fn follow(
                     view.clear();
                     return Ok(Followed::Disconnected);
                 };
-                let event = event.map_err(explain).context("the event stream broke")?;
+                let event = event.context("the event stream broke")?;
                 save_cursor(job, event.sequence);
                 if let Some(done) = show(&mut view, json, event) {
                     return Ok(done);
@@ -119,10 +134,7 @@ fn show(view: &mut EventView, json: bool, event: pb::JobEvent) -> Option<Followe
     match record.kind {
         EventKind::Finished {
             outcome, reason, ..
-        } if ends => Some(Followed::Finished {
-            outcome: outcome.name().to_owned(),
-            reason,
-        }),
+        } if ends => Some(Followed::Finished { outcome, reason }),
         _ => None,
     }
 }

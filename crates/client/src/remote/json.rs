@@ -4,22 +4,11 @@
 use easel_proto::v1 as pb;
 use serde_json::{Value, json};
 
-pub fn state_name(state: i32) -> &'static str {
-    match pb::JobState::try_from(state).unwrap_or(pb::JobState::Unspecified) {
-        pb::JobState::Queued => "queued",
-        pb::JobState::Running => "running",
-        pb::JobState::Succeeded => "succeeded",
-        pb::JobState::Failed => "failed",
-        pb::JobState::Cancelled => "cancelled",
-        pb::JobState::Unspecified => "unknown",
-    }
-}
-
 pub fn job(job: &pb::Job) -> Value {
     json!({
         "id": job.id,
         "name": job.name,
-        "state": state_name(job.state),
+        "state": job.state().name(),
         "reason": job.reason,
         "created_at": job.created_at,
         "started_at": job.started_at,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use easel_proto::v1 as pb;
 
-use super::connection::{WorkerArgs, explain};
+use super::connection::WorkerArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
@@ -24,44 +24,43 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         if let Some(url) = &args.store {
             return list_store(url, args.json).await;
         }
-        let mut remote = args.worker.connect().await?;
-        let jobs = remote
-            .client
-            .list_jobs(pb::ListJobsRequest {})
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .jobs;
+        let mut connection = args.worker.connect().await?;
+        let jobs = connection.jobs().await?;
         if args.json {
             let jobs: Vec<serde_json::Value> = jobs.iter().map(super::json::job).collect();
             println!("{}", serde_json::Value::Array(jobs));
-            return Ok(ExitCode::SUCCESS);
-        }
-        if jobs.is_empty() {
-            println!("no jobs on {}", remote.address);
-        }
-        for job in &jobs {
-            let accuracy = job
-                .best_validation_accuracy
-                .map(|a| format!("{:.2}%", a * 100.0))
-                .unwrap_or_default();
-            println!(
-                "{:<22} {:<10} {:>3}/{:<3} {:>7}  {}{}",
-                job.id,
-                super::json::state_name(job.state),
-                job.epochs_done,
-                job.epochs_total,
-                accuracy,
-                job.name,
-                if job.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", job.reason)
-                }
-            );
+        } else {
+            print_jobs(&jobs, &connection.address);
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// One line a job: id, state, epochs, best validation accuracy, name (and why it is in its state).
+fn print_jobs(jobs: &[pb::Job], worker: &str) {
+    if jobs.is_empty() {
+        println!("no jobs on {worker}");
+    }
+    for job in jobs {
+        let accuracy = job
+            .best_validation_accuracy
+            .map(|a| format!("{:.2}%", a * 100.0))
+            .unwrap_or_default();
+        println!(
+            "{:<22} {:<10} {:>3}/{:<3} {:>7}  {}{}",
+            job.id,
+            job.state().name(),
+            job.epochs_done,
+            job.epochs_total,
+            accuracy,
+            job.name,
+            if job.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", job.reason)
+            }
+        );
+    }
 }
 
 async fn list_store(url: &str, json: bool) -> anyhow::Result<ExitCode> {

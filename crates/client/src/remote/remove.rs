@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use easel_proto::v1 as pb;
 
-use super::connection::{WorkerArgs, explain};
+use super::connection::WorkerArgs;
 use crate::format::bytes as human_bytes;
 
 #[derive(Debug, clap::Args)]
@@ -24,50 +24,51 @@ pub struct RemoveArgs {
 
 pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
-        let mut remote = args.worker.connect().await?;
-        let removed = remote
-            .client
-            .remove_job(pb::RemoveJobRequest {
-                job_id: args.job.clone(),
-                artifacts: args.artifacts,
-            })
-            .await
-            .map_err(explain)?
-            .into_inner();
+        let mut connection = args.worker.connect().await?;
+        let removed = connection.remove(&args.job, args.artifacts).await?;
         if args.json {
-            let summary = serde_json::json!({
-                "job_id": args.job,
-                "freed_bytes": removed.freed_bytes,
-                "job_folder_bytes": removed.job_folder_bytes,
-                "blobs_removed": removed.blobs_removed,
-                "blob_bytes": removed.blob_bytes,
-                "artifacts_removed": removed.artifacts_removed,
-            });
-            println!("{summary}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        println!(
-            "removed job {}: freed {} on the worker (job folder {}, {} dataset file(s) no other \
-             job uses {})",
-            args.job,
-            human_bytes(removed.freed_bytes),
-            human_bytes(removed.job_folder_bytes),
-            removed.blobs_removed,
-            human_bytes(removed.blob_bytes)
-        );
-        if args.artifacts {
-            println!(
-                "deleted its {} artifact(s) from {}",
-                removed.artifacts_removed, remote.hello.store_url
-            );
+            print_json(&args.job, &removed);
         } else {
-            println!(
-                "its artifacts stay in {url} (`client fetch {} --store {url}` still reads them; \
-                 --artifacts deletes them)",
-                args.job,
-                url = remote.hello.store_url
-            );
+            print_text(&args, &removed, &connection.hello.store_url);
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn print_json(job: &str, removed: &pb::RemoveJobResponse) {
+    let summary = serde_json::json!({
+        "job_id": job,
+        "freed_bytes": removed.freed_bytes,
+        "job_folder_bytes": removed.job_folder_bytes,
+        "blobs_removed": removed.blobs_removed,
+        "blob_bytes": removed.blob_bytes,
+        "artifacts_removed": removed.artifacts_removed,
+    });
+    println!("{summary}");
+}
+
+/// What was freed on the worker, and where the job's artifacts are now (`store_url`: the
+/// worker's object store).
+fn print_text(args: &RemoveArgs, removed: &pb::RemoveJobResponse, store_url: &str) {
+    println!(
+        "removed job {}: freed {} on the worker (job folder {}, {} dataset file(s) no other \
+         job uses {})",
+        args.job,
+        human_bytes(removed.freed_bytes),
+        human_bytes(removed.job_folder_bytes),
+        removed.blobs_removed,
+        human_bytes(removed.blob_bytes)
+    );
+    if args.artifacts {
+        println!(
+            "deleted its {} artifact(s) from {store_url}",
+            removed.artifacts_removed
+        );
+    } else {
+        println!(
+            "its artifacts stay in {store_url} (`client fetch {} --store {store_url}` still reads \
+             them; --artifacts deletes them)",
+            args.job
+        );
+    }
 }

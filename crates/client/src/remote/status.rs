@@ -18,8 +18,7 @@ pub struct StatusArgs {
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
-        let mut remote = args.worker.connect().await?;
-        let job = remote.get_job(&args.job).await?;
+        let job = args.worker.connect().await?.job(&args.job).await?;
         if args.json {
             println!("{}", super::json::job(&job));
         } else {
@@ -31,7 +30,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 fn print_job(job: &pb::Job) {
     println!("job       {} ({})", job.id, job.name);
-    println!("state     {}", super::json::state_name(job.state));
+    println!("state     {}", job.state().name());
     if !job.reason.is_empty() {
         println!("reason    {}", job.reason);
     }

@@ -7,8 +7,8 @@ use anyhow::{Context, bail};
 use easel_dataset::{LocalSource, Manifest};
 use easel_proto::v1 as pb;
 
-use super::connection::{WorkerArgs, explain};
-use super::follow::{Followed, follow};
+use super::connection::{Connection, WorkerArgs};
+use super::follow::follow;
 use super::{dataset, upload};
 
 #[derive(Debug, clap::Args)]
@@ -43,28 +43,7 @@ pub struct SubmitArgs {
 
 pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let loaded = dataset::load_spec(&args.spec)?;
-    let report = match loaded.spec.data.object_store_url() {
-        // The worker copies and scans it: nothing to scan, try or upload here.
-        Some(url) => {
-            eprintln!("dataset: {url} (read by the worker from object storage)");
-            None
-        }
-        None => {
-            eprintln!("scanning the dataset of {}", args.spec.display());
-            let report = dataset::scan(&loaded.spec)?;
-            let manifest = &report.manifest;
-            eprintln!(
-                "dataset: {} images in {} classes ({:.1} MB)",
-                manifest.entries.len(),
-                manifest.classes.len(),
-                manifest.total_bytes() as f64 / 1e6
-            );
-            if !args.no_poc {
-                proof_of_concept(&loaded.spec, &report)?;
-            }
-            Some(report)
-        }
-    };
+    let report = dataset::scan_here(&args.spec, &loaded.spec, !args.no_poc)?;
     let empty = Manifest {
         classes: Vec::new(),
         entries: Vec::new(),
@@ -77,131 +56,178 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if args.chunk_bytes == 0 {
         bail!("--chunk-bytes must be > 0");
     }
-    let shipped = dataset::ship_pretrained(&loaded)?;
-    let manifest_blob = upload::ManifestBlob::new(manifest);
-    let loaded = &loaded;
+    let payload = Payload {
+        manifest,
+        source,
+        shipped: dataset::ship_pretrained(&loaded)?,
+        manifest_blob: upload::ManifestBlob::new(manifest),
+    };
+    let spec_text = &loaded.text;
     super::block_on(async move {
-        let mut remote = args.worker.connect().await?;
-        let hello = &remote.hello;
-        eprintln!(
-            "worker {} (version {}): devices {}, libtorch {}, CUDA {}",
-            remote.address,
-            hello.worker_version,
-            hello.devices.join(", "),
-            hello.libtorch_version,
-            if hello.cuda_available {
-                "available"
-            } else {
-                "not available"
-            }
-        );
-        let chunk_bytes = args
-            .chunk_bytes
-            .min(remote.hello.max_chunk_bytes.max(1) as usize);
-        let plan = upload::plan(&mut remote.client, manifest, &shipped.blobs).await?;
-        eprintln!(
-            "to upload: {} file(s), {:.1} MB; already on the worker: {} file(s), {:.1} MB{}",
-            plan.upload_files,
-            plan.upload_bytes as f64 / 1e6,
-            plan.present_files,
-            plan.present_bytes as f64 / 1e6,
-            if plan.resumed_bytes > 0 {
-                format!(
-                    "; resuming {:.1} MB from an earlier upload",
-                    plan.resumed_bytes as f64 / 1e6
-                )
-            } else {
-                String::new()
-            }
-        );
-        plan.check_fits(&remote.address, manifest_blob.size())?;
-        let settings = upload::UploadSettings {
-            chunk_bytes,
-            streams: args.streams.into(),
-            show_progress: !args.json,
-        };
-        let uploaded =
-            upload::upload(&mut remote.client, source, &shipped.files, &plan, settings).await?;
-        if uploaded.bytes_sent > 0 {
-            eprintln!(
-                "uploaded {:.1} MB in {:.1} s ({:.1} MB/s)",
-                uploaded.bytes_sent as f64 / 1e6,
-                uploaded.seconds,
-                uploaded.bytes_sent as f64 / 1e6 / uploaded.seconds.max(1e-9)
-            );
-        }
-        let manifest_sent =
-            upload::ship_manifest(&mut remote.client, &manifest_blob, chunk_bytes).await?;
+        let mut connection = args.worker.connect().await?;
+        eprintln!("{}", describe_worker(&connection));
+        let delivery = deliver(&mut connection, &payload, &args).await?;
         let key = args
             .idempotency_key
             .clone()
-            .unwrap_or_else(|| fresh_key(&loaded.text));
-        let submitted = remote
-            .client
-            .submit(pb::SubmitRequest {
-                spec_toml: shipped.spec_text.clone(),
-                manifest_digest: manifest_blob.digest.clone(),
-                idempotency_key: key,
-                resume_from_job: args.resume_from.clone().unwrap_or_default(),
-            })
-            .await
-            .map_err(explain)?
-            .into_inner();
+            .unwrap_or_else(|| fresh_key(spec_text));
+        let request = pb::SubmitRequest {
+            spec_toml: payload.shipped.spec_text.clone(),
+            manifest_digest: payload.manifest_blob.digest.clone(),
+            idempotency_key: key,
+            resume_from_job: args.resume_from.clone().unwrap_or_default(),
+        };
+        let submitted = connection.submit(request).await?;
         let job = submitted.job.context("the worker answered without a job")?;
         if let Some(from) = &args.resume_from
             && !args.json
         {
             eprintln!("resuming from the checkpoint of job {from}");
         }
+        let submission = Submission {
+            job,
+            created: submitted.created,
+            delivery,
+        };
         if args.json {
-            let summary = serde_json::json!({
-                "job_id": job.id,
-                "created": submitted.created,
-                "worker": remote.address,
-                "plan": plan,
-                "upload": uploaded,
-                "manifest": {
-                    "digest": manifest_blob.digest,
-                    "bytes": manifest_blob.size(),
-                    "bytes_sent": manifest_sent,
-                },
-                "job": super::json::job(&job),
-            });
-            println!("{summary}");
+            println!("{}", submission.json(&connection.address, &payload));
         } else {
-            println!(
-                "job {} {}",
-                job.id,
-                if submitted.created {
-                    "queued"
-                } else {
-                    "(already submitted)"
-                }
-            );
+            submission.print();
         }
         if args.detach {
             if !args.json {
-                println!("follow it with: client watch {}", job.id);
+                println!("follow it with: client watch {}", submission.job.id);
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let followed = follow(&mut remote.client, &job.id, 0, false).await?;
-        Ok(exit_code(&job.id, &followed))
+        let job = &submission.job.id;
+        Ok(follow(&mut connection, job, 0, false).await?.exit_code(job))
     })
 }
 
-pub(crate) fn exit_code(job: &str, followed: &Followed) -> ExitCode {
-    match followed {
-        Followed::Finished { outcome, .. } if outcome == "succeeded" => {
-            eprintln!("fetch the results with: client fetch {job} --out {job}");
-            ExitCode::SUCCESS
+/// What a submit ships besides the spec.
+struct Payload<'a> {
+    manifest: &'a Manifest,
+    /// Where the manifest's images are read from.
+    source: &'a LocalSource,
+    /// The spec as sent and the files that travel beside the dataset (pretrained weights).
+    shipped: dataset::Shipment,
+    manifest_blob: upload::ManifestBlob,
+}
+
+/// What reached the worker: the plan, what the upload sent, and the manifest's bytes sent.
+struct Delivery {
+    plan: upload::UploadPlan,
+    uploaded: upload::UploadResult,
+    manifest_sent: u64,
+}
+
+/// The submit's result, as `--json` and the terminal show it.
+struct Submission {
+    job: pb::Job,
+    /// False when the idempotency key had queued this job before.
+    created: bool,
+    delivery: Delivery,
+}
+
+/// Ships what the worker lacks: the images and extra files it has not got, then the manifest,
+/// refusing before any byte moves when they would not fit.
+async fn deliver(
+    connection: &mut Connection,
+    payload: &Payload<'_>,
+    args: &SubmitArgs,
+) -> anyhow::Result<Delivery> {
+    let chunk_bytes = args
+        .chunk_bytes
+        .min(connection.hello.max_chunk_bytes.max(1) as usize);
+    let plan = upload::plan(connection, payload.manifest, &payload.shipped.blobs).await?;
+    eprintln!("{}", describe_plan(&plan));
+    plan.check_fits(&connection.address, payload.manifest_blob.size())?;
+    let settings = upload::UploadSettings {
+        chunk_bytes,
+        streams: args.streams.into(),
+        show_progress: !args.json,
+    };
+    let files = &payload.shipped.files;
+    let uploaded = upload::upload(connection, payload.source, files, &plan, settings).await?;
+    if uploaded.bytes_sent > 0 {
+        eprintln!(
+            "uploaded {:.1} MB in {:.1} s ({:.1} MB/s)",
+            uploaded.bytes_sent as f64 / 1e6,
+            uploaded.seconds,
+            uploaded.bytes_sent as f64 / 1e6 / uploaded.seconds.max(1e-9)
+        );
+    }
+    let manifest_sent =
+        upload::ship_manifest(connection, &payload.manifest_blob, chunk_bytes).await?;
+    Ok(Delivery {
+        plan,
+        uploaded,
+        manifest_sent,
+    })
+}
+
+fn describe_worker(connection: &Connection) -> String {
+    let hello = &connection.hello;
+    format!(
+        "worker {} (version {}): devices {}, libtorch {}, CUDA {}",
+        connection.address,
+        hello.worker_version,
+        hello.devices.join(", "),
+        hello.libtorch_version,
+        if hello.cuda_available {
+            "available"
+        } else {
+            "not available"
         }
-        Followed::Finished { .. } => ExitCode::FAILURE,
-        Followed::Detached => ExitCode::SUCCESS,
-        Followed::Disconnected => {
-            eprintln!("the worker closed the event stream; re-attach with: client watch {job}");
-            ExitCode::from(2)
+    )
+}
+
+fn describe_plan(plan: &upload::UploadPlan) -> String {
+    format!(
+        "to upload: {} file(s), {:.1} MB; already on the worker: {} file(s), {:.1} MB{}",
+        plan.upload_files,
+        plan.upload_bytes as f64 / 1e6,
+        plan.present_files,
+        plan.present_bytes as f64 / 1e6,
+        if plan.resumed_bytes > 0 {
+            format!(
+                "; resuming {:.1} MB from an earlier upload",
+                plan.resumed_bytes as f64 / 1e6
+            )
+        } else {
+            String::new()
         }
+    )
+}
+
+impl Submission {
+    fn json(&self, worker: &str, payload: &Payload<'_>) -> serde_json::Value {
+        serde_json::json!({
+            "job_id": self.job.id,
+            "created": self.created,
+            "worker": worker,
+            "plan": self.delivery.plan,
+            "upload": self.delivery.uploaded,
+            "manifest": {
+                "digest": payload.manifest_blob.digest,
+                "bytes": payload.manifest_blob.size(),
+                "bytes_sent": self.delivery.manifest_sent,
+            },
+            "job": super::json::job(&self.job),
+        })
+    }
+
+    fn print(&self) {
+        println!(
+            "job {} {}",
+            self.job.id,
+            if self.created {
+                pb::JobState::Queued.name()
+            } else {
+                "(already submitted)"
+            }
+        );
     }
 }
 
@@ -216,45 +242,4 @@ fn fresh_key(spec_text: &str) -> String {
     hasher.update(&nanos.to_le_bytes());
     hasher.update(&std::process::id().to_le_bytes());
     hasher.finalize().to_hex()[..32].to_owned()
-}
-
-#[cfg(feature = "engine")]
-fn proof_of_concept(
-    spec: &easel_spec::ExperimentSpec,
-    report: &easel_dataset::ScanReport,
-) -> anyhow::Result<()> {
-    eprintln!(
-        "proof of concept: {} steps on CPU (skip with --no-poc)",
-        spec.local.steps
-    );
-    let poc =
-        easel_engine::proof_of_concept(spec, &report.manifest, report.source(), &mut |_, _| {})
-            .context("the proof-of-concept training failed")?;
-    if !poc.loss_finite {
-        bail!(
-            "the proof-of-concept loss is not finite ({:?}); fix the spec before paying for a GPU",
-            poc.losses
-        );
-    }
-    eprintln!(
-        "proof of concept: loss {:.4} -> {:.4} in {:.1} s{}",
-        poc.first_loss,
-        poc.last_loss,
-        poc.seconds,
-        if poc.loss_fell {
-            ""
-        } else {
-            " (did not fall: check the learning rate)"
-        }
-    );
-    Ok(())
-}
-
-#[cfg(not(feature = "engine"))]
-fn proof_of_concept(
-    _: &easel_spec::ExperimentSpec,
-    _: &easel_dataset::ScanReport,
-) -> anyhow::Result<()> {
-    eprintln!("proof of concept skipped: this client was built without the engine");
-    Ok(())
 }

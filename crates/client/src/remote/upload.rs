@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::blob_messages::{BlobReader, MessagePacker, MissingBlob, Packed};
 pub use super::blob_messages::{ExtraBlob, ExtraBlobs};
-use super::connection::{Client, explain};
+use super::connection::Connection;
 use crate::format::bytes as human_bytes;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,7 +53,7 @@ impl UploadPlan {
 
 /// `extra`: files shipped beside the dataset (pretrained weights) as (digest, size).
 pub async fn plan(
-    client: &mut Client,
+    connection: &mut Connection,
     manifest: &Manifest,
     extra: &[(String, u64)],
 ) -> anyhow::Result<UploadPlan> {
@@ -63,11 +63,7 @@ pub async fn plan(
     let mut available_bytes = u64::MAX;
     for batch in blobs.chunks(MAX_DIGESTS_PER_QUERY) {
         let digests = batch.iter().map(|(d, _)| (*d).to_owned()).collect();
-        let answer = client
-            .missing_blobs(pb::MissingBlobsRequest { digests })
-            .await
-            .map_err(explain)?
-            .into_inner();
+        let answer = connection.missing_blobs(digests).await?;
         missing.extend(answer.missing);
         available_bytes = available_bytes.min(answer.available_bytes);
     }
@@ -119,7 +115,7 @@ pub struct UploadSettings {
 }
 
 pub async fn upload(
-    client: &mut Client,
+    connection: &mut Connection,
     source: &LocalSource,
     extra: &ExtraBlobs,
     plan: &UploadPlan,
@@ -154,7 +150,7 @@ pub async fn upload(
     let streams = settings.streams.clamp(1, plan.missing.len());
     // The first stream to fail ends the others (their calls are dropped, their readers stop).
     let results = futures::future::try_join_all(
-        (0..streams).map(|_| upload_stream(client.clone(), work.clone())),
+        (0..streams).map(|_| upload_stream(connection.clone(), work.clone())),
     )
     .await;
     progress.finish_and_clear();
@@ -193,7 +189,7 @@ struct StreamWork {
 /// One UploadBlobs call, fed by a reading thread that takes blobs until none is left; returns
 /// the bytes it sent and the worker's answer.
 async fn upload_stream(
-    mut client: Client,
+    mut connection: Connection,
     work: Arc<StreamWork>,
 ) -> anyhow::Result<(u64, pb::UploadBlobsResponse)> {
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::BlobChunks>(4);
@@ -212,12 +208,10 @@ async fn upload_stream(
         packer.flush(&mut send);
         Ok(sent)
     });
-    let response = client
-        .upload_blobs(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await;
+    let response = connection.upload_blobs(rx).await;
     // A reader's error (a file changed since the scan) says more than the call it cut short.
     let sent = producer.await.context("upload reader failed")??;
-    Ok((sent, response.map_err(explain)?.into_inner()))
+    Ok((sent, response?))
 }
 
 /// The dataset manifest as a blob: it names every image, so it travels like one instead of
@@ -244,17 +238,13 @@ impl ManifestBlob {
 
 /// Uploads the manifest unless the worker has it (a resubmit); returns the bytes sent.
 pub async fn ship_manifest(
-    client: &mut Client,
+    connection: &mut Connection,
     manifest: &ManifestBlob,
     chunk_bytes: usize,
 ) -> anyhow::Result<u64> {
-    let answer = client
-        .missing_blobs(pb::MissingBlobsRequest {
-            digests: vec![manifest.digest.clone()],
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
+    let answer = connection
+        .missing_blobs(vec![manifest.digest.clone()])
+        .await?;
     let Some(missing) = answer.missing.first() else {
         return Ok(0);
     };
@@ -278,7 +268,7 @@ pub async fn ship_manifest(
         streams: 1,
         show_progress: false,
     };
-    let sent = upload(client, &LocalSource::default(), &extra, &plan, settings)
+    let sent = upload(connection, &LocalSource::default(), &extra, &plan, settings)
         .await
         .context("failed to upload the dataset manifest")?;
     Ok(sent.bytes_sent)

@@ -20,21 +20,21 @@ pub struct WatchArgs {
 
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
-        let mut remote = args.worker.connect().await?;
+        let mut connection = args.worker.connect().await?;
         let from = args.from.unwrap_or_else(|| saved_cursor(&args.job));
         if from > 0 && !args.json {
             eprintln!("re-attaching after event {from} (use --from 0 for the whole history)");
         }
-        let followed = follow(&mut remote.client, &args.job, from, args.json).await?;
+        let followed = follow(&mut connection, &args.job, from, args.json).await?;
         if followed == Followed::Disconnected {
             // Nothing after `from` and the job is over: say how it ended instead of "disconnected".
-            let job = remote.get_job(&args.job).await?;
-            let state = super::json::state_name(job.state);
-            if matches!(state, "succeeded" | "failed" | "cancelled") {
+            let job = connection.job(&args.job).await?;
+            if let Some(outcome) = job.state().outcome() {
                 if !args.json {
                     println!(
-                        "job {} {state}{}",
+                        "job {} {}{}",
                         job.id,
+                        outcome.name(),
                         if job.reason.is_empty() {
                             String::new()
                         } else {
@@ -42,13 +42,13 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
                         }
                     );
                 }
-                let outcome = Followed::Finished {
-                    outcome: state.to_owned(),
+                let finished = Followed::Finished {
+                    outcome,
                     reason: job.reason,
                 };
-                return Ok(super::submit::exit_code(&args.job, &outcome));
+                return Ok(finished.exit_code(&args.job));
             }
         }
-        Ok(super::submit::exit_code(&args.job, &followed))
+        Ok(followed.exit_code(&args.job))
     })
 }

@@ -30,6 +30,15 @@ impl DecodedDataset {
     }
 }
 
+/// What every image is decoded to: the training size, and the most pixels its file may hold
+/// (checked from the header, before any pixel is decoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeTarget {
+    pub height: u32,
+    pub width: u32,
+    pub max_pixels: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
     /// No cache directory given: decoded from the source.
@@ -76,24 +85,14 @@ fn cache_header(manifest: &Manifest, height: u32, width: u32) -> cache::CacheHea
 /// How often a long decode says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Decodes every entry of `manifest` at `height`x`width`, or reads them from `cache_dir`.
+/// Decodes every entry of `manifest` to `target`, or reads them from `cache_dir`.
 pub fn load_manifest(
     manifest: &Manifest,
     source: &dyn ImageSource,
-    height: u32,
-    width: u32,
-    max_pixels: u64,
+    target: DecodeTarget,
     cache_dir: Option<&Path>,
 ) -> Result<LoadedDataset> {
-    load_manifest_reporting(
-        manifest,
-        source,
-        height,
-        width,
-        max_pixels,
-        cache_dir,
-        &mut |_, _| {},
-    )
+    load_manifest_reporting(manifest, source, target, cache_dir, &mut |_, _| {})
 }
 
 /// `load_manifest`, calling `progress(decoded, total)` every few seconds while it decodes (a
@@ -101,12 +100,11 @@ pub fn load_manifest(
 pub fn load_manifest_reporting(
     manifest: &Manifest,
     source: &dyn ImageSource,
-    height: u32,
-    width: u32,
-    max_pixels: u64,
+    target: DecodeTarget,
     cache_dir: Option<&Path>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LoadedDataset> {
+    let DecodeTarget { height, width, .. } = target;
     let started = Instant::now();
     let labels: Vec<i64> = manifest
         .entries
@@ -115,10 +113,9 @@ pub fn load_manifest_reporting(
         .collect();
     let entries: Vec<&ManifestEntry> = manifest.entries.iter().collect();
     let header = cache_header(manifest, height, width);
-    let dims = (height, width, max_pixels);
     let (images, status, decoded) = match cache_dir {
         None => {
-            let pixels = decode_watched(&entries, source, dims, PROGRESS_EVERY, progress, None)?;
+            let pixels = decode_watched(&entries, source, target, PROGRESS_EVERY, progress, None)?;
             let images = pixels_tensor(&pixels, entries.len(), height, width);
             (images, CacheStatus::Disabled, entries.len())
         }
@@ -136,7 +133,7 @@ pub fn load_manifest_reporting(
                     decode_watched(
                         &entries,
                         source,
-                        dims,
+                        target,
                         PROGRESS_EVERY,
                         progress,
                         Some(&writer),
@@ -166,13 +163,11 @@ pub fn load_manifest_reporting(
 pub fn decode_dataset(
     entries: &[&ManifestEntry],
     source: &dyn ImageSource,
-    height: u32,
-    width: u32,
-    max_pixels: u64,
+    target: DecodeTarget,
 ) -> Result<DecodedDataset> {
-    let pixels = decode_entries(entries, source, height, width, max_pixels)?;
+    let pixels = decode_entries(entries, source, target)?;
     let labels = entries.iter().map(|e| i64::from(e.class)).collect();
-    Ok(to_tensors(&pixels, labels, height, width))
+    Ok(to_tensors(&pixels, labels, target.height, target.width))
 }
 
 /// CHW u8 pixels of every entry, concatenated in order. Decodes on all cores; the first failure
@@ -180,17 +175,9 @@ pub fn decode_dataset(
 pub fn decode_entries(
     entries: &[&ManifestEntry],
     source: &dyn ImageSource,
-    height: u32,
-    width: u32,
-    max_pixels: u64,
+    target: DecodeTarget,
 ) -> Result<Vec<u8>> {
-    decode_counting(
-        entries,
-        source,
-        (height, width, max_pixels),
-        &AtomicUsize::new(0),
-        None,
-    )
+    decode_counting(entries, source, target, &AtomicUsize::new(0), None)
 }
 
 /// `decode_counting` on a thread of its own, while this one hands `progress` the count done
@@ -198,7 +185,7 @@ pub fn decode_entries(
 fn decode_watched(
     entries: &[&ManifestEntry],
     source: &dyn ImageSource,
-    dims: (u32, u32, u64),
+    target: DecodeTarget,
     every: Duration,
     progress: &mut dyn FnMut(usize, usize),
     into_cache: Option<&cache::CacheWriter>,
@@ -207,7 +194,7 @@ fn decode_watched(
     let watcher = std::thread::current();
     std::thread::scope(|scope| {
         let decoding = scope.spawn(|| {
-            let decoded = decode_counting(entries, source, dims, &done, into_cache);
+            let decoded = decode_counting(entries, source, target, &done, into_cache);
             watcher.unpark();
             decoded
         });
@@ -230,10 +217,15 @@ fn decode_watched(
 fn decode_counting(
     entries: &[&ManifestEntry],
     source: &dyn ImageSource,
-    (height, width, max_pixels): (u32, u32, u64),
+    target: DecodeTarget,
     done: &AtomicUsize,
     into_cache: Option<&cache::CacheWriter>,
 ) -> Result<Vec<u8>> {
+    let DecodeTarget {
+        height,
+        width,
+        max_pixels,
+    } = target;
     let decode = |entry: &ManifestEntry| {
         let decoded = source
             .read(entry)
@@ -302,14 +294,39 @@ fn to_tensors(pixels: &[u8], labels: Vec<i64>, height: u32, width: u32) -> Decod
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Condvar, Mutex};
 
-    /// Small PNGs, each read slowly (a large dataset on a slow disk, in miniature).
-    struct SlowSource(Vec<u8>);
+    /// Small PNGs that cannot be read until the decode has said how far it got: the decode is
+    /// still running when its first report is due, as a long one is.
+    struct HeldSource {
+        png: Vec<u8>,
+        reported: Mutex<bool>,
+        report_heard: Condvar,
+    }
 
-    impl ImageSource for SlowSource {
+    impl HeldSource {
+        fn release(&self) {
+            *self.reported.lock().unwrap() = true;
+            self.report_heard.notify_all();
+        }
+    }
+
+    impl ImageSource for HeldSource {
         fn read(&self, _: &ManifestEntry) -> std::io::Result<Vec<u8>> {
-            std::thread::sleep(Duration::from_millis(15));
-            Ok(self.0.clone())
+            // A bound on a broken decode, so the test fails instead of hanging.
+            let (reported, waited) = self
+                .report_heard
+                .wait_timeout_while(
+                    self.reported.lock().unwrap(),
+                    Duration::from_secs(120),
+                    |reported| !*reported,
+                )
+                .unwrap();
+            drop(reported);
+            if waited.timed_out() {
+                return Err(std::io::Error::other("no progress was reported"));
+            }
+            Ok(self.png.clone())
         }
     }
 
@@ -329,21 +346,30 @@ mod tests {
             })
             .collect();
         let entries: Vec<&ManifestEntry> = entries.iter().collect();
+        let source = HeldSource {
+            png,
+            reported: Mutex::new(false),
+            report_heard: Condvar::new(),
+        };
         let mut heard = Vec::new();
         let pixels = decode_watched(
             &entries,
-            &SlowSource(png),
-            (4, 4, 1 << 20),
+            &source,
+            DecodeTarget {
+                height: 4,
+                width: 4,
+                max_pixels: 1 << 20,
+            },
             Duration::from_millis(20),
-            &mut |done, total| heard.push((done, total)),
+            &mut |done, total| {
+                heard.push((done, total));
+                source.release();
+            },
             None,
         )
         .unwrap();
         assert_eq!(pixels.len(), 40 * 3 * 4 * 4);
-        assert!(
-            !heard.is_empty(),
-            "no progress during a decode of 40 x 15 ms"
-        );
+        assert!(!heard.is_empty(), "no progress during the decode");
         assert!(heard.windows(2).all(|w| w[0].0 <= w[1].0), "{heard:?}");
         assert!(
             heard

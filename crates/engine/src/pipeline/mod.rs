@@ -10,8 +10,8 @@ pub mod decode;
 pub use augment::Augment;
 pub use batches::{BatchSource, Batches, Residency};
 pub use dataset::{
-    CacheStatus, DecodedDataset, LoadedDataset, decode_dataset, decoded_cache_file, load_manifest,
-    load_manifest_reporting,
+    CacheStatus, DecodeTarget, DecodedDataset, LoadedDataset, decode_dataset, decoded_cache_file,
+    load_manifest, load_manifest_reporting,
 };
 pub use decode::decode_rgb_chw;
 

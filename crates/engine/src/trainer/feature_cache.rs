@@ -184,3 +184,116 @@ impl FeatureCache {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{build_classifier, set_backbone_trainable};
+    use crate::pipeline::DecodedDataset;
+    use crate::trainer::epoch::{EpochPlan, train_epoch};
+    use crate::trainer::optimizer::{Hyperparameters, Optimizer, parameters_of};
+    use easel_spec::{Architecture, AugmentSpec, ModelSpec, TrainSpec};
+    use tch::nn::VarStore;
+
+    const IMAGES: i64 = 24;
+    const SIDE: i64 = 16;
+
+    /// A small CNN with its backbone frozen, its weights those of `like` when given. No dropout
+    /// and no flips: an epoch then draws nothing from libtorch's generator, which tests on other
+    /// threads share.
+    fn frozen_trainee(like: Option<&Trainee>) -> Trainee {
+        let model = ModelSpec {
+            architecture: Architecture::SmallCnn,
+            head: vec![16],
+            ..ModelSpec::default()
+        };
+        let mut vs = VarStore::new(Device::Cpu);
+        let net = build_classifier(&vs.root(), &model, 3, (SIDE, SIDE)).unwrap();
+        if let Some(like) = like {
+            vs.copy(&like.vs).unwrap();
+        }
+        set_backbone_trainable(&vs, false);
+        let optimizer = Optimizer::new(
+            Hyperparameters::of(&TrainSpec::default()),
+            parameters_of(&vs),
+        );
+        Trainee {
+            vs,
+            net,
+            optimizer,
+            bf16: None,
+        }
+    }
+
+    fn poison_backbone(trainee: &Trainee) {
+        tch::no_grad(|| {
+            for (name, mut tensor) in trainee.vs.variables() {
+                if name.starts_with("features.") {
+                    let _ = tensor.fill_(f64::NAN);
+                }
+            }
+        });
+    }
+
+    /// Once the features are cached, an epoch never runs the backbone: with its weights turned
+    /// to NaN after caching, a cached epoch trains exactly as with them intact, while an epoch on
+    /// images is ruined by them.
+    #[test]
+    fn a_cached_epoch_never_runs_the_backbone() {
+        let data = DecodedDataset {
+            images: Tensor::randint(256, [IMAGES, 3, SIDE, SIDE], (Kind::Uint8, Device::Cpu)),
+            labels: Tensor::arange(IMAGES, (Kind::Int64, Device::Cpu)).remainder(3),
+            height: SIDE as u32,
+            width: SIDE as u32,
+        };
+        let source = BatchSource::new(&data, Device::Cpu, false).unwrap();
+        let no_flips = AugmentSpec {
+            flip: false,
+            ..AugmentSpec::default()
+        };
+        let augment = Augment::from_spec(&no_flips, SIDE as u32, SIDE as u32);
+        let train = TrainSpec::default();
+        let indices: Vec<i64> = (0..IMAGES).collect();
+        let cancel = AtomicBool::new(false);
+        let first = frozen_trainee(None);
+        let epoch = |poisoned: bool, cached: bool| {
+            let mut trainee = frozen_trainee(Some(&first));
+            let cache = FeatureCache::build(&trainee, &source, &augment, 8, &cancel).unwrap();
+            if poisoned {
+                poison_backbone(&trainee);
+            }
+            let plan = EpochPlan {
+                train: &train,
+                augment: &augment,
+                train_indices: &indices,
+                batch_size: 8,
+                steps_per_epoch: 3,
+                total_steps: 3,
+                backbone_lr_scale: 1.0,
+                cancel: &cancel,
+                features: cached.then_some(&cache),
+            };
+            let totals = train_epoch(&mut trainee, &source, &plan, 1, 1, &mut 0, &mut |_| {})
+                .unwrap()
+                .expect("not cancelled");
+            let head: Vec<(String, Tensor)> = trainee
+                .vs
+                .variables()
+                .into_iter()
+                .filter(|(name, _)| name.starts_with("classifier."))
+                .collect();
+            (totals.loss, head)
+        };
+
+        let (intact_loss, intact_head) = epoch(false, true);
+        let (poisoned_loss, poisoned_head) = epoch(true, true);
+        assert!(intact_loss.is_finite(), "{intact_loss}");
+        assert_eq!(intact_loss, poisoned_loss);
+        let poisoned_head: std::collections::HashMap<_, _> = poisoned_head.into_iter().collect();
+        for (name, tensor) in &intact_head {
+            assert!(tensor.equal(&poisoned_head[name]), "{name} differs");
+        }
+        let (uncached_loss, _) = epoch(true, false);
+        assert!(uncached_loss.is_nan(), "{uncached_loss}");
+    }
+}

@@ -1,11 +1,24 @@
 //! `train`: a whole run, from the manifest to `report.json`, resumable from its checkpoint.
+//!
+//! In parts a sweep can reuse: the run's [`data`] and its [`model_setup`]; the [`learner`], which
+//! trains epochs; the [`checkpointer`], which reads and writes the checkpoint; the
+//! [`checkpoint_policy`] and [`early_stopping`], which decide when to save and when to stop; and
+//! the run's [`outputs`]. [`train`] puts them together in order.
 
+pub mod checkpoint_policy;
+pub mod checkpointer;
+pub mod data;
+pub mod early_stopping;
 pub mod epoch;
 pub mod feature_cache;
+pub mod learner;
+pub mod model_setup;
 pub mod monitor;
 pub mod optimizer;
+pub mod outputs;
 pub mod precision;
 pub mod schedule;
+pub mod settings;
 pub mod split;
 pub mod trainee;
 pub mod validation;
@@ -15,9 +28,7 @@ mod run;
 pub use run::train;
 
 use crate::device::DeviceChoice;
-use crate::events::EpochMetrics;
 use easel_dataset::{ImageSource, Manifest};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -45,19 +56,5 @@ pub enum TrainOutcome {
     },
 }
 
-/// `report.json`, written last.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunReport {
-    pub name: String,
-    pub classes: Vec<String>,
-    pub device: String,
-    pub epochs_run: u32,
-    pub best_epoch: u32,
-    pub best_validation_accuracy: f64,
-    pub final_metrics: EpochMetrics,
-    pub test_accuracy: Option<f64>,
-    pub test_loss: Option<f64>,
-    pub stopped_early: bool,
-    pub seconds: f64,
-    pub dataset_digest: String,
-}
+/// `report.json`, written last (defined with the events, whose last one carries it).
+pub use easel_events::RunReport;

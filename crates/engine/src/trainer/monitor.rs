@@ -1,18 +1,18 @@
-//! Tracks the monitored validation metric: which epoch is best (for best weights) and when to
-//! stop early.
+//! Tracks the monitored validation metric: which epoch is best (for the best weights) and, with
+//! the early-stopping policy, when to stop.
 
+use super::early_stopping::{EarlyStopping, Patience, improves};
 use easel_spec::{EarlyStoppingSpec, Monitor};
 use serde::{Deserialize, Serialize};
 
+/// The monitored metric's record over a run, saved in the checkpoint (flat, as one JSON object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricMonitor {
     pub monitor: Monitor,
     pub best_epoch: u32,
     pub best_value: Option<f64>,
-    /// Epochs since the last improvement larger than `min_delta`.
-    pub epochs_without_improvement: u32,
-    /// Value that the next epoch must beat by `min_delta` to count as an improvement.
-    pub reference_value: Option<f64>,
+    #[serde(flatten)]
+    pub patience: Patience,
 }
 
 /// What one epoch's result means.
@@ -33,8 +33,7 @@ impl MetricMonitor {
                 .unwrap_or(Monitor::ValAccuracy),
             best_epoch: 0,
             best_value: None,
-            epochs_without_improvement: 0,
-            reference_value: None,
+            patience: Patience::default(),
         }
     }
 
@@ -43,35 +42,19 @@ impl MetricMonitor {
         epoch: u32,
         validation_loss: f64,
         validation_accuracy: f64,
-        early_stopping: Option<&EarlyStoppingSpec>,
+        early_stopping: Option<&EarlyStopping>,
     ) -> Verdict {
         let value = match self.monitor {
             Monitor::ValLoss => validation_loss,
             Monitor::ValAccuracy => validation_accuracy,
         };
-        let better = |candidate: f64, than: Option<f64>, margin: f64| match (than, self.monitor) {
-            (None, _) => candidate.is_finite(),
-            (Some(than), Monitor::ValLoss) => candidate < than - margin,
-            (Some(than), Monitor::ValAccuracy) => candidate > than + margin,
-        };
-        let new_best = better(value, self.best_value, 0.0);
+        let new_best = improves(self.monitor, value, self.best_value, 0.0);
         if new_best {
             self.best_value = Some(value);
             self.best_epoch = epoch;
         }
-        let Some(spec) = early_stopping else {
-            return Verdict {
-                new_best,
-                stop: false,
-            };
-        };
-        if better(value, self.reference_value, spec.min_delta.max(0.0)) {
-            self.reference_value = Some(value);
-            self.epochs_without_improvement = 0;
-        } else {
-            self.epochs_without_improvement += 1;
-        }
-        let stop = self.epochs_without_improvement as i64 >= spec.patience.max(1);
+        let stop =
+            early_stopping.is_some_and(|policy| policy.should_stop(&mut self.patience, value));
         Verdict { new_best, stop }
     }
 }
@@ -88,8 +71,9 @@ mod tests {
             monitor: Monitor::ValLoss,
         };
         let mut monitor = MetricMonitor::new(Some(&spec));
+        let policy = EarlyStopping::new(&spec);
         assert_eq!(
-            monitor.observe(1, 1.0, 0.5, Some(&spec)),
+            monitor.observe(1, 1.0, 0.5, Some(&policy)),
             Verdict {
                 new_best: true,
                 stop: false
@@ -97,14 +81,14 @@ mod tests {
         );
         // Better, but by less than min_delta: best weights move, patience runs.
         assert_eq!(
-            monitor.observe(2, 0.98, 0.5, Some(&spec)),
+            monitor.observe(2, 0.98, 0.5, Some(&policy)),
             Verdict {
                 new_best: true,
                 stop: false
             }
         );
         assert_eq!(
-            monitor.observe(3, 0.99, 0.5, Some(&spec)),
+            monitor.observe(3, 0.99, 0.5, Some(&policy)),
             Verdict {
                 new_best: false,
                 stop: true
@@ -120,5 +104,21 @@ mod tests {
         monitor.observe(2, 0.5, 0.4, None);
         assert_eq!(monitor.best_epoch, 1);
         assert_eq!(monitor.best_value, Some(0.5));
+    }
+
+    #[test]
+    fn the_checkpoint_keeps_the_monitor_as_one_flat_object() {
+        let mut monitor = MetricMonitor::new(None);
+        monitor.observe(1, 1.0, 0.5, None);
+        monitor.patience.epochs_without_improvement = 2;
+        let json = serde_json::to_string(&monitor).unwrap();
+        assert_eq!(
+            json,
+            r#"{"monitor":"val_accuracy","best_epoch":1,"best_value":0.5,"epochs_without_improvement":2,"reference_value":null}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<MetricMonitor>(&json).unwrap(),
+            monitor
+        );
     }
 }

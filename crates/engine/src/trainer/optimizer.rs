@@ -3,7 +3,7 @@
 //! C++ optimizers behind tch offer no way to export it. Update rules follow `torch.optim`.
 
 use crate::models::{BACKBONE_GROUP, HEAD_GROUP};
-use easel_spec::Optimizer as OptimizerKind;
+use easel_spec::{Optimizer as OptimizerKind, TrainSpec};
 use std::collections::{BTreeMap, HashMap};
 use tch::Tensor;
 use tch::nn::VarStore;
@@ -28,11 +28,38 @@ struct ParameterState {
     second: Option<Tensor>,
 }
 
+/// What shapes every update besides the learning rate: the update rule, SGD's momentum and the
+/// weight decay (added to the gradient, or decoupled from it for AdamW).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hyperparameters {
+    pub kind: OptimizerKind,
+    pub momentum: f64,
+    pub weight_decay: f64,
+}
+
+impl Hyperparameters {
+    /// Plain SGD with `momentum` and no weight decay (what the benches train with).
+    pub fn sgd(momentum: f64) -> Self {
+        Hyperparameters {
+            kind: OptimizerKind::Sgd,
+            momentum,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// Those a spec's `[train]` table names.
+    pub fn of(train: &TrainSpec) -> Self {
+        Hyperparameters {
+            kind: train.optimizer,
+            momentum: train.momentum,
+            weight_decay: train.weight_decay,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Optimizer {
-    kind: OptimizerKind,
-    momentum: f64,
-    weight_decay: f64,
+    hyperparameters: Hyperparameters,
     parameters: Vec<Parameter>,
     state: HashMap<String, ParameterState>,
 }
@@ -65,16 +92,9 @@ pub fn parameters_of(vs: &VarStore) -> Vec<Parameter> {
 }
 
 impl Optimizer {
-    pub fn new(
-        kind: OptimizerKind,
-        momentum: f64,
-        weight_decay: f64,
-        parameters: Vec<Parameter>,
-    ) -> Self {
+    pub fn new(hyperparameters: Hyperparameters, parameters: Vec<Parameter>) -> Self {
         Optimizer {
-            kind,
-            momentum,
-            weight_decay,
+            hyperparameters,
             parameters,
             state: HashMap::new(),
         }
@@ -103,6 +123,7 @@ impl Optimizer {
         gradient_of: impl Fn(&Parameter) -> Tensor,
     ) {
         let _no_grad = tch::no_grad_guard();
+        let hyperparameters = self.hyperparameters;
         for parameter in &self.parameters {
             if !parameter.tensor.requires_grad() {
                 continue;
@@ -118,25 +139,18 @@ impl Optimizer {
                     .or_insert_with(|| ParameterState {
                         steps: 0,
                         first: parameter.tensor.zeros_like(),
-                        second: matches!(self.kind, OptimizerKind::Adam | OptimizerKind::Adamw)
-                            .then(|| parameter.tensor.zeros_like()),
+                        second: matches!(
+                            hyperparameters.kind,
+                            OptimizerKind::Adam | OptimizerKind::Adamw
+                        )
+                        .then(|| parameter.tensor.zeros_like()),
                     });
             state.steps += 1;
             let mut weights = parameter.tensor.shallow_clone();
-            match self.kind {
-                OptimizerKind::Sgd => sgd(
-                    &mut weights,
-                    gradient,
-                    state,
-                    lr,
-                    self.momentum,
-                    self.weight_decay,
-                ),
-                OptimizerKind::Adam => {
-                    adam(&mut weights, gradient, state, lr, self.weight_decay, false)
-                }
-                OptimizerKind::Adamw => {
-                    adam(&mut weights, gradient, state, lr, self.weight_decay, true)
+            match hyperparameters.kind {
+                OptimizerKind::Sgd => sgd(&mut weights, gradient, state, lr, hyperparameters),
+                OptimizerKind::Adam | OptimizerKind::Adamw => {
+                    adam(&mut weights, gradient, state, lr, hyperparameters)
                 }
             }
         }
@@ -177,7 +191,7 @@ impl Optimizer {
                 .get(&format!("{name}.first"))
                 .ok_or_else(|| format!("optimizer state {name}.first missing"))?
                 .to_device(device);
-            let second = match self.kind {
+            let second = match self.hyperparameters.kind {
                 OptimizerKind::Sgd => None,
                 _ => Some(
                     tensors
@@ -221,9 +235,13 @@ fn sgd(
     gradient: Tensor,
     state: &mut ParameterState,
     lr: f64,
-    momentum: f64,
-    wd: f64,
+    hyperparameters: Hyperparameters,
 ) {
+    let Hyperparameters {
+        momentum,
+        weight_decay: wd,
+        ..
+    } = hyperparameters;
     let mut gradient = if wd != 0.0 {
         gradient + &*weights * wd
     } else {
@@ -246,9 +264,10 @@ fn adam(
     gradient: Tensor,
     state: &mut ParameterState,
     lr: f64,
-    wd: f64,
-    decoupled: bool,
+    hyperparameters: Hyperparameters,
 ) {
+    let wd = hyperparameters.weight_decay;
+    let decoupled = hyperparameters.kind == OptimizerKind::Adamw;
     let (beta1, beta2) = ADAM_BETAS;
     let gradient = if decoupled {
         if wd != 0.0 {
@@ -285,7 +304,12 @@ mod tests {
             .root()
             .set_group(HEAD_GROUP)
             .var_copy("x", &Tensor::from_slice(&[3.0f32, -2.0]));
-        let mut optimizer = Optimizer::new(kind, 0.9, 0.0, parameters_of(&vs));
+        let hyperparameters = Hyperparameters {
+            kind,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        };
+        let mut optimizer = Optimizer::new(hyperparameters, parameters_of(&vs));
         for _ in 0..200 {
             optimizer.zero_grad();
             let loss = (&x * &x).sum(Kind::Float);
@@ -310,7 +334,12 @@ mod tests {
         // torch.optim.SGD(momentum=0.9, weight_decay=0.1), lr 0.5, grad of sum(x^2) = 2x.
         let vs = VarStore::new(Device::Cpu);
         let x = vs.root().var_copy("x", &Tensor::from_slice(&[1.0f64]));
-        let mut optimizer = Optimizer::new(OptimizerKind::Sgd, 0.9, 0.1, parameters_of(&vs));
+        let hyperparameters = Hyperparameters {
+            kind: OptimizerKind::Sgd,
+            momentum: 0.9,
+            weight_decay: 0.1,
+        };
+        let mut optimizer = Optimizer::new(hyperparameters, parameters_of(&vs));
         let mut expected = 1.0f64;
         let mut buffer = 0.0;
         for step in 0..3 {

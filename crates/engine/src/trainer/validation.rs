@@ -5,15 +5,19 @@ use super::feature_cache::FeatureCache;
 use super::trainee::{ModelInput, Trainee};
 use crate::models::Classifier;
 use crate::pipeline::BatchSource;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct EvaluationTotals {
+/// A model's results on some labelled images: a validation or test split during a run, or
+/// another dataset afterwards (`client evaluate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
     pub images: u64,
-    pub loss: f64,
     pub accuracy: f64,
+    pub loss: f64,
+    /// In the run's class order (`classes.json`).
     pub per_class_accuracy: Vec<f64>,
-    /// `confusion[true][predicted]`.
+    /// `confusion[true][predicted]`, the run's class order.
     pub confusion: Vec<Vec<u64>>,
 }
 
@@ -24,7 +28,7 @@ pub fn evaluate_indices(
     indices: &[i64],
     batch_size: usize,
     num_classes: usize,
-) -> EvaluationTotals {
+) -> Evaluation {
     evaluate_batches(
         &source.indices(indices),
         source.device(),
@@ -46,7 +50,7 @@ pub fn evaluate_trainee(
     indices: &[i64],
     batch_size: usize,
     num_classes: usize,
-) -> EvaluationTotals {
+) -> Evaluation {
     let index = match features {
         Some(cache) => cache.indices(indices),
         None => source.indices(indices),
@@ -71,7 +75,7 @@ fn evaluate_batches(
     batch_size: usize,
     num_classes: usize,
     mut logits_of: impl FnMut(&Tensor) -> (Tensor, Tensor),
-) -> EvaluationTotals {
+) -> Evaluation {
     let _no_grad = tch::no_grad_guard();
     let classes = num_classes as i64;
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
@@ -93,7 +97,7 @@ fn evaluate_batches(
     totals_from(confusion, loss, num_classes)
 }
 
-fn totals_from(flat: Vec<i64>, loss_sum: f64, num_classes: usize) -> EvaluationTotals {
+fn totals_from(flat: Vec<i64>, loss_sum: f64, num_classes: usize) -> Evaluation {
     let confusion: Vec<Vec<u64>> = flat
         .chunks(num_classes.max(1))
         .map(|row| row.iter().map(|&v| v.max(0) as u64).collect())
@@ -112,7 +116,7 @@ fn totals_from(flat: Vec<i64>, loss_sum: f64, num_classes: usize) -> EvaluationT
             }
         })
         .collect();
-    EvaluationTotals {
+    Evaluation {
         images,
         loss: if images == 0 {
             0.0

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use easel_dataset::{LocalSource, Manifest, ScanOptions, scan, stratified_subset};
+use easel_engine::pipeline::DecodeTarget;
 use easel_engine::{DeviceChoice, EpochMetrics, TrainEvent, TrainJob, TrainOutcome};
 use easel_spec::ExperimentSpec;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,15 @@ pub fn subset(classes: &[usize], per_class: usize, seed: u64) -> Manifest {
         })
         .collect();
     Manifest::new(names, entries)
+}
+
+/// The sample's images at `height`x`width`, under a pixel limit none of them reaches.
+pub fn decode_to(height: u32, width: u32) -> DecodeTarget {
+    DecodeTarget {
+        height,
+        width,
+        max_pixels: 40_000_000,
+    }
 }
 
 /// A small-CNN spec on 28x28 digits; `train_extra` is TOML appended to the `[train]` table.

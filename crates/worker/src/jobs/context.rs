@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 
-use crate::blobs::BlobStore;
-use crate::caches::CacheRoom;
 use crate::error::{Error, Result};
+use crate::storage::blobs::BlobStore;
+use crate::storage::caches::CacheRoom;
 
 pub struct JobContext {
     pub store: ArtifactStore,
@@ -25,7 +25,7 @@ pub struct JobContext {
     /// `queue.restart_pause_seconds`: the first wait before a job the worker died under resumes.
     pub restart_pause: std::time::Duration,
     /// Where runs train: in a supervised child process, or on a thread of this one.
-    pub training: super::training::Training,
+    pub training: crate::training::Training,
 }
 
 /// The folders under the worker's data directory.

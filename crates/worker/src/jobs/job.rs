@@ -3,14 +3,14 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use easel_spec::outputs;
+use easel_spec::{ExperimentSpec, outputs};
 
 use super::log::EventLog;
 use super::record::{JobRecord, JobState};
-use crate::error::Result;
-use easel_events::{EventKind, LogContents};
+use crate::error::{Error, Result};
+use easel_events::{EventKind, LogContents, Outcome, RunReport, now};
 
 pub struct Job {
     pub id: String,
@@ -23,6 +23,8 @@ pub struct Job {
     pub cancel: Arc<AtomicBool>,
     /// Set with `cancel` when the worker stops: the job is re-queued, not cancelled.
     pub interrupted: AtomicBool,
+    /// Parsed once: at submit, or for a job a restart found, the first time it is needed.
+    spec: OnceLock<Arc<ExperimentSpec>>,
 }
 
 impl Job {
@@ -42,8 +44,27 @@ impl Job {
             record: Mutex::new(record),
             cancel: Arc::default(),
             interrupted: AtomicBool::new(false),
+            spec: OnceLock::new(),
         };
         Ok((job, contents))
+    }
+
+    /// The job with the spec its submit parsed, so nothing parses it again.
+    pub fn with_spec(self, spec: ExperimentSpec) -> Job {
+        let _ = self.spec.set(Arc::new(spec));
+        self
+    }
+
+    /// The job's spec as submitted (blocking: a job a restart found reads it from its folder
+    /// the first time).
+    pub fn spec(&self) -> Result<Arc<ExperimentSpec>> {
+        if let Some(spec) = self.spec.get() {
+            return Ok(spec.clone());
+        }
+        let path = self.spec_path();
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let spec = Arc::new(super::submission::parse_spec(&text)?);
+        Ok(self.spec.get_or_init(|| spec).clone())
     }
 
     pub fn snapshot(&self) -> JobRecord {
@@ -102,9 +123,91 @@ impl Job {
         self.dir.join(MANIFEST_FILE)
     }
 
+    /// Ends the run: the `Finished` event first, so a follower never sees the state without
+    /// the job's last event, then the record. The one way a job's run ends, whoever ends it.
+    pub fn finish(&self, ending: Ending) -> Result<JobRecord> {
+        self.emit(ending.event());
+        let saved = self.update(|r| ending.record(r));
+        if ending.state().is_terminal() {
+            self.log.settle();
+        }
+        saved
+    }
+
+    /// Like [`Job::finish`], but only while the job is still `from` (see [`Job::transition`]);
+    /// the event is logged only by the one that ends it.
+    pub fn finish_if(&self, from: JobState, ending: Ending) -> Result<bool> {
+        let finished = self.transition(from, |r| {
+            self.emit(ending.event());
+            ending.record(r);
+        })?;
+        if finished && ending.state().is_terminal() {
+            self.log.settle();
+        }
+        Ok(finished)
+    }
+
     pub fn emit(&self, kind: EventKind) {
         if let Err(error) = self.log.append(kind) {
             tracing::error!(job = %self.id, %error, "event not persisted");
+        }
+    }
+}
+
+/// How a job's run ended: what its last event says and its record keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    pub outcome: Outcome,
+    pub reason: String,
+    /// The run's report, when it succeeded.
+    pub report: Option<Box<RunReport>>,
+}
+
+impl Ending {
+    pub fn failed(reason: impl Into<String>) -> Ending {
+        Ending {
+            outcome: Outcome::Failed,
+            reason: reason.into(),
+            report: None,
+        }
+    }
+
+    pub fn cancelled(reason: impl Into<String>) -> Ending {
+        Ending {
+            outcome: Outcome::Cancelled,
+            reason: reason.into(),
+            report: None,
+        }
+    }
+
+    /// The state the job is in afterwards: an interrupted run is queued to resume.
+    pub fn state(&self) -> JobState {
+        match self.outcome {
+            Outcome::Succeeded => JobState::Succeeded,
+            Outcome::Failed => JobState::Failed,
+            Outcome::Cancelled => JobState::Cancelled,
+            Outcome::Interrupted => JobState::Queued,
+        }
+    }
+
+    fn event(&self) -> EventKind {
+        EventKind::Finished {
+            outcome: self.outcome,
+            reason: self.reason.clone(),
+            report: self.report.clone(),
+        }
+    }
+
+    fn record(&self, record: &mut JobRecord) {
+        let state = self.state();
+        record.state = state;
+        record.reason = self.reason.clone();
+        if let Some(accuracy) = self.report.as_ref().and_then(|r| r.test_accuracy) {
+            record.test_accuracy = Some(accuracy);
+        }
+        if state.is_terminal() {
+            // A job failed again at a restart keeps the time it first finished.
+            record.finished_at = record.finished_at.take().or_else(|| Some(now()));
         }
     }
 }

@@ -1,4 +1,6 @@
-//! Jobs: their persisted records and event logs, the queue, and the runs themselves.
+//! Jobs: their persisted records and event logs, the queue and its scheduling onto devices
+//! (`manager.rs`), and each job's run (`run.rs`: inputs staged, training started in its
+//! process, artifacts published to the store).
 //!
 //! Arrows point one way: the manager (queue, scheduling, cancel, watch) uses the run, resume and
 //! recovery modules; they take a [`JobContext`] and a [`Job`] and never see the manager.
@@ -8,15 +10,14 @@ pub mod job;
 pub mod log;
 pub mod manager;
 mod object_dataset;
+mod publish;
 mod reclaim;
 pub mod record;
 mod recover;
 pub mod resume;
-mod runner;
-pub mod sandbox;
+pub(crate) mod run;
+pub(crate) mod staging;
 pub mod submission;
-pub mod training;
-mod uploader;
 
 pub use context::JobContext;
 pub use easel_events::{EventKind, EventRecord, Outcome, now};

@@ -14,8 +14,8 @@ use easel_store::ArtifactStore;
 
 use super::context::JobContext;
 use super::job::Job;
-use crate::caches::Lease;
-use crate::space::human_bytes;
+use crate::storage::caches::Lease;
+use crate::storage::space::human_bytes;
 use easel_events::EventKind;
 
 /// How often a long copy says how far it got.
@@ -195,9 +195,9 @@ fn remove_unlisted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::named_tokens::ADMIN_NAME;
     use crate::jobs::manager::{JobManager, ManagerSettings};
     use crate::jobs::submission::ManifestText;
-    use crate::tokens::ADMIN_NAME;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -208,13 +208,7 @@ mod tests {
     /// A job reading its dataset from `url` (so with an empty manifest), submitted as the admin.
     fn submit_bucket(manager: &JobManager, url: &str) -> Arc<Job> {
         let submitted = manager
-            .submit(
-                &spec(url),
-                &ManifestText::plain(EMPTY_MANIFEST),
-                ADMIN_NAME,
-                "",
-                None,
-            )
+            .submit_text(&spec(url), &ManifestText::plain(EMPTY_MANIFEST), ADMIN_NAME)
             .unwrap();
         manager.job(&submitted.job.id).unwrap()
     }
@@ -383,13 +377,7 @@ mod tests {
             r#"{{"classes":["a"],"entries":[{{"path":"a/1.png","class":0,"size":1,"digest":"{digest}"}}]}}"#
         );
         let refused = manager
-            .submit(
-                &spec(&url),
-                &ManifestText::plain(&manifest),
-                ADMIN_NAME,
-                "",
-                None,
-            )
+            .submit_text(&spec(&url), &ManifestText::plain(&manifest), ADMIN_NAME)
             .err()
             .unwrap();
         assert!(
@@ -422,7 +410,7 @@ mod tests {
         let dataset = prepare(manager.context(), &job, &url, &parsed)
             .await
             .unwrap();
-        let _lease = super::super::runner::lease_decoded_cache(
+        let _lease = crate::jobs::staging::lease_decoded_cache(
             manager.context(),
             &job,
             &dataset.manifest,

@@ -10,7 +10,7 @@ use super::context::JobContext;
 use super::job::Job;
 use super::submission::{parse_manifest, parse_spec, pretrained_blob};
 use crate::error::{Error, Result};
-use crate::space::folder_bytes;
+use easel_digest::folder_bytes;
 
 /// What removing a job freed on the worker's disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

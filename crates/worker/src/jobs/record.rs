@@ -8,40 +8,15 @@ use crate::error::{Error, Result};
 /// The record's file in the job's folder.
 pub const STATE_FILE: &str = "state.json";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl JobState {
-    /// The state as users see it (`client list`, state.json).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled
-        )
-    }
-}
+/// A job's state: the protocol's enum, with its one table of names (`state.json` holds the
+/// names).
+pub use easel_proto::v1::JobState;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: String,
     pub name: String,
+    #[serde(with = "easel_proto::job_state::as_name")]
     pub state: JobState,
     #[serde(default)]
     pub reason: String,
@@ -80,13 +55,28 @@ pub struct JobRecord {
 }
 
 fn admin_owner() -> String {
-    crate::tokens::ADMIN_NAME.to_owned()
+    crate::access::named_tokens::ADMIN_NAME.to_owned()
 }
 
 /// An idempotency key as the worker indexes it: two owners' equal keys name two jobs.
 pub fn owned_key(owner: &str, key: &str) -> String {
     // Token names hold no newline.
     format!("{owner}\n{key}")
+}
+
+/// Who submits a job (the token's name) and the idempotency key they gave it (empty: none),
+/// so a retried submit finds the job its first try made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitter {
+    pub owner: String,
+    pub idempotency_key: String,
+}
+
+impl Submitter {
+    /// The key as the worker indexes it, when one was given.
+    pub fn owned_key(&self) -> Option<String> {
+        (!self.idempotency_key.is_empty()).then(|| owned_key(&self.owner, &self.idempotency_key))
+    }
 }
 
 impl JobRecord {

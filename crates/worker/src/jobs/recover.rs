@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use easel_spec::outputs;
 
-use super::job::{EVENTS_FILE, Job};
+use super::job::{EVENTS_FILE, Ending, Job};
 use super::record::{JobRecord, JobState, STATE_FILE};
 use crate::error::{Error, Result};
-use easel_events::now;
-use easel_events::{EventKind, LogContents, Outcome};
+use easel_events::{EventKind, LogContents};
 
 pub(crate) struct Recovered {
     pub jobs: BTreeMap<String, Arc<Job>>,
@@ -134,7 +133,7 @@ fn fail_if_damaged(job: &Job, log: &LogContents) {
     let reason = format!(
         "its event log {EVENTS_FILE} was damaged while the job was {} ({}); its {} readable \
          events are kept{aside}",
-        state.as_str(),
+        state.name(),
         damage.describe(),
         job.log.last_sequence(),
     );
@@ -142,24 +141,17 @@ fn fail_if_damaged(job: &Job, log: &LogContents) {
     fail(job, reason);
 }
 
-/// Ends a job a start found as failed: the event first, so a follower sees it before the state.
+/// Ends a job a start found as failed.
 fn fail(job: &Job, reason: String) {
-    job.emit(EventKind::Finished {
-        outcome: Outcome::Failed,
-        reason: reason.clone(),
-        report: None,
-    });
-    job.update_or_log(|r| {
-        r.state = JobState::Failed;
-        r.reason = reason;
-        // A finished job keeps the time it finished.
-        r.finished_at = r.finished_at.take().or_else(|| Some(now()));
-    });
+    if let Err(error) = job.finish(Ending::failed(reason)) {
+        tracing::error!(job = %job.id, %error, "job state not saved");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use easel_events::Outcome;
 
     /// A job folder as a worker that died mid-run leaves it: `state` and, if asked, a checkpoint.
     fn left_behind(jobs: &Path, id: &str, state: JobState, crash_restarts: u32, checkpoint: bool) {
@@ -167,7 +159,7 @@ mod tests {
         let record: JobRecord = serde_json::from_value(serde_json::json!({
             "id": id,
             "name": id,
-            "state": state,
+            "state": state.name(),
             "created_at": format!("2026-12-03T00:00:0{}Z", id.len()),
             "epochs_total": 5,
             "dataset_images": 10,

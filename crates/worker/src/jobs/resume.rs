@@ -3,6 +3,7 @@
 //! is known to fit the submitted spec and dataset, so the engine continues that run instead of
 //! quietly training from scratch.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use easel_spec::ExperimentSpec;
 use easel_store::retry_transient;
 
 use super::context::JobContext;
-use super::submission::{parse_manifest, parse_spec, pretrained_blob};
+use super::submission::pretrained_blob;
 use crate::error::{Error, Result};
 
 /// A checkpoint fetched from the store and checked, staged on this worker's disk until its job
@@ -72,13 +73,12 @@ impl Drop for Staging {
 pub(crate) async fn fetch(
     context: &JobContext,
     from_job: &str,
-    spec_toml: &str,
-    manifest_json: &str,
+    spec: &ExperimentSpec,
+    manifest: &Manifest,
 ) -> Result<ResumePoint> {
     easel_store::validate_job_id(from_job)
         .map_err(|e| Error::InvalidArgument(format!("resume from job: {e}")))?;
-    let spec = parse_spec(spec_toml)?;
-    let mut manifest = parse_manifest(manifest_json)?;
+    let mut manifest = Cow::Borrowed(manifest);
     let refused = |why: String| {
         Error::FailedPrecondition(format!("cannot resume from job `{from_job}`: {why}"))
     };
@@ -91,7 +91,7 @@ pub(crate) async fn fetch(
         && let Ok(bytes) = store.get_bytes(from_job, MANIFEST).await
         && let Ok(scanned) = Manifest::from_json(&String::from_utf8_lossy(&bytes))
     {
-        manifest = scanned;
+        manifest = Cow::Owned(scanned);
     }
     let staging = Staging::new(&context.dirs.staging)?;
     let downloaded = retry_transient(
@@ -117,9 +117,9 @@ pub(crate) async fn fetch(
         .await
         .map_err(|e| Error::Internal(format!("reading the checkpoint header: {e}")))?
         .map_err(|e| refused(e.to_string()))?;
-    let identity = checkpoint::run_identity(&spec, &manifest.digest(), pretrained_blob(&spec));
+    let identity = checkpoint::run_identity(spec, &manifest.digest(), pretrained_blob(spec));
     if state.identity != identity {
-        let why = mismatch(context, from_job, &spec, &manifest).await;
+        let why = mismatch(context, from_job, spec, &manifest).await;
         return Err(refused(format!(
             "its checkpoint was made for another run: {why}; submit the spec and data of job \
              `{from_job}`, or submit without --resume-from to train from scratch"
@@ -215,6 +215,19 @@ fn differing_keys(ours: &ExperimentSpec, theirs: &ExperimentSpec) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::submission::{parse_manifest, parse_spec};
+
+    /// [`fetch`] with the spec and manifest as a client sends them.
+    async fn fetch_text(
+        context: &JobContext,
+        from_job: &str,
+        spec_toml: &str,
+        manifest_json: &str,
+    ) -> Result<ResumePoint> {
+        let spec = parse_spec(spec_toml)?;
+        let manifest = parse_manifest(manifest_json)?;
+        fetch(context, from_job, &spec, &manifest).await
+    }
     use crate::jobs::manager::{JobManager, ManagerSettings};
     use easel_store::RetryPolicy;
     use std::sync::Arc;
@@ -272,7 +285,7 @@ mod tests {
         store_checkpoint(&manager, "j1", SPEC_TOML, 2).await;
         // Submitted from another folder: data locations do not matter.
         let moved = SPEC_TOML.replace("/laptop/data", "/elsewhere/data");
-        let point = fetch(manager.context(), "j1", &moved, &manifest_json())
+        let point = fetch_text(manager.context(), "j1", &moved, &manifest_json())
             .await
             .unwrap();
         assert_eq!(point.epochs_done, 2);
@@ -301,12 +314,12 @@ mod tests {
         store_checkpoint(&manager, "j1", &bucket_spec, 2).await;
         // The submit of a bucket dataset carries an empty manifest: the worker scans the bucket.
         let empty = r#"{"classes":[],"entries":[]}"#;
-        let point = fetch(manager.context(), "j1", &bucket_spec, empty)
+        let point = fetch_text(manager.context(), "j1", &bucket_spec, empty)
             .await
             .unwrap();
         assert_eq!(point.epochs_done, 2);
         // A folder dataset's empty manifest is still another dataset.
-        let Err(error) = fetch(manager.context(), "j1", SPEC_TOML, empty).await else {
+        let Err(error) = fetch_text(manager.context(), "j1", SPEC_TOML, empty).await else {
             panic!("resumed a run on an empty dataset");
         };
         assert!(error.to_string().contains("the dataset differs"), "{error}");
@@ -316,7 +329,8 @@ mod tests {
     async fn a_missing_checkpoint_or_a_bad_job_id_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let manager = manager(dir.path());
-        let Err(error) = fetch(manager.context(), "nope", SPEC_TOML, &manifest_json()).await else {
+        let Err(error) = fetch_text(manager.context(), "nope", SPEC_TOML, &manifest_json()).await
+        else {
             panic!("resumed from a job that does not exist");
         };
         let message = error.to_string();
@@ -326,7 +340,8 @@ mod tests {
         );
         assert!(message.contains("holds no checkpoint"), "{message}");
         assert!(matches!(error, Error::FailedPrecondition(_)));
-        let Err(error) = fetch(manager.context(), "../x", SPEC_TOML, &manifest_json()).await else {
+        let Err(error) = fetch_text(manager.context(), "../x", SPEC_TOML, &manifest_json()).await
+        else {
             panic!("accepted a job id with a path in it");
         };
         assert!(matches!(error, Error::InvalidArgument(_)), "{error}");
@@ -342,7 +357,7 @@ mod tests {
         let manager = manager(dir.path());
         store_checkpoint(&manager, "j1", SPEC_TOML, 1).await;
         let other = format!("{SPEC_TOML}learning_rate = 0.5\n");
-        let Err(error) = fetch(manager.context(), "j1", &other, &manifest_json()).await else {
+        let Err(error) = fetch_text(manager.context(), "j1", &other, &manifest_json()).await else {
             panic!("resumed a checkpoint made for another learning rate");
         };
         let message = error.to_string();

@@ -5,8 +5,52 @@ use std::path::{Path, PathBuf};
 use easel_dataset::Manifest;
 use easel_spec::ExperimentSpec;
 
-use crate::blobs::BlobStore;
 use crate::error::{Error, Result};
+use crate::storage::blobs::BlobStore;
+
+/// What a client submitted, parsed once at `Submit`: the spec (its text too, kept in the job's
+/// folder as sent) and the dataset manifest. Everything after works on these types.
+pub struct Submission {
+    pub spec: ExperimentSpec,
+    pub spec_toml: String,
+    pub manifest: Manifest,
+    pub manifest_text: ManifestText,
+}
+
+impl Submission {
+    /// Parses and checks both (blocking: a manifest can hold hundreds of thousands of entries).
+    pub fn parse(spec_toml: String, manifest_text: ManifestText) -> Result<Submission> {
+        let spec = parse_spec(&spec_toml)?;
+        let manifest = parse_manifest(&manifest_text.json)?;
+        if let Some(url) = spec.data.object_store_url()
+            && !manifest.entries.is_empty()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "the spec reads its dataset from {url}; the manifest must be empty (the worker scans the dataset)"
+            )));
+        }
+        Ok(Submission {
+            spec,
+            spec_toml,
+            manifest,
+            manifest_text,
+        })
+    }
+
+    /// Every blob the job will read: its dataset's files and its uploaded weights.
+    pub fn blobs(&self) -> Vec<String> {
+        let mut digests: Vec<String> = self
+            .manifest
+            .unique_blobs()
+            .iter()
+            .map(|(digest, _)| (*digest).to_owned())
+            .collect();
+        if let Some(digest) = pretrained_blob(&self.spec) {
+            digests.push(digest.to_owned());
+        }
+        digests
+    }
+}
 
 /// Parses and validates a submitted spec (its data paths name the client's folders and are not
 /// checked here: the manifest replaces them).
@@ -27,11 +71,7 @@ pub fn parse_manifest(text: &str) -> Result<Manifest> {
 
 /// The blob digest a submitted spec's `model.pretrained = "blob:<digest>"` names.
 pub fn pretrained_blob(spec: &ExperimentSpec) -> Option<&str> {
-    spec.model
-        .pretrained
-        .as_ref()?
-        .to_str()?
-        .strip_prefix("blob:")
+    spec.model.pretrained.as_ref()?.blob()
 }
 
 /// Refuses a spec that has the worker read its own files outside `allowed`
@@ -45,9 +85,7 @@ pub fn check_local_paths(spec: &ExperimentSpec, allowed: &[PathBuf]) -> Result<(
         let path = path.unwrap_or_else(|| PathBuf::from(url));
         check_allowed("data.path", &path, allowed)?;
     }
-    if let Some(path) = &spec.model.pretrained
-        && pretrained_blob(spec).is_none()
-    {
+    if let Some(path) = spec.model.pretrained.as_ref().and_then(|w| w.file()) {
         check_allowed("model.pretrained", path, allowed)?;
     }
     Ok(())

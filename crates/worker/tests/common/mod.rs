@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test target uses its own part
 
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,6 +16,37 @@ use tonic::transport::Channel;
 
 /// A client presenting the worker's credentials (or none).
 pub type Client = WorkerClient<InterceptedService<Channel, Credentials>>;
+
+/// How long a wait may last before the test fails as hung: far past what anything these tests
+/// wait for takes on a loaded machine, so only a broken build ever reaches it. No test asserts
+/// how long something took.
+pub const HANG_GUARD: Duration = Duration::from_secs(120);
+
+/// Between two looks of a wait that polls.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What `waiting` (a wait until something has happened) gives; panics naming `what` once
+/// [`HANG_GUARD`] has passed first.
+pub async fn with_hang_guard<T>(what: &str, waiting: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("still waiting after {HANG_GUARD:?}: {what}"))
+}
+
+/// The token the worker writes into `path` at its start, once the file is complete.
+pub async fn written_token(path: &Path) -> String {
+    with_hang_guard("the worker writes its token", async {
+        loop {
+            if let Ok(token) = std::fs::read_to_string(path)
+                && token.ends_with('\n')
+            {
+                return token.trim().to_owned();
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await
+}
 
 /// A worker serving plaintext on loopback from `dir`, until the returned sender is dropped.
 pub struct InProcess {
@@ -49,14 +81,7 @@ impl InProcess {
         let served = tokio::spawn(easel_worker::run(listener, config, async move {
             let _ = stopped.await;
         }));
-        let token = loop {
-            if let Ok(token) = std::fs::read_to_string(&token_path)
-                && !token.trim().is_empty()
-            {
-                break token.trim().to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let token = written_token(&token_path).await;
         InProcess {
             address,
             token,
@@ -82,9 +107,8 @@ impl InProcess {
     pub async fn stop(mut self) {
         drop(self.stop.take());
         let served = self.served.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(60), served)
+        with_hang_guard("the worker stops", served)
             .await
-            .expect("the worker stops within a minute")
             .unwrap()
             .unwrap();
     }

@@ -6,7 +6,9 @@ use crate::Error;
 use crate::models::*;
 use crate::weights::*;
 use easel_spec::{Architecture, Pooling};
-use std::collections::BTreeMap;
+use easel_test_support::mutations::only_changed_within;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -395,44 +397,203 @@ fn refusal(path: &Path) -> String {
     weights_problems(load_pretrained_backbone(&mut target, path)).join("\n")
 }
 
+/// `{"w": _rebuild_tensor_v2(storage "0" of 2 floats, offset 0, size (2,), stride (1,), False, {})}`.
+const ARCHIVE_PICKLE: &[u8] = b"\x80\x02}(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(\
+    (X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02tQ\
+    K\x00K\x02\x85K\x01\x85\x89}tRu.";
+/// The values in storage "0".
+const STORAGE: [f32; 2] = [1.5, -2.0];
+/// Bytes of `ARCHIVE_PICKLE` (offsets from `pickletools.dis`) that cannot change the tensor: the
+/// key's character, the device name and the storage's element count, which nothing reads.
+const NAME_AND_UNREAD: [Range<usize>; 3] = [9..10, 88..91, 92..93];
+/// The payloads of the tensor's offset, size and stride (one byte each).
+const OFFSET_AT: usize = 96;
+const SIZE_AT: usize = 98;
+const STRIDE_AT: usize = 101;
+/// Up to here the pickle has described the tensor completely (its REDUCE included).
+const TENSOR_DESCRIBED: usize = 107;
+
+/// Reasons a `torch.save` archive whose zip is sound is refused, besides the pickle reader's.
+const ARCHIVE_REFUSALS: [&str; 5] = [
+    "the pickle holds no dict of tensors",
+    "the pickle's dict holds no tensors by name",
+    "holds more values than its storage's",
+    "out of bounds for storage",
+    "specified file not found in archive",
+];
+
+/// The first words of each refusal of a weights file.
+const WEIGHTS_REFUSALS: [&str; 5] = [
+    "cannot read this torch.save archive: ",
+    "cannot read this legacy torch.save file: ",
+    "this zip archive holds no data.pkl",
+    "this is neither a safetensors file nor a PyTorch file",
+    "this is a TorchScript archive",
+];
+
+/// A weights file read without panicking: its tensors by name, or the problem it was refused for.
+fn read_or_refusal(path: &Path, case: &str) -> Result<HashMap<String, Tensor>, String> {
+    match std::panic::catch_unwind(|| read_named_tensors(path)) {
+        Err(_) => panic!("{case} panicked"),
+        Ok(read) => read.map_err(|error| {
+            let problems = weights_problems(Err(error));
+            assert_eq!(problems.len(), 1, "{case}: {problems:?}");
+            let problem = problems.into_iter().next().unwrap_or_default();
+            assert!(
+                WEIGHTS_REFUSALS
+                    .iter()
+                    .any(|start| problem.starts_with(start)),
+                "{case}: refused for an unforeseen reason: {problem}"
+            );
+            problem
+        }),
+    }
+}
+
+fn values(tensor: &Tensor) -> Vec<f32> {
+    Vec::try_from(tensor.flatten(0, -1)).unwrap()
+}
+
+/// What a mutant of `ARCHIVE_PICKLE` that reads back must have read. Every tensor is a float
+/// view inside the storage. The original's bytes up to the described tensor give the original
+/// tensor; a changed name or unread byte gives the original tensor, maybe under another name;
+/// a changed offset, size or stride gives exactly the view they describe, and must be read
+/// when that view lies inside the storage.
+fn check_read_back(
+    mutant: &[u8],
+    read: &Result<HashMap<String, Tensor>, String>,
+    case: &str,
+) -> bool {
+    if let Ok(tensors) = read {
+        assert!(!tensors.is_empty(), "{case}");
+        for (name, tensor) in tensors {
+            assert_eq!(tensor.kind(), Kind::Float, "{case}: {name}");
+            assert!(tensor.numel() <= STORAGE.len(), "{case}: {name}");
+            assert!(
+                values(tensor).iter().all(|v| STORAGE.contains(v)),
+                "{case}: {name} holds values the storage does not"
+            );
+        }
+    }
+    let original = |tensor: &Tensor| tensor.size() == [2] && values(tensor) == STORAGE;
+    if mutant[..TENSOR_DESCRIBED.min(mutant.len())] == ARCHIVE_PICKLE[..TENSOR_DESCRIBED]
+        && let Ok(tensors) = read
+    {
+        assert!(tensors.len() == 1 && original(&tensors["w"]), "{case}");
+    }
+    if only_changed_within(ARCHIVE_PICKLE, mutant, &NAME_AND_UNREAD) {
+        if let Ok(tensors) = read {
+            assert!(
+                tensors.len() == 1 && tensors.values().all(original),
+                "{case}"
+            );
+        }
+        return true;
+    }
+    let view = [
+        OFFSET_AT..OFFSET_AT + 1,
+        SIZE_AT..SIZE_AT + 1,
+        STRIDE_AT..STRIDE_AT + 1,
+    ];
+    if !only_changed_within(ARCHIVE_PICKLE, mutant, &view) {
+        return false;
+    }
+    let (offset, size, stride) = (
+        usize::from(mutant[OFFSET_AT]),
+        usize::from(mutant[SIZE_AT]),
+        usize::from(mutant[STRIDE_AT]),
+    );
+    let inside =
+        size <= STORAGE.len() && (size == 0 || offset + (size - 1) * stride < STORAGE.len());
+    match read {
+        Ok(tensors) => {
+            assert!(
+                inside || size == 0,
+                "{case}: a view outside its storage was read"
+            );
+            let expected: Vec<f32> = (0..size).map(|i| STORAGE[offset + i * stride]).collect();
+            assert_eq!(tensors["w"].size(), [size as i64], "{case}");
+            assert_eq!(values(&tensors["w"]), expected, "{case}");
+        }
+        Err(problem) => assert!(
+            !inside || size == 0,
+            "{case}: a view inside its storage was refused: {problem}"
+        ),
+    }
+    true
+}
+
 /// Property: a damaged torch.save archive loads or is refused, never panics or allocates what
-/// it cannot back. Mutants of the pickle inside a well-formed zip reach the reader past the zip's
-/// checksums; mutants of the whole zip exercise its headers (seeded, bounded).
+/// it cannot back; a refusal gives one of the reader's reasons, and what loads holds what the
+/// bytes describe (see `check_read_back`). Mutants of the pickle inside a well-formed zip reach
+/// the reader past the zip's checksums; mutants of the whole zip exercise its headers, and the
+/// checksums make whatever loads the original. Each outcome comes up many times, so a reader
+/// refusing or accepting everything fails (seeded, bounded).
 #[test]
 fn mutated_weights_archives_load_or_are_refused() {
     use easel_test_support::mutations::mutants;
-    // {"w": _rebuild_tensor_v2(storage of 2 floats, 0, (2,), (1,), False, {})}
-    let pickle: &[u8] = b"\x80\x02}(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(\
-        (X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02tQ\
-        K\x00K\x02\x85K\x01\x85\x89}tRu.";
-    let storage: Vec<u8> = [1.5f32, -2.0]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let storage: Vec<u8> = STORAGE.iter().flat_map(|v| v.to_le_bytes()).collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weights.pt");
-    write_zip(
-        &path,
-        &[("archive/data.pkl", pickle), ("archive/data/0", &storage)],
-    );
-    let valid = read_named_tensors(&path).expect("the unmutated archive loads");
-    assert_eq!(valid["w"].size(), [2]);
-    for mutant in mutants(pickle, 1500, 31) {
+    let archive = |pickle: &[u8]| {
         write_zip(
             &path,
-            &[("archive/data.pkl", &mutant), ("archive/data/0", &storage)],
-        );
-        let _ = read_named_tensors(&path);
+            &[("archive/data.pkl", pickle), ("archive/data/0", &storage)],
+        )
+    };
+    archive(ARCHIVE_PICKLE);
+    let valid = read_named_tensors(&path).expect("the unmutated archive loads");
+    assert_eq!(valid["w"].size(), [2]);
+    assert_eq!(values(&valid["w"]), STORAGE);
+
+    let (mut accepted, mut refused, mut predicted) = (0, 0, 0);
+    for (index, mutant) in mutants(ARCHIVE_PICKLE, 6000, 31).into_iter().enumerate() {
+        let case = format!("pickle mutant {index}");
+        archive(&mutant);
+        let read = read_or_refusal(&path, &case);
+        match &read {
+            Ok(_) => accepted += 1,
+            Err(problem) => {
+                refused += 1;
+                let reason = problem
+                    .strip_prefix("cannot read this torch.save archive: ")
+                    .unwrap_or_else(|| panic!("{case}: {problem}"));
+                assert!(
+                    PICKLE_REFUSALS
+                        .iter()
+                        .chain(&ARCHIVE_REFUSALS)
+                        .any(|known| reason.contains(known)),
+                    "{case}: refused for an unforeseen reason: {reason}"
+                );
+            }
+        }
+        predicted += usize::from(check_read_back(&mutant, &read, &case));
     }
-    write_zip(
-        &path,
-        &[("archive/data.pkl", pickle), ("archive/data/0", &storage)],
+    assert!(
+        accepted >= 60 && refused >= 3000 && predicted >= 15,
+        "pickle mutants: {accepted} accepted, {refused} refused, {predicted} predicted"
     );
+
+    archive(ARCHIVE_PICKLE);
     let zip = std::fs::read(&path).unwrap();
-    for mutant in mutants(&zip, 500, 32) {
+    let (mut accepted, mut refused) = (0, 0);
+    for (index, mutant) in mutants(&zip, 2000, 32).into_iter().enumerate() {
+        let case = format!("zip mutant {index}");
         std::fs::write(&path, &mutant).unwrap();
-        let _ = read_named_tensors(&path);
+        match read_or_refusal(&path, &case) {
+            Ok(tensors) => {
+                accepted += 1;
+                assert_eq!(tensors.len(), 1, "{case}");
+                assert_eq!(values(&tensors["w"]), STORAGE, "{case}");
+                assert_eq!(tensors["w"].size(), [2], "{case}");
+            }
+            Err(_) => refused += 1,
+        }
     }
+    assert!(
+        accepted >= 20 && refused >= 1000,
+        "zip mutants: {accepted} accepted, {refused} refused"
+    );
 }
 
 #[test]

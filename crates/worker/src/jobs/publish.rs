@@ -12,13 +12,13 @@ use super::context::JobContext;
 use super::job::{EVENTS_FILE, Job};
 use easel_events::EventKind;
 
-pub(crate) struct Uploader {
+pub(crate) struct ArtifactPublisher {
     names: mpsc::UnboundedSender<String>,
     task: JoinHandle<Vec<String>>,
 }
 
-impl Uploader {
-    pub fn start(context: &Arc<JobContext>, job: &Arc<Job>) -> Uploader {
+impl ArtifactPublisher {
+    pub fn start(context: &Arc<JobContext>, job: &Arc<Job>) -> ArtifactPublisher {
         let (names, mut receiver) = mpsc::unbounded_channel::<String>();
         let context = context.clone();
         let job = job.clone();
@@ -42,11 +42,12 @@ impl Uploader {
             }
             failures
         });
-        Uploader { names, task }
+        ArtifactPublisher { names, task }
     }
 
-    pub fn send(&self, name: String) {
-        let _ = self.names.send(name);
+    /// Where finished artifacts' names go, for a thread that sees them first.
+    pub fn sender(&self) -> mpsc::UnboundedSender<String> {
+        self.names.clone()
     }
 
     /// Waits for every announced artifact; returns the failures.
@@ -54,7 +55,7 @@ impl Uploader {
         drop(self.names);
         self.task
             .await
-            .unwrap_or_else(|e| vec![format!("artifact uploader stopped: {e}")])
+            .unwrap_or_else(|e| vec![format!("artifact publisher stopped: {e}")])
     }
 }
 

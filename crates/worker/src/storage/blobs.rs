@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
-use crate::space::{Available, UploadBudget, folder_bytes, human_bytes, is_disk_full};
+use crate::storage::space::{Available, UploadBudget, human_bytes, is_disk_full};
+use easel_digest::folder_bytes;
 
 pub struct Chunk {
     pub digest: String,
@@ -177,7 +178,7 @@ impl BlobStore {
     }
 
     /// Lets uploads take room from `caches` when the disk is short (see `UploadBudget`).
-    pub fn give_way(&self, caches: Arc<dyn crate::space::Reclaimable>) {
+    pub fn give_way(&self, caches: Arc<dyn crate::storage::space::Reclaimable>) {
         self.budget.give_way(caches);
     }
 

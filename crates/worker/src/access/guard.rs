@@ -17,8 +17,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tonic::{Request, Status};
 
+use crate::access::named_tokens::{ADMIN_NAME, NamedToken, read_tokens, token_hash};
 use crate::error::Result;
-use crate::tokens::{ADMIN_NAME, NamedToken, read_tokens, token_hash};
 
 /// How often a running worker looks at `tokens.json` (a revoked token works at most this long).
 const TOKENS_POLL: Duration = Duration::from_secs(1);
@@ -236,7 +236,7 @@ fn file_stamp(path: &Path) -> FileStamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{add_token, revoke_token, tokens_path};
+    use crate::access::named_tokens::{add_token, revoke_token, tokens_path};
 
     fn request(token: Option<&str>, protocol: Option<&str>) -> Request<()> {
         let mut request = Request::new(());

@@ -1,37 +1,22 @@
-//! Where a job's training runs. The worker binary trains each job in a child process of its own
-//! (`worker train-job`) that it supervises, so whatever takes a training down — an abort inside
-//! libtorch, a native crash, the kernel's out-of-memory killer, which picks the process holding
-//! the data — ends that job with the reason and leaves the worker serving everyone else. The
-//! library's [`crate::run`] trains on a thread of its own process instead (its tests have no
-//! worker binary to start); both read the same [`TrainRequest`].
-//!
-//! The child reads the request as one JSON line on stdin and then `cancel` lines; it writes one
-//! JSON line per event on stdout, then one saying how the run ended. Its stderr (libtorch's and
-//! the engine's log) goes to the worker's log, and its last lines into a crash's reason. It exits
-//! at once when its stdin closes: the worker is gone, and the job resumes from its checkpoint
-//! when the worker comes back.
+//! The worker's side of a training process: starts it with a cleared environment, feeds it its
+//! request and cancel, passes its events on, copies its log, and says how it ended whatever
+//! happened to it (a crash, a hang after cancel, a hang on exit).
 
 use std::collections::VecDeque;
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use easel_dataset::{BlobStoreSource, ImageSource, LocalSource, Manifest};
-use easel_engine::{DeviceChoice, TrainJob, TrainOutcome};
 use easel_events::EventKind;
-use easel_spec::worker::DeviceName;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sandbox::{Confinement, child_environment};
-use super::submission::parse_spec;
-
-/// The subcommand of the worker binary that trains one job.
-pub const CHILD_COMMAND: &str = "train-job";
+use super::protocol::FromChild;
+use super::sandbox::child_environment;
+use super::{CHILD_COMMAND, Ended, TrainRequest};
 
 /// Lines of a crashed training's stderr kept for the job's reason.
 const STDERR_TAIL_LINES: usize = 5;
@@ -42,170 +27,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(30);
 /// How often the supervisor passes a cancel on.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
-/// Where the worker trains its jobs.
-#[derive(Debug, Clone)]
-pub enum Training {
-    /// On a thread of this process.
-    Thread,
-    /// In a child process running this executable's `train-job`, kept from the `hidden` paths
-    /// (see `sandbox`).
-    ChildProcess {
-        executable: PathBuf,
-        hidden: Vec<PathBuf>,
-    },
-}
-
-/// Everything a run needs, in a form another process can read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainRequest {
-    /// The resolved spec (uploaded weights already replaced by their blob's path).
-    pub spec_toml: String,
-    pub manifest_path: PathBuf,
-    pub images: ImagesAt,
-    pub device: String,
-    pub run_dir: PathBuf,
-    pub cache_dir: PathBuf,
-    /// What the training process may reach (a thread of the worker is not confined).
-    pub sandbox: Confinement,
-}
-
-/// Where the manifest's images are read from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ImagesAt {
-    /// The worker's blob store, by digest.
-    Blobs(PathBuf),
-    /// A folder the manifest was scanned from (a copied object-store dataset).
-    Folder { root: PathBuf, max_file_bytes: u64 },
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ended {
-    /// The run's report.
-    Completed(serde_json::Value),
-    Cancelled {
-        completed_epochs: u32,
-    },
-    /// The engine refused or failed, saying why.
-    Failed(String),
-    /// The training process or thread itself died (what happened, for the reason).
-    Crashed(String),
-}
-
-/// One line of the child's stdout.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum FromChild {
-    Event { event: EventKind },
-    Completed { report: serde_json::Value },
-    Cancelled { completed_epochs: u32 },
-    Failed { error: String },
-}
-
-impl FromChild {
-    fn ended(self) -> Option<Ended> {
-        match self {
-            FromChild::Event { .. } => None,
-            FromChild::Completed { report } => Some(Ended::Completed(report)),
-            FromChild::Cancelled { completed_epochs } => {
-                Some(Ended::Cancelled { completed_epochs })
-            }
-            FromChild::Failed { error } => Some(Ended::Failed(error)),
-        }
-    }
-}
-
-/// A started run: its events as they come, then how it ended.
-pub struct Launched {
-    pub events: mpsc::UnboundedReceiver<EventKind>,
-    pub ended: oneshot::Receiver<Ended>,
-}
-
-/// Starts `request` the way `training` says; `cancel` stops it at its next step.
-pub fn launch(
-    training: &Training,
-    job_id: &str,
-    request: TrainRequest,
-    cancel: Arc<AtomicBool>,
-) -> Result<Launched, String> {
-    let (events_tx, events) = mpsc::unbounded_channel();
-    let (ended_tx, ended) = oneshot::channel();
-    match training {
-        Training::Thread => {
-            std::thread::Builder::new()
-                .name(format!("train-{job_id}"))
-                .spawn(move || {
-                    let ended = run_request(&request, &cancel, &mut |event| {
-                        let _ = events_tx.send(event);
-                    });
-                    let _ = ended_tx.send(ended);
-                })
-                .map_err(|e| format!("could not start the training thread: {e}"))?;
-        }
-        Training::ChildProcess { executable, .. } => {
-            let child = start_child(executable)?;
-            tokio::spawn(supervise(
-                child,
-                request,
-                cancel,
-                job_id.to_owned(),
-                events_tx,
-                ended_tx,
-            ));
-        }
-    }
-    Ok(Launched { events, ended })
-}
-
-/// Runs the engine on `request` in this process.
-pub fn run_request(
-    request: &TrainRequest,
-    cancel: &AtomicBool,
-    on_event: &mut dyn FnMut(EventKind),
-) -> Ended {
-    let spec = match parse_spec(&request.spec_toml) {
-        Ok(spec) => spec,
-        Err(error) => return Ended::Failed(error.to_string()),
-    };
-    let manifest = match read_manifest(&request.manifest_path) {
-        Ok(manifest) => manifest,
-        Err(error) => return Ended::Failed(error),
-    };
-    let source: Box<dyn ImageSource> = match &request.images {
-        ImagesAt::Blobs(dir) => Box::new(BlobStoreSource::new(dir)),
-        ImagesAt::Folder {
-            root,
-            max_file_bytes,
-        } => Box::new(LocalSource::for_folder(root, &manifest, *max_file_bytes)),
-    };
-    let Some(device) = DeviceName::parse(&request.device) else {
-        return Ended::Failed(format!("`{}` is not a device", request.device));
-    };
-    let train_job = TrainJob {
-        spec: &spec,
-        manifest: &manifest,
-        source: source.as_ref(),
-        device: DeviceChoice::from(device),
-        run_dir: &request.run_dir,
-        cache_dir: Some(&request.cache_dir),
-        cancel,
-    };
-    match easel_engine::train(&train_job, on_event) {
-        Ok(TrainOutcome::Completed(report)) => {
-            Ended::Completed(serde_json::to_value(&report).unwrap_or_default())
-        }
-        Ok(TrainOutcome::Cancelled { completed_epochs }) => Ended::Cancelled { completed_epochs },
-        Err(error) => Ended::Failed(format!("training failed: {error}")),
-    }
-}
-
-fn read_manifest(path: &Path) -> Result<Manifest, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Manifest::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn start_child(executable: &Path) -> Result<tokio::process::Child, String> {
+pub(super) fn start_child(executable: &Path) -> Result<tokio::process::Child, String> {
     let mut command = tokio::process::Command::new(executable);
     command
         .arg(CHILD_COMMAND)
@@ -233,7 +55,7 @@ fn start_child(executable: &Path) -> Result<tokio::process::Child, String> {
 }
 
 /// Feeds the child its request and cancel, passes its events on, and says how it ended.
-async fn supervise(
+pub(super) async fn supervise(
     mut child: tokio::process::Child,
     request: TrainRequest,
     cancel: Arc<AtomicBool>,
@@ -464,66 +286,12 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// `worker train-job`: reads a request on stdin, trains, writes the run's events on stdout.
-pub fn serve_as_child() -> std::process::ExitCode {
-    let mut input = std::io::BufReader::new(std::io::stdin());
-    let mut first = String::new();
-    if input.read_line(&mut first).is_err() || first.is_empty() {
-        eprintln!("worker {CHILD_COMMAND}: no request on stdin (the worker starts this itself)");
-        return std::process::ExitCode::from(2);
-    }
-    let request: TrainRequest = match serde_json::from_str(&first) {
-        Ok(request) => request,
-        Err(error) => {
-            eprintln!("worker {CHILD_COMMAND}: the request is not readable: {error}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    // Before any input is read or any thread started (threads started later inherit it).
-    let sandboxed = super::sandbox::enter(&request.sandbox, &request.run_dir);
-    let cancel = Arc::new(AtomicBool::new(false));
-    let cancelled = cancel.clone();
-    std::thread::spawn(move || {
-        for line in input.lines() {
-            match line {
-                Ok(line) if line.trim() == "cancel" => cancelled.store(true, Ordering::SeqCst),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        // The worker is gone: nothing would take the run's events, and the job resumes from its
-        // checkpoint when the worker is back.
-        std::process::exit(3);
-    });
-    let mut out = std::io::stdout();
-    let mut send = |message: &FromChild| {
-        let mut line = serde_json::to_string(message).expect("a message serializes");
-        line.push('\n');
-        if out
-            .write_all(line.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            std::process::exit(3);
-        }
-    };
-    let ended = match sandboxed {
-        Ok(()) => run_request(&request, &cancel, &mut |event| {
-            send(&FromChild::Event { event })
-        }),
-        Err(reason) => Ended::Failed(reason),
-    };
-    send(&match ended {
-        Ended::Completed(report) => FromChild::Completed { report },
-        Ended::Cancelled { completed_epochs } => FromChild::Cancelled { completed_epochs },
-        Ended::Failed(error) | Ended::Crashed(error) => FromChild::Failed { error },
-    });
-    std::process::ExitCode::SUCCESS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::training::sandbox::Confinement;
+    use crate::training::{ImagesAt, Launched, Training, launch};
+    use easel_events::RunReport;
 
     #[test]
     fn a_signal_is_named_with_what_usually_sends_it_and_the_last_output_follows() {
@@ -560,13 +328,44 @@ mod tests {
 
     fn request(dir: &Path) -> TrainRequest {
         TrainRequest {
-            spec_toml: String::new(),
+            spec: easel_spec::parse_experiment("[data]\npath = \"/images\"\n", "test").unwrap(),
             manifest_path: dir.join("manifest.json"),
             images: ImagesAt::Blobs(dir.join("blobs")),
-            device: "cpu".into(),
+            device: easel_spec::worker::DeviceName::Cpu,
             run_dir: dir.join("run"),
             cache_dir: dir.join("cache"),
             sandbox: Confinement::default(),
+        }
+    }
+
+    /// A run's report over `classes` classes, its confusion matrix `classes` x `classes`.
+    fn report(classes: usize, test_accuracy: f64) -> RunReport {
+        RunReport {
+            name: "run".into(),
+            classes: (0..classes).map(|c| format!("class-{c}")).collect(),
+            device: "cpu".into(),
+            epochs_run: 1,
+            best_epoch: 1,
+            best_validation_accuracy: 0.5,
+            final_metrics: easel_events::EpochMetrics {
+                epoch: 1,
+                train_loss: 0.5,
+                train_accuracy: 0.5,
+                validation_loss: 0.5,
+                validation_accuracy: 0.5,
+                per_class_accuracy: vec![1.0; classes],
+                confusion: (0..classes)
+                    .map(|row| (0..classes).map(|col| u64::from(row == col) * 7).collect())
+                    .collect(),
+                images_per_second: 1.0,
+                learning_rate: 0.01,
+                seconds: 1.0,
+            },
+            test_accuracy: Some(test_accuracy),
+            test_loss: Some(0.5),
+            stopped_early: false,
+            seconds: 1.0,
+            dataset_digest: "d".into(),
         }
     }
 
@@ -586,18 +385,18 @@ mod tests {
     async fn a_final_line_written_in_two_pieces_with_a_pause_between_is_read_whole() {
         let dir = tempfile::tempdir().unwrap();
         // The pause outlasts several cancel polls: a read cut off by one would lose the first half.
+        let finished = serde_json::to_string(&report(2, 0.75)).unwrap();
         let training = child_script(
             dir.path(),
-            r#"printf '%s\n' '{"type":"event","event":{"kind":"note","message":"epoch one"}}'
-printf '%s' '{"type":"completed",'
+            &format!(
+                r#"printf '%s\n' '{{"type":"event","event":{{"kind":"note","message":"epoch one"}}}}'
+printf '%s' '{{"type":"completed",'
 sleep 0.5
-printf '%s\n' '"report":{"test_accuracy":0.75}}'"#,
+printf '%s\n' '"report":{finished}}}'"#
+            ),
         );
         let (events, ended) = run_child(&training, dir.path(), false).await;
-        assert_eq!(
-            ended,
-            Ended::Completed(serde_json::json!({"test_accuracy": 0.75}))
-        );
+        assert_eq!(ended, Ended::Completed(Box::new(report(2, 0.75))));
         assert_eq!(
             events,
             [EventKind::Note {
@@ -610,13 +409,7 @@ printf '%s\n' '"report":{"test_accuracy":0.75}}'"#,
     async fn a_thousand_class_runs_final_line_arrives_whole_and_later_output_is_drained() {
         let dir = tempfile::tempdir().unwrap();
         // A 1,000-class confusion matrix: a final line of megabytes, many pipe buffers long.
-        let classes = 1000;
-        let report = serde_json::json!({
-            "classes": (0..classes).map(|c| format!("class-{c}")).collect::<Vec<_>>(),
-            "confusion": (0..classes)
-                .map(|row| (0..classes).map(|col| u64::from(row == col) * 7).collect::<Vec<u64>>())
-                .collect::<Vec<_>>(),
-        });
+        let report = report(1000, 0.75);
         let final_line = serde_json::json!({"type": "completed", "report": report}).to_string();
         assert!(final_line.len() > 1 << 20, "{}", final_line.len());
         std::fs::write(dir.path().join("final.json"), format!("{final_line}\n")).unwrap();
@@ -631,7 +424,7 @@ printf '%s\n' '"report":{"test_accuracy":0.75}}'"#,
             ),
         );
         let (_, ended) = run_child(&training, dir.path(), false).await;
-        assert_eq!(ended, Ended::Completed(report));
+        assert_eq!(ended, Ended::Completed(Box::new(report)));
         assert!(
             dir.path().join("exited-by-itself").exists(),
             "the process finished writing and exited on its own"

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::space::{Reclaimable, folder_bytes, free_bytes, human_bytes};
+use crate::storage::space::{Reclaimable, free_bytes, human_bytes};
+use easel_digest::folder_bytes;
 
 pub struct CacheRoom {
     decoded: PathBuf,

@@ -3,14 +3,14 @@
 
 use easel_proto::v1 as pb;
 
-use crate::blobs::ChunkOutcome;
-use crate::jobs::{JobRecord, JobState};
+use crate::jobs::JobRecord;
+use crate::storage::blobs::ChunkOutcome;
 
 pub fn job(record: &JobRecord) -> pb::Job {
     pb::Job {
         id: record.id.clone(),
         name: record.name.clone(),
-        state: job_state(record.state) as i32,
+        state: record.state as i32,
         reason: record.reason.clone(),
         created_at: record.created_at.clone(),
         started_at: record.started_at.clone().unwrap_or_default(),
@@ -25,16 +25,6 @@ pub fn job(record: &JobRecord) -> pb::Job {
         dataset_bytes: record.dataset_bytes,
         store_url: record.store_url.clone(),
         owner: record.owner.clone(),
-    }
-}
-
-fn job_state(state: JobState) -> pb::JobState {
-    match state {
-        JobState::Queued => pb::JobState::Queued,
-        JobState::Running => pb::JobState::Running,
-        JobState::Succeeded => pb::JobState::Succeeded,
-        JobState::Failed => pb::JobState::Failed,
-        JobState::Cancelled => pb::JobState::Cancelled,
     }
 }
 

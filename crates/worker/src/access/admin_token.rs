@@ -40,7 +40,7 @@ pub fn load_or_create_token(data_dir: &Path) -> Result<Token> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(&path, e)),
     }
-    let value = crate::tokens::random_token();
+    let value = crate::access::named_tokens::random_token();
     // Whole and on disk before any client is told it: a token lost to a power loss would lock
     // every client out.
     easel_store::private_file::write_private(&path, format!("{value}\n").as_bytes())

@@ -14,12 +14,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::access::{Caller, Guard};
-use crate::artifacts::{self, ArtifactBody};
-use crate::blobs::Chunk;
-use crate::convert::{self, UploadProgress};
 use crate::error::Error;
-use crate::jobs::submission::read_manifest_blob;
+use crate::jobs::record::Submitter;
+use crate::jobs::submission::{Submission, read_manifest_blob};
 use crate::jobs::{JobManager, resume};
+use crate::network::convert::{self, UploadProgress};
+use crate::network::fetch::{self as artifacts, ArtifactBody};
+use crate::storage::blobs::Chunk;
 
 /// Bytes per FetchArtifact message.
 const FETCH_CHUNK_BYTES: usize = 1 << 20;
@@ -158,47 +159,46 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
+        let submitter = Submitter {
+            owner: caller.name.clone(),
+            idempotency_key: request.idempotency_key,
+        };
+        // A retried submit whose job exists needs no second reading, nor a second download.
+        if let Some(job) = self.manager.existing(&submitter) {
+            return Ok(Response::new(pb::SubmitResponse {
+                job: Some(convert::job(&job)),
+                created: false,
+            }));
+        }
+        // The one parse of the spec and the manifest on the worker: everything after uses these.
         let manager = self.manager.clone();
-        let digest = request.manifest_digest.clone();
-        let manifest =
-            tokio::task::spawn_blocking(move || read_manifest_blob(manager.blobs(), &digest))
-                .await
-                .map_err(Error::from)??;
-        // A retried submit whose job exists needs no second download.
+        let digest = request.manifest_digest;
+        let spec_toml = request.spec_toml;
+        let submission = tokio::task::spawn_blocking(move || {
+            Submission::parse(spec_toml, read_manifest_blob(manager.blobs(), &digest)?)
+        })
+        .await
+        .map_err(Error::from)??;
         let resume = match request.resume_from_job.as_str() {
             "" => None,
-            _ if self
-                .manager
-                .existing(&caller.name, &request.idempotency_key)
-                .is_some() =>
-            {
-                None
-            }
             from_job => {
                 self.may_resume(&caller, from_job)?;
                 Some(
                     resume::fetch(
                         self.manager.context(),
                         from_job,
-                        &request.spec_toml,
-                        &manifest.json,
+                        &submission.spec,
+                        &submission.manifest,
                     )
                     .await?,
                 )
             }
         };
         let manager = self.manager.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            manager.submit(
-                &request.spec_toml,
-                &manifest,
-                &caller.name,
-                &request.idempotency_key,
-                resume,
-            )
-        })
-        .await
-        .map_err(Error::from)??;
+        let outcome =
+            tokio::task::spawn_blocking(move || manager.submit(submission, &submitter, resume))
+                .await
+                .map_err(Error::from)??;
         Ok(Response::new(pb::SubmitResponse {
             job: Some(convert::job(&outcome.job)),
             created: outcome.created,

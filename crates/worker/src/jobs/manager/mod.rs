@@ -1,32 +1,30 @@
-//! The job manager: submit, queue, schedule onto devices, cancel, follow. Plain domain types in
-//! and out; the gRPC adapter (`grpc.rs`) translates.
+//! The job manager: the table of jobs and the queue, in memory behind one short lock. Submit
+//! (`submit.rs`), scheduling onto devices (`scheduler.rs`), cancel, remove, follow. Plain
+//! domain types in and out; the gRPC adapter (`network/grpc.rs`) translates.
+
+mod scheduler;
+mod submit;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, RwLock};
 
 use easel_spec::worker::DeviceName;
 use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::context::{JobContext, WorkerDirs};
-use super::job::{Job, MANIFEST_FILE, SPEC_FILE};
+use super::job::{Ending, Job};
 use super::reclaim::Reclaimed;
-use super::record::{JobRecord, JobState, owned_key};
-use super::resume::ResumePoint;
-use super::submission::{
-    ManifestText, check_dataset_prefixes, check_image_pixels, check_local_paths, parse_manifest,
-    parse_spec, pretrained_blob,
-};
-use super::training::Training;
+use super::record::{JobRecord, JobState, Submitter};
 use crate::access::Caller;
-use crate::blobs::{BlobLimits, BlobStore};
-use crate::caches::CacheRoom;
 use crate::error::{Error, Result};
-use easel_events::now;
-use easel_events::{EventKind, EventRecord, Outcome};
+use crate::storage::blobs::{BlobLimits, BlobStore};
+use crate::storage::caches::CacheRoom;
+use crate::training::Training;
+use easel_events::EventRecord;
 
 pub struct SubmitOutcome {
     pub job: JobRecord,
@@ -51,7 +49,14 @@ pub struct JobManager {
     dataset_prefixes: Vec<String>,
     /// `limits.max_image_pixels`.
     max_image_pixels: u64,
+    /// In-memory tables only: never held across a file read, a stat or a write.
     inner: Mutex<Inner>,
+    /// Held shared by a submit from its blob check until its job is in the table, and
+    /// exclusively by `remove` while it deletes blobs no job names.
+    blobs_in_use: RwLock<()>,
+    /// Tests park a submit here, in the middle of being accepted.
+    #[cfg(test)]
+    submit_pause: Mutex<Option<SubmitPause>>,
     wake: Notify,
     idle: Notify,
     stopping: watch::Sender<bool>,
@@ -104,7 +109,7 @@ impl ManagerSettings {
             local_paths: data_dir
                 .parent()
                 .into_iter()
-                .map(Path::to_path_buf)
+                .map(std::path::Path::to_path_buf)
                 .collect(),
             dataset_prefixes: Vec::new(),
             max_image_pixels: 40_000_000,
@@ -154,6 +159,9 @@ impl JobManager {
                 running: 0,
                 accepting: true,
             }),
+            blobs_in_use: RwLock::new(()),
+            #[cfg(test)]
+            submit_pause: Mutex::new(None),
             wake: Notify::new(),
             idle: Notify::new(),
             stopping: watch::channel(false).0,
@@ -215,128 +223,12 @@ impl JobManager {
         records
     }
 
-    /// The job `owner`'s idempotency key already named, if any.
-    pub fn existing(&self, owner: &str, key: &str) -> Option<JobRecord> {
-        if key.is_empty() {
-            return None;
-        }
+    /// The job `submitter`'s idempotency key already named, if any.
+    pub fn existing(&self, submitter: &Submitter) -> Option<JobRecord> {
+        let key = submitter.owned_key()?;
         let inner = self.lock();
-        let id = inner.by_key.get(&owned_key(owner, key))?;
+        let id = inner.by_key.get(&key)?;
         inner.jobs.get(id).map(|job| job.snapshot())
-    }
-
-    /// Queues a job owned by `owner`; with `resume`, its run directory starts with that
-    /// checkpoint (see `resume.rs`), so training continues after the checkpoint's epochs.
-    pub fn submit(
-        &self,
-        spec_toml: &str,
-        manifest_text: &ManifestText,
-        owner: &str,
-        key: &str,
-        resume: Option<ResumePoint>,
-    ) -> Result<SubmitOutcome> {
-        let manifest_json = manifest_text.json.as_str();
-        let mut inner = self.lock();
-        if !inner.accepting {
-            return Err(Error::ShuttingDown);
-        }
-        let owned_key = owned_key(owner, key);
-        if !key.is_empty()
-            && let Some(id) = inner.by_key.get(&owned_key)
-            && let Some(job) = inner.jobs.get(id)
-        {
-            return Ok(SubmitOutcome {
-                job: job.snapshot(),
-                created: false,
-            });
-        }
-        let spec = parse_spec(spec_toml)?;
-        check_local_paths(&spec, &self.local_paths)?;
-        check_dataset_prefixes(&spec, &self.dataset_prefixes)?;
-        check_image_pixels(&spec, self.max_image_pixels)?;
-        let manifest = parse_manifest(manifest_json)?;
-        if let Some(url) = spec.data.object_store_url()
-            && !manifest.entries.is_empty()
-        {
-            return Err(Error::InvalidArgument(format!(
-                "the spec reads its dataset from {url}; the manifest must be empty (the worker scans the dataset)"
-            )));
-        }
-        let mut digests: Vec<String> = manifest
-            .unique_blobs()
-            .iter()
-            .map(|(d, _)| (*d).to_owned())
-            .collect();
-        if let Some(digest) = pretrained_blob(&spec) {
-            digests.push(digest.to_owned());
-        }
-        let missing = self.context.blobs.missing(&digests)?;
-        if let Some((first, _)) = missing.first() {
-            return Err(Error::FailedPrecondition(format!(
-                "{} of the dataset's {} files are not on the worker yet (first: {first}); upload them before submitting",
-                missing.len(),
-                digests.len()
-            )));
-        }
-        if inner.queue.len() >= self.max_queued {
-            return Err(Error::QueueFull(inner.queue.len()));
-        }
-        let id = new_job_id(&inner.jobs);
-        let dir = self.context.dirs.jobs.join(&id);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        write_file(&dir.join(SPEC_FILE), spec_toml)?;
-        write_file(&dir.join(MANIFEST_FILE), manifest_json)?;
-        if let Some(resume) = &resume
-            && let Err(error) = resume.install(&dir.join(super::job::RUN_DIR))
-        {
-            remove_refused_job_dir(&dir);
-            return Err(error);
-        }
-        let record = JobRecord {
-            id: id.clone(),
-            name: spec.name.clone(),
-            state: JobState::Queued,
-            reason: String::new(),
-            idempotency_key: key.to_owned(),
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            device: String::new(),
-            epochs_total: u32::try_from(spec.train.epochs).unwrap_or(0),
-            epochs_done: resume.as_ref().map_or(0, |r| r.epochs_done),
-            best_validation_accuracy: None,
-            test_accuracy: None,
-            last_sequence: 0,
-            dataset_images: manifest.entries.len() as u64,
-            dataset_bytes: manifest.total_bytes(),
-            store_url: self.context.store.url().to_owned(),
-            manifest_blob: manifest_text.blob_digest.clone(),
-            crash_restarts: 0,
-            owner: owner.to_owned(),
-        };
-        record.save(&dir)?;
-        let job = Arc::new(Job::open(dir, record)?);
-        job.emit(EventKind::Queued {
-            position: inner.queue.len() as u32,
-        });
-        if let Some(resume) = &resume {
-            job.emit(EventKind::Note {
-                message: resume.note(),
-            });
-            tracing::info!(job = %id, from_job = %resume.from_job, epochs_done = resume.epochs_done, "job resumes another job's checkpoint");
-        }
-        inner.jobs.insert(id.clone(), job.clone());
-        inner.queue.push_back(id.clone());
-        if !key.is_empty() {
-            inner.by_key.insert(owned_key, id.clone());
-        }
-        drop(inner);
-        tracing::info!(job = %id, images = job.snapshot().dataset_images, "job queued");
-        self.wake.notify_one();
-        Ok(SubmitOutcome {
-            job: job.snapshot(),
-            created: true,
-        })
     }
 
     /// Cancels a queued job at once, a running one at its next step. A job the scheduler has
@@ -344,25 +236,16 @@ impl JobManager {
     /// at its next step: never both (see [`Job::transition`]).
     pub fn cancel(&self, id: &str) -> Result<JobRecord> {
         let job = self.job(id)?;
-        let reason = "cancelled while queued";
-        let cancelled_queued = job.transition(JobState::Queued, |r| {
-            // Logged before the state shows it, so a follower never sees a finished job
-            // without its last event.
-            job.emit(EventKind::Finished {
-                outcome: Outcome::Cancelled,
-                reason: reason.into(),
-                report: None,
-            });
-            r.state = JobState::Cancelled;
-            r.reason = reason.into();
-            r.finished_at = Some(now());
-        })?;
+        let cancelled_queued = job.finish_if(
+            JobState::Queued,
+            Ending::cancelled("cancelled while queued"),
+        )?;
         if cancelled_queued {
             self.lock().queue.retain(|queued| queued != id);
             return Ok(job.snapshot());
         }
         if job.snapshot().state == JobState::Running && !job.cancel.swap(true, Ordering::SeqCst) {
-            job.emit(EventKind::Note {
+            job.emit(easel_events::EventKind::Note {
                 message: "cancel requested; stopping at the next step".into(),
             });
             tracing::info!(job = %id, "cancel requested");
@@ -372,26 +255,30 @@ impl JobManager {
 
     /// Takes a finished job off the worker (blocking file IO): its record, folder and the blobs
     /// no remaining job names. A queued or running job is refused: cancel it first. New submits
-    /// wait meanwhile, so none can come to rely on a blob being removed.
+    /// wait meanwhile, so none can come to rely on a blob being removed; everything else goes on
+    /// (the files are read and deleted outside the manager's lock).
     pub fn remove(&self, id: &str) -> Result<Reclaimed> {
-        let mut inner = self.lock();
-        let job = inner
-            .jobs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::JobNotFound(id.to_owned()))?;
-        let state = job.snapshot().state;
-        if !state.is_terminal() {
-            return Err(Error::FailedPrecondition(format!(
-                "job {id} is {}; cancel it first (client cancel {id})",
-                state.as_str()
-            )));
-        }
-        inner.jobs.remove(id);
-        inner.by_key.retain(|_, job_id| job_id != id);
-        let remaining: Vec<Arc<Job>> = inner.jobs.values().cloned().collect();
+        let _blobs_in_use = self.blobs_in_use.write().unwrap_or_else(|e| e.into_inner());
+        let (job, remaining) = {
+            let mut inner = self.lock();
+            let job = inner
+                .jobs
+                .get(id)
+                .cloned()
+                .ok_or_else(|| Error::JobNotFound(id.to_owned()))?;
+            let state = job.snapshot().state;
+            if !state.is_terminal() {
+                return Err(Error::FailedPrecondition(format!(
+                    "job {id} is {}; cancel it first (client cancel {id})",
+                    state.name()
+                )));
+            }
+            inner.jobs.remove(id);
+            inner.by_key.retain(|_, job_id| job_id != id);
+            let remaining: Vec<Arc<Job>> = inner.jobs.values().cloned().collect();
+            (job, remaining)
+        };
         let reclaimed = super::reclaim::reclaim(&self.context, &job, &remaining)?;
-        drop(inner);
         tracing::info!(
             job = %id,
             freed_bytes = reclaimed.freed_bytes(),
@@ -431,46 +318,6 @@ impl JobManager {
         Ok(rx)
     }
 
-    /// Starts queued jobs whenever a device is free. Runs until the worker stops.
-    pub async fn schedule(self: Arc<Self>) {
-        let mut stopping = self.stopping.subscribe();
-        loop {
-            loop {
-                let next = {
-                    let mut inner = self.lock();
-                    if !inner.accepting || inner.free_devices.is_empty() {
-                        None
-                    } else {
-                        inner.queue.pop_front().and_then(|id| {
-                            let job = inner.jobs.get(&id).cloned()?;
-                            let device = inner.free_devices.remove(0);
-                            inner.running += 1;
-                            Some((job, device))
-                        })
-                    }
-                };
-                let Some((job, device)) = next else { break };
-                let manager = self.clone();
-                tokio::spawn(async move {
-                    super::runner::run_job(&manager.context, &job, device).await;
-                    let mut inner = manager.lock();
-                    inner.free_devices.push(device);
-                    inner.running -= 1;
-                    let idle = inner.running == 0;
-                    drop(inner);
-                    if idle {
-                        manager.idle.notify_waiters();
-                    }
-                    manager.wake.notify_one();
-                });
-            }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = stopping.wait_for(|s| *s) => return,
-            }
-        }
-    }
-
     /// Stops accepting jobs, interrupts running ones (they checkpoint and are re-queued) and
     /// ones waiting to resume after a crash, and waits until none runs. `Watch` streams end.
     pub async fn shutdown(&self) {
@@ -499,28 +346,41 @@ impl JobManager {
     }
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+/// Where a test holds a submit: it says it arrived, then waits to be let go.
+#[cfg(test)]
+pub(crate) struct SubmitPause {
+    pub arrived: std::sync::mpsc::Sender<()>,
+    pub go_on: std::sync::mpsc::Receiver<()>,
 }
 
-/// A job refused after its folder was made leaves nothing behind; if the folder cannot be
-/// removed it is only logged: without a `state.json` a restart skips it.
-fn remove_refused_job_dir(dir: &Path) {
-    if let Err(error) = std::fs::remove_dir_all(dir) {
-        tracing::warn!(dir = %dir.display(), %error, "folder of a refused job not removed");
+#[cfg(test)]
+impl JobManager {
+    /// The next submit stops after its blob check, with its dataset's every entry checked.
+    pub(crate) fn pause_next_submit(&self, pause: SubmitPause) {
+        *self.submit_pause.lock().unwrap() = Some(pause);
     }
-}
 
-/// `YYYYMMDD-HHMMSS-xxxx`: sorts by creation time, readable in listings, unique on this worker.
-fn new_job_id(existing: &BTreeMap<String, Arc<Job>>) -> String {
-    use rand::Rng;
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
-    loop {
-        let suffix: u16 = rand::rng().random();
-        let id = format!("{}-{}-{suffix:04x}", &digits[..8], &digits[8..14]);
-        if !existing.contains_key(&id) {
-            return id;
+    fn pause_for_tests(&self) {
+        let pause = self.submit_pause.lock().unwrap().take();
+        if let Some(pause) = pause {
+            let _ = pause.arrived.send(());
+            let _ = pause.go_on.recv();
         }
+    }
+
+    /// Parses the texts as `Submit` does, then submits as `owner` without an idempotency key.
+    pub(crate) fn submit_text(
+        &self,
+        spec_toml: &str,
+        manifest: &crate::jobs::submission::ManifestText,
+        owner: &str,
+    ) -> Result<SubmitOutcome> {
+        let submission =
+            crate::jobs::submission::Submission::parse(spec_toml.to_owned(), manifest.clone())?;
+        let submitter = Submitter {
+            owner: owner.to_owned(),
+            idempotency_key: String::new(),
+        };
+        self.submit(submission, &submitter, None)
     }
 }

@@ -1,0 +1,139 @@
+//! The run's images: split into training, validation and test before anything is decoded, then
+//! decoded (through the decoded cache) onto the training device.
+
+use super::feature_cache::FeatureCache;
+use super::split::{SplitIndices, split_manifest};
+use super::trainee::Trainee;
+use super::validation::{Evaluation, evaluate_trainee};
+use crate::events::TrainEvent;
+use crate::pipeline::{self, BatchSource, CacheStatus, DecodeTarget};
+use crate::{Error, Result};
+use easel_dataset::{ImageSource, Manifest};
+use easel_spec::DataSpec;
+use std::path::Path;
+
+/// Where a run's images come from.
+#[derive(Clone, Copy)]
+pub struct DataSource<'a> {
+    pub manifest: &'a Manifest,
+    pub images: &'a dyn ImageSource,
+    /// Decoded-dataset cache (u8, keyed by manifest digest + size); `None` decodes every run.
+    pub cache_dir: Option<&'a Path>,
+}
+
+/// The split of a dataset whose images are not decoded yet.
+pub struct SplitData<'a> {
+    source: DataSource<'a>,
+    split: SplitIndices,
+    pub num_classes: usize,
+}
+
+/// A run's images on the training device, by split.
+pub struct RunData {
+    pub source: BatchSource,
+    /// Dataset indices of the images of each split.
+    pub train: Vec<i64>,
+    pub validation: Vec<i64>,
+    pub test: Vec<i64>,
+    pub num_classes: usize,
+    /// Images per batch, in training and in evaluation.
+    pub batch_size: usize,
+}
+
+impl<'a> DataSource<'a> {
+    /// Splits the manifest as `data` says; refused when a classifier could not be trained on it.
+    pub fn split(self, data: &DataSpec) -> Result<SplitData<'a>> {
+        let num_classes = self.manifest.classes.len();
+        if num_classes < 2 {
+            return Err(Error::Invalid(format!(
+                "the dataset has {num_classes} class(es): a classifier needs at least 2"
+            )));
+        }
+        let split = split_manifest(
+            self.manifest,
+            data.validation_split,
+            data.test_split,
+            data.seed,
+        )?;
+        if split.train.is_empty() {
+            return Err(Error::Invalid("no training images after the split".into()));
+        }
+        if split.validation.is_empty() {
+            return Err(Error::Invalid(
+                "no validation images: set data.validation_split > 0 or give a validation root"
+                    .into(),
+            ));
+        }
+        Ok(SplitData {
+            source: self,
+            split,
+            num_classes,
+        })
+    }
+}
+
+impl SplitData<'_> {
+    /// Decodes every image to `target` (or reads the decoded cache) onto `device`, saying how.
+    pub fn load(
+        self,
+        target: DecodeTarget,
+        batch_size: usize,
+        device: tch::Device,
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<RunData> {
+        let loaded = pipeline::load_manifest_reporting(
+            self.source.manifest,
+            self.source.images,
+            target,
+            self.source.cache_dir,
+            &mut |decoded, total| {
+                on_event(TrainEvent::Note {
+                    message: format!("decoding the dataset: {decoded} of {total} images"),
+                });
+            },
+        )?;
+        let how = match loaded.cache {
+            CacheStatus::Hit => "read from the decoded cache",
+            CacheStatus::Written => "decoded and cached",
+            CacheStatus::Disabled => "decoded",
+        };
+        on_event(TrainEvent::Note {
+            message: format!(
+                "{} images {how} at {}x{} in {:.1} s",
+                loaded.data.len(),
+                target.height,
+                target.width,
+                loaded.seconds
+            ),
+        });
+        let indices = |split: &[usize]| -> Vec<i64> { split.iter().map(|&i| i as i64).collect() };
+        Ok(RunData {
+            source: BatchSource::new(&loaded.data, device, device.is_cuda())?,
+            train: indices(&self.split.train),
+            validation: indices(&self.split.validation),
+            test: indices(&self.split.test),
+            num_classes: self.num_classes,
+            batch_size,
+        })
+    }
+}
+
+impl RunData {
+    /// The trainee on the images at `indices`, from the frozen backbone's cached features when
+    /// there are some (on a bf16 run, the copy must hold the current weights).
+    pub fn evaluate(
+        &self,
+        trainee: &Trainee,
+        features: Option<&FeatureCache>,
+        indices: &[i64],
+    ) -> Evaluation {
+        evaluate_trainee(
+            trainee,
+            &self.source,
+            features,
+            indices,
+            self.batch_size,
+            self.num_classes,
+        )
+    }
+}

@@ -1,0 +1,128 @@
+//! Where a job's training runs. The worker binary trains each job in a child process of its own
+//! (`worker train-job`) that it supervises, so whatever takes a training down — an abort inside
+//! libtorch, a native crash, the kernel's out-of-memory killer, which picks the process holding
+//! the data — ends that job with the reason and leaves the worker serving everyone else. The
+//! library's [`crate::run`] trains on a thread of its own process instead (its tests have no
+//! worker binary to start); both read the same [`TrainRequest`].
+//!
+//! The child reads the request as one JSON line on stdin and then `cancel` lines; it writes one
+//! JSON line per event on stdout, then one saying how the run ended. Its stderr (libtorch's and
+//! the engine's log) goes to the worker's log, and its last lines into a crash's reason. It exits
+//! at once when its stdin closes: the worker is gone, and the job resumes from its checkpoint
+//! when the worker comes back.
+
+mod child;
+mod protocol;
+pub mod sandbox;
+mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use easel_engine::RunReport;
+use easel_events::EventKind;
+use easel_spec::ExperimentSpec;
+use easel_spec::worker::DeviceName;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub use child::{run_request, serve_as_child};
+use sandbox::Confinement;
+
+/// The subcommand of the worker binary that trains one job.
+pub const CHILD_COMMAND: &str = "train-job";
+
+/// Where the worker trains its jobs.
+#[derive(Debug, Clone)]
+pub enum Training {
+    /// On a thread of this process.
+    Thread,
+    /// In a child process running this executable's `train-job`, kept from the `hidden` paths
+    /// (see `sandbox`).
+    ChildProcess {
+        executable: PathBuf,
+        hidden: Vec<PathBuf>,
+    },
+}
+
+/// Everything a run needs, in a form another process can read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainRequest {
+    /// The resolved spec (uploaded weights already replaced by their blob's path), parsed once
+    /// when it was submitted.
+    pub spec: ExperimentSpec,
+    pub manifest_path: PathBuf,
+    pub images: ImagesAt,
+    pub device: DeviceName,
+    pub run_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// What the training process may reach (a thread of the worker is not confined).
+    pub sandbox: Confinement,
+}
+
+/// Where the manifest's images are read from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImagesAt {
+    /// The worker's blob store, by digest.
+    Blobs(PathBuf),
+    /// A folder the manifest was scanned from (a copied object-store dataset).
+    Folder { root: PathBuf, max_file_bytes: u64 },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ended {
+    /// The run's report.
+    Completed(Box<RunReport>),
+    Cancelled {
+        completed_epochs: u32,
+    },
+    /// The engine refused or failed, saying why.
+    Failed(String),
+    /// The training process or thread itself died (what happened, for the reason).
+    Crashed(String),
+}
+
+/// A started run: its events as they come, then how it ended.
+pub struct Launched {
+    pub events: mpsc::UnboundedReceiver<EventKind>,
+    pub ended: oneshot::Receiver<Ended>,
+}
+
+/// Starts `request` the way `training` says; `cancel` stops it at its next step.
+pub fn launch(
+    training: &Training,
+    job_id: &str,
+    request: TrainRequest,
+    cancel: Arc<AtomicBool>,
+) -> Result<Launched, String> {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let (ended_tx, ended) = oneshot::channel();
+    match training {
+        Training::Thread => {
+            std::thread::Builder::new()
+                .name(format!("train-{job_id}"))
+                .spawn(move || {
+                    let ended = run_request(&request, &cancel, &mut |event| {
+                        let _ = events_tx.send(event);
+                    });
+                    let _ = ended_tx.send(ended);
+                })
+                .map_err(|e| format!("could not start the training thread: {e}"))?;
+        }
+        Training::ChildProcess { executable, .. } => {
+            let child = supervisor::start_child(executable)?;
+            tokio::spawn(supervisor::supervise(
+                child,
+                request,
+                cancel,
+                job_id.to_owned(),
+                events_tx,
+                ended_tx,
+            ));
+        }
+    }
+    Ok(Launched { events, ended })
+}
