@@ -15,8 +15,13 @@ fn emit_libtorch_version() {
             let root = std::path::Path::new(&lib).join("..");
             let version_py = root.join("version.py");
             let build_version = root.join("build-version");
-            println!("cargo:rerun-if-changed={}", version_py.display());
-            println!("cargo:rerun-if-changed={}", build_version.display());
+            // Only a file that exists: cargo runs a build script again on every build while a
+            // file it names is missing (a pip install has no `build-version`).
+            for file in [&version_py, &build_version] {
+                if file.exists() {
+                    println!("cargo:rerun-if-changed={}", file.display());
+                }
+            }
             std::fs::read_to_string(&version_py)
                 .ok()
                 .and_then(|text| {

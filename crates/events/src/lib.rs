@@ -118,7 +118,9 @@ pub struct StepProgress {
     pub epoch: u32,
     pub step: u64,
     pub steps_per_epoch: u64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub loss: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub images_per_second: f64,
 }
 
@@ -126,16 +128,24 @@ pub struct StepProgress {
 pub struct EpochMetrics {
     /// 1-based.
     pub epoch: u32,
+    #[serde(deserialize_with = "null_as_nan")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub train_accuracy: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub validation_loss: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub validation_accuracy: f64,
     /// Validation accuracy per class, in class order.
+    #[serde(deserialize_with = "nulls_as_nan")]
     pub per_class_accuracy: Vec<f64>,
     /// Validation confusion matrix: `confusion[true][predicted]`.
     pub confusion: Vec<Vec<u64>>,
+    #[serde(deserialize_with = "null_as_nan")]
     pub images_per_second: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub learning_rate: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub seconds: f64,
 }
 
@@ -148,13 +158,27 @@ pub struct RunReport {
     pub device: String,
     pub epochs_run: u32,
     pub best_epoch: u32,
+    #[serde(deserialize_with = "null_as_nan")]
     pub best_validation_accuracy: f64,
     pub final_metrics: EpochMetrics,
     pub test_accuracy: Option<f64>,
     pub test_loss: Option<f64>,
     pub stopped_early: bool,
+    #[serde(deserialize_with = "null_as_nan")]
     pub seconds: f64,
     pub dataset_digest: String,
+}
+
+/// JSON has no NaN or infinity, so serde_json writes them as `null`; a diverging run's losses
+/// are NaN, and its events and report must still read back: `null` reads as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(from: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(from)?.unwrap_or(f64::NAN))
+}
+
+/// [`null_as_nan`] for each number of a list.
+fn nulls_as_nan<'de, D: serde::Deserializer<'de>>(from: D) -> Result<Vec<f64>, D::Error> {
+    let numbers = Vec::<Option<f64>>::deserialize(from)?;
+    Ok(numbers.into_iter().map(|n| n.unwrap_or(f64::NAN)).collect())
 }
 
 /// RFC 3339 UTC with milliseconds, the time format of events and job records.
@@ -165,6 +189,56 @@ pub fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_diverged_runs_report_reads_back_with_its_nan_losses() {
+        let metrics = EpochMetrics {
+            epoch: 2,
+            train_loss: f64::NAN,
+            train_accuracy: 0.5,
+            validation_loss: f64::INFINITY,
+            validation_accuracy: 0.5,
+            per_class_accuracy: vec![f64::NAN, 1.0],
+            confusion: vec![vec![1, 0], vec![0, 1]],
+            images_per_second: 10.0,
+            learning_rate: 0.1,
+            seconds: 1.0,
+        };
+        let finished = EventKind::Finished {
+            outcome: Outcome::Succeeded,
+            reason: String::new(),
+            report: Some(Box::new(RunReport {
+                name: "diverged".into(),
+                classes: vec!["a".into(), "b".into()],
+                device: "cpu".into(),
+                epochs_run: 2,
+                best_epoch: 1,
+                best_validation_accuracy: 0.5,
+                final_metrics: metrics,
+                test_accuracy: None,
+                test_loss: None,
+                stopped_early: false,
+                seconds: 2.0,
+                dataset_digest: "d".into(),
+            })),
+        };
+        let line = serde_json::to_string(&finished).unwrap();
+        let EventKind::Finished {
+            report: Some(report),
+            ..
+        } = serde_json::from_str(&line).unwrap()
+        else {
+            panic!("not a finished event with a report: {line}");
+        };
+        let read = &report.final_metrics;
+        assert!(
+            read.train_loss.is_nan() && read.validation_loss.is_nan(),
+            "{line}"
+        );
+        assert!(read.per_class_accuracy[0].is_nan(), "{line}");
+        assert_eq!(read.per_class_accuracy[1], 1.0);
+        assert_eq!(report.best_validation_accuracy, 0.5);
+    }
 
     #[test]
     fn records_round_trip_as_flat_json() {

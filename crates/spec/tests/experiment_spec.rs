@@ -478,3 +478,23 @@ fn pretrained_weights_name_a_file_or_an_uploaded_blob() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_spec_sent_to_the_training_process_as_json_comes_back_exactly() {
+    // 17 significant digits and far exponents: a float read back one bit off would change the
+    // run's identity, and a checkpoint made for it would no longer resume.
+    let spec = parse_experiment(
+        "[data]\npath = \"/d\"\nimage_size = [48, 64]\n\
+         [model]\npretrained = \"blob:0a1b\"\ndropout = 0.30000000000000004\n\
+         [train]\nlearning_rate = 0.0012345678901234567\nweight_decay = 1.0000000000000002e-23\n",
+        "submitted spec",
+    )
+    .unwrap();
+    let json = serde_json::to_string(&spec).unwrap();
+    let back: ExperimentSpec = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, spec, "{json}");
+    assert_eq!(
+        back.train.learning_rate.to_bits(),
+        spec.train.learning_rate.to_bits()
+    );
+}

@@ -165,6 +165,7 @@ async fn bridge_events(
     let bridging = tokio::task::spawn_blocking(move || {
         let mut report_written = false;
         while let Some(event) = events.blocking_recv() {
+            let mut finished_artifact = None;
             match &event {
                 TrainEvent::Started(info) => {
                     job.update_or_log(|r| r.device = info.device.clone());
@@ -179,12 +180,14 @@ async fn bridge_events(
                 TrainEvent::ArtifactWritten { name, .. } if name == REPORT_NAME => {
                     report_written = true
                 }
-                TrainEvent::ArtifactWritten { name, .. } => {
-                    let _ = finished_artifacts.send(name.clone());
-                }
+                TrainEvent::ArtifactWritten { name, .. } => finished_artifact = Some(name.clone()),
                 _ => {}
             }
             job.emit(event);
+            // Logged first, so the log never says an artifact was stored before it was written.
+            if let Some(name) = finished_artifact {
+                let _ = finished_artifacts.send(name);
+            }
         }
         report_written
     });

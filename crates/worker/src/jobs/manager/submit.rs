@@ -158,9 +158,16 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
-/// A job refused after its folder was made leaves nothing behind; if the folder cannot be
-/// removed it is only logged: without a `state.json` a restart skips it.
+/// A job refused after its folder was made leaves nothing behind. Its `state.json` goes first:
+/// a restart skips a folder without one, so a folder that then cannot be removed (only logged)
+/// never comes back as a job nobody was told about.
 fn remove_refused_job_dir(dir: &Path) {
+    let record = dir.join(crate::jobs::record::STATE_FILE);
+    if let Err(error) = std::fs::remove_file(&record)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %record.display(), %error, "record of a refused job not removed");
+    }
     if let Err(error) = std::fs::remove_dir_all(dir) {
         tracing::warn!(dir = %dir.display(), %error, "folder of a refused job not removed");
     }
