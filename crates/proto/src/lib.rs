@@ -11,6 +11,7 @@ pub mod v1 {
 
 pub mod events;
 pub mod job_state;
+pub mod pinning;
 pub mod protocol;
 pub mod status;
 pub mod transport;

@@ -11,87 +11,27 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Client, HANG_GUARD, InProcess};
+use easel_proto::pinning::{PinnedCertificate, parse_fingerprint};
 use easel_proto::protocol::{Credentials, PROTOCOL_VERSION};
 use easel_proto::v1 as pb;
 use easel_proto::v1::worker_client::WorkerClient;
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::ServerName;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-/// Trusts exactly the worker's certificate, as a client pinning its fingerprint does.
-#[derive(Debug)]
-struct PinnedWorker {
-    certificate: Vec<u8>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl PinnedWorker {
-    fn of(data_dir: &Path) -> Arc<PinnedWorker> {
-        let pem = std::fs::read(data_dir.join("tls/cert.pem")).unwrap();
-        let certificate = CertificateDer::pem_slice_iter(&pem)
-            .next()
-            .unwrap()
-            .unwrap();
-        Arc::new(PinnedWorker {
-            certificate: certificate.as_ref().to_vec(),
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
-        })
-    }
-}
-
-impl ServerCertVerifier for PinnedWorker {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.certificate {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "not the worker's certificate".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+/// Trusts exactly the worker's certificate, by the fingerprint it stored, as a client does.
+fn pinned_worker(data_dir: &Path) -> Arc<PinnedCertificate> {
+    let fingerprint = std::fs::read_to_string(data_dir.join("tls/fingerprint")).unwrap();
+    PinnedCertificate::new(parse_fingerprint(&fingerprint).unwrap())
 }
 
 /// A TLS worker whose connections must send a request, and one with the token, within 2 s (the
 /// clients here send theirs at once), and at most `per_address` of them from one address.
-async fn tls_worker(dir: &Path, per_address: u32) -> (InProcess, SocketAddr, Arc<PinnedWorker>) {
+async fn tls_worker(
+    dir: &Path,
+    per_address: u32,
+) -> (InProcess, SocketAddr, Arc<PinnedCertificate>) {
     let worker = InProcess::start_configured(dir, |config| {
         config.tls.enabled = true;
         config.limits.max_connections_per_address = per_address;
@@ -104,7 +44,7 @@ async fn tls_worker(dir: &Path, per_address: u32) -> (InProcess, SocketAddr, Arc
         .trim_start_matches("http://")
         .parse()
         .unwrap();
-    let pinned = PinnedWorker::of(&dir.join("data"));
+    let pinned = pinned_worker(&dir.join("data"));
     (worker, socket, pinned)
 }
 
@@ -112,7 +52,7 @@ async fn tls_worker(dir: &Path, per_address: u32) -> (InProcess, SocketAddr, Arc
 /// nothing; resolves with how it ended once the worker has closed it.
 fn idle_tls_connection(
     socket: SocketAddr,
-    pinned: Arc<PinnedWorker>,
+    pinned: Arc<PinnedCertificate>,
 ) -> tokio::sync::oneshot::Receiver<String> {
     let (ended, end) = tokio::sync::oneshot::channel();
     // A plain thread: a blocked read must not hold the test's runtime when the worker never
@@ -123,8 +63,8 @@ fn idle_tls_connection(
     end
 }
 
-fn hold_until_closed(socket: SocketAddr, pinned: Arc<PinnedWorker>) -> String {
-    let config = rustls::ClientConfig::builder_with_provider(pinned.provider.clone())
+fn hold_until_closed(socket: SocketAddr, pinned: Arc<PinnedCertificate>) -> String {
+    let config = rustls::ClientConfig::builder_with_provider(pinned.provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
@@ -153,7 +93,10 @@ fn hold_until_closed(socket: SocketAddr, pinned: Arc<PinnedWorker>) -> String {
     }
 }
 
-async fn tls_channel(socket: SocketAddr, pinned: Arc<PinnedWorker>) -> Result<Channel, String> {
+async fn tls_channel(
+    socket: SocketAddr,
+    pinned: Arc<PinnedCertificate>,
+) -> Result<Channel, String> {
     Endpoint::from_shared(format!("https://{socket}"))
         .unwrap()
         .tls_config_with_verifier(ClientTlsConfig::new(), pinned)

@@ -87,11 +87,12 @@ impl WorkerArgs {
                     "{address} is a TLS address but no certificate fingerprint is pinned: pass --fingerprint sha256:… (the worker prints it at start and keeps it in <data-dir>/tls/fingerprint), or set EASEL_FINGERPRINT"
                 );
             };
-            let pin = super::pinning::parse_fingerprint(fingerprint).map_err(|e| anyhow!(e))?;
+            let pin =
+                easel_proto::pinning::parse_fingerprint(fingerprint).map_err(|e| anyhow!(e))?;
             endpoint = endpoint
                 .tls_config_with_verifier(
                     tonic::transport::ClientTlsConfig::new(),
-                    super::pinning::PinnedCertificate::new(pin),
+                    easel_proto::pinning::PinnedCertificate::new(pin),
                 )
                 .map_err(|e| anyhow!("cannot set up TLS for {address}: {}", chain(&e)))?;
         }

@@ -9,7 +9,6 @@ pub mod fetch;
 mod follow;
 mod json;
 pub mod list;
-mod pinning;
 pub mod remove;
 pub mod status;
 pub mod submit;

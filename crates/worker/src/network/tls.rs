@@ -41,7 +41,7 @@ pub fn load_or_create(data_dir: &Path, config: &TlsConfig) -> anyhow::Result<Tls
         .next()
         .and_then(Result::ok)
         .with_context(|| format!("{} holds no PEM certificate", cert_path.display()))?;
-    let fingerprint = fingerprint_of(&leaf);
+    let fingerprint = easel_proto::pinning::fingerprint_of(&leaf);
     let fingerprint_path = dir.join("fingerprint");
     std::fs::write(&fingerprint_path, format!("{fingerprint}\n"))
         .with_context(|| format!("failed to write {}", fingerprint_path.display()))?;
@@ -51,13 +51,6 @@ pub fn load_or_create(data_dir: &Path, config: &TlsConfig) -> anyhow::Result<Tls
         fingerprint_path,
         created,
     })
-}
-
-/// `sha256:` and the lowercase hex SHA-256 of a certificate's DER bytes.
-pub fn fingerprint_of(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 fn write_self_signed(cert: &Path, key: &Path) -> anyhow::Result<()> {

@@ -1,6 +1,8 @@
 //! Trusting a worker by its certificate's SHA-256 fingerprint (read over SSH or from the
 //! worker's console), not by a certificate authority: the self-signed certificate a worker makes
-//! at its first start is accepted exactly when its fingerprint is the pinned one.
+//! at its first start is accepted exactly when its fingerprint is the pinned one. The worker
+//! prints and stores the fingerprint ([`fingerprint_of`]), the client pins it
+//! ([`PinnedCertificate`]): one spelling for both ends.
 
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -25,11 +27,17 @@ pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
     Ok(bytes)
 }
 
+/// The fingerprint of a certificate (its DER bytes), as the worker prints it.
+pub fn fingerprint_of(der: &[u8]) -> String {
+    format_fingerprint(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
+
 pub fn format_fingerprint(bytes: &[u8]) -> String {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }
 
+/// Accepts exactly the certificate whose fingerprint was pinned.
 #[derive(Debug)]
 pub struct PinnedCertificate {
     fingerprint: [u8; 32],
@@ -42,6 +50,11 @@ impl PinnedCertificate {
             fingerprint,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
         })
+    }
+
+    /// The cryptography it verifies with, for a TLS configuration of its own.
+    pub fn provider(&self) -> Arc<CryptoProvider> {
+        self.provider.clone()
     }
 }
 
