@@ -12,6 +12,7 @@ pub mod load;
 mod messages;
 pub mod outputs;
 pub mod resolve;
+pub mod sweep;
 pub mod validate;
 
 pub use error::{Position, Problem, SpecError, SpecErrors};

@@ -1,0 +1,380 @@
+//! `[sweep]`: many experiments as one. A sweep document is an ordinary experiment spec (the base)
+//! plus a `[sweep]` table naming spec keys and the values to try. [`Sweep::parse`] expands it into
+//! its trials, each an ordinary [`ExperimentSpec`] checked by the same rules as any spec, and
+//! reports every problem at once, naming the trial and its key (a problem every trial shares is
+//! named once).
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+
+use crate::error::{SpecError, SpecErrors};
+use crate::experiment::ExperimentSpec;
+use crate::load::read_toml;
+use crate::resolve::parse_experiment;
+
+/// How a sweep runs and what it tries.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSettings {
+    /// What "best" means.
+    #[serde(default)]
+    pub metric: SweepMetric,
+    /// Trials training at once; 0: one per free training slot.
+    #[serde(default)]
+    pub max_concurrent: u32,
+    #[serde(default)]
+    pub method: SweepMethod,
+    /// Trials drawn by `method = "random"`.
+    #[serde(default)]
+    pub trials: Option<u32>,
+    /// Seed of `method = "random"`'s draws: the same seed draws the same trials.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub early_stop: Option<EarlyStopRule>,
+    /// Dotted spec keys (`"train.batch_size"`), each with the values to try.
+    #[serde(default)]
+    pub grid: BTreeMap<String, Choices>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepMetric {
+    #[default]
+    ValAccuracy,
+    ValLoss,
+    TestAccuracy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepMethod {
+    /// Every combination of the listed values.
+    #[default]
+    Grid,
+    /// `trials` draws, each value picked from its list or range.
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EarlyStopRule {
+    /// Stop a trial that falls behind the median of the others at the same epoch.
+    Median,
+}
+
+/// The values one key takes: a list, or (random sweeps only) a range to draw from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Choices {
+    Values(Vec<toml::Value>),
+    Range(Range),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Range {
+    Uniform([f64; 2]),
+    LogUniform([f64; 2]),
+    /// Both ends included.
+    IntUniform([i64; 2]),
+}
+
+/// One experiment of a sweep: its number (1-based), the values it varies, and its spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    pub number: usize,
+    pub params: Vec<(String, toml::Value)>,
+    pub spec: ExperimentSpec,
+}
+
+impl Trial {
+    /// `model.architecture = "vgg16", train.batch_size = 64`.
+    pub fn label(&self) -> String {
+        label(&self.params)
+    }
+}
+
+/// A sweep document, expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    pub settings: SweepSettings,
+    pub trials: Vec<Trial>,
+}
+
+/// The document as read: the sweep's settings beside the base spec's tables.
+#[derive(Deserialize)]
+struct SweepDocument {
+    sweep: SweepSettings,
+    #[serde(flatten)]
+    base: toml::Table,
+}
+
+impl Sweep {
+    /// Reads a sweep document (`origin` names it in errors) and expands its trials, refusing
+    /// more than `max_trials` (a worker's `limits.max_trials_per_sweep`).
+    pub fn parse(text: &str, origin: &str, max_trials: usize) -> Result<Sweep, SpecErrors> {
+        let document = read_toml::<SweepDocument>(text, origin).finish()?;
+        let settings = document.sweep;
+        let problems = settings_problems(&settings, max_trials);
+        if !problems.is_empty() {
+            return Err(at_file(origin, problems));
+        }
+        let mut trials = Vec::new();
+        let mut failures = Vec::new();
+        for (index, params) in draws(&settings).into_iter().enumerate() {
+            let number = index + 1;
+            let trial_origin = format!("{origin}, trial {number} ({})", label(&params));
+            match trial_spec(&document.base, &params, &trial_origin) {
+                Ok(spec) => trials.push(Trial {
+                    number,
+                    params,
+                    spec,
+                }),
+                Err(errors) => failures.push(errors),
+            }
+        }
+        if failures.is_empty() {
+            Ok(Sweep { settings, trials })
+        } else {
+            Err(merge_failures(origin, failures, trials.len()))
+        }
+    }
+}
+
+/// What is wrong with the `[sweep]` table itself, by key.
+fn settings_problems(settings: &SweepSettings, max_trials: usize) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if settings.grid.is_empty() {
+        problems.push((
+            "sweep.grid".to_owned(),
+            "names no key to vary (e.g. \"train.batch_size\" = [16, 32, 64])".to_owned(),
+        ));
+    }
+    for (key, choices) in &settings.grid {
+        let at = format!("sweep.grid.\"{key}\"");
+        if key.split('.').next() == Some("sweep") || key.split('.').any(str::is_empty) {
+            problems.push((at.clone(), "is not a key of the experiment spec".to_owned()));
+        }
+        match choices {
+            Choices::Values(values) if values.is_empty() => {
+                problems.push((at, "an empty list tries nothing".to_owned()));
+            }
+            Choices::Values(_) => {}
+            Choices::Range(_) if settings.method == SweepMethod::Grid => problems.push((
+                at,
+                "a range is drawn from: it needs method = \"random\" (a grid takes lists)".into(),
+            )),
+            Choices::Range(range) => {
+                if let Some(problem) = range_problem(range) {
+                    problems.push((at, problem));
+                }
+            }
+        }
+    }
+    let count = match settings.method {
+        SweepMethod::Grid => settings.grid.values().fold(1usize, |count, choices| {
+            let values = match choices {
+                Choices::Values(values) => values.len().max(1),
+                Choices::Range(_) => 1,
+            };
+            count.saturating_mul(values)
+        }),
+        SweepMethod::Random => match settings.trials {
+            Some(0) | None => {
+                problems.push((
+                    "sweep.trials".to_owned(),
+                    "a random sweep needs the number of trials to draw (trials = N)".to_owned(),
+                ));
+                0
+            }
+            Some(trials) => trials as usize,
+        },
+    };
+    if count > max_trials {
+        problems.push((
+            "sweep".to_owned(),
+            format!(
+                "{count} trials is more than the {max_trials} a sweep may have \
+                 (limits.max_trials_per_sweep)"
+            ),
+        ));
+    }
+    problems
+}
+
+fn range_problem(range: &Range) -> Option<String> {
+    match *range {
+        Range::Uniform([low, high]) | Range::LogUniform([low, high])
+            if !(low.is_finite() && high.is_finite() && low < high) =>
+        {
+            Some(format!(
+                "[{low}, {high}] is not a range (low < high, both finite)"
+            ))
+        }
+        Range::LogUniform([low, _]) if low <= 0.0 => {
+            Some(format!("a log-uniform range starts above 0, not at {low}"))
+        }
+        Range::IntUniform([low, high]) if low > high => {
+            Some(format!("[{low}, {high}] is not a range (low <= high)"))
+        }
+        _ => None,
+    }
+}
+
+/// Each trial's values, in trial order: every combination for a grid (the last key varying
+/// fastest, keys in name order), `trials` seeded draws for a random sweep.
+fn draws(settings: &SweepSettings) -> Vec<Vec<(String, toml::Value)>> {
+    match settings.method {
+        SweepMethod::Grid => {
+            let mut combinations: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+            for (key, choices) in &settings.grid {
+                let Choices::Values(values) = choices else {
+                    continue;
+                };
+                combinations = combinations
+                    .into_iter()
+                    .flat_map(|done| {
+                        values.iter().map(move |value| {
+                            let mut next = done.clone();
+                            next.push((key.clone(), value.clone()));
+                            next
+                        })
+                    })
+                    .collect();
+            }
+            combinations
+        }
+        SweepMethod::Random => {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(settings.seed);
+            (0..settings.trials.unwrap_or(0))
+                .map(|_| {
+                    settings
+                        .grid
+                        .iter()
+                        .map(|(key, choices)| (key.clone(), draw(choices, &mut rng)))
+                        .collect()
+                })
+                .collect()
+        }
+    }
+}
+
+fn draw(choices: &Choices, rng: &mut impl Rng) -> toml::Value {
+    match choices {
+        Choices::Values(values) => values[rng.random_range(0..values.len())].clone(),
+        Choices::Range(Range::Uniform([low, high])) => {
+            toml::Value::Float(rng.random_range(*low..*high))
+        }
+        Choices::Range(Range::LogUniform([low, high])) => {
+            toml::Value::Float(rng.random_range(low.ln()..high.ln()).exp())
+        }
+        Choices::Range(Range::IntUniform([low, high])) => {
+            toml::Value::Integer(rng.random_range(*low..=*high))
+        }
+    }
+}
+
+/// The base spec with one trial's values set, read and checked as any spec is.
+fn trial_spec(
+    base: &toml::Table,
+    params: &[(String, toml::Value)],
+    origin: &str,
+) -> Result<ExperimentSpec, SpecErrors> {
+    let mut table = base.clone();
+    for (key, value) in params {
+        set_dotted(&mut table, key, value.clone())
+            .map_err(|message| SpecErrors::whole_file(origin, format!("{key}: {message}")))?;
+    }
+    let text = toml::to_string(&table)
+        .map_err(|e| SpecErrors::whole_file(origin, format!("cannot be written out: {e}")))?;
+    // Positions would point into the written-out trial, not the user's file: left out.
+    parse_experiment(&text, origin).map_err(|errors| SpecErrors {
+        errors: errors
+            .errors
+            .into_iter()
+            .map(|error| SpecError {
+                position: None,
+                ..error
+            })
+            .collect(),
+    })
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let leaf = parts.pop().unwrap_or(key);
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` is a value in the spec, not a table"))?;
+    }
+    current.insert(leaf.to_owned(), value);
+    Ok(())
+}
+
+/// Every trial's problems; one that every trial has is named once, for every trial.
+fn merge_failures(origin: &str, failures: Vec<SpecErrors>, valid_trials: usize) -> SpecErrors {
+    let failed = failures.len();
+    let mut errors: Vec<SpecError> = failures.into_iter().flat_map(|f| f.errors).collect();
+    if valid_trials == 0 && failed > 1 {
+        let mut shared: Vec<SpecError> = Vec::new();
+        let count = |error: &SpecError, all: &[SpecError]| {
+            all.iter()
+                .filter(|other| other.path == error.path && other.message == error.message)
+                .count()
+        };
+        let everywhere: Vec<SpecError> = errors
+            .iter()
+            .filter(|error| count(error, &errors) == failed)
+            .cloned()
+            .collect();
+        for error in everywhere {
+            if !shared
+                .iter()
+                .any(|kept| kept.path == error.path && kept.message == error.message)
+            {
+                shared.push(SpecError {
+                    origin: format!("{origin}, every trial"),
+                    ..error
+                });
+            }
+        }
+        errors.retain(|error| {
+            !shared
+                .iter()
+                .any(|kept| kept.path == error.path && kept.message == error.message)
+        });
+        shared.extend(errors);
+        errors = shared;
+    }
+    SpecErrors { errors }
+}
+
+fn at_file(origin: &str, problems: Vec<(String, String)>) -> SpecErrors {
+    SpecErrors {
+        errors: problems
+            .into_iter()
+            .map(|(path, message)| SpecError {
+                origin: origin.to_owned(),
+                path,
+                position: None,
+                message,
+            })
+            .collect(),
+    }
+}
+
+fn label(params: &[(String, toml::Value)]) -> String {
+    params
+        .iter()
+        .map(|(key, value)| format!("{key} = {value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
