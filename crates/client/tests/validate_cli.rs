@@ -246,3 +246,82 @@ fn a_dataset_in_object_storage_is_left_to_the_worker() {
     assert_eq!(errors[0]["path"], "data.paths[0]", "{json:#}");
     assert_eq!(errors[0]["line"], 2);
 }
+
+/// A `[sweep]` beside the demo spec: every trial checked and estimated, the dataset scanned once,
+/// and the proof of concept trained once per distinct model (epochs and learning rates do not
+/// change what it trains).
+#[test]
+fn a_sweep_validates_every_trial_and_tries_each_distinct_model_once() {
+    let sample = sample_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let demo = repo_config("demo-cpu.toml").replace(
+        "path = \"../.easel-data/mnist-sample\"",
+        &format!("path = \"{}\"", sample.display()),
+    );
+    std::fs::write(
+        dir.path().join("sweep.toml"),
+        format!(
+            "{demo}\n[sweep]\n[sweep.grid]\n\"train.epochs\" = [1, 2]\n\
+             \"model.dropout\" = [0.0, 0.2]\n"
+        ),
+    )
+    .unwrap();
+    let (code, report) = validate_json(dir.path(), "sweep.toml");
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["ok"], true);
+    let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4, "{report:#}");
+    let stands_for: Vec<u64> = trials
+        .iter()
+        .map(|t| t["proof_of_concept_of_trial"].as_u64().unwrap())
+        .collect();
+    // Keys in name order: model.dropout varies slowest. Trials 2 and 4 (two epochs) have the
+    // models of trials 1 and 3.
+    assert_eq!(stands_for, [1, 1, 3, 3], "{report:#}");
+    assert!(
+        trials
+            .iter()
+            .all(|t| t["estimate"]["total_steps"].as_u64().unwrap() > 0)
+    );
+    assert_eq!(trials[3]["params"]["train.epochs"], 2);
+    assert_eq!(trials[3]["params"]["model.dropout"], 0.2);
+    assert_eq!(report["dataset"]["images"], 5000);
+}
+
+#[test]
+fn a_bad_sweep_is_refused_with_every_problem_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("sweep.toml"),
+        "[data]\npath = \"data\"\n[sweep]\n[sweep.grid]\n\"train.batch_size\" = [16, 0]\n\
+         \"model.dropout\" = []\n",
+    )
+    .unwrap();
+    let (code, report) = validate_json(dir.path(), "sweep.toml");
+    assert_eq!(code, Some(1), "{report:#}");
+    let problems: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        problems,
+        ["sweep.toml: sweep.grid.\"model.dropout\": an empty list tries nothing"],
+        "the sweep table's own problems come first"
+    );
+
+    std::fs::write(
+        dir.path().join("sweep.toml"),
+        "[data]\npath = \"data\"\n[sweep]\n[sweep.grid]\n\"train.batch_size\" = [16, 0]\n",
+    )
+    .unwrap();
+    let (code, report) = validate_json(dir.path(), "sweep.toml");
+    assert_eq!(code, Some(1), "{report:#}");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("trial 2 (train.batch_size = 0): train.batch_size"),
+        "{problems}"
+    );
+}

@@ -9,10 +9,23 @@ use std::collections::BTreeMap;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
+use std::path::Path;
+
 use crate::error::{SpecError, SpecErrors};
 use crate::experiment::ExperimentSpec;
-use crate::load::read_toml;
-use crate::resolve::parse_experiment;
+use crate::load::{read_text, read_toml};
+use crate::resolve::{parse_experiment, spec_folder};
+
+/// Trials a sweep may have unless a worker says otherwise: enough for a search a person reads
+/// as a table, few enough that a typo (a list of 1,000 learning rates) is caught.
+pub const DEFAULT_MAX_TRIALS: usize = 256;
+
+/// Whether a spec file's text has a `[sweep]` table (unreadable text is no sweep: the spec's
+/// own reading then says what is wrong with it).
+pub fn is_sweep(text: &str) -> bool {
+    text.parse::<toml::Table>()
+        .is_ok_and(|table| table.contains_key("sweep"))
+}
 
 /// How a sweep runs and what it tries.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -113,6 +126,39 @@ struct SweepDocument {
 }
 
 impl Sweep {
+    /// Reads a sweep file, expands its trials and, as for any spec file, makes their relative
+    /// paths absolute against the file's folder and checks that datasets and weights exist.
+    pub fn load(path: &Path, max_trials: usize) -> Result<Sweep, SpecErrors> {
+        let origin = path.display().to_string();
+        let mut sweep = Sweep::parse(&read_text(path)?, &origin, max_trials)?;
+        let base_dir = spec_folder(path);
+        let mut failures = Vec::new();
+        for trial in &mut sweep.trials {
+            trial.spec.resolve_paths(&base_dir);
+            let missing = trial.spec.missing_files();
+            if !missing.is_empty() {
+                let trial_origin = format!("{origin}, trial {} ({})", trial.number, trial.label());
+                failures.push(SpecErrors {
+                    errors: missing
+                        .into_iter()
+                        .map(|problem| SpecError {
+                            origin: trial_origin.clone(),
+                            path: problem.path,
+                            position: None,
+                            message: problem.message,
+                        })
+                        .collect(),
+                });
+            }
+        }
+        if failures.is_empty() {
+            Ok(sweep)
+        } else {
+            let valid = sweep.trials.len() - failures.len();
+            Err(merge_failures(&origin, failures, valid))
+        }
+    }
+
     /// Reads a sweep document (`origin` names it in errors) and expands its trials, refusing
     /// more than `max_trials` (a worker's `limits.max_trials_per_sweep`).
     pub fn parse(text: &str, origin: &str, max_trials: usize) -> Result<Sweep, SpecErrors> {

@@ -6,6 +6,7 @@
 
 mod outcome;
 mod print;
+mod sweep;
 
 use crate::spec_data::scan_spec_data;
 use easel_dataset::{Manifest, ScanReport, Split};
@@ -28,6 +29,9 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    if std::fs::read_to_string(&args.spec).is_ok_and(|text| easel_spec::sweep::is_sweep(&text)) {
+        return sweep::run(args);
+    }
     let mut validation = Validation {
         outcome: Outcome {
             spec: args.spec.display().to_string(),

@@ -22,7 +22,20 @@ pub(super) struct Outcome {
     pub split: Option<SplitSummary>,
     pub estimate: Option<Estimate>,
     pub proof_of_concept: Option<PocReport>,
+    /// A sweep's trials, each with its estimate (empty for a single experiment).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<TrialOutcome>,
     pub seconds: f64,
+}
+
+/// One trial of a sweep as `validate` saw it.
+#[derive(Debug, Serialize)]
+pub(super) struct TrialOutcome {
+    pub number: usize,
+    pub params: std::collections::BTreeMap<String, toml::Value>,
+    pub estimate: Option<Estimate>,
+    /// The trial whose proof of concept stands for this one's (the same model and data).
+    pub proof_of_concept_of_trial: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
