@@ -4,7 +4,7 @@
 //! reports every problem at once, naming the trial and its key (a problem every trial shares is
 //! named once).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -368,39 +368,31 @@ fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<
 /// Every trial's problems; one that every trial has is named once, for every trial.
 fn merge_failures(origin: &str, failures: Vec<SpecErrors>, valid_trials: usize) -> SpecErrors {
     let failed = failures.len();
-    let mut errors: Vec<SpecError> = failures.into_iter().flat_map(|f| f.errors).collect();
-    if valid_trials == 0 && failed > 1 {
-        let mut shared: Vec<SpecError> = Vec::new();
-        let count = |error: &SpecError, all: &[SpecError]| {
-            all.iter()
-                .filter(|other| other.path == error.path && other.message == error.message)
-                .count()
-        };
-        let everywhere: Vec<SpecError> = errors
-            .iter()
-            .filter(|error| count(error, &errors) == failed)
-            .cloned()
-            .collect();
-        for error in everywhere {
-            if !shared
-                .iter()
-                .any(|kept| kept.path == error.path && kept.message == error.message)
-            {
-                shared.push(SpecError {
-                    origin: format!("{origin}, every trial"),
-                    ..error
-                });
-            }
-        }
-        errors.retain(|error| {
-            !shared
-                .iter()
-                .any(|kept| kept.path == error.path && kept.message == error.message)
-        });
-        shared.extend(errors);
-        errors = shared;
+    let errors: Vec<SpecError> = failures.into_iter().flat_map(|f| f.errors).collect();
+    if valid_trials > 0 || failed < 2 {
+        return SpecErrors { errors };
     }
-    SpecErrors { errors }
+    let mut trials_with: HashMap<(&str, &str), usize> = HashMap::new();
+    for error in &errors {
+        *trials_with
+            .entry((error.path.as_str(), error.message.as_str()))
+            .or_default() += 1;
+    }
+    let everywhere =
+        |error: &SpecError| trials_with[&(error.path.as_str(), error.message.as_str())] == failed;
+    // Named once (the first trial's copy, for every trial), then the trials' own.
+    let shared = errors
+        .iter()
+        .take_while(|error| error.origin == errors[0].origin)
+        .filter(|error| everywhere(error))
+        .map(|error| SpecError {
+            origin: format!("{origin}, every trial"),
+            ..error.clone()
+        });
+    let own = errors.iter().filter(|error| !everywhere(error)).cloned();
+    SpecErrors {
+        errors: shared.chain(own).collect(),
+    }
 }
 
 fn at_file(origin: &str, problems: Vec<(String, String)>) -> SpecErrors {

@@ -6,10 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{
-    Client, InProcess, POLL_INTERVAL, chunk, job_state, missing, one_per_message, submit,
-    upload_dataset, with_hang_guard,
-};
+use common::{Client, InProcess, chunk, missing, one_per_message, submit, upload_dataset};
 use easel_proto::protocol::MAX_DIGESTS_PER_QUERY;
 use easel_proto::v1 as pb;
 use tonic::Code;
@@ -368,16 +365,7 @@ async fn a_disk_that_fills_mid_upload_is_refused_and_the_worker_keeps_serving() 
 }
 
 async fn wait_until_finished(client: &mut Client, id: &str) -> pb::JobState {
-    with_hang_guard(&format!("job {id} ends"), async {
-        loop {
-            let state = job_state(client, id).await;
-            if !matches!(state, pb::JobState::Queued | pb::JobState::Running) {
-                return state;
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    })
-    .await
+    common::finished_job(client, id).await.state()
 }
 
 fn blob_bytes(data_dir: &Path) -> u64 {

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::{Client, POLL_INTERVAL, job_state, upload_dataset, with_hang_guard, written_token};
 use easel_proto::protocol::Credentials;
@@ -99,41 +98,7 @@ async fn submit(
         spec.push_str(&format!("pretrained = \"{}\"\n", path.display()));
     }
     spec.push_str(&format!("[train]\nepochs = {epochs}\nbatch_size = 4\n"));
-    client
-        .submit(pb::SubmitRequest {
-            spec_toml: spec,
-            manifest_digest: manifest.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap()
-        .id
-}
-
-/// The job once it has ended.
-async fn finished(client: &mut Client, id: &str) -> pb::Job {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let job = client
-            .get_job(pb::GetJobRequest {
-                job_id: id.to_owned(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let state = pb::JobState::try_from(job.state).unwrap();
-        if !matches!(state, pb::JobState::Queued | pb::JobState::Running) {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {id} never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::submit_spec(client, manifest, spec).await.id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +126,7 @@ async fn a_job_naming_the_workers_secrets_as_its_weights_cannot_read_them() {
     ];
     for secret in &secrets {
         let id = submit(&mut client, &manifest, 1, Some(secret)).await;
-        let job = finished(&mut client, &id).await;
+        let job = common::finished_job(&mut client, &id).await;
         assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
         assert!(
             job.reason.contains(&secret.display().to_string())
@@ -174,7 +139,7 @@ async fn a_job_naming_the_workers_secrets_as_its_weights_cannot_read_them() {
 
     // Confined as those were, an ordinary job reads its images and writes its run to the end.
     let id = submit(&mut client, &manifest, 1, None).await;
-    let job = finished(&mut client, &id).await;
+    let job = common::finished_job(&mut client, &id).await;
     assert_eq!(job.state, pb::JobState::Succeeded as i32, "{job:?}");
     worker.stop().await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::context::JobContext;
 use super::job::Job;
-use super::submission::{parse_manifest, parse_spec, pretrained_blob};
+use super::submission::{parse_manifest, pretrained_blob};
 use crate::error::{Error, Result};
 use easel_digest::folder_bytes;
 
@@ -40,9 +40,8 @@ pub fn blobs_named_by(job: &Job) -> HashSet<String> {
             named.extend(manifest.entries.into_iter().map(|entry| entry.digest));
         }
     }
-    if let Some(spec) = std::fs::read_to_string(job.spec_path())
-        .ok()
-        .and_then(|text| parse_spec(&text).ok())
+    // The spec the job parsed once (read from its folder only if no one has needed it yet).
+    if let Ok(spec) = job.spec()
         && let Some(digest) = pretrained_blob(&spec)
     {
         named.insert(digest.to_owned());

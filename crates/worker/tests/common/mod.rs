@@ -185,6 +185,11 @@ pub async fn submit(client: &mut Client, manifest: &str, epochs: u32) -> pb::Job
         "name = \"cancel-me\"\n[data]\npath = \"/laptop/data\"\nimage_size = 32\n\
          [model]\narchitecture = \"small_cnn\"\n[train]\nepochs = {epochs}\nbatch_size = 4\n"
     );
+    submit_spec(client, manifest, spec).await
+}
+
+/// Submits `spec` (TOML) on the uploaded `manifest`; the queued job.
+pub async fn submit_spec(client: &mut Client, manifest: &str, spec: String) -> pb::Job {
     client
         .submit(pb::SubmitRequest {
             spec_toml: spec,
@@ -198,13 +203,30 @@ pub async fn submit(client: &mut Client, manifest: &str, epochs: u32) -> pb::Job
         .unwrap()
 }
 
-pub async fn job_state(client: &mut Client, id: &str) -> pb::JobState {
-    let job = client
+pub async fn job(client: &mut Client, id: &str) -> pb::Job {
+    client
         .get_job(pb::GetJobRequest {
             job_id: id.to_owned(),
         })
         .await
         .unwrap()
-        .into_inner();
-    pb::JobState::try_from(job.state).unwrap()
+        .into_inner()
+}
+
+pub async fn job_state(client: &mut Client, id: &str) -> pb::JobState {
+    pb::JobState::try_from(job(client, id).await.state).unwrap()
+}
+
+/// The job once it has ended (succeeded, failed or cancelled).
+pub async fn finished_job(client: &mut Client, id: &str) -> pb::Job {
+    with_hang_guard(&format!("job {id} ends"), async {
+        loop {
+            let job = job(client, id).await;
+            if job.state().is_terminal() {
+                return job;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await
 }

@@ -32,14 +32,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if std::fs::read_to_string(&args.spec).is_ok_and(|text| easel_spec::sweep::is_sweep(&text)) {
         return sweep::run(args);
     }
-    let mut validation = Validation {
-        outcome: Outcome {
-            spec: args.spec.display().to_string(),
-            ..Outcome::default()
-        },
-        human: !args.json,
-        started: Instant::now(),
-    };
+    let mut validation = Validation::new(&args);
     validation.check(&args.spec);
     validation.finish()
 }
@@ -53,6 +46,17 @@ struct Validation {
 }
 
 impl Validation {
+    fn new(args: &ValidateArgs) -> Validation {
+        Validation {
+            outcome: Outcome {
+                spec: args.spec.display().to_string(),
+                ..Outcome::default()
+            },
+            human: !args.json,
+            started: Instant::now(),
+        }
+    }
+
     /// The checks in order; each step records its problems and hands the next what it needs,
     /// or ends the checks when nothing after it could be checked.
     fn check(&mut self, spec_path: &Path) -> Option<()> {
@@ -72,15 +76,7 @@ impl Validation {
         let spec = match easel_spec::load_experiment(path) {
             Ok(spec) => spec,
             Err(errors) => {
-                self.outcome.record_spec_errors(&errors);
-                if self.human {
-                    println!("{errors}");
-                    println!(
-                        "{} in {}; nothing else was checked",
-                        plural(errors.len(), "problem"),
-                        path.display()
-                    );
-                }
+                self.spec_problems(&errors, path);
                 return None;
             }
         };
@@ -183,6 +179,19 @@ impl Validation {
             ));
         }
         self.outcome.proof_of_concept = Some(report);
+    }
+
+    /// Records a spec file's problems, after which nothing else can be checked.
+    fn spec_problems(&mut self, errors: &easel_spec::SpecErrors, path: &Path) {
+        self.outcome.record_spec_errors(errors);
+        if self.human {
+            println!("{errors}");
+            println!(
+                "{} in {}; nothing else was checked",
+                plural(errors.len(), "problem"),
+                path.display()
+            );
+        }
     }
 
     /// Records a problem, and shows it at once to a person following the report.

@@ -4,38 +4,20 @@
 //! proof of concept trains once per distinct model and data, not once per trial.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use easel_dataset::{ScanReport, Split};
 use easel_spec::ExperimentSpec;
 use easel_spec::sweep::{DEFAULT_MAX_TRIALS, Sweep, Trial};
 
-use super::outcome::{Outcome, TrialOutcome};
+use super::outcome::TrialOutcome;
 use super::print::plural;
 use super::{ValidateArgs, Validation};
 
 pub(super) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let mut validation = Validation {
-        outcome: Outcome {
-            spec: args.spec.display().to_string(),
-            ..Outcome::default()
-        },
-        human: !args.json,
-        started: Instant::now(),
-    };
+    let mut validation = Validation::new(&args);
     match Sweep::load(&args.spec, DEFAULT_MAX_TRIALS) {
         Ok(sweep) => check_trials(&mut validation, &sweep),
-        Err(errors) => {
-            validation.outcome.record_spec_errors(&errors);
-            if validation.human {
-                println!("{errors}");
-                println!(
-                    "{} in {}; nothing else was checked",
-                    plural(errors.len(), "problem"),
-                    args.spec.display()
-                );
-            }
-        }
+        Err(errors) => validation.spec_problems(&errors, &args.spec),
     }
     validation.finish()
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use easel_events::{EventKind, now};
 use easel_spec::ExperimentSpec;
 
-use super::{JobManager, SubmitOutcome};
+use super::{Inner, JobManager, SubmitOutcome};
 use crate::error::{Error, Result};
 use crate::jobs::job::{Job, MANIFEST_FILE, SPEC_FILE};
 use crate::jobs::record::{JobRecord, JobState, Submitter};
@@ -45,8 +45,8 @@ impl JobManager {
         let position = self.room_in_queue()?;
         let job = self.create_job(&submission, submitter, resume.as_ref(), position)?;
         let mut inner = self.lock();
-        let refused = if !inner.accepting {
-            Some(Err(Error::ShuttingDown))
+        let refused = if let Some(error) = self.refusal(&inner) {
+            Some(Err(error))
         } else if let Some(id) = submitter.owned_key().and_then(|k| inner.by_key.get(&k)) {
             // A retry of the same submit got here first.
             inner.jobs.get(id).map(|first| {
@@ -55,8 +55,6 @@ impl JobManager {
                     created: false,
                 })
             })
-        } else if inner.queue.len() >= self.max_queued {
-            Some(Err(Error::QueueFull(inner.queue.len())))
         } else {
             None
         };
@@ -105,13 +103,21 @@ impl JobManager {
     /// The place a new job would take in the queue, when the worker takes one.
     fn room_in_queue(&self) -> Result<usize> {
         let inner = self.lock();
+        match self.refusal(&inner) {
+            Some(error) => Err(error),
+            None => Ok(inner.queue.len()),
+        }
+    }
+
+    /// Why the worker takes no new job now, if it does not: it is stopping, or its queue is full.
+    fn refusal(&self, inner: &Inner) -> Option<Error> {
         if !inner.accepting {
-            return Err(Error::ShuttingDown);
+            Some(Error::ShuttingDown)
+        } else if inner.queue.len() >= self.max_queued {
+            Some(Error::QueueFull(inner.queue.len()))
+        } else {
+            None
         }
-        if inner.queue.len() >= self.max_queued {
-            return Err(Error::QueueFull(inner.queue.len()));
-        }
-        Ok(inner.queue.len())
     }
 
     /// The new job's folder (spec and manifest as submitted, the resumed checkpoint, its
