@@ -18,7 +18,8 @@ say "making sure libtorch and the sample dataset are there"
 bash deploy/setup-libtorch.sh
 dataset=$(bash deploy/sample-data.sh)
 
-# Dependencies are optimised in the debug profile too (Cargo.toml), so debug is the quick default.
+# The dependencies on the training path are optimised in the debug profile too (Cargo.toml), so
+# debug is the quick default.
 profile=${EASEL_DEMO_PROFILE:-debug}
 say "building the worker and the client ($profile)"
 if [ "$profile" = release ]; then
