@@ -134,3 +134,86 @@ fn a_batch_norm_backbone_is_not_cached_and_says_why() {
         "{notes:?}"
     );
 }
+
+/// Two runs on the same images with the same frozen backbone, differing in their heads and
+/// learning rates (a head search): the first computes the features and shares them, the second
+/// reads them and trains as it would have on features of its own.
+#[test]
+fn runs_that_agree_on_the_backbone_compute_its_features_once() {
+    let _serial = support::serial();
+    let manifest = subset(&[0, 1, 2], 30, 3);
+    let cache = tempfile::tempdir().unwrap();
+    let base = frozen_spec(Architecture::Vgg16, "vgg16", true);
+    let first_dir = tempfile::tempdir().unwrap();
+    let first = train(&base, &manifest, first_dir.path(), Some(cache.path()), None);
+    let first_notes = notes(&first);
+    assert!(
+        first_notes
+            .iter()
+            .any(|n| n.starts_with("features cached:"))
+            && first_notes
+                .iter()
+                .any(|n| n.starts_with("frozen backbone features shared")),
+        "{first_notes:?}"
+    );
+
+    let mut other_head = base.clone();
+    other_head.model.head = vec![16];
+    other_head.train.learning_rate = 0.02;
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = train(
+        &other_head,
+        &manifest,
+        second_dir.path(),
+        Some(cache.path()),
+        None,
+    );
+    let second_notes = notes(&second);
+    let writer = first_dir.path().display().to_string();
+    assert!(
+        second_notes.iter().any(|n| n
+            .starts_with("frozen backbone features reused from the run in ")
+            && n.contains(&writer)),
+        "{second_notes:?}"
+    );
+    assert!(
+        !second_notes
+            .iter()
+            .any(|n| n.starts_with("features cached:")),
+        "no backbone pass: {second_notes:?}"
+    );
+
+    // The same run with features of its own (no shared cache): the same results, up to rounding.
+    let alone_dir = tempfile::tempdir().unwrap();
+    let alone = train(&other_head, &manifest, alone_dir.path(), None, None);
+    for (a, b) in timeless(&second.epochs())
+        .iter()
+        .zip(&timeless(&alone.epochs()))
+    {
+        assert!(close(a.train_loss, b.train_loss, 1e-4), "{a:?}\n{b:?}");
+        assert!(
+            close(a.validation_loss, b.validation_loss, 1e-4),
+            "{a:?}\n{b:?}"
+        );
+    }
+
+    // A run that disagrees on what the features depend on (no flips: no mirror images) computes
+    // its own.
+    let mut no_flips = base.clone();
+    no_flips.augment.flip = false;
+    let third_dir = tempfile::tempdir().unwrap();
+    let third = train(
+        &no_flips,
+        &manifest,
+        third_dir.path(),
+        Some(cache.path()),
+        None,
+    );
+    assert!(
+        notes(&third)
+            .iter()
+            .any(|n| n.starts_with("features cached:")),
+        "{:?}",
+        notes(&third)
+    );
+}

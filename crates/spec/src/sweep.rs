@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rand::{Rng, SeedableRng};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
@@ -47,12 +47,19 @@ pub struct SweepSettings {
     pub seed: u64,
     #[serde(default)]
     pub early_stop: Option<EarlyStopRule>,
+    /// Epochs every trial trains before `early_stop` may judge it.
+    #[serde(default = "default_grace_epochs")]
+    pub grace_epochs: u32,
     /// Dotted spec keys (`"train.batch_size"`), each with the values to try.
     #[serde(default)]
     pub grid: BTreeMap<String, Choices>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+fn default_grace_epochs() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SweepMetric {
     #[default]
@@ -61,7 +68,7 @@ pub enum SweepMetric {
     TestAccuracy,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SweepMethod {
     /// Every combination of the listed values.
@@ -71,11 +78,47 @@ pub enum SweepMethod {
     Random,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EarlyStopRule {
     /// Stop a trial that falls behind the median of the others at the same epoch.
     Median,
+}
+
+impl SweepMetric {
+    /// The name a spec writes it by: `val_accuracy`, `val_loss`, `test_accuracy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepMetric::ValAccuracy => "val_accuracy",
+            SweepMetric::ValLoss => "val_loss",
+            SweepMetric::TestAccuracy => "test_accuracy",
+        }
+    }
+
+    /// The metric named so, if any.
+    pub fn from_name(name: &str) -> Option<SweepMetric> {
+        [
+            SweepMetric::ValAccuracy,
+            SweepMetric::ValLoss,
+            SweepMetric::TestAccuracy,
+        ]
+        .into_iter()
+        .find(|metric| metric.name() == name)
+    }
+
+    /// Whether a larger value is better (accuracies) or a smaller one (loss).
+    pub fn higher_is_better(self) -> bool {
+        self != SweepMetric::ValLoss
+    }
+
+    /// Whether `candidate` is better than `than`.
+    pub fn better(self, candidate: f64, than: f64) -> bool {
+        if self.higher_is_better() {
+            candidate > than
+        } else {
+            candidate < than
+        }
+    }
 }
 
 /// The values one key takes: a list, or (random sweeps only) a range to draw from.
@@ -101,6 +144,9 @@ pub struct Trial {
     pub number: usize,
     pub params: Vec<(String, toml::Value)>,
     pub spec: ExperimentSpec,
+    /// The trial's spec written out (the base with its values set, no `[sweep]`): what a
+    /// worker keeps as the trial's `spec.toml`, read again as any job's spec.
+    pub spec_toml: String,
 }
 
 impl Trial {
@@ -174,10 +220,11 @@ impl Sweep {
             let number = index + 1;
             let trial_origin = format!("{origin}, trial {number} ({})", label(&params));
             match trial_spec(&document.base, &params, &trial_origin) {
-                Ok(spec) => trials.push(Trial {
+                Ok((spec, spec_toml)) => trials.push(Trial {
                     number,
                     params,
                     spec,
+                    spec_toml,
                 }),
                 Err(errors) => failures.push(errors),
             }
@@ -328,7 +375,7 @@ fn trial_spec(
     base: &toml::Table,
     params: &[(String, toml::Value)],
     origin: &str,
-) -> Result<ExperimentSpec, SpecErrors> {
+) -> Result<(ExperimentSpec, String), SpecErrors> {
     let mut table = base.clone();
     for (key, value) in params {
         set_dotted(&mut table, key, value.clone())
@@ -337,16 +384,19 @@ fn trial_spec(
     let text = toml::to_string(&table)
         .map_err(|e| SpecErrors::whole_file(origin, format!("cannot be written out: {e}")))?;
     // Positions would point into the written-out trial, not the user's file: left out.
-    parse_experiment(&text, origin).map_err(|errors| SpecErrors {
-        errors: errors
-            .errors
-            .into_iter()
-            .map(|error| SpecError {
-                position: None,
-                ..error
-            })
-            .collect(),
-    })
+    match parse_experiment(&text, origin) {
+        Ok(spec) => Ok((spec, text)),
+        Err(errors) => Err(SpecErrors {
+            errors: errors
+                .errors
+                .into_iter()
+                .map(|error| SpecError {
+                    position: None,
+                    ..error
+                })
+                .collect(),
+        }),
+    }
 }
 
 fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
@@ -409,7 +459,9 @@ fn at_file(origin: &str, problems: Vec<(String, String)>) -> SpecErrors {
     }
 }
 
-fn label(params: &[(String, toml::Value)]) -> String {
+/// `model.architecture = "vgg16", train.batch_size = 64`: how a trial's values read in errors
+/// and tables.
+pub fn label(params: &[(String, toml::Value)]) -> String {
     params
         .iter()
         .map(|(key, value)| format!("{key} = {value}"))

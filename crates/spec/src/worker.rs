@@ -19,7 +19,8 @@ pub struct WorkerConfig {
     /// Jobs, dataset blobs, the decoded-dataset cache and the access token live here.
     #[serde(default = "defaults::data_dir")]
     pub data_dir: PathBuf,
-    /// Training devices: `"auto"` (CUDA 0 if present, else CPU), `"cpu"`, `"cuda:N"`.
+    /// Training devices: `"auto"` (CUDA 0 if present, else CPU; every GPU on a machine with
+    /// several), `"all"` (every GPU, one training slot each), `"cpu"`, `"cuda:N"`.
     #[serde(default = "defaults::devices")]
     pub devices: Vec<String>,
     /// Jobs that train at once; 0 means one per device.
@@ -68,6 +69,10 @@ pub struct LimitsConfig {
     /// once is a client's and is never closed for this.
     #[serde(default = "defaults::authentication_timeout_seconds")]
     pub authentication_timeout_seconds: u64,
+    /// Trials one submitted sweep may expand into; a sweep with more is refused whole, before
+    /// any trial is queued (a typo such as a list of 1,000 learning rates would flood the queue).
+    #[serde(default = "defaults::max_trials_per_sweep")]
+    pub max_trials_per_sweep: u32,
 }
 
 impl Default for LimitsConfig {
@@ -78,6 +83,7 @@ impl Default for LimitsConfig {
             max_connections_per_address: defaults::max_connections_per_address(),
             first_request_timeout_seconds: defaults::first_request_timeout_seconds(),
             authentication_timeout_seconds: defaults::authentication_timeout_seconds(),
+            max_trials_per_sweep: defaults::max_trials_per_sweep(),
         }
     }
 }
@@ -295,6 +301,9 @@ mod defaults {
     pub fn max_image_pixels() -> u64 {
         40_000_000
     }
+    pub fn max_trials_per_sweep() -> u32 {
+        crate::sweep::DEFAULT_MAX_TRIALS as u32
+    }
     pub fn max_connections() -> u32 {
         512
     }
@@ -368,6 +377,9 @@ impl From<DeviceName> for String {
         device.to_string()
     }
 }
+
+/// `devices = ["all"]`: every GPU of the machine, one training slot each.
+pub const ALL_GPUS: &str = "all";
 
 /// What [`DeviceName::parse`] accepts, for error messages.
 pub const DEVICE_NAMES: &str = "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"";
@@ -536,6 +548,45 @@ impl WorkerConfig {
             .collect()
     }
 
+    /// Whether `devices` asks for every GPU of the machine (`["all"]`).
+    pub fn every_gpu(&self) -> bool {
+        matches!(self.devices.as_slice(), [only] if only.trim().eq_ignore_ascii_case(ALL_GPUS))
+    }
+
+    /// The devices training runs on, on a machine with `gpus` CUDA devices: `["all"]` is each
+    /// of them (the CPU when there is none), and so is `["auto"]` when there are several.
+    pub fn training_devices(&self, gpus: usize) -> Result<Vec<DeviceName>, String> {
+        let every = |gpus: usize| match gpus {
+            0 => vec![DeviceName::Cpu],
+            n => (0..n).map(DeviceName::Cuda).collect(),
+        };
+        if self.every_gpu() {
+            return Ok(every(gpus));
+        }
+        let named = self.device_names()?;
+        if named == [DeviceName::Auto] && gpus > 1 {
+            return Ok(every(gpus));
+        }
+        Ok(named)
+    }
+
+    /// Training slots over `devices`: `max_concurrent_jobs` of them taken in turn, or one per
+    /// device when 0.
+    pub fn training_slots(&self, devices: &[DeviceName]) -> Vec<DeviceName> {
+        let count = match self.max_concurrent_jobs {
+            0 => devices.len().max(1),
+            n => n as usize,
+        };
+        (0..count)
+            .map(|index| {
+                devices
+                    .get(index % devices.len().max(1))
+                    .copied()
+                    .unwrap_or(DeviceName::Auto)
+            })
+            .collect()
+    }
+
     /// Training slots: `max_concurrent_jobs`, or one per device when 0.
     pub fn concurrent_jobs(&self) -> usize {
         match self.max_concurrent_jobs {
@@ -590,7 +641,14 @@ impl Validate for WorkerConfig {
             );
         }
         for (index, device) in self.devices.iter().enumerate() {
-            if DeviceName::parse(device).is_none() {
+            if device.trim().eq_ignore_ascii_case(ALL_GPUS) {
+                if self.devices.len() > 1 {
+                    problem(
+                        &format!("devices[{index}]"),
+                        "\"all\" (every GPU) stands alone: devices = [\"all\"]".into(),
+                    );
+                }
+            } else if DeviceName::parse(device).is_none() {
                 problem(
                     &format!("devices[{index}]"),
                     format!("`{device}` is not a device; use {DEVICE_NAMES}"),
@@ -765,6 +823,43 @@ mod tests {
         assert!(problems[1].1.contains("the scheme `http`"), "{error}");
         assert!(problems[2].1.contains("names no bucket"), "{error}");
         assert!(problems[3].1.contains("is not a bucket URL"), "{error}");
+    }
+
+    #[test]
+    fn all_and_auto_give_a_slot_per_gpu_and_all_stands_alone() {
+        let config = |devices: &str| {
+            WorkerConfig::from_toml(&format!("devices = {devices}\n"), "w.toml").unwrap()
+        };
+        let all = config("[\"all\"]");
+        assert!(all.validate().is_empty());
+        assert_eq!(
+            all.training_devices(3).unwrap(),
+            [
+                DeviceName::Cuda(0),
+                DeviceName::Cuda(1),
+                DeviceName::Cuda(2)
+            ]
+        );
+        assert_eq!(all.training_devices(0).unwrap(), [DeviceName::Cpu]);
+        let slots = all.training_slots(&all.training_devices(2).unwrap());
+        assert_eq!(slots, [DeviceName::Cuda(0), DeviceName::Cuda(1)]);
+
+        let auto = config("[\"auto\"]");
+        assert_eq!(auto.training_devices(1).unwrap(), [DeviceName::Auto]);
+        assert_eq!(auto.training_devices(2).unwrap().len(), 2);
+
+        let mixed = config("[\"cpu\", \"all\"]");
+        let problems = mixed.validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "devices[1]");
+        assert!(problems[0].message.contains("stands alone"), "{problems:?}");
+
+        let mut two_cpu_slots = config("[\"cpu\"]");
+        two_cpu_slots.max_concurrent_jobs = 2;
+        assert_eq!(
+            two_cpu_slots.training_slots(&[DeviceName::Cpu]),
+            [DeviceName::Cpu, DeviceName::Cpu]
+        );
     }
 
     #[test]

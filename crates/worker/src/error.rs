@@ -8,6 +8,8 @@ use easel_proto::status::{ErrorKind, ServiceError};
 pub enum Error {
     #[error("no job `{0}` on this worker")]
     JobNotFound(String),
+    #[error("no sweep `{0}` on this worker")]
+    SweepNotFound(String),
     #[error("no artifact `{name}` in job `{job}`")]
     ArtifactNotFound { job: String, name: String },
     #[error("{0}")]
@@ -69,7 +71,9 @@ impl Error {
 impl ServiceError for Error {
     fn kind(&self) -> ErrorKind {
         match self {
-            Error::JobNotFound(_) | Error::ArtifactNotFound { .. } => ErrorKind::NotFound,
+            Error::JobNotFound(_) | Error::SweepNotFound(_) | Error::ArtifactNotFound { .. } => {
+                ErrorKind::NotFound
+            }
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::DataLoss(_) => ErrorKind::DataLoss,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use easel_proto::v1 as pb;
-use easel_spec::worker::WorkerConfig;
+use easel_spec::worker::{DeviceName, WorkerConfig};
 use easel_store::{ArtifactStore, RetryPolicy, StoreOptions};
 use tokio::net::TcpListener;
 
@@ -50,15 +50,17 @@ pub async fn run_with_training(
     let address = listener.local_addr()?;
     let (token, tls) = credentials(&config, address)?;
     let (store, options, store_url) = open_store(&config)?;
-    let manager = jobs::JobManager::open(manager_settings(&config, store, options, training)?)
-        .context("failed to open the worker's data directory")?;
+    let slots = training_slots(&config)?;
+    let manager =
+        jobs::JobManager::open(manager_settings(&config, store, options, training, &slots)?)
+            .context("failed to open the worker's data directory")?;
     tokio::spawn(manager.clone().schedule());
 
     let guard = access::Guard::start(&token.value, access::named_tokens::tokens_path(data_dir));
     let service = network::grpc::WorkerService {
         manager: manager.clone(),
         guard,
-        hello: hello(&config, &store_url),
+        hello: hello(&config, &store_url, &slots),
         upload_idle: Duration::from_secs(config.upload.idle_timeout_seconds),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -80,7 +82,7 @@ pub async fn run_with_training(
     // `client up` waits for this line in the log before it reads the token and fingerprint.
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("worker: ready: serving {scheme}://{address}");
-    tracing::info!(%address, store = %store_url, devices = ?config.devices, "worker listening");
+    tracing::info!(%address, store = %store_url, slots = ?slots, "worker listening");
 
     tokio::select! {
         () = shutdown => {}
@@ -133,17 +135,20 @@ fn credentials(
 }
 
 /// What `Hello` answers: versions, devices and limits.
-fn hello(config: &WorkerConfig, store_url: &str) -> pb::HelloResponse {
+fn hello(config: &WorkerConfig, store_url: &str, slots: &[DeviceName]) -> pb::HelloResponse {
     let runtime = easel_engine::runtime_info();
+    let mut devices: Vec<String> = slots.iter().map(ToString::to_string).collect();
+    devices.dedup();
     pb::HelloResponse {
         protocol_version: easel_proto::PROTOCOL_VERSION,
         worker_version: env!("CARGO_PKG_VERSION").to_owned(),
-        devices: config.devices.clone(),
-        max_concurrent_jobs: config.concurrent_jobs() as u32,
+        devices,
+        max_concurrent_jobs: slots.len() as u32,
         store_url: store_url.to_owned(),
         max_chunk_bytes: config.upload.max_chunk_bytes,
         libtorch_version: runtime.libtorch_version,
         cuda_available: runtime.cuda_available,
+        max_trials_per_sweep: config.limits.max_trials_per_sweep,
     }
 }
 
@@ -182,19 +187,25 @@ fn open_store(config: &WorkerConfig) -> anyhow::Result<(ArtifactStore, StoreOpti
     Ok((store, options, store_url))
 }
 
+/// One device per training slot: the config's devices (`all`, and `auto` on a machine with
+/// several GPUs, are each GPU), taken in turn for `max_concurrent_jobs` slots.
+fn training_slots(config: &WorkerConfig) -> anyhow::Result<Vec<DeviceName>> {
+    let gpus = easel_engine::runtime_info().cuda_device_count;
+    let devices = config
+        .training_devices(gpus)
+        .map_err(|why| anyhow::anyhow!("worker config: {why}"))?;
+    Ok(config.training_slots(&devices))
+}
+
 /// The job manager's settings from the worker's config.
 fn manager_settings(
     config: &WorkerConfig,
     store: ArtifactStore,
     store_options: StoreOptions,
     training: Training,
+    slots: &[DeviceName],
 ) -> anyhow::Result<ManagerSettings> {
-    let device_names = config
-        .device_names()
-        .map_err(|why| anyhow::anyhow!("worker config: {why}"))?;
-    let slots = (0..config.concurrent_jobs())
-        .map(|i| device_names[i % device_names.len()])
-        .collect();
+    let slots = slots.to_vec();
     Ok(ManagerSettings {
         data_dir: config.data_dir.clone(),
         store,
@@ -213,6 +224,7 @@ fn manager_settings(
         local_paths: config.access.local_paths.clone(),
         dataset_prefixes: config.access.dataset_prefixes.clone(),
         max_image_pixels: config.limits.max_image_pixels,
+        max_trials_per_sweep: config.limits.max_trials_per_sweep as usize,
         retry: RetryPolicy::default(),
         training,
     })

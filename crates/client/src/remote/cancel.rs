@@ -8,6 +8,7 @@ use super::connection::WorkerArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
+    /// A job id, or a sweep id (every trial not yet finished).
     pub job: String,
     #[command(flatten)]
     pub worker: WorkerArgs,
@@ -15,7 +16,26 @@ pub struct CancelArgs {
 
 pub fn run(args: CancelArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
-        let job = args.worker.connect().await?.cancel(&args.job).await?;
+        let mut connection = args.worker.connect().await?;
+        if super::sweep::is_sweep_id(&args.job) {
+            let sweep = connection.cancel_sweep(&args.job).await?;
+            let running = sweep
+                .trials
+                .iter()
+                .filter(|t| {
+                    t.job
+                        .as_ref()
+                        .is_some_and(|j| j.state() == pb::JobState::Running)
+                })
+                .count();
+            println!(
+                "sweep {}: {} trials; queued ones cancelled, {running} running stop at their next step",
+                sweep.id,
+                sweep.trials.len()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let job = connection.cancel(&args.job).await?;
         match job.state() {
             pb::JobState::Running => println!(
                 "job {}: cancel requested; it stops at its next step",

@@ -102,7 +102,7 @@ pub fn ship_pretrained(loaded: &LoadedSpec) -> anyhow::Result<Shipment> {
 /// A few training steps on this machine's CPU, so a spec whose loss is not finite is refused
 /// before a GPU is paid for.
 #[cfg(feature = "engine")]
-fn try_on_cpu(spec: &ExperimentSpec, report: &ScanReport) -> anyhow::Result<()> {
+pub fn try_on_cpu(spec: &ExperimentSpec, report: &ScanReport) -> anyhow::Result<()> {
     eprintln!(
         "proof of concept: {} steps on CPU (skip with --no-poc)",
         spec.local.steps
@@ -131,7 +131,7 @@ fn try_on_cpu(spec: &ExperimentSpec, report: &ScanReport) -> anyhow::Result<()> 
 }
 
 #[cfg(not(feature = "engine"))]
-fn try_on_cpu(_: &ExperimentSpec, _: &ScanReport) -> anyhow::Result<()> {
+pub fn try_on_cpu(_: &ExperimentSpec, _: &ScanReport) -> anyhow::Result<()> {
     eprintln!("proof of concept skipped: this client was built without the engine");
     Ok(())
 }

@@ -15,6 +15,8 @@ use super::connection::{Connection, WorkerArgs, explain};
 
 #[derive(Debug, clap::Args)]
 pub struct FetchArgs {
+    /// A job id, or a sweep id (every trial, `sweep.csv` and `sweep.svg`; with --best only the
+    /// best trial).
     pub job: String,
     /// Folder to write into (created); defaults to the job id.
     #[arg(long)]
@@ -31,6 +33,9 @@ pub struct FetchArgs {
     /// Machine-readable output (JSON on stdout).
     #[arg(long)]
     pub json: bool,
+    /// For a sweep: only the best trial's run folder, into --out.
+    #[arg(long)]
+    pub best: bool,
 }
 
 pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
@@ -38,6 +43,15 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
         std::fs::create_dir_all(&out)
             .with_context(|| format!("failed to create {}", out.display()))?;
+        if super::sweep::is_sweep_id(&args.job) {
+            return fetch_sweep(&args, &out).await;
+        }
+        if args.best {
+            bail!(
+                "--best picks a sweep's best trial; {} is a job id",
+                args.job
+            );
+        }
         let files = match &args.store {
             Some(url) => fetch_from_store(url, &args.job, &out, args.all).await?,
             None => {
@@ -74,7 +88,65 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn wanted(name: &str, all: bool) -> bool {
+/// A sweep's trials (or, with `--best`, its best trial) from the worker that ran them.
+async fn fetch_sweep(args: &FetchArgs, out: &Path) -> anyhow::Result<ExitCode> {
+    use super::sweep::fetch::{CSV_NAME, PLOT_NAME, fetch_all, fetch_best};
+    if args.store.is_some() {
+        bail!(
+            "a sweep is known to its worker only; fetch its trials by job id with --store \
+             (their ids are in `client status {}`)",
+            args.job
+        );
+    }
+    let mut connection = args.worker.connect().await?;
+    if args.best {
+        let (job, files) = fetch_best(&mut connection, &args.job, out, args.all).await?;
+        if args.json {
+            let names: Vec<&String> = files.iter().map(|(name, _)| name).collect();
+            println!(
+                "{}",
+                serde_json::json!({"sweep": args.job, "best": job, "out": out, "files": names})
+            );
+        } else {
+            println!("best trial of sweep {}: job {job}", args.job);
+            println!("weights: {}", out.join(outputs::BEST_WEIGHTS).display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fetched = fetch_all(&mut connection, &args.job, out, args.all).await?;
+    if args.json {
+        let trials: Vec<serde_json::Value> = fetched
+            .trials
+            .iter()
+            .map(|t| serde_json::json!({"job": t.job, "dir": t.dir, "files": t.files.len()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "sweep": args.job,
+                "best": fetched.sweep.best_job,
+                "out": out,
+                "csv": out.join(CSV_NAME),
+                "plot": out.join(PLOT_NAME),
+                "trials": trials,
+            })
+        );
+    } else {
+        for trial in &fetched.trials {
+            println!(
+                "{}: {} file(s) in {}",
+                trial.job,
+                trial.files.len(),
+                trial.dir.display()
+            );
+        }
+        println!("table: {}", out.join(CSV_NAME).display());
+        println!("plot:  {}", out.join(PLOT_NAME).display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn wanted(name: &str, all: bool) -> bool {
     all || !name.starts_with(outputs::CHECKPOINTS_DIR)
 }
 
@@ -114,7 +186,7 @@ async fn fetch_from_store(
         .collect())
 }
 
-async fn fetch_from_worker(
+pub(super) async fn fetch_from_worker(
     connection: &mut Connection,
     job: &str,
     out: &Path,

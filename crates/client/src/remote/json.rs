@@ -23,5 +23,7 @@ pub fn job(job: &pb::Job) -> Value {
         "dataset_bytes": job.dataset_bytes,
         "store_url": job.store_url,
         "owner": job.owner,
+        "sweep_id": (!job.sweep_id.is_empty()).then_some(&job.sweep_id),
+        "best_validation_loss": job.best_validation_loss,
     })
 }

@@ -31,6 +31,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::Value::Array(jobs));
         } else {
             print_jobs(&jobs, &connection.address);
+            print_sweeps(&connection.sweeps().await?);
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -59,6 +60,38 @@ fn print_jobs(jobs: &[pb::Job], worker: &str) {
             } else {
                 format!(" ({})", job.reason)
             }
+        );
+    }
+}
+
+/// One line a sweep: id, trials done of all, the best so far, name.
+fn print_sweeps(sweeps: &[pb::Sweep]) {
+    for sweep in sweeps {
+        let done = sweep
+            .trials
+            .iter()
+            .filter(|t| t.job.as_ref().is_some_and(|j| j.state().is_terminal()))
+            .count();
+        let best = sweep
+            .trials
+            .iter()
+            .find(|t| t.job.as_ref().is_some_and(|j| j.id == sweep.best_job))
+            .and_then(|t| t.metric)
+            .map(|v| {
+                format!(
+                    "best {} {}",
+                    sweep.metric,
+                    super::sweep::board::metric_text(&sweep.metric, v)
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<27} {:>3}/{:<3} trials done  {:<24} {}",
+            sweep.id,
+            done,
+            sweep.trials.len(),
+            best,
+            sweep.name
         );
     }
 }

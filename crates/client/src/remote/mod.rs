@@ -12,6 +12,7 @@ pub mod list;
 pub mod remove;
 pub mod status;
 pub mod submit;
+pub mod sweep;
 mod upload;
 pub mod watch;
 

@@ -11,6 +11,7 @@ use crate::format::bytes as human_bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct RemoveArgs {
+    /// A job id, or a sweep id (every trial, and the sweep).
     pub job: String,
     /// Also delete the job's artifacts (weights, metrics, report) from the object store.
     #[arg(long)]
@@ -25,7 +26,11 @@ pub struct RemoveArgs {
 pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
         let mut connection = args.worker.connect().await?;
-        let removed = connection.remove(&args.job, args.artifacts).await?;
+        let removed = if super::sweep::is_sweep_id(&args.job) {
+            connection.remove_sweep(&args.job, args.artifacts).await?
+        } else {
+            connection.remove(&args.job, args.artifacts).await?
+        };
         if args.json {
             print_json(&args.job, &removed);
         } else {
@@ -51,8 +56,13 @@ fn print_json(job: &str, removed: &pb::RemoveJobResponse) {
 /// worker's object store).
 fn print_text(args: &RemoveArgs, removed: &pb::RemoveJobResponse, store_url: &str) {
     println!(
-        "removed job {}: freed {} on the worker (job folder {}, {} dataset file(s) no other \
+        "removed {} {}: freed {} on the worker (job folder {}, {} dataset file(s) no other \
          job uses {})",
+        if super::sweep::is_sweep_id(&args.job) {
+            "sweep"
+        } else {
+            "job"
+        },
         args.job,
         human_bytes(removed.freed_bytes),
         human_bytes(removed.job_folder_bytes),

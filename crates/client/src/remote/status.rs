@@ -8,6 +8,7 @@ use super::connection::WorkerArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
+    /// A job id, or a sweep id (every trial, best first).
     pub job: String,
     #[command(flatten)]
     pub worker: WorkerArgs,
@@ -18,7 +19,19 @@ pub struct StatusArgs {
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
-        let job = args.worker.connect().await?.job(&args.job).await?;
+        let mut connection = args.worker.connect().await?;
+        if super::sweep::is_sweep_id(&args.job) {
+            let sweep = connection.sweep(&args.job).await?;
+            if args.json {
+                println!("{}", super::sweep::json::sweep(&sweep));
+            } else {
+                for line in super::sweep::board::table(&sweep) {
+                    println!("{line}");
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let job = connection.job(&args.job).await?;
         if args.json {
             println!("{}", super::json::job(&job));
         } else {
@@ -40,6 +53,9 @@ fn print_job(job: &pb::Job) {
     }
     if let Some(test) = job.test_accuracy {
         println!("test      {:.2}%", test * 100.0);
+    }
+    if !job.sweep_id.is_empty() {
+        println!("sweep     {}", job.sweep_id);
     }
     if !job.device.is_empty() {
         println!("device    {}", job.device);

@@ -42,6 +42,10 @@ pub struct SubmitArgs {
 }
 
 pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.spec).unwrap_or_default();
+    if easel_spec::sweep::is_sweep(&text) {
+        return super::sweep::submit::run(args);
+    }
     let loaded = dataset::load_spec(&args.spec)?;
     let report = dataset::scan_here(&args.spec, &loaded.spec, !args.no_poc)?;
     let empty = Manifest {
@@ -106,20 +110,20 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// What a submit ships besides the spec.
-struct Payload<'a> {
-    manifest: &'a Manifest,
+pub(super) struct Payload<'a> {
+    pub manifest: &'a Manifest,
     /// Where the manifest's images are read from.
-    source: &'a LocalSource,
+    pub source: &'a LocalSource,
     /// The spec as sent and the files that travel beside the dataset (pretrained weights).
-    shipped: dataset::Shipment,
-    manifest_blob: upload::ManifestBlob,
+    pub shipped: dataset::Shipment,
+    pub manifest_blob: upload::ManifestBlob,
 }
 
 /// What reached the worker: the plan, what the upload sent, and the manifest's bytes sent.
-struct Delivery {
-    plan: upload::UploadPlan,
-    uploaded: upload::UploadResult,
-    manifest_sent: u64,
+pub(super) struct Delivery {
+    pub plan: upload::UploadPlan,
+    pub uploaded: upload::UploadResult,
+    pub manifest_sent: u64,
 }
 
 /// The submit's result, as `--json` and the terminal show it.
@@ -132,7 +136,7 @@ struct Submission {
 
 /// Ships what the worker lacks: the images and extra files it has not got, then the manifest,
 /// refusing before any byte moves when they would not fit.
-async fn deliver(
+pub(super) async fn deliver(
     connection: &mut Connection,
     payload: &Payload<'_>,
     args: &SubmitArgs,
@@ -167,7 +171,7 @@ async fn deliver(
     })
 }
 
-fn describe_worker(connection: &Connection) -> String {
+pub(super) fn describe_worker(connection: &Connection) -> String {
     let hello = &connection.hello;
     format!(
         "worker {} (version {}): devices {}, libtorch {}, CUDA {}",
@@ -232,7 +236,7 @@ impl Submission {
 }
 
 /// A key unique to this invocation: retries inside it are idempotent, a new `submit` is a new job.
-fn fresh_key(spec_text: &str) -> String {
+pub(super) fn fresh_key(spec_text: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

@@ -7,6 +7,7 @@ use super::follow::{Followed, follow, saved_cursor};
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
+    /// A job id, or a sweep id (the sweep's leaderboard).
     pub job: String,
     #[command(flatten)]
     pub worker: WorkerArgs,
@@ -21,6 +22,9 @@ pub struct WatchArgs {
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
         let mut connection = args.worker.connect().await?;
+        if super::sweep::is_sweep_id(&args.job) {
+            return watch_sweep(&mut connection, &args).await;
+        }
         let from = args.from.unwrap_or_else(|| saved_cursor(&args.job));
         if from > 0 && !args.json {
             eprintln!("re-attaching after event {from} (use --from 0 for the whole history)");
@@ -51,4 +55,21 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(followed.exit_code(&args.job))
     })
+}
+
+/// A sweep's leaderboard until every trial is over; `--json` prints the sweep once it is.
+async fn watch_sweep(
+    connection: &mut super::connection::Connection,
+    args: &WatchArgs,
+) -> anyhow::Result<ExitCode> {
+    use super::sweep::board::{FollowedSweep, follow};
+    match follow(connection, &args.job).await? {
+        FollowedSweep::Detached => Ok(ExitCode::SUCCESS),
+        FollowedSweep::Finished(sweep) => {
+            if args.json {
+                println!("{}", super::sweep::json::sweep(&sweep));
+            }
+            Ok(super::sweep::exit_code(&sweep))
+        }
+    }
 }

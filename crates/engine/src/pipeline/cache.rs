@@ -72,15 +72,72 @@ pub fn cache_path(cache_dir: &Path, key: &str) -> PathBuf {
     cache_dir.join(format!("decoded-{key}.u8"))
 }
 
-/// Whether `name` (a file name in a cache folder) is a finished cache file.
+/// Held while one run builds a shared cache file (decoded images, a frozen backbone's
+/// features): another run that needs the same file (a sweep's trials, started together) waits
+/// for it and then reads what it wrote, so the work is done once. An advisory lock on `<cache>.lock`, released when dropped (or when its
+/// process dies, so a killed decoder never blocks the next).
+pub struct BuildLock {
+    _file: File,
+}
+
+impl BuildLock {
+    /// Waits until no other run decodes `cache_path`. `None` where the file system takes no
+    /// locks: each run then decodes on its own, as before.
+    pub fn acquire(cache_path: &Path) -> Option<BuildLock> {
+        let path = sibling(cache_path, "lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .and_then(|file| file.lock().map(|()| file));
+        match file {
+            Ok(file) => Some(BuildLock { _file: file }),
+            Err(error) => {
+                tracing::debug!(path = %path.display(), %error, "decode lock not taken");
+                None
+            }
+        }
+    }
+}
+
+/// Which run wrote a cache file (`<cache>.by`), so a run that reads it can say whose work it
+/// reuses. Best effort: a cache without one is still a cache.
+pub fn record_writer(cache_path: &Path, writer: &str) {
+    if !writer.is_empty() {
+        let _ = std::fs::write(sibling(cache_path, "by"), writer);
+    }
+}
+
+/// The run that decoded the cache, when it said.
+pub fn writer_of(cache_path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(sibling(cache_path, "by")).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+pub(crate) fn sibling(cache_path: &Path, extension: &str) -> PathBuf {
+    let mut name = cache_path.as_os_str().to_owned();
+    name.push(".");
+    name.push(extension);
+    PathBuf::from(name)
+}
+
+/// Whether `name` (a file name in a cache folder) is a finished cache file: decoded images, or
+/// a frozen backbone's features (`trainer::shared_features`).
 pub fn is_cache_file(name: &str) -> bool {
-    name.starts_with("decoded-") && name.ends_with(".u8")
+    (name.starts_with("decoded-") && name.ends_with(".u8"))
+        || (name.starts_with(FEATURES_PREFIX) && name.ends_with(FEATURES_SUFFIX))
 }
 
 /// Whether `name` is a temporary file a cache write left behind (its writer was killed).
 pub fn is_temporary_file(name: &str) -> bool {
-    name.starts_with("decoded-") && name.contains(".tmp-")
+    (name.starts_with("decoded-") || name.starts_with(FEATURES_PREFIX)) && name.contains(".tmp-")
 }
+
+/// `features-<key>.bin`: a frozen backbone's features, shared by the runs that agree on them.
+pub const FEATURES_PREFIX: &str = "features-";
+pub const FEATURES_SUFFIX: &str = ".bin";
 
 /// The cache's pixels `[N, 3, H, W]`, mapped from `path` when the file was made for `expected`;
 /// `Ok(None)` when absent or made for something else (a damaged file is treated as absent and

@@ -53,6 +53,8 @@ pub enum CacheStatus {
 pub struct LoadedDataset {
     pub data: DecodedDataset,
     pub cache: CacheStatus,
+    /// The decoded cache file read or written (none without a cache folder).
+    pub cache_file: Option<std::path::PathBuf>,
     /// Images decoded by this call (0 on a cache hit).
     pub decoded_images: usize,
     pub seconds: f64,
@@ -113,6 +115,7 @@ pub fn load_manifest_reporting(
         .collect();
     let entries: Vec<&ManifestEntry> = manifest.entries.iter().collect();
     let header = cache_header(manifest, height, width);
+    let cache_file = cache_dir.map(|dir| cache::cache_path(dir, &header.key));
     let (images, status, decoded) = match cache_dir {
         None => {
             let pixels = decode_watched(&entries, source, target, PROGRESS_EVERY, progress, None)?;
@@ -121,28 +124,7 @@ pub fn load_manifest_reporting(
         }
         Some(dir) => {
             let path = cache::cache_path(dir, &header.key);
-            match cache::read(&path, &header)? {
-                Some(images) => {
-                    tracing::info!(path = %path.display(), images = entries.len(), "decoded cache hit");
-                    (images, CacheStatus::Hit, 0)
-                }
-                None => {
-                    // Each image goes straight to its place in the cache file: a dataset larger
-                    // than memory decodes in the memory of a few images.
-                    let writer = cache::CacheWriter::create(&path, &header)?;
-                    decode_watched(
-                        &entries,
-                        source,
-                        target,
-                        PROGRESS_EVERY,
-                        progress,
-                        Some(&writer),
-                    )?;
-                    let images = writer.finish()?;
-                    tracing::info!(path = %path.display(), images = entries.len(), "decoded cache written");
-                    (images, CacheStatus::Written, entries.len())
-                }
-            }
+            read_or_decode(&path, &header, &entries, source, target, progress)?
         }
     };
     let data = DecodedDataset {
@@ -154,9 +136,45 @@ pub fn load_manifest_reporting(
     Ok(LoadedDataset {
         data,
         cache: status,
+        cache_file,
         decoded_images: decoded,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The cache at `path` when it is there; else the entries decoded into it. A run that finds
+/// another decoding the same cache waits and reads what it wrote (see [`cache::BuildLock`]).
+fn read_or_decode(
+    path: &Path,
+    header: &cache::CacheHeader,
+    entries: &[&ManifestEntry],
+    source: &dyn ImageSource,
+    target: DecodeTarget,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Tensor, CacheStatus, usize)> {
+    if let Some(images) = cache::read(path, header)? {
+        tracing::info!(path = %path.display(), images = entries.len(), "decoded cache hit");
+        return Ok((images, CacheStatus::Hit, 0));
+    }
+    let _decoding = cache::BuildLock::acquire(path);
+    if let Some(images) = cache::read(path, header)? {
+        tracing::info!(path = %path.display(), "decoded cache written meanwhile by another run");
+        return Ok((images, CacheStatus::Hit, 0));
+    }
+    // Each image goes straight to its place in the cache file: a dataset larger than memory
+    // decodes in the memory of a few images.
+    let writer = cache::CacheWriter::create(path, header)?;
+    decode_watched(
+        entries,
+        source,
+        target,
+        PROGRESS_EVERY,
+        progress,
+        Some(&writer),
+    )?;
+    let images = writer.finish()?;
+    tracing::info!(path = %path.display(), images = entries.len(), "decoded cache written");
+    Ok((images, CacheStatus::Written, entries.len()))
 }
 
 /// Decodes `entries` (no cache) into a dataset; labels from the entries' classes.

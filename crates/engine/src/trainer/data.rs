@@ -2,6 +2,7 @@
 //! decoded (through the decoded cache) onto the training device.
 
 use super::feature_cache::FeatureCache;
+use super::shared_features::SharedCacheDir;
 use super::split::{SplitIndices, split_manifest};
 use super::trainee::Trainee;
 use super::validation::{Evaluation, evaluate_trainee};
@@ -19,6 +20,9 @@ pub struct DataSource<'a> {
     pub images: &'a dyn ImageSource,
     /// Decoded-dataset cache (u8, keyed by manifest digest + size); `None` decodes every run.
     pub cache_dir: Option<&'a Path>,
+    /// Who this run is (`job <id>`), recorded beside a cache it decodes so a run that reuses
+    /// it can say whose work it reads.
+    pub run_label: &'a str,
 }
 
 /// The split of a dataset whose images are not decoded yet.
@@ -38,6 +42,9 @@ pub struct RunData {
     pub num_classes: usize,
     /// Images per batch, in training and in evaluation.
     pub batch_size: usize,
+    /// Where a frozen backbone's features are shared with other runs on these images (none
+    /// without a decoded cache).
+    pub shared: Option<SharedCacheDir>,
 }
 
 impl<'a> DataSource<'a> {
@@ -92,10 +99,23 @@ impl SplitData<'_> {
                 });
             },
         )?;
-        let how = match loaded.cache {
-            CacheStatus::Hit => "read from the decoded cache",
-            CacheStatus::Written => "decoded and cached",
-            CacheStatus::Disabled => "decoded",
+        let writer = loaded
+            .cache_file
+            .as_deref()
+            .and_then(|file| match loaded.cache {
+                CacheStatus::Written => {
+                    pipeline::cache::record_writer(file, self.source.run_label);
+                    None
+                }
+                _ => pipeline::cache::writer_of(file).filter(|w| w != self.source.run_label),
+            });
+        let how = match (loaded.cache, writer) {
+            (CacheStatus::Hit, Some(writer)) => {
+                format!("reused from the decoded cache ({writer} decoded them)")
+            }
+            (CacheStatus::Hit, None) => "read from the decoded cache".to_owned(),
+            (CacheStatus::Written, _) => "decoded and cached".to_owned(),
+            (CacheStatus::Disabled, _) => "decoded".to_owned(),
         };
         on_event(TrainEvent::Note {
             message: format!(
@@ -114,8 +134,19 @@ impl SplitData<'_> {
             test: indices(&self.split.test),
             num_classes: self.num_classes,
             batch_size,
+            shared: shared_cache_dir(loaded.cache_file.as_deref(), self.source.run_label),
         })
     }
+}
+
+/// Shared features sit beside the decoded cache they come from, keyed by it.
+fn shared_cache_dir(cache_file: Option<&Path>, run_label: &str) -> Option<SharedCacheDir> {
+    let file = cache_file?;
+    Some(SharedCacheDir {
+        dir: file.parent()?.to_path_buf(),
+        images_key: file.file_name()?.to_str()?.to_owned(),
+        run_label: run_label.to_owned(),
+    })
 }
 
 impl RunData {

@@ -132,6 +132,26 @@ impl FeatureCache {
         })
     }
 
+    /// Features another run computed (`shared_features`), as the cache holds them.
+    pub fn from_views(
+        views: Vec<Tensor>,
+        labels: Tensor,
+        device: Device,
+        took: std::time::Duration,
+    ) -> FeatureCache {
+        FeatureCache {
+            views,
+            labels,
+            device,
+            seconds: took.as_secs_f64(),
+        }
+    }
+
+    /// The features of every image, then of every mirror image when flips are drawn.
+    pub fn views(&self) -> &[Tensor] {
+        &self.views
+    }
+
     /// What to tell the user about the cache.
     pub fn describe(&self) -> String {
         let shape = self.views[0].size();

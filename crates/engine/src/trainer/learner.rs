@@ -11,6 +11,7 @@ use super::epoch::{EpochPlan, TrainTotals, steps_per_epoch, train_epoch};
 use super::feature_cache::{FeatureCache, NotCached};
 use super::outputs::RunOutputs;
 use super::settings::Settings;
+use super::shared_features::{self, Obtained};
 use super::trainee::Trainee;
 use crate::Result;
 use crate::artifacts;
@@ -269,16 +270,38 @@ impl<'a> Learner<'a> {
         self.features_tried = true;
         // The backbone computes the features: the bf16 copy must hold its weights.
         self.trainee.sync_copy();
-        match FeatureCache::build(
-            &self.trainee,
-            &self.data.source,
-            &self.plan.augment,
-            self.data.batch_size,
-            self.cancel,
-        ) {
-            Ok(cache) => {
+        let (trainee, source, augment) = (&self.trainee, &self.data.source, &self.plan.augment);
+        let batch_size = self.data.batch_size;
+        let obtained = match &self.data.shared {
+            Some(shared) => {
+                shared_features::obtain(shared, trainee, source, augment, batch_size, self.cancel)
+            }
+            None => FeatureCache::build(trainee, source, augment, batch_size, self.cancel)
+                .map(Obtained::Computed),
+        };
+        match obtained {
+            Ok(Obtained::Computed(cache)) => {
                 on_event(TrainEvent::Note {
                     message: cache.describe(),
+                });
+                if self.data.shared.is_some() {
+                    on_event(TrainEvent::Note {
+                        message: "frozen backbone features shared: runs on these images with \
+                                  this backbone read them instead of computing them again"
+                            .into(),
+                    });
+                }
+                self.features = Some(cache);
+            }
+            Ok(Obtained::Reused(cache, writer)) => {
+                on_event(TrainEvent::Note {
+                    message: format!(
+                        "frozen backbone features reused from {}: {} images, {:.1} MB, no \
+                         backbone pass; the head trains on them",
+                        writer.unwrap_or_else(|| "the shared cache".to_owned()),
+                        cache.views()[0].size()[0],
+                        cache.bytes() as f64 / 1e6
+                    ),
                 });
                 self.features = Some(cache);
             }

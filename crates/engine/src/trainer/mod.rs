@@ -19,6 +19,7 @@ pub mod outputs;
 pub mod precision;
 pub mod schedule;
 pub mod settings;
+pub mod shared_features;
 pub mod split;
 pub mod trainee;
 pub mod validation;

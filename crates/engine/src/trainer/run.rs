@@ -24,10 +24,12 @@ use std::sync::atomic::AtomicBool;
 /// Trains `job.spec` on `job.manifest`, resuming from `run_dir/checkpoints/last.ckpt` when it was
 /// made for the same spec and dataset. Events go to `on_event` as they happen.
 pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<TrainOutcome> {
+    let label = run_label(job.run_dir);
     let data = DataSource {
         manifest: job.manifest,
         images: job.source,
         cache_dir: job.cache_dir,
+        run_label: &label,
     };
     run(
         job.spec,
@@ -99,6 +101,16 @@ fn run(
                 outputs.finish(&state, &mut trainee, &data, features.as_ref(), on_event)?;
             Ok(TrainOutcome::Completed(report))
         }
+    }
+}
+
+/// How a run names itself to others: `job <id>` for a worker's job (its run directory is
+/// `<jobs>/<id>/run`), else its run directory.
+fn run_label(run_dir: &Path) -> String {
+    let parent_name = || run_dir.parent()?.file_name()?.to_str();
+    match (run_dir.file_name().and_then(|n| n.to_str()), parent_name()) {
+        (Some("run"), Some(job)) => format!("job {job}"),
+        _ => format!("the run in {}", run_dir.display()),
     }
 }
 

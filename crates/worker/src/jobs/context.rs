@@ -26,6 +26,8 @@ pub struct JobContext {
     pub restart_pause: std::time::Duration,
     /// Where runs train: in a supervised child process, or on a thread of this one.
     pub training: crate::training::Training,
+    /// Judges sweep trials by their sweep's early-stop rule after each epoch.
+    pub referee: super::sweep::Referee,
 }
 
 /// The folders under the worker's data directory.
@@ -38,6 +40,8 @@ pub struct WorkerDirs {
     pub staging: PathBuf,
     /// Copies of object-store datasets, one folder per dataset URL.
     pub datasets: PathBuf,
+    /// One record per sweep (`jobs/sweep/record.rs`).
+    pub sweeps: PathBuf,
 }
 
 impl WorkerDirs {
@@ -49,13 +53,20 @@ impl WorkerDirs {
             cache: data_dir.join("cache"),
             staging: data_dir.join("staging"),
             datasets: data_dir.join("datasets"),
+            sweeps: data_dir.join(super::sweep::record::SWEEPS_DIR),
         };
         if let Err(error) = std::fs::remove_dir_all(&dirs.staging)
             && error.kind() != std::io::ErrorKind::NotFound
         {
             return Err(Error::io(&dirs.staging, error));
         }
-        for dir in [&dirs.jobs, &dirs.cache, &dirs.staging, &dirs.datasets] {
+        for dir in [
+            &dirs.jobs,
+            &dirs.cache,
+            &dirs.staging,
+            &dirs.datasets,
+            &dirs.sweeps,
+        ] {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         Ok(dirs)

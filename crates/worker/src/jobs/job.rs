@@ -16,6 +16,8 @@ pub struct Job {
     pub id: String,
     /// The token name that submitted it (never changes).
     pub owner: String,
+    /// The sweep it is a trial of, or empty (never changes).
+    pub sweep_id: String,
     pub dir: PathBuf,
     pub record: Mutex<JobRecord>,
     pub log: EventLog,
@@ -23,6 +25,8 @@ pub struct Job {
     pub cancel: Arc<AtomicBool>,
     /// Set with `cancel` when the worker stops: the job is re-queued, not cancelled.
     pub interrupted: AtomicBool,
+    /// Set with `cancel` when its sweep's early-stop rule stops it: why, for its record.
+    pub stopped_early: OnceLock<String>,
     /// Parsed once: at submit, or for a job a restart found, the first time it is needed.
     spec: OnceLock<Arc<ExperimentSpec>>,
 }
@@ -39,11 +43,13 @@ impl Job {
         let job = Job {
             id: record.id.clone(),
             owner: record.owner.clone(),
+            sweep_id: record.sweep_id.clone(),
             log,
             dir,
             record: Mutex::new(record),
             cancel: Arc::default(),
             interrupted: AtomicBool::new(false),
+            stopped_early: OnceLock::new(),
             spec: OnceLock::new(),
         };
         Ok((job, contents))

@@ -18,6 +18,7 @@ pub mod resume;
 pub(crate) mod run;
 pub(crate) mod staging;
 pub mod submission;
+pub mod sweep;
 
 pub use context::JobContext;
 pub use easel_events::{EventKind, EventRecord, Outcome, now};

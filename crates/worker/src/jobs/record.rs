@@ -52,6 +52,11 @@ pub struct JobRecord {
     /// tokens were all submitted with the worker's own.
     #[serde(default = "admin_owner")]
     pub owner: String,
+    /// The sweep this job is a trial of (`jobs/sweep`); empty for a job submitted alone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sweep_id: String,
+    #[serde(default)]
+    pub best_validation_loss: Option<f64>,
 }
 
 fn admin_owner() -> String {

@@ -133,13 +133,18 @@ async fn train_on(
         job.cancel.clone(),
     )?;
     let publisher = ArtifactPublisher::start(context, job);
-    let report_written = bridge_events(job, events, &publisher).await;
+    let report_written = bridge_events(context, job, events, &publisher).await;
     let ended = ended.await.unwrap_or_else(|_| {
         Ended::Crashed("the training thread stopped unexpectedly (panic)".into())
     });
     let unstored = publisher.finish().await;
     let interrupted = job.interrupted.load(std::sync::atomic::Ordering::SeqCst);
-    let ending = ending_of(ended, interrupted)?;
+    let mut ending = ending_of(ended, interrupted)?;
+    if let Some(why) = job.stopped_early.get()
+        && ending.outcome == Outcome::Cancelled
+    {
+        ending.reason = why.clone();
+    }
     if ending.outcome == Outcome::Succeeded {
         if !unstored.is_empty() {
             return Err(format!("artifacts not stored: {}", unstored.join("; ")));
@@ -156,26 +161,28 @@ async fn train_on(
 /// artifacts to the publisher. True when the engine wrote its report. Runs on a blocking thread
 /// of its own: every event is a file append, and each epoch rewrites the record with an fsync.
 async fn bridge_events(
+    context: &Arc<JobContext>,
     job: &Arc<Job>,
     mut events: mpsc::UnboundedReceiver<TrainEvent>,
     publisher: &ArtifactPublisher,
 ) -> bool {
     let job = job.clone();
+    let context = context.clone();
     let finished_artifacts = publisher.sender();
     let bridging = tokio::task::spawn_blocking(move || {
         let mut report_written = false;
         while let Some(event) = events.blocking_recv() {
             let mut finished_artifact = None;
             match &event {
-                TrainEvent::Started(info) => {
-                    job.update_or_log(|r| r.device = info.device.clone());
-                }
+                // A slot's own name (`cuda:3`) stays: its training process sees that GPU as
+                // `cuda:0`. An `auto` slot learns what it resolved to.
+                TrainEvent::Started(info) => job.update_or_log(|r| {
+                    if r.device.is_empty() || r.device == "auto" {
+                        r.device = info.device.clone();
+                    }
+                }),
                 TrainEvent::Epoch(metrics) => {
-                    job.update_or_log(|r| {
-                        r.epochs_done = metrics.epoch;
-                        let best = r.best_validation_accuracy.unwrap_or(f64::MIN);
-                        r.best_validation_accuracy = Some(best.max(metrics.validation_accuracy));
-                    });
+                    job.update_or_log(|r| record_epoch(r, metrics));
                 }
                 TrainEvent::ArtifactWritten { name, .. } if name == REPORT_NAME => {
                     report_written = true
@@ -183,7 +190,16 @@ async fn bridge_events(
                 TrainEvent::ArtifactWritten { name, .. } => finished_artifact = Some(name.clone()),
                 _ => {}
             }
+            let judged = match &event {
+                TrainEvent::Epoch(metrics) if !job.sweep_id.is_empty() => {
+                    context.referee.judge(&job.sweep_id, &job.id, metrics)
+                }
+                _ => None,
+            };
             job.emit(event);
+            if let Some(why) = judged {
+                stop_early(&job, why);
+            }
             // Logged first, so the log never says an artifact was stored before it was written.
             if let Some(name) = finished_artifact {
                 let _ = finished_artifacts.send(name);
@@ -192,6 +208,28 @@ async fn bridge_events(
         report_written
     });
     bridging.await.unwrap_or(false)
+}
+
+/// An epoch's progress in the job's record: epochs done, best validation accuracy and loss.
+fn record_epoch(record: &mut super::record::JobRecord, metrics: &easel_events::EpochMetrics) {
+    record.epochs_done = metrics.epoch;
+    let accuracy = record.best_validation_accuracy.unwrap_or(f64::MIN);
+    record.best_validation_accuracy = Some(accuracy.max(metrics.validation_accuracy));
+    if metrics.validation_loss.is_finite() {
+        let loss = record.best_validation_loss.unwrap_or(f64::MAX);
+        record.best_validation_loss = Some(loss.min(metrics.validation_loss));
+    }
+}
+
+/// Stops a trial its sweep's rule has judged: at its next step, as a cancel does, keeping the
+/// weights and checkpoint its epochs wrote; its record says why.
+fn stop_early(job: &Job, why: String) {
+    tracing::info!(job = %job.id, sweep = %job.sweep_id, reason = %why, "trial stopped early");
+    job.emit(EventKind::Note {
+        message: why.clone(),
+    });
+    let _ = job.stopped_early.set(why);
+    job.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// The job's ending from how its training ended; `interrupted` when the worker is stopping

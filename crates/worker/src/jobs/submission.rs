@@ -13,7 +13,8 @@ use crate::storage::blobs::BlobStore;
 pub struct Submission {
     pub spec: ExperimentSpec,
     pub spec_toml: String,
-    pub manifest: Manifest,
+    /// Shared by a sweep's trials, which read one dataset.
+    pub manifest: std::sync::Arc<Manifest>,
     pub manifest_text: ManifestText,
 }
 
@@ -22,6 +23,21 @@ impl Submission {
     pub fn parse(spec_toml: String, manifest_text: ManifestText) -> Result<Submission> {
         let spec = parse_spec(&spec_toml)?;
         let manifest = parse_manifest(&manifest_text.json)?;
+        Submission::of(
+            spec,
+            spec_toml,
+            std::sync::Arc::new(manifest),
+            manifest_text,
+        )
+    }
+
+    /// A sweep's trial: its spec as the sweep expanded it, with the dataset every trial reads.
+    pub fn of(
+        spec: ExperimentSpec,
+        spec_toml: String,
+        manifest: std::sync::Arc<Manifest>,
+        manifest_text: ManifestText,
+    ) -> Result<Submission> {
         if let Some(url) = spec.data.object_store_url()
             && !manifest.entries.is_empty()
         {

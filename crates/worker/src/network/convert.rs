@@ -25,6 +25,8 @@ pub fn job(record: &JobRecord) -> pb::Job {
         dataset_bytes: record.dataset_bytes,
         store_url: record.store_url.clone(),
         owner: record.owner.clone(),
+        sweep_id: record.sweep_id.clone(),
+        best_validation_loss: record.best_validation_loss,
     }
 }
 
@@ -68,5 +70,51 @@ impl UploadProgress {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A sweep and its trials as they stand, best first.
+pub fn sweep(
+    record: &crate::jobs::sweep::SweepRecord,
+    standings: &crate::jobs::sweep::Standings,
+    created: bool,
+) -> pb::Sweep {
+    pb::Sweep {
+        id: record.id.clone(),
+        name: record.name.clone(),
+        metric: record.metric.name().to_owned(),
+        method: match record.method {
+            easel_spec::sweep::SweepMethod::Grid => "grid",
+            easel_spec::sweep::SweepMethod::Random => "random",
+        }
+        .to_owned(),
+        early_stop: match record.early_stop {
+            Some(easel_spec::sweep::EarlyStopRule::Median) => "median",
+            None => "",
+        }
+        .to_owned(),
+        max_concurrent: record.max_concurrent,
+        created_at: record.created_at.clone(),
+        owner: record.owner.clone(),
+        trials: standings
+            .rows
+            .iter()
+            .map(|row| pb::Trial {
+                number: row.trial.number as u32,
+                params: row
+                    .trial
+                    .params
+                    .iter()
+                    .map(|(key, value)| pb::SweepParam {
+                        key: key.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                job: Some(job(&row.job)),
+                metric: row.metric,
+            })
+            .collect(),
+        best_job: standings.best.clone().unwrap_or_default(),
+        created,
     }
 }

@@ -392,6 +392,57 @@ impl pb::worker_server::Worker for WorkerService {
             self.guard.revoked(&caller),
         )))
     }
+
+    async fn submit_sweep(
+        &self,
+        request: Request<pb::SubmitSweepRequest>,
+    ) -> Result<Response<pb::Sweep>, Status> {
+        self.submit_sweep_request(request).await
+    }
+
+    async fn get_sweep(
+        &self,
+        request: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<pb::Sweep>, Status> {
+        let caller = Caller::of(&request)?;
+        let sweep = self
+            .manager
+            .sweep_for(&caller, &request.into_inner().sweep_id)?;
+        Ok(Response::new(self.sweep_message(&sweep, false)))
+    }
+
+    async fn list_sweeps(
+        &self,
+        request: Request<pb::ListSweepsRequest>,
+    ) -> Result<Response<pb::ListSweepsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let sweeps = self
+            .manager
+            .list_sweeps(&caller)
+            .iter()
+            .map(|sweep| self.sweep_message(sweep, false))
+            .collect();
+        Ok(Response::new(pb::ListSweepsResponse { sweeps }))
+    }
+
+    async fn cancel_sweep(
+        &self,
+        request: Request<pb::CancelSweepRequest>,
+    ) -> Result<Response<pb::Sweep>, Status> {
+        let caller = Caller::of(&request)?;
+        let sweep = self
+            .manager
+            .sweep_for(&caller, &request.into_inner().sweep_id)?;
+        self.manager.cancel_sweep(&sweep)?;
+        Ok(Response::new(self.sweep_message(&sweep, false)))
+    }
+
+    async fn remove_sweep(
+        &self,
+        request: Request<pb::RemoveSweepRequest>,
+    ) -> Result<Response<pb::RemoveJobResponse>, Status> {
+        self.remove_sweep_request(request).await
+    }
 }
 
 impl WorkerService {

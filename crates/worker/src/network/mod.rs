@@ -5,5 +5,6 @@ pub mod connections;
 pub(crate) mod convert;
 pub mod fetch;
 pub(crate) mod grpc;
+mod grpc_sweeps;
 pub(crate) mod server;
 pub mod tls;

@@ -113,7 +113,17 @@ pub fn launch(
                 .map_err(|e| format!("could not start the training thread: {e}"))?;
         }
         Training::ChildProcess { executable, .. } => {
-            let child = supervisor::start_child(executable)?;
+            let mut request = request;
+            let visible = own_gpu(&mut request);
+            if let Some(visible) = &visible {
+                let _ = events_tx.send(EventKind::Note {
+                    message: format!(
+                        "the training process sees only GPU {visible} (CUDA_VISIBLE_DEVICES), \
+                         as its cuda:0"
+                    ),
+                });
+            }
+            let child = supervisor::start_child(executable, visible.as_deref())?;
             tokio::spawn(supervisor::supervise(
                 child,
                 request,
@@ -125,4 +135,45 @@ pub fn launch(
         }
     }
     Ok(Launched { events, ended })
+}
+
+/// A run on `cuda:N` in a child process sees that GPU alone, as its `cuda:0`: its memory queries
+/// and any library it loads then name the right card, and it cannot touch another slot's GPU.
+/// The value is the worker's own `CUDA_VISIBLE_DEVICES` entry N when it has one (the worker may
+/// itself see a subset), else N.
+fn own_gpu(request: &mut TrainRequest) -> Option<String> {
+    let DeviceName::Cuda(index) = request.device else {
+        return None;
+    };
+    request.device = DeviceName::Cuda(0);
+    Some(visible_device(
+        std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+        index,
+    ))
+}
+
+fn visible_device(worker_sees: Option<&str>, index: usize) -> String {
+    worker_sees
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .and_then(|entries| entries.get(index).map(|entry| (*entry).to_owned()))
+        .unwrap_or_else(|| index.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible_device;
+
+    #[test]
+    fn a_slot_sees_its_gpu_by_the_workers_own_numbering() {
+        assert_eq!(visible_device(None, 3), "3");
+        assert_eq!(visible_device(Some("4,5, 6"), 2), "6");
+        assert_eq!(visible_device(Some("GPU-1a2b,GPU-3c4d"), 1), "GPU-3c4d");
+        // A slot past the worker's list is named as it stands; CUDA then reports it missing.
+        assert_eq!(visible_device(Some("4"), 1), "1");
+    }
 }

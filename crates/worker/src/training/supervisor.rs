@@ -27,7 +27,11 @@ const EXIT_GRACE: Duration = Duration::from_secs(30);
 /// How often the supervisor passes a cancel on.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
-pub(super) fn start_child(executable: &Path) -> Result<tokio::process::Child, String> {
+/// Starts the training process; `visible_gpu` is the one GPU it may see (its `cuda:0`).
+pub(super) fn start_child(
+    executable: &Path,
+    visible_gpu: Option<&str>,
+) -> Result<tokio::process::Child, String> {
     let mut command = tokio::process::Command::new(executable);
     command
         .arg(CHILD_COMMAND)
@@ -46,6 +50,9 @@ pub(super) fn start_child(executable: &Path) -> Result<tokio::process::Child, St
     // checkpoint instead of it dying mid-step.
     #[cfg(unix)]
     command.process_group(0);
+    if let Some(gpu) = visible_gpu {
+        command.env("CUDA_VISIBLE_DEVICES", gpu);
+    }
     command.spawn().map_err(|e| {
         format!(
             "could not start the training process {}: {e}",

@@ -142,4 +142,71 @@ impl Connection {
         };
         Ok(self.client.fetch_artifact(request).await?.into_inner())
     }
+
+    /// Queues a sweep (or, for a key already used, answers with the sweep it queued then).
+    pub async fn submit_sweep(
+        &mut self,
+        request: pb::SubmitSweepRequest,
+    ) -> anyhow::Result<pb::Sweep> {
+        Ok(self
+            .client
+            .submit_sweep(request)
+            .await
+            .map_err(explain)?
+            .into_inner())
+    }
+
+    /// A sweep with its trials, best first.
+    pub async fn sweep(&mut self, sweep_id: &str) -> anyhow::Result<pb::Sweep> {
+        let request = pb::GetSweepRequest {
+            sweep_id: sweep_id.to_owned(),
+        };
+        Ok(self
+            .client
+            .get_sweep(request)
+            .await
+            .map_err(explain)?
+            .into_inner())
+    }
+
+    /// Every sweep the worker shows this token, oldest first.
+    pub async fn sweeps(&mut self) -> anyhow::Result<Vec<pb::Sweep>> {
+        let listed = self
+            .client
+            .list_sweeps(pb::ListSweepsRequest {})
+            .await
+            .map_err(explain)?;
+        Ok(listed.into_inner().sweeps)
+    }
+
+    /// Cancels every unfinished trial of a sweep; answers with the sweep as it left it.
+    pub async fn cancel_sweep(&mut self, sweep_id: &str) -> anyhow::Result<pb::Sweep> {
+        let request = pb::CancelSweepRequest {
+            sweep_id: sweep_id.to_owned(),
+        };
+        Ok(self
+            .client
+            .cancel_sweep(request)
+            .await
+            .map_err(explain)?
+            .into_inner())
+    }
+
+    /// Removes a finished sweep and its trials; answers with what was freed in all.
+    pub async fn remove_sweep(
+        &mut self,
+        sweep_id: &str,
+        artifacts: bool,
+    ) -> anyhow::Result<pb::RemoveJobResponse> {
+        let request = pb::RemoveSweepRequest {
+            sweep_id: sweep_id.to_owned(),
+            artifacts,
+        };
+        Ok(self
+            .client
+            .remove_sweep(request)
+            .await
+            .map_err(explain)?
+            .into_inner())
+    }
 }

@@ -4,6 +4,9 @@
 
 mod scheduler;
 mod submit;
+mod sweeps;
+
+pub use sweeps::{SweepOutcome, SweepRemoved};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use super::context::{JobContext, WorkerDirs};
 use super::job::{Ending, Job};
 use super::reclaim::Reclaimed;
 use super::record::{JobRecord, JobState, Submitter};
+use super::sweep::SweepRecord;
 use crate::access::Caller;
 use crate::error::{Error, Result};
 use crate::storage::blobs::{BlobLimits, BlobStore};
@@ -38,6 +42,10 @@ struct Inner {
     free_devices: Vec<DeviceName>,
     running: usize,
     accepting: bool,
+    sweeps: BTreeMap<String, Arc<SweepRecord>>,
+    sweeps_by_key: HashMap<String, String>,
+    /// Trials of each sweep holding a training slot (for its `max_concurrent`).
+    running_by_sweep: HashMap<String, usize>,
 }
 
 pub struct JobManager {
@@ -49,6 +57,8 @@ pub struct JobManager {
     dataset_prefixes: Vec<String>,
     /// `limits.max_image_pixels`.
     max_image_pixels: u64,
+    /// `limits.max_trials_per_sweep`.
+    max_trials_per_sweep: usize,
     /// In-memory tables only: never held across a file read, a stat or a write.
     inner: Mutex<Inner>,
     /// Held shared by a submit from its blob check until its job is in the table, and
@@ -81,6 +91,8 @@ pub struct ManagerSettings {
     pub dataset_prefixes: Vec<String>,
     /// `limits.max_image_pixels`: the most `data.max_image_pixels` a spec may set.
     pub max_image_pixels: u64,
+    /// `limits.max_trials_per_sweep`: the most trials one sweep may expand into.
+    pub max_trials_per_sweep: usize,
     pub retry: RetryPolicy,
     pub training: Training,
 }
@@ -113,6 +125,7 @@ impl ManagerSettings {
                 .collect(),
             dataset_prefixes: Vec::new(),
             max_image_pixels: 40_000_000,
+            max_trials_per_sweep: easel_spec::sweep::DEFAULT_MAX_TRIALS,
             retry: RetryPolicy::default(),
             training: Training::Thread,
         }
@@ -125,6 +138,7 @@ impl JobManager {
         let dirs = WorkerDirs::create(&settings.data_dir)?;
         let blobs = BlobStore::open(settings.data_dir.join("blobs"), settings.blob_limits)?;
         let recovered = super::recover::load_jobs(&dirs.jobs, settings.max_restarts)?;
+        let sweeps = SweepRecord::load_all(&dirs.sweeps)?;
         let caches = CacheRoom::new(
             dirs.cache.clone(),
             dirs.datasets.clone(),
@@ -144,6 +158,7 @@ impl JobManager {
             dataset_copy: tokio::sync::Mutex::new(()),
             restart_pause: settings.restart_pause,
             training: settings.training,
+            referee: super::sweep::Referee::default(),
         };
         let manager = JobManager {
             context: Arc::new(context),
@@ -151,6 +166,7 @@ impl JobManager {
             local_paths: settings.local_paths,
             dataset_prefixes: settings.dataset_prefixes,
             max_image_pixels: settings.max_image_pixels,
+            max_trials_per_sweep: settings.max_trials_per_sweep,
             inner: Mutex::new(Inner {
                 jobs: recovered.jobs,
                 queue: recovered.queue,
@@ -158,6 +174,9 @@ impl JobManager {
                 free_devices: settings.devices,
                 running: 0,
                 accepting: true,
+                sweeps: BTreeMap::new(),
+                sweeps_by_key: HashMap::new(),
+                running_by_sweep: HashMap::new(),
             }),
             blobs_in_use: RwLock::new(()),
             #[cfg(test)]
@@ -166,6 +185,7 @@ impl JobManager {
             idle: Notify::new(),
             stopping: watch::channel(false).0,
         };
+        manager.reload_sweeps(sweeps);
         Ok(Arc::new(manager))
     }
 

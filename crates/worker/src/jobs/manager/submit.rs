@@ -43,7 +43,7 @@ impl JobManager {
         #[cfg(test)]
         self.pause_for_tests();
         let position = self.room_in_queue()?;
-        let job = self.create_job(&submission, submitter, resume.as_ref(), position)?;
+        let job = self.create_job(&submission, submitter, resume.as_ref(), position, "")?;
         let mut inner = self.lock();
         let refused = if let Some(error) = self.refusal(&inner) {
             Some(Err(error))
@@ -80,14 +80,14 @@ impl JobManager {
 
     /// Refuses a spec that reaches past what this worker allows: its own folders, buckets,
     /// image sizes.
-    fn check_reach(&self, spec: &ExperimentSpec) -> Result<()> {
+    pub(super) fn check_reach(&self, spec: &ExperimentSpec) -> Result<()> {
         check_local_paths(spec, &self.local_paths)?;
         check_dataset_prefixes(spec, &self.dataset_prefixes)?;
         check_image_pixels(spec, self.max_image_pixels)
     }
 
     /// Every blob the job names is on the worker (one stat each: a large dataset's are many).
-    fn check_blobs_uploaded(&self, submission: &Submission) -> Result<()> {
+    pub(super) fn check_blobs_uploaded(&self, submission: &Submission) -> Result<()> {
         let digests = submission.blobs();
         let missing = self.context.blobs.missing(&digests)?;
         if let Some((first, _)) = missing.first() {
@@ -110,7 +110,7 @@ impl JobManager {
     }
 
     /// Why the worker takes no new job now, if it does not: it is stopping, or its queue is full.
-    fn refusal(&self, inner: &Inner) -> Option<Error> {
+    pub(super) fn refusal(&self, inner: &Inner) -> Option<Error> {
         if !inner.accepting {
             Some(Error::ShuttingDown)
         } else if inner.queue.len() >= self.max_queued {
@@ -121,13 +121,15 @@ impl JobManager {
     }
 
     /// The new job's folder (spec and manifest as submitted, the resumed checkpoint, its
-    /// record) and its first events. A job refused after this removes the folder again.
-    fn create_job(
+    /// record) and its first events; `sweep_id` names the sweep it is a trial of (empty: none).
+    /// A job refused after this removes the folder again.
+    pub(super) fn create_job(
         &self,
         submission: &Submission,
         submitter: &Submitter,
         resume: Option<&ResumePoint>,
         position: usize,
+        sweep_id: &str,
     ) -> Result<Arc<Job>> {
         let (id, dir) = new_job_dir(&self.context.dirs.jobs)?;
         let created = (|| {
@@ -136,7 +138,8 @@ impl JobManager {
             if let Some(resume) = resume {
                 resume.install(&dir.join(crate::jobs::job::RUN_DIR))?;
             }
-            let record = new_record(&id, submission, submitter, resume, self.store().url());
+            let mut record = new_record(&id, submission, submitter, resume, self.store().url());
+            record.sweep_id = sweep_id.to_owned();
             record.save(&dir)?;
             Job::open(dir.clone(), record)
         })();
@@ -167,7 +170,7 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 /// A job refused after its folder was made leaves nothing behind. Its `state.json` goes first:
 /// a restart skips a folder without one, so a folder that then cannot be removed (only logged)
 /// never comes back as a job nobody was told about.
-fn remove_refused_job_dir(dir: &Path) {
+pub(super) fn remove_refused_job_dir(dir: &Path) {
     let record = dir.join(crate::jobs::record::STATE_FILE);
     if let Err(error) = std::fs::remove_file(&record)
         && error.kind() != std::io::ErrorKind::NotFound
@@ -183,12 +186,8 @@ fn remove_refused_job_dir(dir: &Path) {
 /// reads well in listings, and is unique on this worker (the folder is created only if new, so
 /// two submits in one second never share one).
 fn new_job_dir(jobs_dir: &Path) -> Result<(String, PathBuf)> {
-    use rand::Rng;
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
     loop {
-        let suffix: u16 = rand::rng().random();
-        let id = format!("{}-{}-{suffix:04x}", &digits[..8], &digits[8..14]);
+        let id = new_id("");
         let dir = jobs_dir.join(&id);
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok((id, dir)),
@@ -196,6 +195,15 @@ fn new_job_dir(jobs_dir: &Path) -> Result<(String, PathBuf)> {
             Err(error) => return Err(Error::io(&dir, error)),
         }
     }
+}
+
+/// `<prefix>YYYYMMDD-HHMMSS-xxxx`, of now, with a random suffix.
+pub(super) fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+    let suffix: u16 = rand::rng().random();
+    format!("{prefix}{}-{}-{suffix:04x}", &digits[..8], &digits[8..14])
 }
 
 /// A queued job's first record.
@@ -227,6 +235,8 @@ fn new_record(
         manifest_blob: submission.manifest_text.blob_digest.clone(),
         crash_restarts: 0,
         owner: submitter.owner.clone(),
+        sweep_id: String::new(),
+        best_validation_loss: None,
     }
 }
 

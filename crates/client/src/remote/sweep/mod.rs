@@ -1,0 +1,57 @@
+//! Sweeps from the client: `submit` of a spec with a `[sweep]` table queues every trial as one
+//! sweep; `watch`, `status`, `cancel`, `rm`, `list` and `fetch` given a sweep id act on the
+//! whole sweep. Each trial stays an ordinary job, so every verb also takes a trial's job id.
+
+pub mod board;
+pub mod fetch;
+pub mod json;
+pub mod plot;
+pub mod submit;
+
+use std::process::ExitCode;
+
+use easel_proto::v1 as pb;
+
+/// Sweep ids start so (the worker makes them), job ids never do.
+const SWEEP_ID_PREFIX: &str = "sweep-";
+
+/// Whether a verb's argument names a sweep rather than a job.
+pub fn is_sweep_id(id: &str) -> bool {
+    id.starts_with(SWEEP_ID_PREFIX)
+}
+
+/// Every trial is over.
+pub fn finished(sweep: &pb::Sweep) -> bool {
+    sweep.trials.iter().all(|trial| {
+        trial
+            .job
+            .as_ref()
+            .is_none_or(|job| job.state().is_terminal())
+    })
+}
+
+/// Success when no trial failed and at least one has a value of the metric.
+pub fn exit_code(sweep: &pb::Sweep) -> ExitCode {
+    let failed = sweep.trials.iter().any(|trial| {
+        trial
+            .job
+            .as_ref()
+            .is_some_and(|job| job.state() == pb::JobState::Failed)
+    });
+    if failed || sweep.best_job.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A trial's seconds of training: from its start to its end, or to now while it runs.
+pub fn trial_seconds(job: &pb::Job) -> Option<f64> {
+    let started = humantime::parse_rfc3339_weak(&job.started_at).ok()?;
+    let ended = if job.finished_at.is_empty() {
+        std::time::SystemTime::now()
+    } else {
+        humantime::parse_rfc3339_weak(&job.finished_at).ok()?
+    };
+    Some(ended.duration_since(started).ok()?.as_secs_f64())
+}
