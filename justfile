@@ -40,6 +40,10 @@ large-dataset:
 bench-feature-cache:
     cargo bench -p easel-engine --bench feature_cache
 
+# A head search on a frozen VGG16 as one sweep against one of its trials alone; cancel latency.
+bench-sweep:
+    cargo bench -p easel-e2e --bench sweep_shared_work
+
 # Dataset upload over loopback (100,000 small files, 2 GB of large ones) against tar over TCP.
 bench-upload:
     cargo bench -p easel-e2e --bench upload_throughput

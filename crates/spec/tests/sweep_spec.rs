@@ -170,3 +170,27 @@ fn a_misspelt_key_is_named_once_for_every_trial_and_a_mistyped_value_in_its_tria
         ]
     );
 }
+
+/// The README's example: the write-up's own search, three models by three batch sizes. Each
+/// trial's written-out spec reads back as the spec it was expanded into (a worker keeps it as the
+/// trial's `spec.toml`).
+#[test]
+fn the_readme_search_over_models_expands_into_nine_trials_that_read_back_as_specs() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/search-art.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let sweep = Sweep::parse(&text, "configs/search-art.toml", 256).unwrap();
+    assert_eq!(sweep.trials.len(), 9);
+    assert_eq!(sweep.settings.metric, SweepMetric::ValAccuracy);
+    assert_eq!(sweep.settings.grace_epochs, 5);
+    let last = &sweep.trials[8];
+    assert_eq!(
+        last.label(),
+        "model.architecture = \"vgg16\", train.batch_size = 64"
+    );
+    for trial in &sweep.trials {
+        let read_back = easel_spec::parse_experiment(&trial.spec_toml, "trial").unwrap();
+        assert_eq!(read_back, trial.spec, "trial {}", trial.number);
+        assert!(!trial.spec_toml.contains("[sweep"), "{}", trial.spec_toml);
+    }
+}
