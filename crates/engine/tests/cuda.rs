@@ -41,6 +41,7 @@ fn train_on_cuda(
         device: DeviceChoice::Cuda(0),
         run_dir: dir.path(),
         cache_dir: None,
+        owner: "",
         cancel: &cancel,
     };
     let mut events = Vec::new();

@@ -197,6 +197,31 @@ fn runs_that_agree_on_the_backbone_compute_its_features_once() {
         );
     }
 
+    // A run whose augmentation changes its images every epoch trains on images, whatever the
+    // shared file holds.
+    let mut crops = base.clone();
+    crops.augment.random_crop = 0.1;
+    crops.train.epochs = 1;
+    let crops_dir = tempfile::tempdir().unwrap();
+    let cropped = train(
+        &crops,
+        &manifest,
+        crops_dir.path(),
+        Some(cache.path()),
+        None,
+    );
+    let cropped_notes = notes(&cropped);
+    assert!(
+        cropped_notes
+            .iter()
+            .any(|n| n.starts_with("frozen backbone features not cached: random crops")),
+        "{cropped_notes:?}"
+    );
+    assert!(
+        !cropped_notes.iter().any(|n| n.contains("features reused")),
+        "{cropped_notes:?}"
+    );
+
     // A run that disagrees on what the features depend on (no flips: no mirror images) computes
     // its own.
     let mut no_flips = base.clone();

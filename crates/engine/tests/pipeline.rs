@@ -40,6 +40,7 @@ fn an_image_above_the_pixel_limit_is_refused_by_name() {
         device: easel_engine::DeviceChoice::Cpu,
         run_dir: dir.path(),
         cache_dir: None,
+        owner: "",
         cancel: &cancel,
     };
     let err = easel_engine::train(&job, &mut |_| {}).unwrap_err();

@@ -658,6 +658,9 @@ impl Validate for WorkerConfig {
         if self.queue.max_queued_jobs == 0 {
             problem("queue.max_queued_jobs", "must be > 0".into());
         }
+        if self.limits.max_trials_per_sweep == 0 {
+            problem("limits.max_trials_per_sweep", "must be > 0".into());
+        }
         if self.upload.max_chunk_bytes < 1024 || self.upload.max_chunk_bytes > 64 << 20 {
             problem(
                 "upload.max_chunk_bytes",

@@ -137,8 +137,12 @@ fn credentials(
 /// What `Hello` answers: versions, devices and limits.
 fn hello(config: &WorkerConfig, store_url: &str, slots: &[DeviceName]) -> pb::HelloResponse {
     let runtime = easel_engine::runtime_info();
-    let mut devices: Vec<String> = slots.iter().map(ToString::to_string).collect();
-    devices.dedup();
+    let mut devices: Vec<String> = Vec::new();
+    for slot in slots.iter().map(ToString::to_string) {
+        if !devices.contains(&slot) {
+            devices.push(slot);
+        }
+    }
     pb::HelloResponse {
         protocol_version: easel_proto::PROTOCOL_VERSION,
         worker_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -27,7 +27,8 @@ pub struct TrainArgs {
     /// cpu, cuda, cuda:N or auto (CUDA when available).
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: DeviceChoice,
-    /// Folder for the decoded-image cache (default: $EASEL_CACHE/decoded or ~/.cache/easel/decoded).
+    /// Folder for the decoded-image cache and shared frozen-backbone features (default:
+    /// $EASEL_CACHE/decoded or ~/.cache/easel/decoded).
     #[arg(long, conflicts_with = "no_cache")]
     pub cache_dir: Option<PathBuf>,
     /// Decode the images every run instead of caching them.
@@ -93,6 +94,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         device: args.device,
         run_dir: &args.out,
         cache_dir: cache_dir.as_deref(),
+        owner: "",
         cancel: &cancel,
     };
     let outcome = easel_engine::train(&job, &mut |event| {

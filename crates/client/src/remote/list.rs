@@ -31,7 +31,10 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::Value::Array(jobs));
         } else {
             print_jobs(&jobs, &connection.address);
-            print_sweeps(&connection.sweeps().await?);
+            // A worker from before sweeps says it takes none (and has none to list).
+            if connection.hello.max_trials_per_sweep > 0 {
+                print_sweeps(&connection.sweeps().await?);
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

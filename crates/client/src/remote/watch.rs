@@ -63,7 +63,7 @@ async fn watch_sweep(
     args: &WatchArgs,
 ) -> anyhow::Result<ExitCode> {
     use super::sweep::board::{FollowedSweep, follow};
-    match follow(connection, &args.job).await? {
+    match follow(connection, &args.job, !args.json).await? {
         FollowedSweep::Detached => Ok(ExitCode::SUCCESS),
         FollowedSweep::Finished(sweep) => {
             if args.json {

@@ -101,19 +101,54 @@ impl BuildLock {
     }
 }
 
-/// Which run wrote a cache file (`<cache>.by`), so a run that reads it can say whose work it
-/// reuses. Best effort: a cache without one is still a cache.
-pub fn record_writer(cache_path: &Path, writer: &str) {
-    if !writer.is_empty() {
-        let _ = std::fs::write(sibling(cache_path, "by"), writer);
+/// Who writes a cache file: the run's owner and how it names itself (empty: nobody to name).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Author<'a> {
+    pub owner: &'a str,
+    pub label: &'a str,
+}
+
+impl Author<'_> {
+    /// Who wrote the cache at `cache_path`, as this author may be told; `None` when it was
+    /// this run itself, or nobody said.
+    pub fn told_writer_of(&self, cache_path: &Path) -> Option<String> {
+        writer_of(cache_path, self.owner).filter(|writer| writer != self.label)
     }
 }
 
-/// The run that decoded the cache, when it said.
-pub fn writer_of(cache_path: &Path) -> Option<String> {
+/// Which run wrote a cache file, and whose it is (`<cache>.by`: owner, then label), so a run
+/// that reads it can say whose work it reuses. Best effort: a cache without one is a cache.
+pub fn record_writer(cache_path: &Path, owner: &str, label: &str) {
+    if !label.is_empty() {
+        let _ = std::fs::write(sibling(cache_path, "by"), format!("{owner}\n{label}\n"));
+    }
+}
+
+/// The run that wrote the cache, when it said, as `owner` may be told: a run of another owner
+/// is "another run" (job ids say nothing about other users' work).
+pub fn writer_of(cache_path: &Path, owner: &str) -> Option<String> {
     let text = std::fs::read_to_string(sibling(cache_path, "by")).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
+    let (writer_owner, label) = text.split_once('\n')?;
+    let label = label.trim();
+    if label.is_empty() {
+        None
+    } else if writer_owner == owner {
+        Some(label.to_owned())
+    } else {
+        Some("another run".to_owned())
+    }
+}
+
+/// A temporary file beside `path`, this process's and this write's own.
+pub(crate) fn temporary_sibling(path: &Path) -> PathBuf {
+    sibling(
+        path,
+        &format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            TEMPORARY_SERIAL.fetch_add(1, Ordering::Relaxed)
+        ),
+    )
 }
 
 pub(crate) fn sibling(cache_path: &Path, extension: &str) -> PathBuf {
@@ -333,6 +368,28 @@ mod tests {
             height: 2,
             width: 3,
         }
+    }
+
+    #[test]
+    fn a_cache_names_its_writer_to_the_same_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decoded-x.u8");
+        assert_eq!(writer_of(&path, "ana"), None);
+        record_writer(&path, "ana", "job 20261206-000000-0001");
+        assert_eq!(
+            writer_of(&path, "ana").as_deref(),
+            Some("job 20261206-000000-0001")
+        );
+        assert_eq!(writer_of(&path, "bo").as_deref(), Some("another run"));
+        let author = Author {
+            owner: "ana",
+            label: "job 20261206-000000-0001",
+        };
+        assert_eq!(
+            author.told_writer_of(&path),
+            None,
+            "a run is not told of itself"
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct LoadedDataset {
     pub cache: CacheStatus,
     /// The decoded cache file read or written (none without a cache folder).
     pub cache_file: Option<std::path::PathBuf>,
+    /// The run that decoded the cache this one read, as this run may be told.
+    pub decoded_by: Option<String>,
     /// Images decoded by this call (0 on a cache hit).
     pub decoded_images: usize,
     pub seconds: f64,
@@ -94,7 +96,8 @@ pub fn load_manifest(
     target: DecodeTarget,
     cache_dir: Option<&Path>,
 ) -> Result<LoadedDataset> {
-    load_manifest_reporting(manifest, source, target, cache_dir, &mut |_, _| {})
+    let nobody = cache::Author::default();
+    load_manifest_reporting(manifest, source, target, cache_dir, nobody, &mut |_, _| {})
 }
 
 /// `load_manifest`, calling `progress(decoded, total)` every few seconds while it decodes (a
@@ -104,6 +107,7 @@ pub fn load_manifest_reporting(
     source: &dyn ImageSource,
     target: DecodeTarget,
     cache_dir: Option<&Path>,
+    author: cache::Author,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LoadedDataset> {
     let DecodeTarget { height, width, .. } = target;
@@ -124,8 +128,12 @@ pub fn load_manifest_reporting(
         }
         Some(dir) => {
             let path = cache::cache_path(dir, &header.key);
-            read_or_decode(&path, &header, &entries, source, target, progress)?
+            read_or_decode(&path, &header, &entries, source, target, author, progress)?
         }
+    };
+    let decoded_by = match (&cache_file, status) {
+        (Some(file), CacheStatus::Hit) => author.told_writer_of(file),
+        _ => None,
     };
     let data = DecodedDataset {
         images,
@@ -137,6 +145,7 @@ pub fn load_manifest_reporting(
         data,
         cache: status,
         cache_file,
+        decoded_by,
         decoded_images: decoded,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -150,6 +159,7 @@ fn read_or_decode(
     entries: &[&ManifestEntry],
     source: &dyn ImageSource,
     target: DecodeTarget,
+    author: cache::Author,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Tensor, CacheStatus, usize)> {
     if let Some(images) = cache::read(path, header)? {
@@ -173,6 +183,8 @@ fn read_or_decode(
         Some(&writer),
     )?;
     let images = writer.finish()?;
+    // Named before the lock is let go: a run waiting for it reads who decoded the images.
+    cache::record_writer(path, author.owner, author.label);
     tracing::info!(path = %path.display(), images = entries.len(), "decoded cache written");
     Ok((images, CacheStatus::Written, entries.len()))
 }

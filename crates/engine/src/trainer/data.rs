@@ -23,6 +23,8 @@ pub struct DataSource<'a> {
     /// Who this run is (`job <id>`), recorded beside a cache it decodes so a run that reuses
     /// it can say whose work it reads.
     pub run_label: &'a str,
+    /// Whose run this is (see `TrainJob::owner`).
+    pub owner: &'a str,
 }
 
 /// The split of a dataset whose images are not decoded yet.
@@ -93,22 +95,17 @@ impl SplitData<'_> {
             self.source.images,
             target,
             self.source.cache_dir,
+            pipeline::cache::Author {
+                owner: self.source.owner,
+                label: self.source.run_label,
+            },
             &mut |decoded, total| {
                 on_event(TrainEvent::Note {
                     message: format!("decoding the dataset: {decoded} of {total} images"),
                 });
             },
         )?;
-        let writer = loaded
-            .cache_file
-            .as_deref()
-            .and_then(|file| match loaded.cache {
-                CacheStatus::Written => {
-                    pipeline::cache::record_writer(file, self.source.run_label);
-                    None
-                }
-                _ => pipeline::cache::writer_of(file).filter(|w| w != self.source.run_label),
-            });
+        let writer = loaded.decoded_by.clone();
         let how = match (loaded.cache, writer) {
             (CacheStatus::Hit, Some(writer)) => {
                 format!("reused from the decoded cache ({writer} decoded them)")
@@ -134,18 +131,19 @@ impl SplitData<'_> {
             test: indices(&self.split.test),
             num_classes: self.num_classes,
             batch_size,
-            shared: shared_cache_dir(loaded.cache_file.as_deref(), self.source.run_label),
+            shared: shared_cache_dir(loaded.cache_file.as_deref(), &self.source),
         })
     }
 }
 
 /// Shared features sit beside the decoded cache they come from, keyed by it.
-fn shared_cache_dir(cache_file: Option<&Path>, run_label: &str) -> Option<SharedCacheDir> {
+fn shared_cache_dir(cache_file: Option<&Path>, run: &DataSource) -> Option<SharedCacheDir> {
     let file = cache_file?;
     Some(SharedCacheDir {
         dir: file.parent()?.to_path_buf(),
         images_key: file.file_name()?.to_str()?.to_owned(),
-        run_label: run_label.to_owned(),
+        run_label: run.run_label.to_owned(),
+        owner: run.owner.to_owned(),
     })
 }
 

@@ -67,6 +67,26 @@ fn cacheable(trainee: &Trainee, augment: &Augment) -> Result<(), NotCached> {
     Ok(())
 }
 
+/// Whether the features of every image of `source` may be cached on its device: the backbone's
+/// output depends on the image alone, and they fit the memory the cache may take.
+pub(crate) fn may_cache(
+    trainee: &Trainee,
+    source: &BatchSource,
+    augment: &Augment,
+) -> Result<(), NotCached> {
+    cacheable(trainee, augment)?;
+    let [channels, height, width] = trainee.net.feature_map();
+    let view_count: i64 = if augment.flip { 2 } else { 1 };
+    let needed = (view_count * source.len() as i64 * channels * height * width) as u64
+        * trainee.compute_kind().elt_size_in_bytes() as u64;
+    let available = crate::device::free_memory_bytes(source.device())
+        .map_or(4 << 30, |free| (free as f64 * MEMORY_FRACTION) as u64);
+    if needed > available {
+        return Err(NotCached::TooLarge { needed, available });
+    }
+    Ok(())
+}
+
 impl FeatureCache {
     /// Computes the features of every image of `source` with the trainee's (frozen) backbone,
     /// `batch_size` images at a time, after checking they fit in memory.
@@ -77,20 +97,13 @@ impl FeatureCache {
         batch_size: usize,
         cancel: &AtomicBool,
     ) -> Result<FeatureCache, NotCached> {
-        cacheable(trainee, augment)?;
+        may_cache(trainee, source, augment)?;
         let started = std::time::Instant::now();
         let device = source.device();
         let kind = trainee.compute_kind();
         let [channels, height, width] = trainee.net.feature_map();
         let images = source.len() as i64;
         let view_count: i64 = if augment.flip { 2 } else { 1 };
-        let needed = (view_count * images * channels * height * width) as u64
-            * kind.elt_size_in_bytes() as u64;
-        let available = crate::device::free_memory_bytes(device)
-            .map_or(4 << 30, |free| (free as f64 * MEMORY_FRACTION) as u64);
-        if needed > available {
-            return Err(NotCached::TooLarge { needed, available });
-        }
 
         let _no_grad = tch::no_grad_guard();
         let views = (0..view_count)

@@ -276,15 +276,19 @@ impl<'a> Learner<'a> {
             Some(shared) => {
                 shared_features::obtain(shared, trainee, source, augment, batch_size, self.cancel)
             }
-            None => FeatureCache::build(trainee, source, augment, batch_size, self.cancel)
-                .map(Obtained::Computed),
+            None => FeatureCache::build(trainee, source, augment, batch_size, self.cancel).map(
+                |cache| Obtained::Computed {
+                    cache,
+                    shared: false,
+                },
+            ),
         };
         match obtained {
-            Ok(Obtained::Computed(cache)) => {
+            Ok(Obtained::Computed { cache, shared }) => {
                 on_event(TrainEvent::Note {
                     message: cache.describe(),
                 });
-                if self.data.shared.is_some() {
+                if shared {
                     on_event(TrainEvent::Note {
                         message: "frozen backbone features shared: runs on these images with \
                                   this backbone read them instead of computing them again"

@@ -42,6 +42,9 @@ pub struct TrainJob<'a> {
     pub run_dir: &'a Path,
     /// Decoded-dataset cache (u8, keyed by manifest digest + size); `None` decodes every run.
     pub cache_dir: Option<&'a Path>,
+    /// Who the run is for (a worker's job: the token name that submitted it; empty on the
+    /// laptop). Another owner's run reusing its cache files is told "another run", not its job.
+    pub owner: &'a str,
     /// Checked every step; the run stops at the next step and keeps its last checkpoint.
     pub cancel: &'a AtomicBool,
 }

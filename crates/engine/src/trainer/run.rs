@@ -30,6 +30,7 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         images: job.source,
         cache_dir: job.cache_dir,
         run_label: &label,
+        owner: job.owner,
     };
     run(
         job.spec,

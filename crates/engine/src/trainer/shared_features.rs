@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::feature_cache::{FeatureCache, NotCached};
+use super::feature_cache::{FeatureCache, NotCached, may_cache};
 use super::trainee::Trainee;
 use crate::pipeline::cache::{self, BuildLock, FEATURES_PREFIX, FEATURES_SUFFIX};
 use crate::pipeline::{Augment, BatchSource};
@@ -34,6 +34,8 @@ pub struct SharedCacheDir {
     /// The decoded images the features come from (their cache's key).
     pub images_key: String,
     pub run_label: String,
+    /// Whose run this is: another owner's reuse is told "another run", not the job.
+    pub owner: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,8 +57,8 @@ impl Header {
 
 /// How this run got its features.
 pub enum Obtained {
-    /// Computed here and written for other runs.
-    Computed(FeatureCache),
+    /// Computed here; `shared` when written for other runs (a full disk, say, keeps them here).
+    Computed { cache: FeatureCache, shared: bool },
     /// Read from the file another run (named, when it said) wrote.
     Reused(FeatureCache, Option<String>),
 }
@@ -72,6 +74,9 @@ pub fn obtain(
     batch_size: usize,
     cancel: &AtomicBool,
 ) -> Result<Obtained, NotCached> {
+    // Before any file is read: a run whose augmentation changes its images every epoch, or
+    // whose features would not fit, trains on images whatever another run wrote.
+    may_cache(trainee, source, augment)?;
     let [channels, height, width] = trainee.net.feature_map();
     let kind = trainee.compute_kind();
     let header = Header {
@@ -86,41 +91,71 @@ pub fn obtain(
     let path = shared
         .dir
         .join(format!("{FEATURES_PREFIX}{}{FEATURES_SUFFIX}", header.key));
-    let device = source.device();
     if let Some(views) = read(&path, &header, kind) {
-        return Ok(reused(&path, views, source, device));
+        return reused(shared, &path, views, source);
     }
     let _building = BuildLock::acquire(&path);
     if let Some(views) = read(&path, &header, kind) {
-        return Ok(reused(&path, views, source, device));
+        return reused(shared, &path, views, source);
     }
-    let computed = FeatureCache::build(trainee, source, augment, batch_size, cancel)?;
-    match write(&path, &header, computed.views()) {
-        Ok(()) => cache::record_writer(&path, &shared.run_label),
+    let cache = FeatureCache::build(trainee, source, augment, batch_size, cancel)?;
+    let written = match write(&path, &header, cache.views()) {
+        Ok(()) => {
+            cache::record_writer(&path, &shared.owner, &shared.run_label);
+            true
+        }
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "features not shared");
+            false
         }
-    }
-    Ok(Obtained::Computed(computed))
+    };
+    Ok(Obtained::Computed {
+        cache,
+        shared: written,
+    })
 }
 
-fn reused(path: &Path, views: Vec<Tensor>, source: &BatchSource, device: Device) -> Obtained {
+fn reused(
+    shared: &SharedCacheDir,
+    path: &Path,
+    views: Vec<Tensor>,
+    source: &BatchSource,
+) -> Result<Obtained, NotCached> {
     let started = std::time::Instant::now();
+    let device = source.device();
     let views = views
         .into_iter()
-        .map(|view| view.to_device(device))
-        .collect();
+        .map(|view| view.f_to_device(device))
+        .collect::<Result<Vec<Tensor>, _>>()
+        .map_err(|error| {
+            NotCached::NoMemory(error.to_string().lines().next().unwrap_or("").to_string())
+        })?;
+    // Used now: the worker trims the least recently used cache files first.
+    if let Ok(file) = std::fs::File::options().write(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
     let cache = FeatureCache::from_views(views, source.labels(), device, started.elapsed());
-    Obtained::Reused(cache, cache::writer_of(path))
+    Ok(Obtained::Reused(
+        cache,
+        cache::writer_of(path, &shared.owner),
+    ))
 }
 
-/// blake3 of what the features depend on: the decoded images, the backbone's weights (every
-/// variable under `features.`, by name), the compute kind and the flips.
+/// blake3 of what the features depend on: the decoded images, the backbone's output shape and
+/// weights (every variable under `features.`, by name), the compute kind and the flips (the only
+/// augmentation cached features allow).
 fn features_key(shared: &SharedCacheDir, trainee: &Trainee, flip: bool) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"easel frozen features v1\n");
     hasher.update(shared.images_key.as_bytes());
-    hasher.update(format!("\n{:?}\nflip={flip}\n", trainee.compute_kind()).as_bytes());
+    hasher.update(
+        format!(
+            "\n{:?}\n{:?}\nflip={flip}\n",
+            trainee.net.feature_map(),
+            trainee.compute_kind()
+        )
+        .as_bytes(),
+    );
     let mut variables: Vec<(String, Tensor)> = trainee
         .vs
         .variables()
@@ -158,8 +193,11 @@ fn read(path: &Path, expected: &Header, kind: Kind) -> Option<Vec<Tensor>> {
     let mut text = vec![0u8; header_len as usize];
     file.read_exact(&mut text).ok()?;
     let header: Header = serde_json::from_slice(&text).ok()?;
+    if &header != expected {
+        return None;
+    }
     let data_bytes = header.elements() as u64 * kind.elt_size_in_bytes() as u64;
-    if &header != expected || file.metadata().ok()?.len() != DATA_OFFSET + data_bytes {
+    if file.metadata().ok()?.len() != DATA_OFFSET + data_bytes {
         return None;
     }
     let name = path.to_str()?;
@@ -181,7 +219,7 @@ fn read(path: &Path, expected: &Header, kind: Kind) -> Option<Vec<Tensor>> {
 }
 
 fn write(path: &Path, header: &Header, views: &[Tensor]) -> std::io::Result<()> {
-    let temporary = cache::sibling(path, &format!("tmp-{}", std::process::id()));
+    let temporary = cache::temporary_sibling(path);
     let written = (|| {
         let mut file = std::fs::File::create(&temporary)?;
         let text = serde_json::to_vec(header).map_err(std::io::Error::other)?;

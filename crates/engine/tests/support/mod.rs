@@ -145,6 +145,7 @@ pub fn train(
         device: DeviceChoice::Cpu,
         run_dir,
         cache_dir,
+        owner: "",
         cancel: &cancel,
     };
     let mut events = Vec::new();

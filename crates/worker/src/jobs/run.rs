@@ -192,7 +192,7 @@ async fn bridge_events(
             }
             let judged = match &event {
                 TrainEvent::Epoch(metrics) if !job.sweep_id.is_empty() => {
-                    context.referee.judge(&job.sweep_id, &job.id, metrics)
+                    judge(&context, &job, metrics)
                 }
                 _ => None,
             };
@@ -219,6 +219,18 @@ fn record_epoch(record: &mut super::record::JobRecord, metrics: &easel_events::E
         let loss = record.best_validation_loss.unwrap_or(f64::MAX);
         record.best_validation_loss = Some(loss.min(metrics.validation_loss));
     }
+}
+
+/// The sweep's verdict on a trial's epoch. Its last epoch is recorded for the others but not
+/// judged: the run is finishing (test evaluation, report), and stopping it then would only lose
+/// that.
+fn judge(context: &JobContext, job: &Job, metrics: &easel_events::EpochMetrics) -> Option<String> {
+    let referee = &context.referee;
+    if metrics.epoch >= job.snapshot().epochs_total {
+        referee.recall(&job.sweep_id, &job.id, metrics);
+        return None;
+    }
+    referee.judge(&job.sweep_id, &job.id, metrics)
 }
 
 /// Stops a trial its sweep's rule has judged: at its next step, as a cancel does, keeping the

@@ -44,6 +44,7 @@ pub(super) async fn stage(
         device,
         run_dir: job.run_dir(),
         cache_dir: context.dirs.cache.clone(),
+        owner: job.owner.clone(),
     };
     Ok(Staged {
         request,

@@ -295,10 +295,11 @@ fn resolve_links(path: &Path) -> Option<PathBuf> {
 /// Most bytes of JSON a manifest blob may inflate to (about 8 million images).
 const MAX_MANIFEST_JSON_BYTES: u64 = 1 << 30;
 
-/// A submit's dataset manifest: its JSON, and the digest of the blob it came in.
+/// A submit's dataset manifest: its JSON (shared, not copied, by a sweep's trials), and the
+/// digest of the blob it came in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestText {
-    pub json: String,
+    pub json: std::sync::Arc<str>,
     pub blob_digest: String,
 }
 
@@ -306,7 +307,7 @@ impl ManifestText {
     /// A manifest whose blob is its JSON text itself (what earlier clients sent).
     pub fn plain(json: &str) -> ManifestText {
         ManifestText {
-            json: json.to_owned(),
+            json: json.into(),
             blob_digest: easel_digest::digest_bytes(json.as_bytes()),
         }
     }
@@ -327,7 +328,7 @@ pub fn read_manifest_blob(blobs: &BlobStore, digest: &str) -> Result<ManifestTex
     let json = easel_dataset::manifest_blob_json(&blobs.read(digest)?, MAX_MANIFEST_JSON_BYTES)
         .map_err(|e| Error::InvalidArgument(format!("dataset manifest (blob {digest}): {e}")))?;
     Ok(ManifestText {
-        json,
+        json: json.into(),
         blob_digest: digest.to_owned(),
     })
 }

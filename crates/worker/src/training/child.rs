@@ -37,6 +37,7 @@ pub fn run_request(
         device: DeviceChoice::from(request.device),
         run_dir: &request.run_dir,
         cache_dir: Some(&request.cache_dir),
+        owner: &request.owner,
         cancel,
     };
     match easel_engine::train(&train_job, on_event) {

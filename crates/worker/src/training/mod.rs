@@ -57,6 +57,9 @@ pub struct TrainRequest {
     pub device: DeviceName,
     pub run_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// The token name that submitted the job: who may be told which job wrote a cache file.
+    #[serde(default)]
+    pub owner: String,
     /// What the training process may reach (a thread of the worker is not confined).
     pub sandbox: Confinement,
 }

@@ -341,6 +341,7 @@ mod tests {
             device: easel_spec::worker::DeviceName::Cpu,
             run_dir: dir.join("run"),
             cache_dir: dir.join("cache"),
+            owner: String::new(),
             sandbox: Confinement::default(),
         }
     }

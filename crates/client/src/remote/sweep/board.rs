@@ -19,16 +19,25 @@ pub enum FollowedSweep {
     Detached,
 }
 
-/// Follows the sweep until every trial is over (or Ctrl-C), showing its leaderboard.
-pub async fn follow(connection: &mut Connection, sweep_id: &str) -> anyhow::Result<FollowedSweep> {
+/// Follows the sweep until every trial is over (or Ctrl-C), showing its leaderboard when `show`
+/// (`--json` shows only the final sweep).
+pub async fn follow(
+    connection: &mut Connection,
+    sweep_id: &str,
+    show: bool,
+) -> anyhow::Result<FollowedSweep> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut view = BoardView::new(std::io::stdout().is_terminal());
     loop {
         let sweep = connection.sweep(sweep_id).await?;
-        view.show(&sweep);
+        if show {
+            view.show(&sweep);
+        }
         if super::finished(&sweep) {
-            view.close(&sweep);
+            if show {
+                view.close(&sweep);
+            }
             return Ok(FollowedSweep::Finished(Box::new(sweep)));
         }
         tokio::select! {
@@ -91,7 +100,12 @@ impl BoardView {
     }
 
     fn redraw(&mut self, sweep: &pb::Sweep) {
-        let lines = table(sweep);
+        // One screen row a line, or moving up by the line count would leave wrapped rows behind.
+        let columns = console::Term::stdout().size().1.max(20) as usize;
+        let lines: Vec<String> = table(sweep)
+            .iter()
+            .map(|line| clip(line, columns - 1))
+            .collect();
         let mut out = String::new();
         if self.drawn_lines > 0 {
             // Up to the board's first line, and clear what was drawn below.

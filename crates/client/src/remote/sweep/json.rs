@@ -1,5 +1,5 @@
-//! A sweep as JSON for `status --json` and `list --json`: the sweep, its metric, its best trial's
-//! job, and one row per trial, best first.
+//! A sweep as JSON for `status --json`, `watch --json` and `submit --json`: the sweep, its
+//! metric, its best trial's job, and one row per trial, best first.
 
 use easel_proto::v1 as pb;
 use serde_json::{Value, json};

@@ -56,7 +56,15 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         let mut connection = args.worker.connect().await?;
         eprintln!("{}", describe_worker(&connection));
         let limit = connection.hello.max_trials_per_sweep as usize;
-        if limit > 0 && sweep.trials.len() > limit {
+        if limit == 0 {
+            bail!(
+                "worker {} (version {}) takes no sweeps; upgrade it, or submit the trials one by \
+                 one. Nothing was uploaded",
+                connection.address,
+                connection.hello.worker_version
+            );
+        }
+        if sweep.trials.len() > limit {
             bail!(
                 "{}: {} trials is more than the {limit} this worker takes in one sweep \
                  (limits.max_trials_per_sweep); nothing was uploaded",
@@ -92,7 +100,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        match follow(&mut connection, &queued.id).await? {
+        match follow(&mut connection, &queued.id, !args.json).await? {
             FollowedSweep::Detached => Ok(ExitCode::SUCCESS),
             FollowedSweep::Finished(sweep) => {
                 eprintln!(

@@ -34,26 +34,52 @@ impl JobManager {
     /// their trials' event logs.
     pub(super) fn reload_sweeps(&self, sweeps: Vec<SweepRecord>) {
         let referee = &self.context.referee;
-        let mut inner = self.lock();
-        for sweep in sweeps {
-            referee.enter(&sweep);
-            if sweep.early_stop.is_some() {
-                for id in sweep.job_ids() {
-                    let Some(job) = inner.jobs.get(id) else {
-                        continue;
-                    };
-                    for event in job.log.after(0) {
-                        if let EventKind::Epoch(metrics) = &event.kind {
-                            referee.recall(&sweep.id, id, metrics);
-                        }
+        let jobs: Vec<Arc<Job>> = self.lock().jobs.values().cloned().collect();
+        for sweep in &sweeps {
+            referee.enter(sweep);
+            if sweep.early_stop.is_none() {
+                continue;
+            }
+            for job in jobs.iter().filter(|job| job.sweep_id == sweep.id) {
+                for event in job.log.after(0) {
+                    if let EventKind::Epoch(metrics) = &event.kind {
+                        referee.recall(&sweep.id, &job.id, metrics);
                     }
                 }
             }
+        }
+        self.fail_orphan_trials(&sweeps, &jobs);
+        let mut inner = self.lock();
+        for sweep in sweeps {
             if !sweep.idempotency_key.is_empty() {
                 let key = crate::jobs::record::owned_key(&sweep.owner, &sweep.idempotency_key);
                 inner.sweeps_by_key.insert(key, sweep.id.clone());
             }
             inner.sweeps.insert(sweep.id.clone(), Arc::new(sweep));
+        }
+    }
+
+    /// Trials of a sweep whose record was never written (the worker stopped in the middle of
+    /// queueing it, so its client was never told of it) fail rather than run unseen: a sweep is
+    /// queued whole or not at all.
+    fn fail_orphan_trials(&self, sweeps: &[SweepRecord], jobs: &[Arc<Job>]) {
+        let orphans = jobs.iter().filter(|job| {
+            !job.sweep_id.is_empty() && !sweeps.iter().any(|sweep| sweep.id == job.sweep_id)
+        });
+        for job in orphans {
+            let ending = crate::jobs::job::Ending::failed(format!(
+                "sweep {} was never fully queued (the worker stopped while accepting it); \
+                 submit the sweep again",
+                job.sweep_id
+            ));
+            match job.finish_if(crate::jobs::record::JobState::Queued, ending) {
+                Ok(true) => {
+                    self.lock().queue.retain(|id| id != &job.id);
+                    tracing::warn!(job = %job.id, sweep = %job.sweep_id, "trial of an unfinished sweep submit failed");
+                }
+                Ok(false) => {}
+                Err(error) => tracing::error!(job = %job.id, %error, "job state not saved"),
+            }
         }
     }
 
@@ -92,19 +118,27 @@ impl JobManager {
                     manifest.clone(),
                     manifest_text.clone(),
                 )
+                .map_err(|error| {
+                    Error::InvalidArgument(format!(
+                        "trial {} ({}): {error}",
+                        trial.number,
+                        trial.label()
+                    ))
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         self.check_trials_reach(&sweep, &submissions)?;
         let _blobs_in_use = self.blobs_in_use.read().unwrap_or_else(|e| e.into_inner());
         self.check_trial_blobs(&submissions)?;
         let position = self.room_for(submissions.len())?;
-        let id = self.new_sweep_id();
+        let id = self.claim_sweep_id()?;
         let mut jobs: Vec<Arc<Job>> = Vec::with_capacity(submissions.len());
         for (offset, submission) in submissions.iter().enumerate() {
             match self.create_job(submission, &no_key(submitter), None, position + offset, &id) {
                 Ok(job) => jobs.push(job),
                 Err(error) => {
                     remove_all(&jobs);
+                    let _ = SweepRecord::delete(&self.context.dirs.sweeps, &id);
                     return Err(error);
                 }
             }
@@ -112,6 +146,7 @@ impl JobManager {
         let record = Arc::new(sweep_record(&id, &sweep, submitter, &jobs));
         if let Err(error) = record.save(&self.context.dirs.sweeps) {
             remove_all(&jobs);
+            let _ = SweepRecord::delete(&self.context.dirs.sweeps, &id);
             return Err(error);
         }
         self.enqueue_sweep(record, jobs, submitter)
@@ -130,7 +165,11 @@ impl JobManager {
         let first = key
             .as_ref()
             .and_then(|key| inner.sweeps.get(inner.sweeps_by_key.get(key)?).cloned());
-        let refusal = self.refusal(&inner);
+        let refusal = self.refusal(&inner).or_else(|| {
+            // Other submits may have filled the queue since `room_for` looked.
+            (inner.queue.len() + jobs.len() > self.max_queued)
+                .then(|| queue_too_small(jobs.len(), inner.queue.len(), self.max_queued))
+        });
         if first.is_some() || refusal.is_some() {
             drop(inner);
             remove_all(&jobs);
@@ -223,22 +262,26 @@ impl JobManager {
         }
         let waiting = inner.queue.len();
         if waiting + trials > self.max_queued {
-            return Err(Error::ResourceExhausted(format!(
-                "the sweep's {trials} trials do not fit the queue: {waiting} of its {} places are \
-                 taken (queue.max_queued_jobs); try again when some have run, or sweep fewer values",
-                self.max_queued
-            )));
+            return Err(queue_too_small(trials, waiting, self.max_queued));
         }
         Ok(waiting)
     }
 
-    fn new_sweep_id(&self) -> String {
+    /// A new sweep id, claimed by creating its record's file (only if new): two submits in one
+    /// second never share one.
+    fn claim_sweep_id(&self) -> Result<String> {
+        let dir = &self.context.dirs.sweeps;
         loop {
             let id = new_id(SWEEP_ID_PREFIX);
-            let taken = self.lock().sweeps.contains_key(&id)
-                || self.context.dirs.sweeps.join(format!("{id}.json")).exists();
-            if !taken {
-                return id;
+            let path = dir.join(format!("{id}.json"));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => return Ok(id),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(error) => return Err(Error::io(&path, error)),
             }
         }
     }
@@ -330,6 +373,13 @@ impl JobManager {
         tracing::info!(sweep = %sweep.id, trials = removed.trials.len(), "sweep removed");
         Ok(removed)
     }
+}
+
+fn queue_too_small(trials: usize, waiting: usize, max_queued: usize) -> Error {
+    Error::ResourceExhausted(format!(
+        "the sweep's {trials} trials do not fit the queue: {waiting} of its {max_queued} places \
+         are taken (queue.max_queued_jobs); try again when some have run, or sweep fewer values"
+    ))
 }
 
 /// Trials carry no idempotency key of their own: the sweep's names the sweep.

@@ -156,3 +156,33 @@ fn a_sweep_at_its_max_concurrent_trials_lets_the_next_job_in_the_queue_start_fir
     let last = super::super::scheduler::next_runnable(&mut inner).unwrap();
     assert_eq!(last.id, sweep.trials[1].job);
 }
+
+#[test]
+fn trials_of_a_sweep_the_worker_stopped_queueing_fail_at_the_next_start_instead_of_running_unseen()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{BASE}[sweep]\n[sweep.grid]\n\"train.batch_size\" = [8, 16]\n");
+    let sweep = {
+        let manager = manager(dir.path(), |_| {});
+        manager
+            .submit_sweep(&text, dataset(&manager), &submitter(""))
+            .unwrap()
+            .sweep
+    };
+    // As if the worker had stopped after writing the trials' folders, before the sweep's record
+    // was complete: its id claimed by an empty file.
+    let record = dir
+        .path()
+        .join("worker/sweeps")
+        .join(format!("{}.json", sweep.id));
+    std::fs::write(&record, b"").unwrap();
+
+    let restarted = manager(dir.path(), |_| {});
+    assert!(!record.exists(), "the empty claim is removed");
+    assert!(restarted.lock().queue.is_empty());
+    for trial in &sweep.trials {
+        let job = restarted.get(&trial.job).unwrap();
+        assert_eq!(job.state, crate::jobs::record::JobState::Failed, "{job:?}");
+        assert!(job.reason.contains("never fully queued"), "{}", job.reason);
+    }
+}

@@ -67,8 +67,9 @@ impl SweepRecord {
         }
     }
 
-    /// Every record in `dir`. One that cannot be read is logged and skipped: its trials are
-    /// still the worker's jobs, each shown and served on its own.
+    /// Every record in `dir`. An empty one is an id claimed by a submit the worker stopped in
+    /// the middle of, and is removed; one that cannot be read is logged and skipped (its queued
+    /// trials then fail at start, as an unfinished submit's do; finished ones stay as jobs).
     pub fn load_all(dir: &Path) -> Result<Vec<SweepRecord>> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -81,13 +82,17 @@ impl SweepRecord {
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
+            if std::fs::metadata(&path).is_ok_and(|meta| meta.len() == 0) {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             let read = std::fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
             match read {
                 Ok(record) => records.push(record),
                 Err(error) => {
-                    tracing::warn!(file = %path.display(), %error, "sweep record not read; its trials stay as jobs")
+                    tracing::warn!(file = %path.display(), %error, "sweep record not read")
                 }
             }
         }
