@@ -382,6 +382,21 @@ impl Worker {
         json_lines(&self.client_ok(home, &args)).swap_remove(0)
     }
 
+    /// The accuracy `client evaluate RUN_DIR DATA --json` measures.
+    pub fn evaluated_accuracy(&self, home: &Path, run_dir: &Path, data: &Path) -> f64 {
+        let evaluation = self.client_ok(
+            home,
+            &[
+                "evaluate",
+                run_dir.to_str().unwrap(),
+                data.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        let evaluation: serde_json::Value = serde_json::from_str(evaluation.trim()).unwrap();
+        evaluation["accuracy"].as_f64().unwrap()
+    }
+
     /// Job state (`status --json`) now.
     pub fn status(&self, home: &Path, job: &str) -> serde_json::Value {
         serde_json::from_str(&self.client_ok(home, &["status", job, "--json"])).unwrap()

@@ -105,17 +105,7 @@ fn submit_follow_fetch_evaluate() {
     ) = submit_and_fetch(&worker, &home, tmp.path());
 
     // The fetched weights reproduce the reported accuracy on the test folder.
-    let evaluation = worker.client_ok(
-        &home,
-        &[
-            "evaluate",
-            out_dir.to_str().unwrap(),
-            roots[2].to_str().unwrap(),
-            "--json",
-        ],
-    );
-    let evaluation: serde_json::Value = serde_json::from_str(evaluation.trim()).unwrap();
-    let accuracy = evaluation["accuracy"].as_f64().unwrap();
+    let accuracy = worker.evaluated_accuracy(&home, &out_dir, &roots[2]);
     assert!(
         (accuracy - reported).abs() < 1e-6,
         "evaluate says {accuracy}, the run reported {reported}"

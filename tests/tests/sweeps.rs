@@ -156,17 +156,7 @@ fn a_two_by_two_grid_on_two_slots_uploads_and_decodes_once_and_its_best_scores_a
         serde_json::from_str(&std::fs::read_to_string(best_dir.join("report.json")).unwrap())
             .unwrap();
     let reported = report["test_accuracy"].as_f64().unwrap();
-    let evaluation = worker.client_ok(
-        &home,
-        &[
-            "evaluate",
-            best_dir.to_str().unwrap(),
-            roots[2].to_str().unwrap(),
-            "--json",
-        ],
-    );
-    let evaluation: serde_json::Value = serde_json::from_str(evaluation.trim()).unwrap();
-    let accuracy = evaluation["accuracy"].as_f64().unwrap();
+    let accuracy = worker.evaluated_accuracy(&home, &best_dir, &roots[2]);
     assert!(
         (accuracy - reported).abs() < 1e-6,
         "evaluate {accuracy}, reported {reported}"

@@ -59,16 +59,28 @@ impl Command {
             Command::Evaluate(args) => crate::local::evaluate::run(args),
             #[cfg(feature = "engine")]
             Command::Predict(args) => crate::local::predict::run(args),
+            Command::Submit(args) if is_sweep_file(&args.spec) => {
+                crate::remote::sweep::submit::run(args)
+            }
             Command::Submit(args) => crate::remote::submit::run(args),
             Command::Watch(args) => crate::remote::watch::run(args),
             Command::Status(args) => crate::remote::status::run(args),
             Command::List(args) => crate::remote::list::run(args),
             Command::Cancel(args) => crate::remote::cancel::run(args),
             Command::Rm(args) => crate::remote::remove::run(args),
+            Command::Fetch(args) if crate::remote::sweep::is_sweep_id(&args.job) => {
+                crate::remote::sweep::fetch::run(args)
+            }
             Command::Fetch(args) => crate::remote::fetch::run(args),
             Command::Up(args) => crate::fleet::up::run(args),
             Command::Down(args) => crate::fleet::down::run(args),
             Command::Workers(args) => crate::fleet::workers::run(args),
         }
     }
+}
+
+/// A spec with a `[sweep]` table: submitted as one sweep of trials. An unreadable file is no
+/// sweep (submit then says what is wrong with it).
+fn is_sweep_file(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| easel_spec::sweep::is_sweep(&text))
 }

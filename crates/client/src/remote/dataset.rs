@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use easel_dataset::ScanReport;
+use easel_dataset::{LocalSource, Manifest, ScanReport};
 use easel_spec::ExperimentSpec;
 
 use super::upload::{ExtraBlob, ExtraBlobs};
@@ -64,6 +64,22 @@ fn scan(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
         bail!("the dataset has no usable images");
     }
     Ok(report)
+}
+
+/// The manifest a submit ships and where its files are read: the scan's, or none for a dataset
+/// the worker reads from object storage.
+pub fn manifest_and_source(report: Option<&ScanReport>) -> (&Manifest, &LocalSource) {
+    static NONE: std::sync::LazyLock<(Manifest, LocalSource)> = std::sync::LazyLock::new(|| {
+        let empty = Manifest {
+            classes: Vec::new(),
+            entries: Vec::new(),
+        };
+        (empty, LocalSource::default())
+    });
+    match report {
+        Some(report) => (&report.manifest, report.source()),
+        None => (&NONE.0, &NONE.1),
+    }
 }
 
 /// The spec as sent to the worker, plus blobs that travel beside the dataset's images.

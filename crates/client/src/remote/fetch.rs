@@ -43,9 +43,6 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async move {
         std::fs::create_dir_all(&out)
             .with_context(|| format!("failed to create {}", out.display()))?;
-        if super::sweep::is_sweep_id(&args.job) {
-            return fetch_sweep(&args, &out).await;
-        }
         if args.best {
             bail!(
                 "--best picks a sweep's best trial; {} is a job id",
@@ -86,64 +83,6 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// A sweep's trials (or, with `--best`, its best trial) from the worker that ran them.
-async fn fetch_sweep(args: &FetchArgs, out: &Path) -> anyhow::Result<ExitCode> {
-    use super::sweep::fetch::{CSV_NAME, PLOT_NAME, fetch_all, fetch_best};
-    if args.store.is_some() {
-        bail!(
-            "a sweep is known to its worker only; fetch its trials by job id with --store \
-             (their ids are in `client status {}`)",
-            args.job
-        );
-    }
-    let mut connection = args.worker.connect().await?;
-    if args.best {
-        let (job, files) = fetch_best(&mut connection, &args.job, out, args.all).await?;
-        if args.json {
-            let names: Vec<&String> = files.iter().map(|(name, _)| name).collect();
-            println!(
-                "{}",
-                serde_json::json!({"sweep": args.job, "best": job, "out": out, "files": names})
-            );
-        } else {
-            println!("best trial of sweep {}: job {job}", args.job);
-            println!("weights: {}", out.join(outputs::BEST_WEIGHTS).display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let fetched = fetch_all(&mut connection, &args.job, out, args.all).await?;
-    if args.json {
-        let trials: Vec<serde_json::Value> = fetched
-            .trials
-            .iter()
-            .map(|t| serde_json::json!({"job": t.job, "dir": t.dir, "files": t.files.len()}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "sweep": args.job,
-                "best": fetched.sweep.best_job,
-                "out": out,
-                "csv": out.join(CSV_NAME),
-                "plot": out.join(PLOT_NAME),
-                "trials": trials,
-            })
-        );
-    } else {
-        for trial in &fetched.trials {
-            println!(
-                "{}: {} file(s) in {}",
-                trial.job,
-                trial.files.len(),
-                trial.dir.display()
-            );
-        }
-        println!("table: {}", out.join(CSV_NAME).display());
-        println!("plot:  {}", out.join(PLOT_NAME).display());
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn wanted(name: &str, all: bool) -> bool {

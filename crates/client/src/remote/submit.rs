@@ -42,21 +42,9 @@ pub struct SubmitArgs {
 }
 
 pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.spec).unwrap_or_default();
-    if easel_spec::sweep::is_sweep(&text) {
-        return super::sweep::submit::run(args);
-    }
     let loaded = dataset::load_spec(&args.spec)?;
     let report = dataset::scan_here(&args.spec, &loaded.spec, !args.no_poc)?;
-    let empty = Manifest {
-        classes: Vec::new(),
-        entries: Vec::new(),
-    };
-    let no_files = LocalSource::default();
-    let (manifest, source) = match &report {
-        Some(report) => (&report.manifest, report.source()),
-        None => (&empty, &no_files),
-    };
+    let (manifest, source) = dataset::manifest_and_source(report.as_ref());
     if args.chunk_bytes == 0 {
         bail!("--chunk-bytes must be > 0");
     }

@@ -2,7 +2,8 @@
 //! (one row per trial, best first) and `sweep.svg` (the metric against each varied value, and
 //! every trial's validation curve). With `--best`, only the best trial's run folder, in `DIR`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use easel_events::EpochMetrics;
@@ -10,7 +11,7 @@ use easel_proto::v1 as pb;
 use easel_spec::outputs;
 
 use crate::remote::connection::Connection;
-use crate::remote::fetch::{Fetched, fetch_from_worker};
+use crate::remote::fetch::{FetchArgs, Fetched, fetch_from_worker};
 
 pub const CSV_NAME: &str = "sweep.csv";
 pub const PLOT_NAME: &str = "sweep.svg";
@@ -25,6 +26,73 @@ pub struct FetchedTrial {
     pub job: String,
     pub dir: std::path::PathBuf,
     pub files: Vec<(String, Fetched)>,
+}
+
+/// `client fetch SWEEP --out DIR [--best]`.
+pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(&args.job));
+    crate::remote::block_on(async move {
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("failed to create {}", out.display()))?;
+        fetch_sweep(&args, &out).await
+    })
+}
+
+/// A sweep's trials (or, with `--best`, its best trial) from the worker that ran them.
+async fn fetch_sweep(args: &FetchArgs, out: &Path) -> anyhow::Result<ExitCode> {
+    if args.store.is_some() {
+        bail!(
+            "a sweep is known to its worker only; fetch its trials by job id with --store \
+             (their ids are in `client status {}`)",
+            args.job
+        );
+    }
+    let mut connection = args.worker.connect().await?;
+    if args.best {
+        let (job, files) = fetch_best(&mut connection, &args.job, out, args.all).await?;
+        if args.json {
+            let names: Vec<&String> = files.iter().map(|(name, _)| name).collect();
+            println!(
+                "{}",
+                serde_json::json!({"sweep": args.job, "best": job, "out": out, "files": names})
+            );
+        } else {
+            println!("best trial of sweep {}: job {job}", args.job);
+            println!("weights: {}", out.join(outputs::BEST_WEIGHTS).display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fetched = fetch_all(&mut connection, &args.job, out, args.all).await?;
+    if args.json {
+        let trials: Vec<serde_json::Value> = fetched
+            .trials
+            .iter()
+            .map(|t| serde_json::json!({"job": t.job, "dir": t.dir, "files": t.files.len()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "sweep": args.job,
+                "best": fetched.sweep.best_job,
+                "out": out,
+                "csv": out.join(CSV_NAME),
+                "plot": out.join(PLOT_NAME),
+                "trials": trials,
+            })
+        );
+    } else {
+        for trial in &fetched.trials {
+            println!(
+                "{}: {} file(s) in {}",
+                trial.job,
+                trial.files.len(),
+                trial.dir.display()
+            );
+        }
+        println!("table: {}", out.join(CSV_NAME).display());
+        println!("plot:  {}", out.join(PLOT_NAME).display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The best trial's run folder into `out`.

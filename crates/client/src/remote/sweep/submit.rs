@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use easel_dataset::{LocalSource, Manifest};
 use easel_proto::v1 as pb;
 use easel_spec::ExperimentSpec;
 use easel_spec::sweep::Sweep;
@@ -37,15 +36,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         text,
         spec: first.clone(),
     };
-    let empty = Manifest {
-        classes: Vec::new(),
-        entries: Vec::new(),
-    };
-    let no_files = LocalSource::default();
-    let (manifest, source) = match &report {
-        Some(report) => (&report.manifest, report.source()),
-        None => (&empty, &no_files),
-    };
+    let (manifest, source) = dataset::manifest_and_source(report.as_ref());
     let payload = Payload {
         manifest,
         source,

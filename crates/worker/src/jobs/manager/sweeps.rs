@@ -308,15 +308,18 @@ impl JobManager {
         sweeps
     }
 
+    /// The sweep's trials still on the worker (one removed on its own is not).
+    fn trial_jobs(&self, sweep: &SweepRecord) -> Vec<Arc<Job>> {
+        let inner = self.lock();
+        sweep
+            .job_ids()
+            .filter_map(|id| inner.jobs.get(id).cloned())
+            .collect()
+    }
+
     /// The sweep's trials as they stand now, best first.
     pub fn standings(&self, sweep: &SweepRecord) -> Standings {
-        let jobs: Vec<Arc<Job>> = {
-            let inner = self.lock();
-            sweep
-                .job_ids()
-                .filter_map(|id| inner.jobs.get(id).cloned())
-                .collect()
-        };
+        let jobs = self.trial_jobs(sweep);
         Standings::rank(sweep, |id| {
             jobs.iter()
                 .find(|job| job.id == id)
@@ -340,13 +343,7 @@ impl JobManager {
     /// Takes a finished sweep off the worker: every trial as `remove` takes a job, then its
     /// record. A trial still queued or running refuses it, naming the trial.
     pub fn remove_sweep(&self, sweep: &SweepRecord) -> Result<SweepRemoved> {
-        let jobs: Vec<Arc<Job>> = {
-            let inner = self.lock();
-            sweep
-                .job_ids()
-                .filter_map(|id| inner.jobs.get(id).cloned())
-                .collect()
-        };
+        let jobs = self.trial_jobs(sweep);
         if let Some(job) = jobs.iter().find(|job| !job.snapshot().state.is_terminal()) {
             return Err(Error::FailedPrecondition(format!(
                 "trial job {} of sweep {} is {}; cancel the sweep first (client cancel {})",

@@ -107,27 +107,45 @@ impl SweepRecord {
 }
 
 #[cfg(test)]
+impl SweepRecord {
+    /// A grid sweep `sweep-x` by `metric` over `jobs` (trials 1, 2, … in that order), without
+    /// early stopping, for tests.
+    pub(crate) fn for_tests(metric: SweepMetric, jobs: &[&str]) -> SweepRecord {
+        SweepRecord {
+            id: "sweep-x".into(),
+            name: "x".into(),
+            owner: "admin".into(),
+            idempotency_key: String::new(),
+            created_at: "2026-12-06T00:00:00Z".into(),
+            metric,
+            method: SweepMethod::Grid,
+            early_stop: None,
+            grace_epochs: 0,
+            max_concurrent: 0,
+            trials: jobs
+                .iter()
+                .enumerate()
+                .map(|(index, job)| TrialRecord {
+                    number: index + 1,
+                    job: (*job).to_owned(),
+                    params: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn record(id: &str) -> SweepRecord {
-        SweepRecord {
-            id: id.to_owned(),
-            name: "search".into(),
-            owner: "admin".into(),
-            idempotency_key: String::new(),
-            created_at: "2026-12-06T00:00:00Z".into(),
-            metric: SweepMetric::ValLoss,
-            method: SweepMethod::Grid,
-            early_stop: Some(EarlyStopRule::Median),
-            grace_epochs: 2,
-            max_concurrent: 0,
-            trials: vec![TrialRecord {
-                number: 1,
-                job: "20261206-000000-0001".into(),
-                params: vec![("train.batch_size".into(), "16".into())],
-            }],
-        }
+        let mut record = SweepRecord::for_tests(SweepMetric::ValLoss, &["20261206-000000-0001"]);
+        record.id = id.to_owned();
+        record.early_stop = Some(EarlyStopRule::Median);
+        record.grace_epochs = 2;
+        record.trials[0].params = vec![("train.batch_size".into(), "16".into())];
+        record
     }
 
     #[test]

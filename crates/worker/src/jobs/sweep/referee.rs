@@ -143,22 +143,12 @@ impl Contest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use easel_spec::sweep::SweepMethod;
 
     fn sweep(grace_epochs: u32) -> SweepRecord {
-        SweepRecord {
-            id: "sweep-x".into(),
-            name: "x".into(),
-            owner: "admin".into(),
-            idempotency_key: String::new(),
-            created_at: String::new(),
-            metric: SweepMetric::ValAccuracy,
-            method: SweepMethod::Grid,
-            early_stop: Some(EarlyStopRule::Median),
-            grace_epochs,
-            max_concurrent: 0,
-            trials: Vec::new(),
-        }
+        let mut sweep = SweepRecord::for_tests(SweepMetric::ValAccuracy, &[]);
+        sweep.early_stop = Some(EarlyStopRule::Median);
+        sweep.grace_epochs = grace_epochs;
+        sweep
     }
 
     fn epoch(epoch: u32, accuracy: f64) -> EpochMetrics {

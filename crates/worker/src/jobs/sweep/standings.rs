@@ -73,7 +73,6 @@ fn order(metric: SweepMetric, a: &Standing, b: &Standing) -> std::cmp::Ordering 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use easel_spec::sweep::SweepMethod;
 
     fn job(id: &str, state: JobState, accuracy: Option<f64>, loss: Option<f64>) -> JobRecord {
         let mut record: JobRecord = serde_json::from_value(serde_json::json!({
@@ -88,27 +87,7 @@ mod tests {
     }
 
     fn sweep(metric: SweepMetric, jobs: &[&str]) -> SweepRecord {
-        SweepRecord {
-            id: "sweep-x".into(),
-            name: "x".into(),
-            owner: "admin".into(),
-            idempotency_key: String::new(),
-            created_at: String::new(),
-            metric,
-            method: SweepMethod::Grid,
-            early_stop: None,
-            grace_epochs: 0,
-            max_concurrent: 0,
-            trials: jobs
-                .iter()
-                .enumerate()
-                .map(|(index, id)| TrialRecord {
-                    number: index + 1,
-                    job: (*id).to_owned(),
-                    params: Vec::new(),
-                })
-                .collect(),
-        }
+        SweepRecord::for_tests(metric, jobs)
     }
 
     #[test]
