@@ -9,11 +9,13 @@ bash deploy/setup-libtorch.sh
 bash deploy/sample-data.sh >/dev/null
 bash deploy/torch-fixtures.sh >/dev/null
 # The worker-bundle test strips the build machine's library path from the binary with patchelf;
-# the `client up` tests reach a real OpenSSH server on loopback.
+# the `client up` tests reach a real OpenSSH server on loopback; the Slurm executor's tests a
+# one-node Slurm cluster (deploy/slurm.sh).
 missing=()
 command -v patchelf >/dev/null || missing+=(patchelf)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null || missing+=(openssh-client)
+command -v slurmctld >/dev/null || missing+=(slurmctld slurmd slurm-client munge)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
@@ -23,11 +25,19 @@ fi
 bash deploy/check-recipes.sh
 
 s3_dir=$(mktemp -d "${TMPDIR:-/tmp}/easel-s3.XXXXXX")
-cleanup() { bash deploy/seaweedfs.sh stop "$s3_dir" >/dev/null 2>&1 || true; rm -rf "$s3_dir"; }
+slurm_dir=$(mktemp -d "${TMPDIR:-/tmp}/easel-slurm.XXXXXX")
+cleanup() {
+  bash deploy/seaweedfs.sh stop "$s3_dir" >/dev/null 2>&1 || true
+  bash deploy/slurm.sh stop "$slurm_dir" >/dev/null 2>&1 || true
+  rm -rf "$s3_dir" "$slurm_dir"
+}
 trap cleanup EXIT
 # Prints `export NAME=value` lines naming the endpoint, bucket and keys the S3 tests use.
 s3_env=$(bash deploy/seaweedfs.sh start "$s3_dir")
 eval "$s3_env"
+# Prints `export SLURM_CONF=…` and `export EASEL_SLURM_DIR=…` for the Slurm executor's tests.
+slurm_env=$(bash deploy/slurm.sh start "$slurm_dir")
+eval "$slurm_env"
 
 # The worker and client binaries the end-to-end tests start are built once, by this build of
 # every test target (the same features, so nothing is compiled twice), not again by each test.

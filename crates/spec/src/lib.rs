@@ -7,6 +7,7 @@
 
 mod document;
 pub mod error;
+pub mod executor;
 pub mod experiment;
 pub mod load;
 mod messages;

@@ -40,6 +40,9 @@ pub struct WorkerConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Where jobs train: on this machine, or on a Slurm cluster (`executor.rs`).
+    #[serde(default)]
+    pub executor: crate::executor::ExecutorConfig,
 }
 
 /// Caps on what a submitted spec may ask of the worker, whatever the spec says.
@@ -255,6 +258,7 @@ impl Default for WorkerConfig {
             access: AccessConfig::default(),
             limits: LimitsConfig::default(),
             tls: TlsConfig::default(),
+            executor: crate::executor::ExecutorConfig::default(),
         }
     }
 }
@@ -511,6 +515,19 @@ impl WorkerConfig {
         if let Some(devices) = env("EASEL_DEVICES") {
             self.devices = devices.split(',').map(|d| d.trim().to_owned()).collect();
         }
+        if let Some(kind) = env("EASEL_EXECUTOR") {
+            match kind.trim() {
+                "local" => self.executor.kind = crate::executor::ExecutorKind::Local,
+                "slurm" => self.executor.kind = crate::executor::ExecutorKind::Slurm,
+                other => problems.push(Problem::new(
+                    "EASEL_EXECUTOR",
+                    format!("`{other}` is neither local nor slurm"),
+                )),
+            }
+        }
+        if let Some(partition) = env("EASEL_SLURM_PARTITION") {
+            self.executor.slurm.partition = partition.trim().to_owned();
+        }
         if let Some(tls) = env("EASEL_TLS") {
             match tls.trim() {
                 "on" | "true" | "1" => self.tls.enabled = true,
@@ -657,6 +674,9 @@ impl Validate for WorkerConfig {
         }
         if self.queue.max_queued_jobs == 0 {
             problem("queue.max_queued_jobs", "must be > 0".into());
+        }
+        for found in self.executor.problems() {
+            problem(&found.path, found.message);
         }
         if self.limits.max_trials_per_sweep == 0 {
             problem("limits.max_trials_per_sweep", "must be > 0".into());

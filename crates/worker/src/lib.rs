@@ -82,7 +82,7 @@ pub async fn run_with_training(
     // `client up` waits for this line in the log before it reads the token and fingerprint.
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("worker: ready: serving {scheme}://{address}");
-    tracing::info!(%address, store = %store_url, slots = ?slots, "worker listening");
+    tracing::info!(%address, store = %store_url, devices = ?hello_devices(&slots), slots = slots.len(), "worker listening");
 
     tokio::select! {
         () = shutdown => {}
@@ -137,12 +137,7 @@ fn credentials(
 /// What `Hello` answers: versions, devices and limits.
 fn hello(config: &WorkerConfig, store_url: &str, slots: &[DeviceName]) -> pb::HelloResponse {
     let runtime = easel_engine::runtime_info();
-    let mut devices: Vec<String> = Vec::new();
-    for slot in slots.iter().map(ToString::to_string) {
-        if !devices.contains(&slot) {
-            devices.push(slot);
-        }
-    }
+    let devices = hello_devices(slots);
     pb::HelloResponse {
         protocol_version: easel_proto::PROTOCOL_VERSION,
         worker_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -194,12 +189,35 @@ fn open_store(config: &WorkerConfig) -> anyhow::Result<(ArtifactStore, StoreOpti
 /// One device per training slot: the config's devices (`all`, and `auto` on a machine with
 /// several GPUs, are each GPU), taken in turn for `max_concurrent_jobs` slots.
 fn training_slots(config: &WorkerConfig) -> anyhow::Result<Vec<DeviceName>> {
+    if config.executor.kind == easel_spec::executor::ExecutorKind::Slurm {
+        // Slurm places and queues: the worker hands it this many jobs at once.
+        let jobs = match config.max_concurrent_jobs {
+            0 => SLURM_JOBS_AT_ONCE,
+            n => n as usize,
+        };
+        return Ok(vec![DeviceName::Auto; jobs]);
+    }
     let gpus = easel_engine::runtime_info().cuda_device_count;
     let devices = config
         .training_devices(gpus)
         .map_err(|why| anyhow::anyhow!("worker config: {why}"))?;
     Ok(config.training_slots(&devices))
 }
+
+/// Each slot's device, once.
+fn hello_devices(slots: &[DeviceName]) -> Vec<String> {
+    let mut devices: Vec<String> = Vec::new();
+    for slot in slots.iter().map(ToString::to_string) {
+        if !devices.contains(&slot) {
+            devices.push(slot);
+        }
+    }
+    devices
+}
+
+/// Jobs a worker with the Slurm executor has submitted at once unless `max_concurrent_jobs`
+/// says otherwise: Slurm's own limits decide what runs.
+const SLURM_JOBS_AT_ONCE: usize = 64;
 
 /// The job manager's settings from the worker's config.
 fn manager_settings(

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use easel_spec::executor::ExecutorKind;
 use easel_spec::worker::{WorkerConfig, WorkerOverrides};
+use easel_worker::training::slurm::{SlurmCommands, SlurmExecutor};
 
 /// Easel worker: receives datasets and specs over gRPC, trains on this machine's devices, and
 /// writes the artifacts to object storage.
@@ -32,9 +34,12 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Trains one job for the serving worker, which starts it (request on stdin, events on
-    /// stdout).
+    /// stdout; or, in a Slurm job, both in the job's folder named by --files).
     #[command(name = easel_worker::training::CHILD_COMMAND, hide = true)]
-    TrainJob,
+    TrainJob {
+        #[arg(long)]
+        files: Option<std::path::PathBuf>,
+    },
     /// Named access tokens for the people and machines sharing this worker (in the data dir's
     /// tokens.json, hashed; a running worker follows changes within a second).
     Token {
@@ -80,7 +85,14 @@ fn main() -> ExitCode {
         .init();
     let outcome = match args.command {
         Some(Command::Token { ref action }) => manage_tokens(&args, action),
-        Some(Command::TrainJob) => return easel_worker::training::serve_as_child(),
+        Some(Command::TrainJob { files: None }) => {
+            return easel_worker::training::serve_as_child();
+        }
+        Some(Command::TrainJob {
+            files: Some(ref dir),
+        }) => {
+            return easel_worker::training::slurm::serve_from_files(dir);
+        }
         None => serve(args),
     };
     match outcome {
@@ -166,7 +178,18 @@ fn serve(args: Args) -> anyhow::Result<()> {
             std::env::current_exe().context("failed to find the worker's own executable")?;
         // What the worker keeps from its training processes (a process parsing uploaded bytes).
         let hidden = easel_worker::training::sandbox::hidden_paths(&config, args.config.as_deref());
-        let training = easel_worker::Training::ChildProcess { executable, hidden };
+        let training = match config.executor.kind {
+            ExecutorKind::Local => easel_worker::Training::ChildProcess { executable, hidden },
+            ExecutorKind::Slurm => {
+                let commands = SlurmCommands::new(config.executor.slurm.clone());
+                let executor = SlurmExecutor {
+                    executable,
+                    commands,
+                    hidden,
+                };
+                easel_worker::Training::Slurm(std::sync::Arc::new(executor))
+            }
+        };
         easel_worker::run_with_training(listener, config, training, async move {
             let _ = first_rx.await;
         })

@@ -25,5 +25,6 @@ pub fn job(job: &pb::Job) -> Value {
         "owner": job.owner,
         "sweep_id": (!job.sweep_id.is_empty()).then_some(&job.sweep_id),
         "best_validation_loss": job.best_validation_loss,
+        "slurm_job_id": (!job.slurm_job_id.is_empty()).then_some(&job.slurm_job_id),
     })
 }

@@ -57,6 +57,9 @@ fn print_job(job: &pb::Job) {
     if !job.sweep_id.is_empty() {
         println!("sweep     {}", job.sweep_id);
     }
+    if !job.slurm_job_id.is_empty() {
+        println!("slurm     job {}", job.slurm_job_id);
+    }
     if !job.device.is_empty() {
         println!("device    {}", job.device);
     }

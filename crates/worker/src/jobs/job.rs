@@ -24,7 +24,7 @@ pub struct Job {
     /// Checked by the engine every step.
     pub cancel: Arc<AtomicBool>,
     /// Set with `cancel` when the worker stops: the job is re-queued, not cancelled.
-    pub interrupted: AtomicBool,
+    pub interrupted: Arc<AtomicBool>,
     /// Set with `cancel` when its sweep's early-stop rule stops it: why, for its record.
     pub stopped_early: OnceLock<String>,
     /// Parsed once: at submit, or for a job a restart found, the first time it is needed.
@@ -48,7 +48,7 @@ impl Job {
             dir,
             record: Mutex::new(record),
             cancel: Arc::default(),
-            interrupted: AtomicBool::new(false),
+            interrupted: Arc::default(),
             stopped_early: OnceLock::new(),
             spec: OnceLock::new(),
         };

@@ -57,6 +57,9 @@ pub struct JobRecord {
     pub sweep_id: String,
     #[serde(default)]
     pub best_validation_loss: Option<f64>,
+    /// The Slurm job it last ran as (Slurm executor only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub slurm_job_id: String,
 }
 
 fn admin_owner() -> String {

@@ -60,7 +60,19 @@ pub(crate) fn load_jobs(jobs_dir: &Path, max_restarts: u32) -> Result<Recovered>
         fail_if_damaged(&job, &log_contents);
         drop(log_contents);
         let record = job.snapshot();
-        if record.state == JobState::Running {
+        let slurm_job = crate::training::slurm::submitted_as(&job.dir);
+        if record.state == JobState::Running
+            && let Some(slurm_job) = slurm_job
+        {
+            // It runs on the cluster, not in the worker that stopped: follow it again.
+            job.emit(EventKind::Note {
+                message: format!("worker restarted; following Slurm job {slurm_job} again"),
+            });
+            job.update_or_log(|r| {
+                r.state = JobState::Queued;
+                r.reason = format!("worker restarted; following Slurm job {slurm_job} again");
+            });
+        } else if record.state == JobState::Running {
             if record.crash_restarts >= max_restarts {
                 let reason = format!(
                     "the worker stopped {} times while this job ran (queue.max_restarts = \

@@ -126,11 +126,22 @@ async fn train_on(
     device: DeviceName,
 ) -> Result<Ending, String> {
     let staged = super::staging::stage(context, job, device).await?;
+    let hooks = training::RunHooks {
+        interrupted: job.interrupted.clone(),
+        on_submitted: Box::new({
+            let job = job.clone();
+            move |slurm_job: &str| {
+                let id = slurm_job.to_owned();
+                job.update_or_log(|r| r.slurm_job_id = id);
+            }
+        }),
+    };
     let Launched { events, ended } = training::launch(
         &context.training,
         &job.id,
         staged.request,
         job.cancel.clone(),
+        hooks,
     )?;
     let publisher = ArtifactPublisher::start(context, job);
     let report_written = bridge_events(context, job, events, &publisher).await;

@@ -67,6 +67,7 @@ async fn blocking<T: Send + 'static>(
 fn confinement(context: &JobContext, job: &Job, images: &ImagesAt) -> Confinement {
     let hidden = match &context.training {
         Training::ChildProcess { hidden, .. } => hidden.as_slice(),
+        Training::Slurm(executor) => executor.hidden.as_slice(),
         Training::Thread => &[],
     };
     let dataset = match images {

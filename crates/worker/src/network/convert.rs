@@ -27,6 +27,7 @@ pub fn job(record: &JobRecord) -> pb::Job {
         owner: record.owner.clone(),
         sweep_id: record.sweep_id.clone(),
         best_validation_loss: record.best_validation_loss,
+        slurm_job_id: record.slurm_job_id.clone(),
     }
 }
 

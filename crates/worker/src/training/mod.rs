@@ -14,6 +14,7 @@
 mod child;
 mod protocol;
 pub mod sandbox;
+pub mod slurm;
 mod supervisor;
 
 use std::path::PathBuf;
@@ -44,6 +45,17 @@ pub enum Training {
         executable: PathBuf,
         hidden: Vec<PathBuf>,
     },
+    /// As one Slurm job per run, on the cluster's compute nodes (see `slurm`).
+    Slurm(Arc<slurm::SlurmExecutor>),
+}
+
+/// What a run is told besides `cancel`, and what it reports besides its events.
+pub struct RunHooks {
+    /// Raised with `cancel` when the worker stops: a Slurm job is then left to go on, and
+    /// followed again at the next start, rather than cancelled.
+    pub interrupted: Arc<AtomicBool>,
+    /// Called with the Slurm job id a run was submitted (or found) as.
+    pub on_submitted: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 /// Everything a run needs, in a form another process can read.
@@ -100,6 +112,7 @@ pub fn launch(
     job_id: &str,
     request: TrainRequest,
     cancel: Arc<AtomicBool>,
+    hooks: RunHooks,
 ) -> Result<Launched, String> {
     let (events_tx, events) = mpsc::unbounded_channel();
     let (ended_tx, ended) = oneshot::channel();
@@ -114,6 +127,17 @@ pub fn launch(
                     let _ = ended_tx.send(ended);
                 })
                 .map_err(|e| format!("could not start the training thread: {e}"))?;
+        }
+        Training::Slurm(executor) => {
+            tokio::spawn(slurm::supervise(
+                executor.clone(),
+                request,
+                cancel,
+                hooks,
+                job_id.to_owned(),
+                events_tx,
+                ended_tx,
+            ));
         }
         Training::ChildProcess { executable, .. } => {
             let mut request = request;

@@ -380,7 +380,12 @@ mod tests {
     /// Runs `training` to its end: the events it passed on, and how it ended.
     async fn run_child(training: &Training, dir: &Path, cancel: bool) -> (Vec<EventKind>, Ended) {
         let cancel = Arc::new(AtomicBool::new(cancel));
-        let Launched { mut events, ended } = launch(training, "job", request(dir), cancel).unwrap();
+        let hooks = super::super::RunHooks {
+            interrupted: Arc::default(),
+            on_submitted: Box::new(|_| {}),
+        };
+        let Launched { mut events, ended } =
+            launch(training, "job", request(dir), cancel, hooks).unwrap();
         let ended = ended.await.unwrap();
         let mut passed = Vec::new();
         while let Ok(event) = events.try_recv() {

@@ -36,6 +36,7 @@ fn trial(trial: &pb::Trial) -> Value {
         "epochs": job.epochs_total,
         "seconds": super::trial_seconds(&job),
         "device": job.device,
+        "slurm_job_id": (!job.slurm_job_id.is_empty()).then_some(&job.slurm_job_id),
         "error": (!job.reason.is_empty()).then_some(&job.reason),
     })
 }

@@ -237,6 +237,7 @@ fn new_record(
         owner: submitter.owner.clone(),
         sweep_id: String::new(),
         best_validation_loss: None,
+        slurm_job_id: String::new(),
     }
 }
 

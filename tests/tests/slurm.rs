@@ -1,0 +1,263 @@
+//! The Slurm executor against a real one-node Slurm cluster (deploy/slurm.sh, started by
+//! deploy/test.sh: slurmctld, slurmd and munge from Debian, two fake GPUs): each job and trial
+//! is one Slurm job; a requeued job resumes from its checkpoint; a restarted worker follows its
+//! Slurm jobs again instead of submitting them twice; cancel is scancel; a refused submit fails
+//! its job with the cause while the worker serves on.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use easel_e2e::{HANG_GUARD, Worker, json_lines, sample_subset, state, write_spec};
+
+/// Only ends a test that would otherwise wait for ever.
+const SLURM_GUARD: Duration = Duration::from_secs(900);
+
+/// The cluster's folder (its job completion log is there).
+fn cluster_dir() -> PathBuf {
+    let dir = std::env::var_os("EASEL_SLURM_DIR").expect(
+        "EASEL_SLURM_DIR is not set: run the tests with deploy/test.sh, which starts a one-node \
+         Slurm cluster (deploy/slurm.sh)",
+    );
+    PathBuf::from(dir)
+}
+
+/// A worker whose jobs run as Slurm jobs on partition `gpu`, one fake GPU each, with `slurm`
+/// added to its `[executor.slurm]` table.
+fn slurm_worker(dir: &Path, slurm: &str) -> Worker {
+    cluster_dir();
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[executor]\nkind = \"slurm\"\n\n[executor.slurm]\npoll_seconds = 1\n\
+             gpus_per_job = 1\n{slurm}\n"
+        ),
+    )
+    .unwrap();
+    Worker::start_with(&dir.join("worker"), &["--config", config.to_str().unwrap()])
+}
+
+fn slurm(args: &[&str]) -> String {
+    let output = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The job completion log's lines for Slurm jobs named `easel-<job>`.
+fn completed_runs(job: &str) -> Vec<String> {
+    std::fs::read_to_string(cluster_dir().join("jobcomp.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(&format!("Name=easel-{job} ")))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn events(worker: &Worker, home: &Path, job: &str) -> Vec<serde_json::Value> {
+    json_lines(&worker.client_ok(home, &["watch", job, "--from", "0", "--json"]))
+}
+
+fn start_epochs(events: &[serde_json::Value]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "started")
+        .map(|e| e["start_epoch"].as_u64().unwrap())
+        .collect()
+}
+
+fn with_sweep(spec: PathBuf, grid: &str) -> PathBuf {
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{text}\n[sweep]\n[sweep.grid]\n{grid}\n")).unwrap();
+    spec
+}
+
+#[test]
+fn a_sweep_runs_each_trial_as_a_slurm_job_and_status_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let worker = slurm_worker(tmp.path(), "partition = \"gpu\"");
+    let data = sample_subset(tmp.path(), 8);
+    let spec = with_sweep(
+        write_spec(tmp.path(), "slurm-sweep", &data, 2),
+        "\"train.learning_rate\" = [0.001, 0.003]\n\"train.batch_size\" = [16, 32]",
+    );
+    let sweep = worker.submit_detached(&home, &spec, &[])["sweep"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = worker.wait_for(&home, &sweep, SLURM_GUARD, |s| s["finished"] == true);
+    let trials = done["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4, "{done}");
+    let mut slurm_jobs = Vec::new();
+    for trial in trials {
+        assert_eq!(trial["state"], "succeeded", "{done}\n{}", worker.log_text());
+        let slurm_job = trial["slurm_job_id"].as_str().unwrap().to_owned();
+        let job = trial["job"].as_str().unwrap();
+        let runs = completed_runs(job);
+        assert_eq!(runs.len(), 1, "{job}: {runs:?}");
+        assert!(
+            runs[0].contains(&format!("JobId={slurm_job} "))
+                && runs[0].contains("JobState=COMPLETED"),
+            "{runs:?}"
+        );
+        let status = worker.client_ok(&home, &["status", job]);
+        assert!(
+            status.contains(&format!("slurm     job {slurm_job}")),
+            "{status}"
+        );
+        slurm_jobs.push(slurm_job);
+    }
+    slurm_jobs.sort();
+    slurm_jobs.dedup();
+    assert_eq!(slurm_jobs.len(), 4, "one Slurm job per trial");
+}
+
+#[test]
+fn a_requeued_job_resumes_from_its_checkpoint_and_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let worker = slurm_worker(tmp.path(), "");
+    let data = sample_subset(tmp.path(), 8);
+    let spec = write_spec(tmp.path(), "requeued", &data, 30);
+    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let running = worker.wait_for(&home, &job, HANG_GUARD, |s| {
+        s["epochs_done"].as_u64() >= Some(3)
+    });
+    let slurm_job = running["slurm_job_id"].as_str().unwrap().to_owned();
+    slurm(&["scontrol", "requeue", &slurm_job]);
+
+    let done = worker.wait_for(&home, &job, SLURM_GUARD, |s| {
+        !matches!(state(s), "queued" | "running")
+    });
+    assert_eq!(state(&done), "succeeded", "{done}\n{}", worker.log_text());
+    let events = events(&worker, &home, &job);
+    let starts = start_epochs(&events);
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    // The epochs trained before the requeue, each checkpointed, were kept: at most the epoch
+    // under way was lost.
+    let requeued_at = events
+        .iter()
+        .position(|e| e["kind"] == "started" && e["start_epoch"] == starts[1])
+        .unwrap();
+    let trained_before = events[..requeued_at]
+        .iter()
+        .filter(|e| e["kind"] == "epoch")
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(starts[1], trained_before + 1, "{events:?}");
+    assert!(
+        events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("preempted, requeued"))),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_restarted_worker_follows_its_slurm_jobs_again_without_submitting_them_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let mut worker = slurm_worker(tmp.path(), "");
+    let data = sample_subset(tmp.path(), 8);
+    let spec = with_sweep(
+        write_spec(tmp.path(), "followed", &data, 20),
+        "\"train.learning_rate\" = [0.001, 0.002]",
+    );
+    let sweep = worker.submit_detached(&home, &spec, &[])["sweep"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    worker.wait_for(&home, &sweep, HANG_GUARD, |s| {
+        s["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["epoch"].as_u64() >= Some(2))
+    });
+    // A crash: no chance to say anything to Slurm. The jobs train on.
+    worker.kill();
+    let config = tmp.path().join("worker.toml");
+    let worker = Worker::start_with(
+        &tmp.path().join("worker"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let done = worker.wait_for(&home, &sweep, SLURM_GUARD, |s| s["finished"] == true);
+    for trial in done["trials"].as_array().unwrap() {
+        assert_eq!(trial["state"], "succeeded", "{done}\n{}", worker.log_text());
+        let job = trial["job"].as_str().unwrap();
+        assert_eq!(completed_runs(job).len(), 1, "{job} ran as one Slurm job");
+        assert_eq!(
+            start_epochs(&events(&worker, &home, job)),
+            [1],
+            "{job} trained once"
+        );
+    }
+}
+
+#[test]
+fn cancel_ends_the_slurm_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let worker = slurm_worker(tmp.path(), "");
+    let data = sample_subset(tmp.path(), 8);
+    let spec = write_spec(tmp.path(), "cancelled", &data, 500);
+    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let running = worker.wait_for(&home, &job, HANG_GUARD, |s| {
+        s["epochs_done"].as_u64() >= Some(1)
+    });
+    let slurm_job = running["slurm_job_id"].as_str().unwrap().to_owned();
+    worker.client_ok(&home, &["cancel", &job]);
+    let done = worker.wait_for(&home, &job, HANG_GUARD, |s| state(s) != "running");
+    assert_eq!(state(&done), "cancelled", "{done}");
+    assert_eq!(
+        slurm(&["squeue", "-h", "-j", &slurm_job]).trim(),
+        "",
+        "squeue lists it still"
+    );
+}
+
+#[test]
+fn a_refused_submit_fails_its_job_with_the_cause_and_the_worker_serves_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = sample_subset(tmp.path(), 4);
+    let spec = write_spec(tmp.path(), "refused", &data, 1);
+
+    let no_partition = slurm_worker(&tmp.path().join("a"), "partition = \"no-such-partition\"");
+    let job = no_partition.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = no_partition.wait_until_finished(&home, &job, HANG_GUARD);
+    assert_eq!(state(&failed), "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("sbatch failed") && reason.contains("partition"),
+        "{reason}"
+    );
+    no_partition.client_ok(&home, &["list"]);
+
+    let empty = tmp.path().join("no-slurm-here");
+    std::fs::create_dir_all(&empty).unwrap();
+    let no_sbatch = slurm_worker(
+        &tmp.path().join("b"),
+        &format!("bin_dir = \"{}\"", empty.display()),
+    );
+    let job = no_sbatch.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = no_sbatch.wait_until_finished(&home, &job, HANG_GUARD);
+    assert_eq!(state(&failed), "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("sbatch` was not found"), "{reason}");
+    no_sbatch.client_ok(&home, &["list"]);
+}
