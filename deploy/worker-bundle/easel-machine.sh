@@ -4,7 +4,10 @@
 #
 #   probe   DIR VERSION            what the machine is and what it already has
 #   install DIR VERSION SHA256     unpack DIR/.incoming/<bundle>, run its install.sh
-#   start   DIR VERSION PORT MODE  start (or keep) the worker; MODE: auto | background
+#   start   DIR VERSION PORT MODE [HOST [slurm PARTITION ACCOUNT]]
+#                                  start (or keep) the worker, listening on HOST (0.0.0.0, or
+#                                  127.0.0.1 behind an SSH tunnel); MODE: auto | background;
+#                                  `slurm` sets the Slurm executor in a new worker.toml
 #   stop    DIR                    stop it, whichever way it was started
 #   status  DIR                    is it running; the end of its log
 #   trust   DIR                    the token and the TLS fingerprint, for the client to pin
@@ -73,6 +76,9 @@ probe() {
   for tool in bash tar gzip sha256sum setsid; do
     command -v $tool >/dev/null 2>&1 || echo "missing=$tool"
   done
+  if command -v sbatch >/dev/null 2>&1; then
+    echo "slurm=$(sbatch --version 2>/dev/null | head -n 1)"
+  fi
   running_line
 }
 
@@ -140,10 +146,17 @@ lingering() {
 write_config() {
   install=$1
   listen=$2
+  executor=${3:-}
+  partition=${4:-}
+  account=${5:-}
   config=$dir/worker.toml
   if [ ! -f "$config" ]; then
     sed -e "s|^listen = .*|listen = \"$listen\"|" -e "s|^data_dir = .*|data_dir = \"$data\"|" \
       "$install/worker.toml" >"$config.partial"
+    if [ "$executor" = slurm ]; then
+      sed -i -e 's|^kind = "local"|kind = "slurm"|' -e "s|^partition = \"\"|partition = \"$partition\"|" \
+        -e "s|^account = \"\"|account = \"$account\"|" "$config.partial"
+    fi
     mv "$config.partial" "$config"
   elif ! grep -q "^listen = \"$listen\"\$" "$config"; then
     sed "s|^listen = .*|listen = \"$listen\"|" "$config" >"$config.partial"
@@ -155,10 +168,11 @@ start() {
   version=$1
   port=$2
   mode=$3
+  host=${4:-0.0.0.0}
   install=$dir/easel-worker-$version
   [ -x "$install/easel-worker" ] || fail "easel-worker $version is not installed in $dir"
   mkdir -p "$data"
-  write_config "$install" "0.0.0.0:$port"
+  write_config "$install" "$host:$port" "${5:-}" "${6:-}" "${7:-}"
   if [ -f "$state" ] && read -r service running_install running_port <"$state" && alive "$service"; then
     if [ "$running_install" = "$install" ] && [ "$running_port" = "$port" ]; then
       echo "service=$service"

@@ -261,3 +261,124 @@ fn a_refused_submit_fails_its_job_with_the_cause_and_the_worker_serves_on() {
     assert!(reason.contains("sbatch` was not found"), "{reason}");
     no_sbatch.client_ok(&home, &["list"]);
 }
+
+/// A compute node that cannot see the worker's data dir, simulated: the job waits a few seconds
+/// before it may start (`--begin`), and meanwhile its request disappears from the shared folder.
+#[test]
+fn a_node_that_cannot_read_the_data_dir_fails_the_job_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let worker = slurm_worker(tmp.path(), "extra_args = [\"--begin=now+5\"]");
+    let data = sample_subset(tmp.path(), 4);
+    let spec = write_spec(tmp.path(), "unseen", &data, 1);
+    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let slurm_dir = worker.data_dir.join("jobs").join(&job).join("slurm");
+    easel_e2e::eventually(
+        || slurm_dir.join("slurm-job-id").is_file().then_some(()),
+        || format!("the job was never submitted: {}", worker.log_text()),
+    );
+    std::fs::rename(
+        slurm_dir.join("request.json"),
+        slurm_dir.join("elsewhere.json"),
+    )
+    .unwrap();
+    let failed = worker.wait_until_finished(&home, &job, HANG_GUARD);
+    assert_eq!(state(&failed), "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("its compute node could not read the job's files")
+            && reason.contains("Slurm job "),
+        "{reason}"
+    );
+    worker.client_ok(&home, &["list"]);
+}
+
+/// Stops a worker the test started through SSH, even when an assertion failed first.
+struct Supervised(PathBuf);
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.trim()).status();
+        }
+    }
+}
+
+#[test]
+fn up_with_slurm_starts_a_loopback_worker_that_a_submit_reaches_through_the_clients_own_tunnel() {
+    use easel_e2e::sshd::{Sshd, free_port};
+    use easel_e2e::{client_with, machine_pytorch, pack_bundle, submit_detached_with};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let slurm_conf = std::env::var("SLURM_CONF").expect("SLURM_CONF (deploy/test.sh sets it)");
+    let sshd = Sshd::start(
+        &tmp.path().join("sshd"),
+        &[
+            ("PYTHONPATH", machine_pytorch().to_str().unwrap()),
+            ("SLURM_CONF", slurm_conf.as_str()),
+        ],
+    );
+    let archive = pack_bundle(tmp.path());
+    let home = tmp.path().join("laptop");
+    let easel_dir = tmp.path().join("login/.easel");
+    let _cleanup = Supervised(easel_dir.join("data/worker.pid"));
+    let port = free_port().to_string();
+    let env = [("EASEL_SSH", sshd.ssh_command.as_str())];
+    let up = client_with(
+        &home,
+        &[
+            "up",
+            "box",
+            "--slurm",
+            "--partition",
+            "gpu",
+            "--bundle",
+            archive.to_str().unwrap(),
+            "--remote-dir",
+            easel_dir.to_str().unwrap(),
+            "--port",
+            &port,
+        ],
+        &env,
+    );
+    let said = String::from_utf8_lossy(&up.stdout).into_owned();
+    assert!(
+        up.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    for line in [
+        "slurm-wlm",
+        "listening on the machine's loopback port",
+        "submitting jobs to Slurm",
+        "through an SSH tunnel to 127.0.0.1:",
+        "[6/6] profile saved as worker `box`",
+    ] {
+        assert!(said.contains(line), "missing {line:?} in:\n{said}");
+    }
+    let worker_config = std::fs::read_to_string(easel_dir.join("worker.toml")).unwrap();
+    for line in [
+        format!("listen = \"127.0.0.1:{port}\""),
+        "kind = \"slurm\"".to_owned(),
+        "partition = \"gpu\"".to_owned(),
+    ] {
+        assert!(worker_config.contains(&line), "{line} in {worker_config}");
+    }
+    let config = std::fs::read_to_string(home.join(".config/easel/client.toml")).unwrap();
+    assert!(config.contains("tunnel = true"), "{config}");
+
+    // Nothing but the profile: the client opens its own SSH forward to the loopback worker.
+    let data = sample_subset(tmp.path(), 4);
+    let spec = write_spec(tmp.path(), "tunnelled", &data, 1);
+    let job = submit_detached_with(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let watched = client_with(&home, &["watch", &job], &[]);
+    let watched = String::from_utf8_lossy(&watched.stdout).into_owned();
+    assert!(watched.contains("submitted to Slurm as job"), "{watched}");
+    assert!(watched.contains("succeeded"), "{watched}");
+}

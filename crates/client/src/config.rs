@@ -38,6 +38,10 @@ pub struct Profile {
     pub ssh_command: Option<String>,
     /// The Easel folder on the machine: the install, worker.toml and the data dir.
     pub remote_dir: Option<String>,
+    /// Reach the worker through an SSH port forward to `address` as the machine sees it (a
+    /// worker listening on loopback), opened by the client for each connection.
+    #[serde(default)]
+    pub tunnel: bool,
 }
 
 /// Where a verb should connect, after flags, environment and the config file are weighed.
@@ -48,6 +52,9 @@ pub struct Target {
     pub fingerprint: Option<String>,
     /// The config file's `allow_plaintext`.
     pub allow_plaintext: bool,
+    /// The SSH destination (and ssh command) to reach `address` through, for a profile saved
+    /// with a tunnel.
+    pub tunnel: Option<(String, Option<String>)>,
 }
 
 pub fn config_path() -> Option<PathBuf> {
@@ -101,6 +108,11 @@ impl ClientConfig {
                 token: token.or_else(|| profile.token.clone()),
                 fingerprint: fingerprint.or_else(|| profile.fingerprint.clone()),
                 allow_plaintext: self.allow_plaintext,
+                tunnel: profile
+                    .ssh
+                    .clone()
+                    .filter(|_| profile.tunnel)
+                    .map(|ssh| (ssh, profile.ssh_command.clone())),
             });
         }
         let Some(address) = chosen else {
@@ -129,6 +141,7 @@ impl ClientConfig {
             token: token.or_else(|| self.token.clone()),
             fingerprint: fingerprint.or_else(|| self.fingerprint.clone()),
             allow_plaintext: self.allow_plaintext,
+            tunnel: None,
         })
     }
 }
@@ -222,6 +235,9 @@ fn insert_profile(document: &mut toml_edit::DocumentMut, name: &str, profile: &P
         if let Some(value) = value {
             table[key] = toml_edit::value(value);
         }
+    }
+    if profile.tunnel {
+        table["tunnel"] = toml_edit::value(true);
     }
     document["workers"][name] = toml_edit::Item::Table(table);
 }

@@ -5,5 +5,6 @@
 mod bundle;
 pub mod down;
 mod ssh;
+pub mod tunnel;
 pub mod up;
 pub mod workers;

@@ -186,6 +186,21 @@ impl Ssh {
         command
     }
 
+    /// `ssh [EASEL_SSH options] -N -o ExitOnForwardFailure=yes -L 127.0.0.1:LOCAL:REMOTE [-p
+    /// PORT] -- DESTINATION`: a port forward and nothing else.
+    pub fn forward_command(&self, local_port: u16, remote: &str) -> Command {
+        let mut command = Command::new(&self.program[0]);
+        command
+            .args(&self.program[1..])
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+            .arg(format!("127.0.0.1:{local_port}:{remote}"));
+        if let Some(port) = self.port {
+            command.arg("-p").arg(port.to_string());
+        }
+        command.arg("--").arg(&self.destination);
+        command
+    }
+
     /// `ssh [EASEL_SSH options] -G [-p PORT] -- DESTINATION`: the configuration ssh would use.
     fn config_command(&self) -> Command {
         let mut command = Command::new(&self.program[0]);

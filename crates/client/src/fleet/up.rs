@@ -36,6 +36,57 @@ pub struct UpArgs {
     /// Run the worker as a supervised background process even where systemd runs.
     #[arg(long)]
     pub no_systemd: bool,
+    /// The worker listens on the machine's loopback only; the client reaches it through an SSH
+    /// port forward it opens itself for every connection (for machines whose firewall lets
+    /// only SSH through).
+    #[arg(long)]
+    pub tunnel: bool,
+    /// The machine is a Slurm cluster's login node: the worker submits each job to Slurm
+    /// (`[executor] kind = "slurm"`), runs as your user in the background, and is reached
+    /// through an SSH tunnel (implies --tunnel and --no-systemd).
+    #[arg(long)]
+    pub slurm: bool,
+    /// With --slurm: the partition jobs go to (else the cluster's default).
+    #[arg(long, requires = "slurm", default_value = "")]
+    pub partition: String,
+    /// With --slurm: the account jobs are charged to (else your default).
+    #[arg(long, requires = "slurm", default_value = "")]
+    pub account: String,
+}
+
+impl UpArgs {
+    fn tunnelled(&self) -> bool {
+        self.tunnel || self.slurm
+    }
+
+    /// The `start` verb's arguments after the folder: version, port, how to run it, the
+    /// address it listens on and, on a Slurm login node, the executor.
+    fn start_args(&self, version: &str) -> Vec<String> {
+        let mode = if self.no_systemd || self.slurm {
+            "background"
+        } else {
+            "auto"
+        };
+        let host = if self.tunnelled() {
+            "127.0.0.1"
+        } else {
+            "0.0.0.0"
+        };
+        let mut args = vec![
+            version.to_owned(),
+            self.port.to_string(),
+            mode.to_owned(),
+            host.to_owned(),
+        ];
+        if self.slurm {
+            args.extend([
+                "slurm".to_owned(),
+                self.partition.clone(),
+                self.account.clone(),
+            ]);
+        }
+        args
+    }
 }
 
 const STEPS: usize = 6;
@@ -69,7 +120,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
 
     let probe = step(1, "check", || {
         let probe = ssh.run("probe", &[&args.remote_dir, &bundle.version], false)?;
-        let line = check_machine(&probe, &bundle)?;
+        let mut line = check_machine(&probe, &bundle)?;
+        if args.slurm {
+            let slurm = probe.get("slurm").ok_or_else(|| {
+                anyhow!("`sbatch` is not on the machine's PATH: --slurm needs a Slurm cluster's login node")
+            })?;
+            line.push_str(&format!("; {slurm}"));
+        }
         Ok((probe, line))
     })?;
     let dir = probe
@@ -79,30 +136,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
 
     step(2, "install", || install(&ssh, &probe, &bundle, &dir))?;
 
-    let mode = if args.no_systemd {
-        "background"
-    } else {
-        "auto"
-    };
     let port = args.port.to_string();
-    step(3, "start", || {
-        let started = ssh.run("start", &[&dir, &bundle.version, &port, mode], true)?;
-        let how = match started.get("service") {
-            Some("systemd") => {
-                "as the systemd service easel-worker.service, user easel (starts at boot)"
-            }
-            Some("systemd-user") => {
-                "as the user systemd service easel-worker.service (lingering on)"
-            }
-            _ => "as a background process kept running by easel-worker-supervise (no systemd)",
-        };
-        let line = if started.get("started") == Some("no") {
-            format!("already running {how}: kept it")
-        } else {
-            format!("worker started {how}, listening on port {port}")
-        };
-        Ok(((), line))
-    })?;
+    step(3, "start", || start(&ssh, &args, &dir, &bundle.version))?;
 
     let (token, fingerprint) = step(4, "trust", || {
         let trust = ssh.run("trust", &[&dir], false)?;
@@ -123,18 +158,24 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         Ok(((token, fingerprint), line))
     })?;
 
-    let host = match &args.address {
-        Some(host) => host.clone(),
-        None => ssh.hostname()?,
-    };
     let scheme = if fingerprint.is_some() {
         "https"
     } else {
         "http"
     };
-    let address = format!("{scheme}://{}:{port}", bracketed(&host));
+    let address = if args.tunnelled() {
+        // As the machine sees it: the client's own SSH forward leads there.
+        format!("{scheme}://127.0.0.1:{port}")
+    } else {
+        let host = match &args.address {
+            Some(host) => host.clone(),
+            None => ssh.hostname()?,
+        };
+        format!("{scheme}://{}:{port}", bracketed(&host))
+    };
     step(5, "health", || {
-        let line = wait_for_health(&ssh, &dir, &address, &token, fingerprint.as_deref())?;
+        let trust = (token.as_str(), fingerprint.as_deref());
+        let line = health(&ssh, &args, &dir, &address, trust)?;
         Ok(((), line))
     })?;
 
@@ -145,6 +186,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         ssh: Some(args.destination.clone()),
         ssh_command: ssh.custom_program(),
         remote_dir: Some(dir.clone()),
+        tunnel: args.tunnelled(),
     };
     step(6, "profile", || {
         let kept = config::save_profile(&name, &profile)?;
@@ -163,6 +205,59 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         "ready: `client submit experiment.toml` trains on {name}; `client down {name}` stops it"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts (or keeps) the worker on the machine; the step's line.
+fn start(ssh: &Ssh, args: &UpArgs, dir: &str, version: &str) -> anyhow::Result<((), String)> {
+    let mut start_args = vec![dir.to_owned()];
+    start_args.extend(args.start_args(version));
+    let start_args: Vec<&str> = start_args.iter().map(String::as_str).collect();
+    let started = ssh.run("start", &start_args, true)?;
+    let how = match started.get("service") {
+        Some("systemd") => {
+            "as the systemd service easel-worker.service, user easel (starts at boot)"
+        }
+        Some("systemd-user") => "as the user systemd service easel-worker.service (lingering on)",
+        _ => "as a background process kept running by easel-worker-supervise (no systemd)",
+    };
+    let port = args.port;
+    let executor = if args.slurm {
+        ", submitting jobs to Slurm"
+    } else {
+        ""
+    };
+    let line = if started.get("started") == Some("no") {
+        format!("already running {how}: kept it")
+    } else if args.tunnelled() {
+        format!("worker started {how}, listening on the machine's loopback port {port}{executor}")
+    } else {
+        format!("worker started {how}, listening on port {port}")
+    };
+    Ok(((), line))
+}
+
+/// The worker answering at `address`, reached directly, or through an SSH tunnel of the
+/// client's own when it listens on the machine's loopback; `trust` is its token and
+/// fingerprint.
+fn health(
+    ssh: &Ssh,
+    args: &UpArgs,
+    dir: &str,
+    address: &str,
+    trust: (&str, Option<&str>),
+) -> anyhow::Result<String> {
+    let (token, fingerprint) = trust;
+    if !args.tunnelled() {
+        return wait_for_health(ssh, dir, address, token, fingerprint);
+    }
+    let (scheme, remote) = address.split_once("://").unwrap_or(("https", address));
+    let program = ssh.custom_program();
+    let tunnel = super::tunnel::Tunnel::open(&args.destination, program.as_deref(), remote)?;
+    let here = format!("{scheme}://{}", tunnel.local);
+    let line = wait_for_health(ssh, dir, &here, token, fingerprint)?;
+    Ok(format!(
+        "{line}, through an SSH tunnel to {remote} on the machine"
+    ))
 }
 
 /// The host part of `[user@]host[:port]`, as ssh's destination parsing finds it.

@@ -51,6 +51,8 @@ pub struct Connection {
     client: Client,
     pub address: String,
     pub hello: pb::HelloResponse,
+    /// The SSH forward the connection goes through, when its profile has one.
+    _tunnel: Option<std::sync::Arc<crate::fleet::tunnel::Tunnel>>,
 }
 
 impl WorkerArgs {
@@ -62,7 +64,13 @@ impl WorkerArgs {
             self.fingerprint.clone(),
         )?;
         let fingerprint = target.fingerprint;
-        let address = endpoint_address(target.address, fingerprint.is_some());
+        let (target_address, tunnel) = match target.tunnel {
+            Some((destination, ssh_command)) => {
+                through_tunnel(target.address, destination, ssh_command).await?
+            }
+            None => (target.address, None),
+        };
+        let address = endpoint_address(target_address, fingerprint.is_some());
         let credentials = Credentials::new(target.token.as_deref())?;
         let endpoint = Endpoint::from_shared(address.clone())
             .with_context(|| format!("`{address}` is not a worker address"))?;
@@ -137,8 +145,31 @@ impl WorkerArgs {
             client,
             address,
             hello,
+            _tunnel: tunnel,
         })
     }
+}
+
+/// `address` (a worker as the machine at `destination` sees it, e.g. `https://127.0.0.1:50051`)
+/// reached through an SSH forward: the same address with this machine's end of the forward.
+async fn through_tunnel(
+    address: String,
+    destination: String,
+    ssh_command: Option<String>,
+) -> anyhow::Result<(String, Option<std::sync::Arc<crate::fleet::tunnel::Tunnel>>)> {
+    let (scheme, remote) = address.split_once("://").unwrap_or(("", address.as_str()));
+    let remote = remote.trim_end_matches('/').to_owned();
+    let scheme = scheme.to_owned();
+    let tunnel = tokio::task::spawn_blocking(move || {
+        crate::fleet::tunnel::Tunnel::open(&destination, ssh_command.as_deref(), &remote)
+    })
+    .await??;
+    let local = if scheme.is_empty() {
+        tunnel.local.to_string()
+    } else {
+        format!("{scheme}://{}", tunnel.local)
+    };
+    Ok((local, Some(std::sync::Arc::new(tunnel))))
 }
 
 /// The address to connect to with its scheme: as given, else https:// when a fingerprint is
