@@ -122,11 +122,21 @@ impl SlurmCommands {
         }
     }
 
-    /// How the job ended, while Slurm still remembers it (`MinJobAge`).
+    /// How the job ended: from the controller while it still remembers the job (`MinJobAge`),
+    /// else from accounting (`sacct`), where the cluster runs it.
     pub async fn ended(&self, id: &str) -> Option<Ended> {
         let args = ["show", "job", "-o", id].map(str::to_owned);
-        let printed = self.run("scontrol", &args).await.ok()?;
-        parse_ended(&printed)
+        if let Some(ended) = self
+            .run("scontrol", &args)
+            .await
+            .ok()
+            .and_then(|p| parse_ended(&p))
+        {
+            return Some(ended);
+        }
+        let args = ["-n", "-P", "-X", "-j", id, "-o", "State,ExitCode,Reason"].map(str::to_owned);
+        let printed = self.run("sacct", &args).await.ok()?;
+        parse_accounted(printed.lines().next()?)
     }
 
     pub async fn cancel(&self, id: &str) -> Result<(), String> {
@@ -158,6 +168,19 @@ fn parse_ended(text: &str) -> Option<Ended> {
     })
 }
 
+/// `sacct -P` line `STATE|status:signal|reason` (a state may read `CANCELLED by 0`).
+fn parse_accounted(line: &str) -> Option<Ended> {
+    let mut fields = line.split('|');
+    let state = fields.next()?.split_whitespace().next()?.to_owned();
+    let exit_code = fields.next().unwrap_or("0:0");
+    let (status, signal) = exit_code.split_once(':').unwrap_or((exit_code, "0"));
+    Some(Ended {
+        state,
+        reason: fields.next().unwrap_or("").to_owned(),
+        exit_code: (status.parse().unwrap_or(0), signal.parse().unwrap_or(0)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +204,12 @@ mod tests {
         assert_eq!(ended.reason, "OutOfMemory");
         assert_eq!(ended.exit_code, (0, 125));
         assert_eq!(parse_ended("no such job"), None);
+        let accounted = parse_accounted("CANCELLED by 0|0:15|None").unwrap();
+        assert_eq!(
+            (accounted.state.as_str(), accounted.exit_code),
+            ("CANCELLED", (0, 15))
+        );
+        let timed_out = parse_accounted("TIMEOUT|0:0|").unwrap();
+        assert_eq!(timed_out.state, "TIMEOUT");
     }
 }

@@ -150,3 +150,36 @@ fn stop_on_sigterm(cancel: Arc<AtomicBool>) {
         });
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::slurm::SlurmCommands;
+
+    #[test]
+    fn the_batch_script_checks_the_files_and_runs_the_training_process_in_its_place() {
+        let executor = SlurmExecutor {
+            executable: "/opt/easel/it's here/worker".into(),
+            commands: SlurmCommands::new(Default::default()),
+            hidden: Vec::new(),
+        };
+        let files = RunFiles {
+            dir: "/shared/easel/jobs/a/slurm".into(),
+        };
+        let text = script(&executor, &files, "a");
+        assert!(text.starts_with("#!/bin/bash\n"), "{text}");
+        assert!(
+            text.contains("if [ ! -r '/shared/easel/jobs/a/slurm/request.json' ]; then"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("exit {NODE_CANNOT_READ}")), "{text}");
+        assert!(
+            text.ends_with(
+                "exec '/opt/easel/it'\\''s here/worker' train-job --files '/shared/easel/jobs/a/slurm'\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("export CUDA_VISIBLE_DEVICES="), "{text}");
+        assert!(!text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
+    }
+}
