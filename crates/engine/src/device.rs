@@ -50,12 +50,13 @@ pub(crate) fn cuda_free_bytes(index: usize) -> Option<u64> {
 
 /// `field` (`memory.free`, `memory.total`) of CUDA device `index`, from `nvidia-smi`.
 fn cuda_memory_bytes(index: usize, field: &str) -> Option<u64> {
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let output = std::process::Command::new("nvidia-smi")
         .args([
             &format!("--query-gpu={field}"),
             "--format=csv,noheader,nounits",
             "-i",
-            &index.to_string(),
+            &smi_device_id(index, visible.as_deref()),
         ])
         .output()
         .ok()?;
@@ -67,6 +68,29 @@ fn cuda_memory_bytes(index: usize, field: &str) -> Option<u64> {
         .parse()
         .ok()?;
     Some(mib << 20)
+}
+
+/// The id `nvidia-smi -i` takes for this process's CUDA device `ordinal`. nvidia-smi ignores
+/// `CUDA_VISIBLE_DEVICES`, so in a process that sees a subset (a worker's training process sees
+/// its slot's GPU alone, as its `cuda:0`) the ordinal names another card: the `ordinal`-th entry
+/// of the list is the card (an index, a `GPU-…` UUID or a `MIG-…` id, all of which `-i`
+/// takes). An index entry means nvidia-smi's index when `CUDA_DEVICE_ORDER=PCI_BUS_ID`, which
+/// the worker sets for the processes it gives a GPU.
+pub fn smi_device_id(ordinal: usize, visible: Option<&str>) -> String {
+    let entries: Vec<&str> = visible
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    match visible {
+        Some(_) => entries
+            .get(ordinal)
+            .map_or_else(|| ordinal.to_string(), |entry| (*entry).to_owned()),
+        None => ordinal.to_string(),
+    }
 }
 
 /// The most memory a run could take on `device`: the GPU's whole memory (what is free now
@@ -138,5 +162,26 @@ pub fn runtime_info() -> RuntimeInfo {
             0
         },
         cudnn_available: cuda_available && tch::Cuda::cudnn_is_available(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smi_device_id;
+
+    #[test]
+    fn a_cuda_ordinal_names_the_card_nvidia_smi_knows() {
+        assert_eq!(smi_device_id(0, None), "0");
+        assert_eq!(smi_device_id(2, None), "2");
+        // A training process that sees card 3 alone: its cuda:0 is nvidia-smi's 3.
+        assert_eq!(smi_device_id(0, Some("3")), "3");
+        assert_eq!(smi_device_id(1, Some("4, 6")), "6");
+        assert_eq!(
+            smi_device_id(0, Some("GPU-8d1b7a2e-0000-0000-0000-000000000000")),
+            "GPU-8d1b7a2e-0000-0000-0000-000000000000"
+        );
+        assert_eq!(smi_device_id(0, Some("MIG-1a2b")), "MIG-1a2b");
+        // Past the list (CUDA would report no such device): the ordinal as it stands.
+        assert_eq!(smi_device_id(2, Some("5")), "2");
     }
 }

@@ -52,6 +52,13 @@ pub(super) fn start_child(
     command.process_group(0);
     if let Some(gpu) = visible_gpu {
         command.env("CUDA_VISIBLE_DEVICES", gpu);
+        // Indices in PCI bus order, as nvidia-smi numbers cards, so the process's memory
+        // queries name its own card. A worker that was itself given an order, or a list of
+        // cards (whose entries mean cards in its own order), keeps its order for the child.
+        let told = |name: &str| std::env::var_os(name).is_some();
+        if !told("CUDA_DEVICE_ORDER") && !told("CUDA_VISIBLE_DEVICES") {
+            command.env("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+        }
     }
     command.spawn().map_err(|e| {
         format!(
