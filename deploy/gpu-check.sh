@@ -3,14 +3,18 @@
 # PyTorch eager, torch.compile and torchvision's ImageFolder + DataLoader in the same run, plus
 # the opt-in CUDA tests (deploy/gpu_check.py says what is measured).
 #
-#   bash deploy/gpu-check.sh cpu         here, from a fresh clone: builds, runs the same checks at
+#   bash deploy/gpu-check.sh cpu [OUT [--deadline S]]
+#                                        here, from a fresh clone: builds, runs the same checks at
 #                                        CPU sizes and prints the table (so the script can't rot)
 #   bash deploy/gpu-check.sh pack        here: builds the bundle a GPU machine runs, dist/gpu-check
 #                                        (stripped release binaries, CUDA test binary, image folders)
-#   bash deploy/gpu-check.sh run [OUT]   on the GPU machine, from the repository with dist/gpu-check
-#                                        in it: needs only the NVIDIA driver and PyTorch 2.11 with
-#                                        torchvision; writes OUT/gpu-check.txt and .json
-#                                        (OUT defaults to dist/gpu-check/results)
+#   bash deploy/gpu-check.sh run "$OUT" [--deadline S]
+#                                        on the GPU machine, from the repository with
+#                                        dist/gpu-check in it: needs only the NVIDIA driver and
+#                                        PyTorch 2.11 (a phase needing torchvision, Pillow or a
+#                                        compiler the machine lacks is skipped, saying so); writes
+#                                        OUT/gpu-check.txt and .json, OUT/logs/ and OUT/runs/
+#                                        within one deadline (540 s by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bundle=dist/gpu-check
@@ -91,18 +95,10 @@ build_data() {
   fi
 }
 
-# torchvision and Pillow for the ImageFolder baseline where the PyTorch install lacks them.
-baseline_python_path() {
-  local site
-  site=$(cd -P .libtorch/.. && pwd)
-  local extra="$cache/gpu-check-python"
-  if ! PYTHONPATH="$extra:$site" python3 -c 'import torchvision, PIL, numpy' 2>/dev/null; then
-    say "installing torchvision 0.26.0, Pillow and NumPy for the PyTorch baseline (once)"
-    # --no-deps: torch itself is the cached install above; these are torchvision's other needs.
-    python3 -m pip install -q --disable-pip-version-check --no-deps --target "$extra" \
-      torchvision==0.26.0 pillow numpy >&2
-  fi
-  printf '%s:%s' "$extra" "$site"
+# The cached PyTorch install, and nothing added to it: a phase that needs torchvision, Pillow or
+# a compiler the machine lacks is reported skipped, as it would be on the GPU machine.
+torch_python_path() {
+  cd -P .libtorch/.. && pwd
 }
 
 case ${1:-} in
@@ -111,11 +107,11 @@ case ${1:-} in
     bundle=dist/gpu-check-cpu
     build_binaries no
     build_data no
-    python_path=$(baseline_python_path)
+    python_path=$(torch_python_path)
     export PYTHONPATH="$python_path${PYTHONPATH:+:$PYTHONPATH}"
     threads=$(nproc)
     OMP_NUM_THREADS=$threads python3 -W ignore deploy/gpu_check.py --cpu \
-      --bundle "$bundle" --out "${2:-$bundle/results}"
+      --bundle "$bundle" --out "${2:-$bundle/results}" "${@:3}"
     ;;
   pack)
     build_binaries yes
@@ -127,7 +123,7 @@ case ${1:-} in
     [ -x "$bundle/bin/client" ] || { say "no bundle at $bundle: run 'bash deploy/gpu-check.sh pack' first"; exit 1; }
     torch_lib=$(python3 -c "import torch,os;print(os.path.join(os.path.dirname(torch.__file__),'lib'))")
     export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    PYTHONUNBUFFERED=1 python3 -W ignore deploy/gpu_check.py --bundle "$bundle" --out "${2:-$bundle/results}"
+    PYTHONUNBUFFERED=1 python3 -W ignore deploy/gpu_check.py --bundle "$bundle" --out "${2:-$bundle/results}" "${@:3}"
     ;;
   *)
     sed -n '2,14p' "$0" >&2

@@ -14,6 +14,14 @@ an end-to-end run on a real image folder (decode, resize, flips, train, validate
 vs torchvision ImageFolder + DataLoader; the seed-sized frozen-backbone job (9,000 images,
 150 px, 25 epochs); peak GPU memory of each (nvidia-smi, the same for both sides).
 With --cpu: the same measurements at CPU sizes, so the script is exercised where no GPU is.
+
+It always returns figures: one overall deadline (--deadline, well under the device's command
+limit) and a budget for each phase, the phases in order of value (CUDA tests; Easel against eager
+at 224 px; the seed-sized job; end to end against ImageFolder; 150 px; torch.compile last); a
+phase that lacks what it needs (torchvision, Pillow, NumPy, a C compiler, Python.h) is reported
+as skipped, naming it, and a phase the clock has no room for as skipped for time. Every child's
+whole output goes to OUT/logs/, every Easel run's metrics.jsonl, events.jsonl and report.json to
+OUT/runs/.
 """
 
 import argparse
@@ -30,6 +38,23 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PYTORCH = HERE / "gpu_check_pytorch.py"
+# Seconds kept back from the deadline for writing the results.
+RESERVE = 10
+# A phase with less time than this left is skipped rather than started.
+MIN_PHASE = 20
+
+
+class Clock:
+    """The check's one deadline, and what each phase may take of what is left."""
+
+    def __init__(self, seconds: float):
+        self.end = time.perf_counter() + seconds
+
+    def left(self) -> float:
+        return self.end - time.perf_counter()
+
+    def budget(self, wanted: float) -> float:
+        return max(0.0, min(wanted, self.left() - RESERVE))
 
 
 class Results:
@@ -93,18 +118,38 @@ class GpuMemory:
             self.thread.join()
 
 
-def run(command, env=None, timeout=900, gpu=False, cwd=None):
-    """Runs a command; returns (stdout, seconds, peak GPU MiB or None). Raises on failure."""
+LOGS = None
+
+
+def run(command, env=None, timeout=900, gpu=False, cwd=None, log=None):
+    """Runs a command; returns (stdout, seconds, peak GPU MiB or None). Raises on failure or
+    timeout. With `log`, its whole output goes to OUT/logs/<log>.log, whatever happens."""
     merged = dict(os.environ, **(env or {}))
+    command = [str(c) for c in command]
     started = time.perf_counter()
+    timed_out = False
     with GpuMemory(gpu) as memory:
-        done = subprocess.run([str(c) for c in command], capture_output=True, text=True,
-                              env=merged, timeout=timeout, cwd=cwd)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  env=merged, timeout=timeout, cwd=cwd)
+            stdout, stderr, code = done.stdout, done.stderr, done.returncode
+        except subprocess.TimeoutExpired as expired:
+            timed_out = True
+            decode = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
+            stdout, stderr, code = decode(expired.stdout), decode(expired.stderr), None
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr)[-3000:]
-        raise RuntimeError(f"{Path(str(command[0])).name} exited {done.returncode}:\n{tail}")
-    return done.stdout, seconds, memory.peak
+    if log and LOGS:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        (LOGS / f"{log}.log").write_text(
+            f"$ {' '.join(command)}\nexit: {'timed out' if timed_out else code} after "
+            f"{seconds:.1f} s\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n")
+    name = Path(command[0]).name
+    if timed_out:
+        raise RuntimeError(f"{name} did not finish within its {timeout:.0f} s")
+    if code != 0:
+        tail = (stdout + stderr)[-3000:]
+        raise RuntimeError(f"{name} exited {code}:\n{tail}")
+    return stdout, seconds, memory.peak
 
 
 def last_json(text):
@@ -127,61 +172,84 @@ def attempt(results, key, what, function):
         return None
 
 
-def cuda_tests(bundle, sample):
+class Phases:
+    """Runs measurements in the order given, each within its budget of the one deadline, each
+    skipped (and said so) when the machine lacks what it needs or the clock has no room."""
+
+    def __init__(self, results, clock, have):
+        self.results, self.clock, self.have = results, clock, have
+
+    def run(self, key, what, needs, budget, function):
+        missing = [need for need in needs if not self.have.get(need)]
+        if missing:
+            return self.skip(key, what, f"needs {', '.join(missing)}")
+        timeout = self.clock.budget(budget)
+        if timeout < MIN_PHASE:
+            return self.skip(key, what, f"out of time ({self.clock.left():.0f} s left of the deadline)")
+        return attempt(self.results, key, what, lambda: function(timeout))
+
+    def skip(self, key, what, why):
+        self.results.put(key, {"skipped": why})
+        self.results.say(f"  {what}: skipped: {why}")
+        return None
+
+
+def cuda_tests(bundle, sample, timeout):
     binary = bundle / "bin/cuda-tests"
     if not binary.exists():
         raise RuntimeError("no bin/cuda-tests in the bundle")
-    merged = dict(os.environ, EASEL_SAMPLE_DATA=str(sample))
-    done = subprocess.run([str(binary), "--test-threads=1"], capture_output=True, text=True,
-                          env=merged, timeout=600)
-    output = done.stdout + done.stderr
-    summary = re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", output)
+    try:
+        out, _, _ = run([binary, "--test-threads=1"], env={"EASEL_SAMPLE_DATA": str(sample)},
+                        timeout=timeout, log="cuda-tests")
+        code = 0
+    except RuntimeError as failed:
+        out, code = str(failed), 1
+    summary = re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", out)
     passed = sum(int(p) for p, _ in summary)
     failed = sum(int(f) for _, f in summary)
-    return {"passed": passed, "failed": failed, "exit": done.returncode, "tail": output[-4000:]}
+    return {"passed": passed, "failed": failed, "exit": code, "tail": out[-4000:]}
 
 
-def step_figures(results, bundle, sizes, batch, device, gpu, compile_timeout):
-    results.say(f"\nTraining step, VGG16 + 32-64-128-64 head, batch {batch}, SGD momentum "
-                f"({'bf16, channels-last' if gpu else 'fp32'}), images/s (peak GPU memory)")
-    figures = {}
-    for side in sizes:
-        row = {}
-        easel_args = [bundle / "bin/throughput", "--step", "--side", side, "--batch", batch,
-                      "--device", device, "--warmup", 5, "--steps", 20]
-        if gpu:
-            easel_args += ["--bf16", "--channels-last"]
+def rate(row):
+    return row["images_per_second"] if row else None
 
-        def easel():
-            out, _, peak = run(easel_args, gpu=gpu)
+
+def step_row(phases, bundle, side, batch, device, gpu, modes):
+    """One image size's step figures for `modes` (easel, eager, compile), each a phase."""
+    row = {}
+    budgets = {"easel": 90, "eager": 90, "compile": 180}
+
+    def easel(timeout):
+        command = [bundle / "bin/throughput", "--step", "--side", side, "--batch", batch,
+                   "--device", device, "--warmup", 5, "--steps", 20]
+        # Easel's layout on both devices; bf16 where its precision "auto" picks it here.
+        command += ["--channels-last"] + (["--bf16"] if gpu else [])
+        out, _, peak = run(command, gpu=gpu, timeout=timeout, log=f"step-{side}-easel")
+        return dict(last_json(out), peak_gpu_mib=peak)
+
+    def pytorch(mode):
+        def measure(timeout):
+            command = [sys.executable, PYTORCH, "step", "--side", side, "--batch", batch,
+                       "--device", device, "--mode", mode,
+                       "--precision", "bf16" if gpu else "fp32"]
+            out, _, peak = run(command, gpu=gpu, timeout=timeout, log=f"step-{side}-{mode}")
             return dict(last_json(out), peak_gpu_mib=peak)
+        return measure
 
-        def pytorch(mode, timeout):
-            def measure():
-                command = [sys.executable, PYTORCH, "step", "--side", side, "--batch", batch,
-                           "--device", device, "--mode", mode,
-                           "--precision", "bf16" if gpu else "fp32"]
-                out, _, peak = run(command, gpu=gpu, timeout=timeout)
-                return dict(last_json(out), peak_gpu_mib=peak)
-            return measure
-
-        row["easel"] = attempt(results, f"step_{side}_easel", f"{side} px Easel", easel)
-        row["eager"] = attempt(results, f"step_{side}_eager", f"{side} px PyTorch eager",
-                               pytorch("eager", 600))
-        row["compile"] = attempt(results, f"step_{side}_compile", f"{side} px torch.compile",
-                                 pytorch("compile", compile_timeout)) if compile_timeout else None
-        figures[side] = row
-        rate = lambda r: r["images_per_second"] if r else None  # noqa: E731
-        cells = []
-        for name in ["easel", "eager", "compile"]:
-            r = row[name]
-            cells.append(f"{name} {rate(r):8.1f} ({mib(r.get('peak_gpu_mib'))})" if r else f"{name} -")
-        ratios = []
-        for base in ["eager", "compile"]:
-            if row["easel"] and row[base]:
-                ratios.append(f"Easel/{base} {rate(row['easel']) / rate(row[base]):.2f}x")
-        results.say(f"  {side:>3} px: " + " | ".join(cells) + ("   " + ", ".join(ratios) if ratios else ""))
-    return figures
+    needs = {"easel": [], "eager": [], "compile": ["a C compiler", "Python.h"]}
+    for mode in modes:
+        function = easel if mode == "easel" else pytorch(mode)
+        row[mode] = phases.run(f"step_{side}_{mode}", f"{side} px {mode}", needs[mode],
+                               budgets[mode], function)
+    cells = []
+    for name in modes:
+        r = row[name]
+        cells.append(f"{name} {rate(r):8.1f} ({mib(r.get('peak_gpu_mib'))})" if r else f"{name} -")
+    ratios = [f"Easel/{base} {rate(row['easel']) / rate(row[base]):.2f}x"
+              for base in ["eager", "compile"]
+              if row.get("easel") and row.get(base)]
+    phases.results.say(f"  {side:>3} px: " + " | ".join(cells) + ("   " + ", ".join(ratios) if ratios else ""))
+    return row
 
 
 def write_spec(path, data, side, batch, epochs, frozen=None, lr=0.01):
@@ -205,17 +273,25 @@ batch_size = {batch}
 optimizer = "sgd"
 learning_rate = {lr}
 momentum = 0.9
-precision = "bf16"
+precision = "auto"
 seed = 1
 [augment]
 flip = true
 """)
 
 
-def easel_run(bundle, spec, out_dir, device, gpu):
+def easel_run(results, bundle, spec, out_dir, device, gpu, timeout):
     command = [bundle / "bin/client", "train", "--local", spec, "--out", out_dir,
                "--device", device, "--no-cache"]
-    _, seconds, peak = run(command, gpu=gpu, timeout=1200)
+    try:
+        _, seconds, peak = run(command, gpu=gpu, timeout=timeout, log=f"run-{spec.stem}")
+    finally:
+        # What the run wrote, even when it did not finish.
+        kept = results.out / "runs" / spec.stem
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in ["metrics.jsonl", "events.jsonl", "report.json"]:
+            if (out_dir / name).exists():
+                shutil.copy(out_dir / name, kept / name)
     report = json.loads((out_dir / "report.json").read_text())
     metrics = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     return {
@@ -227,22 +303,24 @@ def easel_run(bundle, spec, out_dir, device, gpu):
     }
 
 
-def end_to_end(results, bundle, work, data, side, batch, epochs, device, gpu):
+def end_to_end(phases, bundle, work, data, side, batch, epochs, device, gpu):
+    results = phases.results
     images = sum(1 for p in data.rglob("*.png"))
     results.say(f"\nEnd to end on a real image folder ({images:,} PNGs, {side} px, batch {batch}, "
                 f"{epochs} epochs, flips, validation every epoch): wall seconds")
     spec = work / "e2e.toml"
     write_spec(spec, data, side, batch, epochs)
-    easel = attempt(results, "e2e_easel", "Easel train --local",
-                    lambda: easel_run(bundle, spec, work / "e2e-run", device, gpu))
+    easel = phases.run("e2e_easel", "Easel train --local", [], 240,
+                       lambda t: easel_run(results, bundle, spec, work / "e2e-run", device, gpu, t))
 
-    def pytorch():
+    def pytorch(timeout):
         command = [sys.executable, PYTORCH, "folder", "--data", data, "--side", side,
                    "--batch", batch, "--epochs", epochs, "--device", device]
-        out, seconds, peak = run(command, gpu=gpu, timeout=1200)
+        out, seconds, peak = run(command, gpu=gpu, timeout=timeout, log="e2e-pytorch")
         return dict(last_json(out), wall_seconds=seconds, peak_gpu_mib=peak)
 
-    baseline = attempt(results, "e2e_pytorch", "ImageFolder + DataLoader", pytorch)
+    baseline = phases.run("e2e_pytorch", "ImageFolder + DataLoader",
+                          ["torchvision", "Pillow", "NumPy"], 240, pytorch)
     if easel:
         results.say(f"  Easel:                     {easel['seconds']:7.1f} s  "
                     f"val acc {easel['validation_accuracy']:.3f}  ({mib(easel['peak_gpu_mib'])})")
@@ -254,17 +332,24 @@ def end_to_end(results, bundle, work, data, side, batch, epochs, device, gpu):
         results.say(f"  Easel is {baseline['wall_seconds'] / easel['seconds']:.2f}x faster end to end")
 
 
-def seed_job(results, bundle, work, data, side, batch, epochs, device, gpu):
+def seed_job(phases, bundle, work, data, side, batch, epochs, device, gpu):
+    results = phases.results
     images = sum(1 for p in data.rglob("*.png"))
     results.say(f"\nSeed-sized job: {images:,} images, {side} px, frozen VGG16 (torchvision "
                 f"legacy-format weights) + head, {epochs} epochs, batch {batch}")
     fixtures = work / "fixtures"
-    if not (fixtures / "vgg16_legacy.pth").exists():
-        run([sys.executable, "-W", "ignore", HERE / "torch_fixtures.py", fixtures], timeout=600)
     spec = work / "seed.toml"
-    write_spec(spec, data, side, batch, epochs, frozen=fixtures / "vgg16_legacy.pth")
-    easel = attempt(results, "seed_easel", "Easel seed job",
-                    lambda: easel_run(bundle, spec, work / "seed-run", device, gpu))
+
+    def job(timeout):
+        started = time.perf_counter()
+        if not (fixtures / "vgg16_legacy.pth").exists():
+            run([sys.executable, "-W", "ignore", HERE / "torch_fixtures.py", fixtures],
+                timeout=timeout, log="torch-fixtures")
+        write_spec(spec, data, side, batch, epochs, frozen=fixtures / "vgg16_legacy.pth")
+        left = timeout - (time.perf_counter() - started)
+        return easel_run(results, bundle, spec, work / "seed-run", device, gpu, left)
+
+    easel = phases.run("seed_easel", "Easel seed job", [], 240, job)
     if easel:
         epoch_seconds = easel["epoch_seconds"]
         later = sum(epoch_seconds[1:]) / max(len(epoch_seconds) - 1, 1)
@@ -280,56 +365,90 @@ def unpack(archive: Path, into: Path) -> Path:
     return into / archive.name.split(".tar")[0]
 
 
+# Asked in a child process: a CUDA context held by this process for the whole run would take GPU
+# memory from the programs being measured. What the phases need is probed there too.
+PROBE = """
+import importlib.util, json, os, shutil, sysconfig, torch
+have = {name: importlib.util.find_spec(module) is not None
+        for name, module in [("torchvision", "torchvision"), ("Pillow", "PIL"), ("NumPy", "numpy")]}
+have["a C compiler"] = any(shutil.which(cc) for cc in [os.environ.get("CC", "cc"), "gcc", "clang"])
+have["Python.h"] = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+print(json.dumps({"torch": torch.__version__, "cuda": torch.cuda.is_available(),
+                  "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+                  "have": have}))
+"""
+
+
+def check(results, clock, bundle, work, cpu, compile_steps):
+    facts = results.data["facts"]
+    phases = Phases(results, clock, facts["have"])
+    data = bundle / "data"
+    sample = unpack(data / "mnist-sample.tar.gz", work) if (data / "mnist-sample.tar.gz").exists() \
+        else data / "mnist-sample"
+    if cpu:
+        folder = unpack(data / "mnist-1k.tar.gz", work)
+        device, gpu = "cpu", False
+        first, second, batch, job = (64, None, 8, (folder, 32, 32, 5))
+        e2e = (folder, 32, 32, 2)
+    else:
+        device, gpu = "cuda", True
+        tests = phases.run("cuda_tests", "CUDA tests", [], 150, lambda t: cuda_tests(bundle, sample, t))
+        if tests:
+            results.say(f"\nOpt-in CUDA tests: {tests['passed']} passed, {tests['failed']} failed")
+        folder = unpack(data / "fashion-9k.tar.gz", work)
+        first, second, batch, job = (224, 150, 128, (folder, 150, 128, 25))
+        e2e = (folder, 150, 128, 10)
+    results.say(f"\nTraining step, VGG16 + 32-64-128-64 head, batch {batch}, SGD momentum "
+                f"({'bf16' if gpu else 'fp32'}, channels-last), images/s (peak GPU memory)")
+    step_row(phases, bundle, first, batch, device, gpu, ["easel", "eager"])
+    run_device = device if cpu else "cuda:0"
+    seed_job(phases, bundle, work, *job, run_device, gpu)
+    end_to_end(phases, bundle, work, *e2e, run_device, gpu)
+    if second:
+        results.say("")
+        step_row(phases, bundle, second, batch, device, gpu, ["easel", "eager"])
+    if compile_steps:
+        results.say("\ntorch.compile (last: its compile time is the least predictable)")
+        for side in [first] + ([second] if second else []):
+            step_row(phases, bundle, side, batch, device, gpu, ["compile"])
+
+
 def main():
+    global LOGS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cpu", action="store_true", help="CPU sizes, no CUDA needed")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds the whole check may take (default 540 on a GPU, 1800 with --cpu)")
     args = parser.parse_args()
+    clock = Clock(args.deadline or (1800 if args.cpu else 540))
     bundle = args.bundle.resolve()
     results = Results(args.out.resolve(), "cpu" if args.cpu else "gpu")
+    LOGS = results.out / "logs"
     work = Path(tempfile.mkdtemp(prefix="easel-gpu-check-"))
-    # Asked in a child process: a CUDA context held by this process for the whole run would take
-    # GPU memory from the programs being measured.
-    probe = subprocess.run([sys.executable, "-c", "import json, torch; print(json.dumps({"
-                            "'torch': torch.__version__, 'cuda': torch.cuda.is_available(), "
-                            "'device_name': torch.cuda.get_device_name(0) "
-                            "if torch.cuda.is_available() else 'cpu'}))"],
-                           capture_output=True, text=True, timeout=300)
+    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
     if probe.returncode != 0:
-        print(f"PyTorch cannot be imported:\n{probe.stderr[-2000:]}", file=sys.stderr)
+        results.say(f"PyTorch cannot be imported:\n{probe.stderr[-2000:]}")
         return 1
     facts = dict(json.loads(probe.stdout.strip().splitlines()[-1]), cpus=os.cpu_count())
     results.put("facts", facts)
+    lacking = [name for name, there in facts["have"].items() if not there]
     results.say(f"Easel GPU check ({results.data['mode']} mode), {facts['device_name']}, "
-                f"PyTorch {facts['torch']}, {facts['cpus']} CPU cores")
+                f"PyTorch {facts['torch']}, {facts['cpus']} CPU cores, deadline {clock.left():.0f} s"
+                + (f"; lacking {', '.join(lacking)} (the phases that need them are skipped)" if lacking else ""))
     if not args.cpu and not facts["cuda"]:
         results.say("no CUDA device: run with --cpu, or on a GPU machine")
         return 1
-    data = bundle / "data"
-    sample = unpack(data / "mnist-sample.tar.gz", work) if (data / "mnist-sample.tar.gz").exists() \
-        else data / "mnist-sample"
     started = time.perf_counter()
-    if args.cpu:
-        folder = unpack(data / "mnist-1k.tar.gz", work)
-        device, gpu = "cpu", False
-        step_figures(results, bundle, [64], 8, device, gpu, 0 if args.no_compile else 600)
-        end_to_end(results, bundle, work, folder, 32, 32, 2, device, gpu)
-        seed_job(results, bundle, work, folder, 32, 32, 5, device, gpu)
-    else:
-        device, gpu = "cuda", True
-        tests = attempt(results, "cuda_tests", "CUDA tests", lambda: cuda_tests(bundle, sample))
-        if tests:
-            results.say(f"\nOpt-in CUDA tests: {tests['passed']} passed, {tests['failed']} failed")
-        step_figures(results, bundle, [224, 150], 128, device, gpu, 0 if args.no_compile else 900)
-        folder = unpack(data / "fashion-9k.tar.gz", work)
-        end_to_end(results, bundle, work, folder, 150, 128, 10, "cuda:0", gpu)
-        seed_job(results, bundle, work, folder, 150, 128, 25, "cuda:0", gpu)
-    results.put("seconds", time.perf_counter() - started)
-    results.say(f"\nchecked in {time.perf_counter() - started:.0f} s; "
-                f"results in {results.out / 'gpu-check.txt'}")
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        check(results, clock, bundle, work, args.cpu, not args.no_compile)
+    finally:
+        results.put("seconds", time.perf_counter() - started)
+        results.say(f"\nchecked in {time.perf_counter() - started:.0f} s; "
+                    f"results in {results.out / 'gpu-check.txt'}, logs in {LOGS}")
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
