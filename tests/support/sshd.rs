@@ -8,6 +8,18 @@ use std::process::{Child, Command, Stdio};
 
 use easel_test_support::eventually;
 
+/// Stops a worker a test started through SSH (the pid file `client up` left), even when an
+/// assertion failed first.
+pub struct Supervised(pub PathBuf);
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.trim()).status();
+        }
+    }
+}
+
 pub struct Sshd {
     child: Child,
     pub dir: PathBuf,

@@ -296,20 +296,9 @@ fn a_node_that_cannot_read_the_data_dir_fails_the_job_naming_it() {
     worker.client_ok(&home, &["list"]);
 }
 
-/// Stops a worker the test started through SSH, even when an assertion failed first.
-struct Supervised(PathBuf);
-
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.0) {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.trim()).status();
-        }
-    }
-}
-
 #[test]
 fn up_with_slurm_starts_a_loopback_worker_that_a_submit_reaches_through_the_clients_own_tunnel() {
-    use easel_e2e::sshd::{Sshd, free_port};
+    use easel_e2e::sshd::{Sshd, Supervised, free_port};
     use easel_e2e::{client_with, machine_pytorch, pack_bundle, submit_detached_with};
 
     let tmp = tempfile::tempdir().unwrap();

@@ -4,29 +4,17 @@
 //! with nothing but that profile; `client down` stops it and a second `client up` reuses the
 //! install.
 
-use easel_e2e::sshd::{Sshd, free_port};
+use easel_e2e::sshd::{Sshd, Supervised, free_port};
 use easel_e2e::{
     client_with, machine_pytorch, pack_bundle, sample_subset, submit_detached_with, write_spec,
 };
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use easel_test_support::output_text as text;
 
 fn ok(output: Output) -> String {
     easel_test_support::assert_success(&output);
     text(&output)
-}
-
-/// Stops a worker the test started through SSH, even when an assertion failed first.
-struct Supervised(PathBuf);
-
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.0) {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.trim()).status();
-        }
-    }
 }
 
 #[test]

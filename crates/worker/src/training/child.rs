@@ -95,8 +95,21 @@ pub fn serve_as_child() -> std::process::ExitCode {
             std::process::exit(3);
         }
     };
+    train_and_report(&request, &cancel, sandboxed, &mut send);
+    std::process::ExitCode::SUCCESS
+}
+
+/// What a training process does once its request is read and its sandbox entered (or refused):
+/// trains, sending every event, then how the run ended, through `send`. The worker's own child
+/// and a Slurm job's process on a compute node share it.
+pub(super) fn train_and_report(
+    request: &TrainRequest,
+    cancel: &AtomicBool,
+    sandboxed: Result<(), String>,
+    send: &mut dyn FnMut(&FromChild),
+) {
     let ended = match sandboxed {
-        Ok(()) => run_request(&request, &cancel, &mut |event| {
+        Ok(()) => run_request(request, cancel, &mut |event| {
             send(&FromChild::Event { event })
         }),
         Err(reason) => Ended::Failed(reason),
@@ -106,5 +119,4 @@ pub fn serve_as_child() -> std::process::ExitCode {
         Ended::Cancelled { completed_epochs } => FromChild::Cancelled { completed_epochs },
         Ended::Failed(error) | Ended::Crashed(error) => FromChild::Failed { error },
     });
-    std::process::ExitCode::SUCCESS
 }

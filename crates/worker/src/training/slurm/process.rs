@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::SlurmExecutor;
 use super::files::{self, RunFiles};
+use crate::training::child::train_and_report;
 use crate::training::protocol::FromChild;
-use crate::training::{CHILD_COMMAND, Ended, TrainRequest, run_request, sandbox};
+use crate::training::{CHILD_COMMAND, TrainRequest, sandbox};
 
 /// The batch script's exit status when its node cannot read the job's files.
 pub const NODE_CANNOT_READ: i32 = 97;
@@ -116,17 +117,7 @@ pub fn serve_from_files(dir: &Path) -> ExitCode {
             std::process::exit(3);
         }
     };
-    let ended = match sandboxed {
-        Ok(()) => run_request(&request, &cancel, &mut |event| {
-            send(&FromChild::Event { event })
-        }),
-        Err(reason) => Ended::Failed(reason),
-    };
-    send(&match ended {
-        Ended::Completed(report) => FromChild::Completed { report },
-        Ended::Cancelled { completed_epochs } => FromChild::Cancelled { completed_epochs },
-        Ended::Failed(error) | Ended::Crashed(error) => FromChild::Failed { error },
-    });
+    train_and_report(&request, &cancel, sandboxed, &mut send);
     ExitCode::SUCCESS
 }
 
