@@ -27,6 +27,15 @@ demo:
 bench:
     bash deploy/bench.sh
 
+# CPU training steps, Easel against PyTorch eager (NCHW and channels-last, fp32 and bf16), 150 px.
+bench-cpu:
+    cargo bench -p easel-engine --bench cpu_step
+
+# Per-epoch time on this CPU, Easel's train --local against Keras 3 / TensorFlow 2.21 (installed
+# into the cache once), the write-up's first model and its frozen VGG16.
+bench-keras EPOCHS="3":
+    bash deploy/keras-bench.sh {{EPOCHS}}
+
 # Step time of a dataset streamed cold from its decoded cache file against one held in memory.
 bench-streaming:
     cargo bench -p easel-engine --bench streaming

@@ -192,8 +192,14 @@ fn single_step_measurement(args: &[String]) {
         channels_last: flag("--channels-last"),
     };
     let started = Instant::now();
+    let architecture = match value("--architecture", "vgg16").as_str() {
+        "small_cnn" => Architecture::SmallCnn,
+        "deep_cnn" => Architecture::DeepCnn,
+        "vgg16" => Architecture::Vgg16,
+        other => panic!("--architecture takes small_cnn, deep_cnn or vgg16, not {other}"),
+    };
     let rate = step_rate(
-        Architecture::Vgg16,
+        architecture,
         number("--side", "64"),
         number("--batch", "8"),
         device,

@@ -43,9 +43,10 @@ pub fn estimate(spec: &ExperimentSpec, num_classes: usize, train_images: u64) ->
     let feature_map = feature_map_shape(spec.model.architecture, image_hw)?;
     let counts = parameter_counts(&spec.model, num_classes as i64, image_hw)?;
     let steps = steps_per_epoch(train_images as usize, spec.train.batch_size as usize);
-    // bf16 runs keep activations in 2 bytes on CUDA; fp32 in 4.
+    // bf16 runs keep activations in 2 bytes; fp32 in 4. The estimate is for the worker's
+    // GPU, where `auto` computes in bf16.
     let bytes_per_element = match spec.train.precision {
-        Precision::Bf16 => 2,
+        Precision::Bf16 | Precision::Auto => 2,
         Precision::Fp32 => 4,
     };
     Ok(Estimate {

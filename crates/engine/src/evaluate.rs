@@ -1,7 +1,7 @@
 //! `client evaluate DIR data/`: a trained run's best weights on another labelled dataset.
 
 use crate::device::DeviceChoice;
-use crate::pipeline::{BatchSource, DecodeTarget, decode_dataset};
+use crate::pipeline::{BatchSource, DecodeTarget, channels_last_on, decode_dataset};
 use crate::trained::TrainedModel;
 use crate::trainer::validation::evaluate_indices;
 use crate::{Error, Result};
@@ -60,7 +60,7 @@ pub fn evaluate(
         .map(|e| mapping[e.class as usize].unwrap_or_default() as i64)
         .collect();
     data.labels = tch::Tensor::from_slice(&labels);
-    let source = BatchSource::new(&data, device, device.is_cuda())?;
+    let source = BatchSource::new(&data, device, channels_last_on(device))?;
     let indices: Vec<i64> = (0..entries.len() as i64).collect();
     Ok(evaluate_indices(
         &model.net,

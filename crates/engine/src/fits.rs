@@ -3,6 +3,7 @@
 //! billion units asks for terabytes), which on a worker would take every job down with it; a
 //! refusal here fails one run with what it needs and what there is.
 
+use crate::compute_precision::ComputePrecision;
 use crate::device::{device_name, memory_limit_bytes};
 use crate::models::{activation_bytes, parameter_counts};
 use crate::{Error, Result};
@@ -48,7 +49,7 @@ fn bytes_per_parameter(optimizer: Optimizer, bf16: bool) -> u64 {
 
 pub fn footprint(shape: &RunShape, device: Device) -> Result<Footprint> {
     let counts = parameter_counts(shape.model, shape.num_classes as i64, shape.image_hw)?;
-    let bf16 = device.is_cuda() && shape.precision == Precision::Bf16;
+    let bf16 = ComputePrecision::resolve(shape.precision, device).bf16;
     let parameters = counts.total();
     Ok(Footprint {
         parameters,

@@ -11,6 +11,7 @@
 
 pub mod artifacts;
 pub mod checkpoint;
+pub mod compute_precision;
 mod device;
 pub mod error;
 pub mod estimate;

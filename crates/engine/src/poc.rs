@@ -4,7 +4,7 @@
 //! batch, so its loss must stay finite and fall. Adam at `POC_LEARNING_RATE`, no head dropout.
 
 use crate::models::{build_classifier, set_backbone_trainable};
-use crate::pipeline::{BatchSource, DecodeTarget, decode_dataset};
+use crate::pipeline::{BatchSource, DecodeTarget, channels_last_on, decode_dataset};
 use crate::trainer::optimizer::{GroupRates, Hyperparameters, Optimizer, parameters_of};
 use crate::weights::load_pretrained_backbone;
 use crate::{Error, Result};
@@ -119,7 +119,7 @@ pub fn proof_of_concept(
     }
     set_backbone_trainable(&vs, !spec.model.freeze_backbone);
     let mut optimizer = Optimizer::new(POC_OPTIMIZER, parameters_of(&vs));
-    let source = BatchSource::new(&data, device, false)?;
+    let source = BatchSource::new(&data, device, channels_last_on(device))?;
     let (x, y) = source.batch(&source.indices(&positions), None);
     let lr = POC_LEARNING_RATE;
     let mut losses = Vec::with_capacity(local.steps as usize);

@@ -4,10 +4,9 @@
 
 mod support;
 
-use easel_engine::TrainEvent;
 use easel_spec::{Architecture, ImageSize, Optimizer, PretrainedWeights};
 use std::path::PathBuf;
-use support::{Recorded, spec, subset, timeless, train};
+use support::{spec, subset, timeless, train};
 
 /// torchvision-layout VGG weights saved by PyTorch in the legacy format (deploy/torch-fixtures.sh).
 fn legacy_weights(name: &str) -> PathBuf {
@@ -32,16 +31,6 @@ fn frozen_spec(
     spec.train.momentum = 0.9;
     spec.train.cache_frozen_features = cache;
     spec
-}
-
-fn notes(run: &Recorded) -> Vec<String> {
-    run.events
-        .iter()
-        .filter_map(|event| match event {
-            TrainEvent::Note { message } => Some(message.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn close(a: f64, b: f64, tolerance: f64) -> bool {
@@ -69,7 +58,7 @@ fn a_frozen_backbone_trains_from_features_cached_once_as_from_images() {
         None,
     );
 
-    let cached_notes = notes(&cached);
+    let cached_notes = cached.notes();
     let caches_built: Vec<&String> = cached_notes
         .iter()
         .filter(|note| note.starts_with("features cached:"))
@@ -85,7 +74,8 @@ fn a_frozen_backbone_trains_from_features_cached_once_as_from_images() {
         "{cached_notes:?}"
     );
     assert!(
-        !notes(&uncached)
+        !uncached
+            .notes()
             .iter()
             .any(|note| note.contains("features cached")),
         "cache_frozen_features = false trains on images"
@@ -127,7 +117,7 @@ fn a_batch_norm_backbone_is_not_cached_and_says_why() {
     spec.train.epochs = 1;
     let dir = tempfile::tempdir().unwrap();
     let run = train(&spec, &manifest, dir.path(), None, None);
-    let notes = notes(&run);
+    let notes = run.notes();
     assert!(
         notes.iter().any(|note| note
             == "frozen backbone features not cached: the backbone has batch norm or dropout, so its output changes from step to step"),
@@ -146,7 +136,7 @@ fn runs_that_agree_on_the_backbone_compute_its_features_once() {
     let base = frozen_spec(Architecture::Vgg16, "vgg16", true);
     let first_dir = tempfile::tempdir().unwrap();
     let first = train(&base, &manifest, first_dir.path(), Some(cache.path()), None);
-    let first_notes = notes(&first);
+    let first_notes = first.notes();
     assert!(
         first_notes
             .iter()
@@ -168,7 +158,7 @@ fn runs_that_agree_on_the_backbone_compute_its_features_once() {
         Some(cache.path()),
         None,
     );
-    let second_notes = notes(&second);
+    let second_notes = second.notes();
     let writer = first_dir.path().display().to_string();
     assert!(
         second_notes.iter().any(|n| n
@@ -210,7 +200,7 @@ fn runs_that_agree_on_the_backbone_compute_its_features_once() {
         Some(cache.path()),
         None,
     );
-    let cropped_notes = notes(&cropped);
+    let cropped_notes = cropped.notes();
     assert!(
         cropped_notes
             .iter()
@@ -235,10 +225,11 @@ fn runs_that_agree_on_the_backbone_compute_its_features_once() {
         None,
     );
     assert!(
-        notes(&third)
+        third
+            .notes()
             .iter()
             .any(|n| n.starts_with("features cached:")),
         "{:?}",
-        notes(&third)
+        third.notes()
     );
 }

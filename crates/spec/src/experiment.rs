@@ -241,9 +241,14 @@ pub enum Optimizer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
+    /// fp32 everywhere.
     Fp32,
-    /// bf16 autocast on CUDA; CPU runs stay fp32.
+    /// bf16 compute (fp32 master weights and batch-norm statistics) on every device, the CPU
+    /// included: fast where the CPU computes bf16 natively, slow (but the same code) elsewhere.
     Bf16,
+    /// bf16 where it is fast (CUDA; CPUs with native bf16: AMX or AVX512-BF16), fp32
+    /// elsewhere. The run says which it chose.
+    Auto,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -405,7 +410,7 @@ pub(crate) mod defaults {
         0.9
     }
     pub fn precision() -> Precision {
-        Precision::Bf16
+        Precision::Auto
     }
     pub fn checkpoint_every_epochs() -> i64 {
         1

@@ -29,7 +29,7 @@ fn vgg16_example_mirrors_the_write_up() {
     assert_eq!(spec.model.head, vec![32, 64, 128, 64]);
     assert_eq!(spec.data.image_size, ImageSize::Square(150));
     assert_eq!(spec.train.optimizer, Optimizer::Sgd);
-    assert_eq!(spec.train.precision, Precision::Bf16);
+    assert_eq!(spec.train.precision, Precision::Auto);
     assert!(spec.train.early_stopping.is_some());
     assert!(spec.augment.flip);
     assert_eq!(spec.data.path.as_deref(), Some(Path::new("../data/art")));

@@ -157,7 +157,9 @@ impl Classifier {
         for module in &self.head {
             xs = match module {
                 HeadModule::Linear(linear) => xs.apply(linear),
-                HeadModule::Relu => xs.relu(),
+                // In place, as torchvision's ReLU(inplace=True): a linear layer's backward
+                // needs its input, not its output, so nothing the graph keeps is overwritten.
+                HeadModule::Relu => xs.relu_(),
                 HeadModule::Dropout(probability) => dropout(xs, *probability, train),
             };
         }
@@ -171,7 +173,9 @@ impl Classifier {
             xs = match module {
                 BackboneModule::Conv(conv) => xs.apply(conv),
                 BackboneModule::BatchNorm(norm) => xs.apply_t(norm, train),
-                BackboneModule::Relu => xs.relu(),
+                // In place (a convolution's or batch norm's backward never reads its output):
+                // one activation-sized allocation and pass fewer per layer.
+                BackboneModule::Relu => xs.relu_(),
                 BackboneModule::MaxPool => xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false),
                 BackboneModule::Dropout(probability) => dropout(xs, *probability, train),
             };

@@ -42,7 +42,7 @@ pub struct BatchSource {
 }
 
 impl BatchSource {
-    /// `channels_last` is honoured on CUDA only (it slows CPU convolutions down).
+    /// `channels_last`: batches laid out NHWC (see [`super::channels_last_on`]).
     pub fn new(data: &DecodedDataset, device: Device, channels_last: bool) -> Result<Self> {
         let residency = choose_residency(&data.images, device);
         Self::with_residency(data, device, channels_last, residency)
@@ -63,7 +63,7 @@ impl BatchSource {
             images,
             labels,
             device,
-            channels_last: channels_last && device.is_cuda(),
+            channels_last,
             residency,
             normalisation: Normalisation::on(device),
         })

@@ -83,6 +83,12 @@ pub fn normalise(x01: &tch::Tensor) -> tch::Tensor {
     Normalisation::on(x01.device()).apply(x01)
 }
 
+/// Whether batches on `device` are laid out channels-last: on CUDA (cuDNN's tensor cores want
+/// NHWC) and on the CPU (oneDNN's convolutions run faster on NHWC than on NCHW).
+pub fn channels_last_on(device: tch::Device) -> bool {
+    device.is_cuda() || device == tch::Device::Cpu
+}
+
 /// NHWC memory layout with NCHW logical shape (what cuDNN is fastest with). tch has no
 /// memory-format API, so it is done with permutes.
 pub fn channels_last(x: &tch::Tensor) -> tch::Tensor {

@@ -7,7 +7,7 @@ use super::split::{SplitIndices, split_manifest};
 use super::trainee::Trainee;
 use super::validation::{Evaluation, evaluate_trainee};
 use crate::events::TrainEvent;
-use crate::pipeline::{self, BatchSource, CacheStatus, DecodeTarget};
+use crate::pipeline::{self, BatchSource, CacheStatus, DecodeTarget, channels_last_on};
 use crate::{Error, Result};
 use easel_dataset::{ImageSource, Manifest};
 use easel_spec::DataSpec;
@@ -125,7 +125,7 @@ impl SplitData<'_> {
         });
         let indices = |split: &[usize]| -> Vec<i64> { split.iter().map(|&i| i as i64).collect() };
         Ok(RunData {
-            source: BatchSource::new(&loaded.data, device, device.is_cuda())?,
+            source: BatchSource::new(&loaded.data, device, channels_last_on(device))?,
             train: indices(&self.split.train),
             validation: indices(&self.split.validation),
             test: indices(&self.split.test),

@@ -177,7 +177,7 @@ pub fn train_step_on(
 ) -> (Tensor, Tensor) {
     match &trainee.bf16 {
         Some(copy) => {
-            copy.pull_weights();
+            copy.pull_trainable_weights();
             copy.zero_grad();
         }
         None => trainee.optimizer.zero_grad(),

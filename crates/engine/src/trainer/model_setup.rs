@@ -1,16 +1,17 @@
 //! The model a run trains: initialised from the run's seed, the pretrained backbone loaded, then
 //! (after a checkpoint may have replaced its variables) made a trainee with its optimizer and,
-//! on bf16 CUDA runs, its reduced-precision copy.
+//! on bf16 runs, its reduced-precision copy.
 
 use super::checkpointer::SavedOptimizer;
 use super::optimizer::{Hyperparameters, Optimizer, parameters_of};
 use super::precision::Bf16Copy;
 use super::trainee::Trainee;
 use crate::Result;
+use crate::compute_precision::ComputePrecision;
 use crate::events::TrainEvent;
 use crate::models::{Classifier, build_classifier, set_backbone_trainable};
 use crate::weights::load_pretrained_backbone;
-use easel_spec::{ExperimentSpec, Precision};
+use easel_spec::ExperimentSpec;
 use tch::nn::VarStore;
 
 /// A model before training: fresh or pretrained weights, all of them trainable.
@@ -58,10 +59,11 @@ impl InitialModel {
     }
 
     /// The trainee of `spec`: its backbone frozen or not, its optimizer restored when the run
-    /// resumes, and a bf16 copy on bf16 runs on CUDA.
+    /// resumes, and a bf16 copy when the run computes in bf16.
     pub fn into_trainee(
         self,
         spec: &ExperimentSpec,
+        precision: &ComputePrecision,
         backbone_frozen: bool,
         saved_optimizer: Option<SavedOptimizer>,
     ) -> Result<Trainee> {
@@ -77,7 +79,7 @@ impl InitialModel {
             saved.restore_into(&mut optimizer)?;
         }
         let device = vs.device();
-        let bf16 = if device.is_cuda() && spec.train.precision == Precision::Bf16 {
+        let bf16 = if precision.bf16 {
             Some(Bf16Copy::new(
                 &vs,
                 &spec.model,

@@ -230,6 +230,16 @@ impl GroupRates {
     }
 }
 
+/// A 0-d tensor of `value` with the kind and device of `like`: `addcmul_` scales by it without a
+/// parameter-sized temporary (tch's in-place adds take no scale). Filled on the device, so
+/// nothing waits on a copy from the host.
+fn scalar_like(value: f64, like: &Tensor) -> Tensor {
+    Tensor::full([], value, (like.kind(), like.device()))
+}
+
+// The updates below work in place, as torch.optim's do: a temporary the size of a parameter is a
+// fresh allocation (and, on the CPU, its pages' first-touch faults) every step.
+
 fn sgd(
     weights: &mut Tensor,
     gradient: Tensor,
@@ -242,11 +252,11 @@ fn sgd(
         weight_decay: wd,
         ..
     } = hyperparameters;
-    let mut gradient = if wd != 0.0 {
-        gradient + &*weights * wd
-    } else {
-        gradient
-    };
+    let mut gradient = gradient;
+    if wd != 0.0 {
+        // This step's own gradient (zeroed before the next backward): decayed in place.
+        let _ = gradient.addcmul_(weights, &scalar_like(wd, weights));
+    }
     if momentum != 0.0 {
         if state.steps == 1 {
             state.first.copy_(&gradient);
@@ -256,7 +266,7 @@ fn sgd(
         }
         gradient = state.first.shallow_clone();
     }
-    *weights -= gradient * lr;
+    let _ = weights.addcmul_(&gradient, &scalar_like(-lr, weights));
 }
 
 fn adam(
@@ -269,28 +279,32 @@ fn adam(
     let wd = hyperparameters.weight_decay;
     let decoupled = hyperparameters.kind == OptimizerKind::Adamw;
     let (beta1, beta2) = ADAM_BETAS;
-    let gradient = if decoupled {
+    let mut gradient = gradient;
+    if decoupled {
         if wd != 0.0 {
             *weights *= 1.0 - lr * wd;
         }
-        gradient
     } else if wd != 0.0 {
-        gradient + &*weights * wd
-    } else {
-        gradient
-    };
-    state.first *= beta1;
-    state.first += &gradient * (1.0 - beta1);
+        let _ = gradient.addcmul_(weights, &scalar_like(wd, weights));
+    }
+    // m = beta1 m + (1 - beta1) g
+    let _ = state.first.lerp_(&gradient, 1.0 - beta1);
     let Some(second) = state.second.as_mut() else {
         return;
     };
+    // v = beta2 v + (1 - beta2) g^2 (one temporary: tch's addcmul_ takes no scale)
     *second *= beta2;
-    *second += &gradient * &gradient * (1.0 - beta2);
+    let _ = second.addcmul_(&gradient, &(&gradient * (1.0 - beta2)));
     let t = state.steps as i32;
     let bias1 = 1.0 - beta1.powi(t);
     let bias2 = 1.0 - beta2.powi(t);
-    let denominator = second.sqrt() / bias2.sqrt() + ADAM_EPS;
-    *weights -= &state.first / denominator * (lr / bias1);
+    // w -= lr / bias1 * m / (sqrt(v / bias2) + eps): one addcdiv_ of m over that denominator
+    // scaled by -bias1 / lr.
+    let mut denominator = second.sqrt();
+    let _ = denominator.g_div_scalar_(bias2.sqrt());
+    let _ = denominator.g_add_scalar_(ADAM_EPS);
+    let _ = denominator.g_div_scalar_(-lr / bias1);
+    let _ = weights.addcdiv_(&state.first, &denominator);
 }
 
 #[cfg(test)]
@@ -358,5 +372,89 @@ mod tests {
             "{} vs {expected}",
             x.double_value(&[0])
         );
+    }
+
+    /// The textbook updates with a fresh tensor per operation (the engine's updates before they
+    /// worked in place): the in-place ones must land on the same parameters.
+    fn reference_step(
+        kind: OptimizerKind,
+        weights: &Tensor,
+        gradient: &Tensor,
+        moments: &mut (Tensor, Tensor),
+        step: i32,
+        lr: f64,
+        wd: f64,
+    ) -> Tensor {
+        let (beta1, beta2) = ADAM_BETAS;
+        match kind {
+            OptimizerKind::Sgd => {
+                let gradient = gradient + weights * wd;
+                moments.0 = if step == 1 {
+                    gradient
+                } else {
+                    &moments.0 * 0.9 + gradient
+                };
+                weights - &moments.0 * lr
+            }
+            OptimizerKind::Adam | OptimizerKind::Adamw => {
+                let decoupled = kind == OptimizerKind::Adamw;
+                let weights = if decoupled {
+                    weights * (1.0 - lr * wd)
+                } else {
+                    weights.shallow_clone()
+                };
+                let gradient = if decoupled {
+                    gradient.shallow_clone()
+                } else {
+                    gradient + &weights * wd
+                };
+                moments.0 = &moments.0 * beta1 + &gradient * (1.0 - beta1);
+                moments.1 = &moments.1 * beta2 + &gradient * &gradient * (1.0 - beta2);
+                let bias1 = 1.0 - beta1.powi(step);
+                let bias2 = 1.0 - beta2.powi(step);
+                let denominator = moments.1.sqrt() / bias2.sqrt() + ADAM_EPS;
+                weights - &moments.0 / denominator * (lr / bias1)
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_updates_match_the_textbook_formulas_over_20_steps() {
+        for kind in [
+            OptimizerKind::Sgd,
+            OptimizerKind::Adam,
+            OptimizerKind::Adamw,
+        ] {
+            tch::manual_seed(3);
+            let vs = VarStore::new(Device::Cpu);
+            let start = Tensor::randn([64, 33], (Kind::Float, Device::Cpu));
+            let w = vs.root().var_copy("w", &start);
+            let hyperparameters = Hyperparameters {
+                kind,
+                momentum: 0.9,
+                weight_decay: 0.01,
+            };
+            let mut optimizer = Optimizer::new(hyperparameters, parameters_of(&vs));
+            let mut expected = start.copy();
+            let mut moments = (start.zeros_like(), start.zeros_like());
+            let rates = GroupRates {
+                backbone: 0.01,
+                head: 0.01,
+            };
+            for step in 1..=20 {
+                let target = Tensor::randn([64, 33], (Kind::Float, Device::Cpu));
+                optimizer.zero_grad();
+                let loss = (&w - &target).square().sum(Kind::Float) * 0.5;
+                loss.backward();
+                // The same gradient for both (copied: SGD decays it in place).
+                let gradient = w.grad().copy();
+                optimizer.step(rates);
+                expected = tch::no_grad(|| {
+                    reference_step(kind, &expected, &gradient, &mut moments, step, 0.01, 0.01)
+                });
+            }
+            let gap = tch::no_grad(|| (&w - &expected).abs().max().double_value(&[]));
+            assert!(gap < 1e-6, "{kind:?}: largest difference {gap}");
+        }
     }
 }

@@ -1,5 +1,7 @@
-//! bf16 mixed precision on CUDA: a bf16 copy of the model computes the forward and backward
-//! passes, the fp32 model keeps the master weights the optimizer updates.
+//! bf16 mixed precision (on CUDA and on the CPU alike): a bf16 copy of the model computes the
+//! forward and backward passes, the fp32 model keeps the master weights the optimizer updates.
+//! Batch-norm weights and running statistics stay fp32 in the copy, as autocast keeps them:
+//! bf16's 8 bits of mantissa would lose a running mean's small momentum updates.
 //!
 //! Why not `tch::autocast`: it only switches libtorch's autocast on, whose CUDA dtype is fp16 and
 //! cannot be changed through tch's C API; fp16 would need loss scaling. bf16 has fp32's range, so
@@ -32,6 +34,7 @@ impl Bf16Copy {
         let mut vs = VarStore::new(device);
         let net = build_classifier(&vs.root(), model, num_classes, image_hw)?;
         vs.bfloat16();
+        keep_batch_norm_fp32(&vs);
         let copies = vs.variables();
         let learnable: Vec<String> = super::optimizer::parameters_of(master)
             .into_iter()
@@ -55,14 +58,29 @@ impl Bf16Copy {
             parameters,
             buffers,
         };
+        copy.pull_weights();
         copy.pull_buffers();
         Ok(copy)
     }
 
     /// Copies the master weights (and their trainable flags) into the bf16 model.
     pub fn pull_weights(&self) {
+        self.pull(true);
+    }
+
+    /// Copies the trainable master weights into the bf16 model before a step: frozen ones
+    /// have not changed since the last [`Bf16Copy::pull_weights`] (a checkpoint's load, an
+    /// epoch's end, the unfreeze that made them trainable all pull every weight).
+    pub fn pull_trainable_weights(&self) {
+        self.pull(false);
+    }
+
+    fn pull(&self, frozen_too: bool) {
         let _no_grad = tch::no_grad_guard();
         for (master, copy) in self.parameters.values() {
+            if !frozen_too && !master.requires_grad() && !copy.requires_grad() {
+                continue;
+            }
             let mut copy = copy.shallow_clone();
             copy.copy_(master);
             if copy.requires_grad() != master.requires_grad() {
@@ -115,5 +133,25 @@ impl Bf16Copy {
 
     pub fn var_store(&self) -> &VarStore {
         &self.vs
+    }
+}
+
+/// Brings the batch-norm variables of a bf16 var store back to fp32: every variable that has a
+/// `running_mean` beside it (the layer's weight, bias and statistics). libtorch's batch norm
+/// takes bf16 inputs with fp32 parameters on the CPU and on CUDA.
+fn keep_batch_norm_fp32(vs: &VarStore) {
+    let _no_grad = tch::no_grad_guard();
+    let variables = vs.variables();
+    for layer in variables
+        .keys()
+        .filter_map(|name| name.strip_suffix(".running_mean"))
+    {
+        for field in ["weight", "bias", "running_mean", "running_var"] {
+            if let Some(tensor) = variables.get(&format!("{layer}.{field}")) {
+                tensor
+                    .shallow_clone()
+                    .set_data(&tensor.to_kind(Kind::Float));
+            }
+        }
     }
 }

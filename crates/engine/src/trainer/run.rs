@@ -13,6 +13,7 @@ use super::{TrainJob, TrainOutcome};
 use crate::Result;
 use crate::artifacts::RunDir;
 use crate::checkpoint::{self, CheckpointState};
+use crate::compute_precision::ComputePrecision;
 use crate::device::DeviceChoice;
 use crate::events::TrainEvent;
 use crate::fits::{RunShape, check_fits};
@@ -90,7 +91,11 @@ fn run(
         Some(resumed) => (resumed.state, Some(resumed.optimizer)),
         None => (fresh_state(identity, spec), None),
     };
-    let trainee = model.into_trainee(spec, state.backbone_frozen, saved_optimizer)?;
+    let precision = ComputePrecision::resolve(spec.train.precision, device);
+    on_event(TrainEvent::Note {
+        message: format!("computing in {}", precision.reason),
+    });
+    let trainee = model.into_trainee(spec, &precision, state.backbone_frozen, saved_optimizer)?;
 
     let plan = TrainingPlan::of(spec, &settings);
     let mut learner = Learner::new(trainee, &data, plan, checkpointer, &outputs, cancel);

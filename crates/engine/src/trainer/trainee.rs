@@ -1,4 +1,4 @@
-//! The model being trained, with its optimizer and (bf16 runs on CUDA) its reduced-precision
+//! The model being trained, with its optimizer and (bf16 runs) its reduced-precision
 //! copy, and what a step feeds it: images, or a frozen backbone's cached features.
 
 use super::optimizer::Optimizer;
@@ -11,7 +11,7 @@ pub struct Trainee {
     pub vs: VarStore,
     pub net: Classifier,
     pub optimizer: Optimizer,
-    /// Present for bf16 runs on CUDA.
+    /// Present for runs that compute in bf16.
     pub bf16: Option<Bf16Copy>,
 }
 

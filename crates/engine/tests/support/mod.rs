@@ -117,6 +117,17 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// The messages of the run's notes, in order.
+    pub fn notes(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                TrainEvent::Note { message } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn epochs(&self) -> Vec<EpochMetrics> {
         self.events
             .iter()
