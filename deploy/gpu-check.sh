@@ -8,6 +8,8 @@
 #                                        CPU sizes and prints the table (so the script can't rot)
 #   bash deploy/gpu-check.sh pack        here: builds the bundle a GPU machine runs, dist/gpu-check
 #                                        (stripped release binaries, CUDA test binary, image folders)
+#                                        and proves it (check_bundle: CUDA link, RUNPATH, libraries
+#                                        resolved, symbol versions, under 60 MiB)
 #   bash deploy/gpu-check.sh run "$OUT" [--deadline S]
 #                                        on the GPU machine, from the repository with
 #                                        dist/gpu-check in it: needs only the NVIDIA driver and
@@ -95,6 +97,50 @@ build_data() {
   fi
 }
 
+# Proves what the pack packed, failing it otherwise: every binary needs libtorch_cuda.so (without
+# it CUDA reads as unavailable and the check trains on the CPU), carries RUNPATH and no RPATH (so
+# the LD_LIBRARY_PATH the run sets wins over this machine's path), resolves every library, each
+# libtorch one under the torch lib folder given; and the bundle is under 60 MiB (what the device
+# call carries). Prints the newest glibc and libstdc++ symbol versions each binary needs, which
+# the GPU machine's must reach.
+check_bundle() {
+  local torch_lib=$1 failed=0 binary name bad dynamic resolved glibc cxx mib
+  for binary in "$bundle"/bin/*; do
+    name=$(basename "$binary")
+    bad=0
+    dynamic=$(readelf -d "$binary")
+    if ! grep -q 'NEEDED.*\[libtorch_cuda\.so\]' <<<"$dynamic"; then
+      say "$name: does not need libtorch_cuda.so: CUDA would read as unavailable"
+      bad=1
+    fi
+    if grep -q '(RPATH)' <<<"$dynamic" || ! grep -q '(RUNPATH)' <<<"$dynamic"; then
+      say "$name: no RUNPATH (or an RPATH, which LD_LIBRARY_PATH cannot override)"
+      bad=1
+    fi
+    resolved=$(LD_LIBRARY_PATH="$torch_lib" ldd "$binary")
+    if grep -q 'not found' <<<"$resolved"; then
+      say "$name: unresolved libraries: $(grep 'not found' <<<"$resolved" | tr -s ' \t\n' ' ')"
+      bad=1
+    fi
+    if grep -E '^\s*lib(torch|c10)' <<<"$resolved" | grep -v -q -F "$torch_lib/"; then
+      say "$name: a libtorch library resolves outside $torch_lib"
+      bad=1
+    fi
+    glibc=$(objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
+    cxx=$(objdump -T "$binary" | grep -o 'GLIBCXX_[0-9.]*' | sort -uV | tail -1)
+    [ "$bad" = 0 ] && say "$name: needs libtorch_cuda.so, RUNPATH, every library resolved"
+    say "$name: newest symbol versions it needs: ${glibc:-none} ${cxx:-none}"
+    [ "$bad" = 0 ] || failed=1
+  done
+  mib=$(du -sm "$bundle" | cut -f1)
+  if [ "$mib" -ge 60 ]; then
+    say "$bundle is $mib MiB: over the 60 MiB a device call carries"
+    failed=1
+  fi
+  say "$bundle: $mib MiB"
+  return "$failed"
+}
+
 # The cached PyTorch install, and nothing added to it: a phase that needs torchvision, Pillow or
 # a compiler the machine lacks is reported skipped, as it would be on the GPU machine.
 torch_python_path() {
@@ -116,7 +162,7 @@ case ${1:-} in
   pack)
     build_binaries yes
     build_data yes
-    du -sh "$bundle" >&2
+    check_bundle "$(cd -P .libtorch/lib && pwd)" || { say "the bundle failed its checks"; exit 1; }
     say "bundle ready: carry $bundle to the GPU machine and run 'bash deploy/gpu-check.sh run OUT'"
     ;;
   run)
