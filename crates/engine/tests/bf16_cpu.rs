@@ -148,3 +148,39 @@ fn a_frozen_backbone_caches_bf16_features_on_the_cpu_and_trains_as_from_images()
         );
     }
 }
+
+#[test]
+fn the_bf16_copy_keeps_batch_norm_in_fp32_and_convolution_weights_channels_last() {
+    use easel_engine::models::build_classifier;
+    use easel_engine::trainer::precision::Bf16Copy;
+    use tch::Device;
+    use tch::nn::VarStore;
+    let model = easel_spec::ModelSpec {
+        architecture: Architecture::Vgg11Bn,
+        ..easel_spec::ModelSpec::default()
+    };
+    let master = VarStore::new(Device::Cpu);
+    build_classifier(&master.root(), &model, 5, (32, 32)).unwrap();
+    let copy = Bf16Copy::new(&master, &model, 5, (32, 32), Device::Cpu).unwrap();
+    let variables = copy.var_store().variables();
+    let masters = master.variables();
+    // features.0 is a convolution, features.1 its batch norm; classifier.0 a dense layer.
+    let conv = &variables["features.0.weight"];
+    assert_eq!(conv.kind(), Kind::BFloat16);
+    assert!(!conv.is_contiguous(), "channels-last, not NCHW");
+    assert!(conv.permute([0, 2, 3, 1]).is_contiguous());
+    assert!(
+        conv.to_kind(Kind::Float)
+            .allclose(&masters["features.0.weight"], 1e-2, 1e-2, false)
+    );
+    for name in ["weight", "bias", "running_mean", "running_var"] {
+        let tensor = &variables[&format!("features.1.{name}")];
+        assert_eq!(tensor.kind(), Kind::Float, "features.1.{name}");
+        assert!(tensor.equal(&masters[&format!("features.1.{name}")]));
+    }
+    assert_eq!(variables["classifier.0.weight"].kind(), Kind::BFloat16);
+    assert!(
+        masters["features.0.weight"].is_contiguous(),
+        "the master stays NCHW"
+    );
+}

@@ -1,6 +1,7 @@
-//! A lint over the training step's code path: no read from the device to the host (each one
-//! waits for every queued kernel, so on a GPU the step stalls) outside the counted reads
-//! `train_epoch` makes: the progress read at most once per interval and the epoch's totals.
+//! A lint over the training step's code path (and validation's batches): no read from the device
+//! to the host (each one waits for every queued kernel, so on a GPU the step stalls) outside the
+//! counted reads `train_epoch` makes, the progress read at most once per interval and the
+//! epoch's totals, and validation's totals after its last batch.
 //! A new `double_value` or a blocking `to_device` in a function the step runs fails here,
 //! naming the file, the function and the line.
 
@@ -60,6 +61,16 @@ const STEP_PATH: &[(&str, &str, Allowed)] = &[
     ("pipeline/augment.rs", "random_crop", &[]),
     ("pipeline/augment.rs", "color_jitter", &[]),
     ("pipeline/mod.rs", "channels_last", &[]),
+    // Validation reads its totals once, after the last batch: the loss and the confusion matrix.
+    (
+        "trainer/validation.rs",
+        "evaluate_batches",
+        &[
+            (".to_device(", 1),
+            ("double_value(", 1),
+            ("Vec::try_from(", 1),
+        ],
+    ),
 ];
 
 /// The body of the first non-test `fn name` in `source` (from its `{` to the matching `}`) and

@@ -9,6 +9,7 @@
 
 use crate::Result;
 use crate::models::{Classifier, build_classifier};
+use crate::pipeline::channels_last;
 use easel_spec::ModelSpec;
 use std::collections::HashMap;
 use tch::nn::VarStore;
@@ -35,6 +36,7 @@ impl Bf16Copy {
         let net = build_classifier(&vs.root(), model, num_classes, image_hw)?;
         vs.bfloat16();
         keep_batch_norm_fp32(&vs);
+        convolution_weights_channels_last(&vs);
         let copies = vs.variables();
         let learnable: Vec<String> = super::optimizer::parameters_of(master)
             .into_iter()
@@ -133,6 +135,19 @@ impl Bf16Copy {
 
     pub fn var_store(&self) -> &VarStore {
         &self.vs
+    }
+}
+
+/// Lays the copy's convolution weights out channels-last once, as its inputs are: cuDNN and oneDNN
+/// would otherwise reorder NCHW weights in every forward and backward. The master weights stay
+/// NCHW (safetensors and checkpoints store contiguous tensors); `copy_` from them keeps this
+/// layout, and the gradients follow it.
+fn convolution_weights_channels_last(vs: &VarStore) {
+    let _no_grad = tch::no_grad_guard();
+    for (_, tensor) in vs.variables() {
+        if tensor.dim() == 4 {
+            tensor.shallow_clone().set_data(&channels_last(&tensor));
+        }
     }
 }
 

@@ -88,7 +88,10 @@ fn evaluate_batches(
         let logits = logits.to_kind(Kind::Float);
         loss_sum += logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0);
         let predicted = logits.argmax(-1, false);
-        confusion += (&y * classes + predicted).bincount::<Tensor>(None, classes * classes);
+        // index_add_, not bincount: bincount reads its input's size back to the host (twice a
+        // batch), which waits for the device; this stays queued on it.
+        let cells = &y * classes + predicted;
+        let _ = confusion.index_add_(0, &cells, &Tensor::ones([length], (Kind::Int64, device)));
         start += length;
     }
     let confusion: Vec<i64> =
