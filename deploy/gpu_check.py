@@ -214,42 +214,79 @@ def rate(row):
     return row["images_per_second"] if row else None
 
 
+# Step figures: 50 timed steps after 5 warm-up ones, three repeats with the sides alternating
+# (easel, eager, easel, eager, ...), so drift on the machine hits both alike; the median shown.
+STEP_REPEATS = 3
+TIMED_STEPS = 50
+
+
 def step_row(phases, bundle, side, batch, device, gpu, modes):
-    """One image size's step figures for `modes` (easel, eager, compile), each a phase."""
+    """One image size's step figures for `modes` (easel, eager, compile): each repeat of each
+    mode a phase of its own, the median of the repeats measured, the loop's seconds (the timed
+    steps) beside the process's wall seconds, and the peak GPU memory of each side."""
     row = {}
-    budgets = {"easel": 90, "eager": 90, "compile": 180}
+    budgets = {"easel": 60, "eager": 60, "compile": 180}
+    steps = TIMED_STEPS if gpu else 20
 
-    def easel(timeout):
-        command = [bundle / "bin/throughput", "--step", "--side", side, "--batch", batch,
-                   "--device", device, "--warmup", 5, "--steps", 20]
-        # Easel's layout on both devices; bf16 where its precision "auto" picks it here.
-        command += ["--channels-last"] + (["--bf16"] if gpu else [])
-        out, _, peak = run(command, gpu=gpu, timeout=timeout, log=f"step-{side}-easel")
-        return dict(last_json(out), peak_gpu_mib=peak)
-
-    def pytorch(mode):
-        def measure(timeout):
+    def measure(mode, repeat):
+        if mode == "easel":
+            command = [bundle / "bin/throughput", "--step", "--side", side, "--batch", batch,
+                       "--device", device, "--warmup", 5, "--steps", steps]
+            # Easel's layout on both devices; bf16 where its precision "auto" picks it here.
+            command += ["--channels-last"] + (["--bf16"] if gpu else [])
+        else:
             command = [sys.executable, PYTORCH, "step", "--side", side, "--batch", batch,
-                       "--device", device, "--mode", mode,
+                       "--device", device, "--mode", mode, "--steps", steps,
                        "--precision", "bf16" if gpu else "fp32"]
-            out, _, peak = run(command, gpu=gpu, timeout=timeout, log=f"step-{side}-{mode}")
-            return dict(last_json(out), peak_gpu_mib=peak)
-        return measure
+
+        def timed(timeout):
+            out, wall, peak = run(command, gpu=gpu, timeout=timeout,
+                                  log=f"step-{side}-{mode}-{repeat}")
+            return dict(last_json(out), wall_seconds=wall, peak_gpu_mib=peak)
+        return timed
 
     needs = {"easel": [], "eager": [], "compile": ["a C compiler", "Python.h"]}
+    # torch.compile compiles again in every process: one run of it.
+    repeats = {mode: 1 if mode == "compile" else STEP_REPEATS for mode in modes}
+    samples = {mode: [] for mode in modes}
+    for repeat in range(max(repeats.values())):
+        for mode in modes:
+            if repeat >= repeats[mode] or (repeat > 0 and not samples[mode]):
+                continue  # a mode that was skipped or failed is not tried again
+            measured = phases.run(f"step_{side}_{mode}_{repeat + 1}",
+                                  f"{side} px {mode} (run {repeat + 1})", needs[mode],
+                                  budgets[mode], measure(mode, repeat + 1))
+            if measured:
+                samples[mode].append(measured)
     for mode in modes:
-        function = easel if mode == "easel" else pytorch(mode)
-        row[mode] = phases.run(f"step_{side}_{mode}", f"{side} px {mode}", needs[mode],
-                               budgets[mode], function)
+        row[mode] = median_of(samples[mode], steps, batch)
+        if row[mode]:
+            phases.results.put(f"step_{side}_{mode}", row[mode])
     cells = []
     for name in modes:
         r = row[name]
-        cells.append(f"{name} {rate(r):8.1f} ({mib(r.get('peak_gpu_mib'))})" if r else f"{name} -")
+        cells.append(f"{name} {rate(r):8.1f} (loop {r['loop_seconds']:.1f} s of "
+                     f"{r['wall_seconds']:.1f} s, {mib(r.get('peak_gpu_mib'))}, "
+                     f"{len(r['repeats'])} run(s))" if r else f"{name} -")
     ratios = [f"Easel/{base} {rate(row['easel']) / rate(row[base]):.2f}x"
               for base in ["eager", "compile"]
               if row.get("easel") and row.get(base)]
     phases.results.say(f"  {side:>3} px: " + " | ".join(cells) + ("   " + ", ".join(ratios) if ratios else ""))
     return row
+
+
+def median_of(samples, steps, batch):
+    """The sample with the median images/s (upper median of an even count), with every
+    repeat's figure, its loop seconds and the highest peak memory of them all."""
+    if not samples:
+        return None
+    ordered = sorted(samples, key=lambda sample: sample["images_per_second"])
+    middle = dict(ordered[len(ordered) // 2])
+    middle["repeats"] = [round(sample["images_per_second"], 2) for sample in samples]
+    middle["loop_seconds"] = steps * batch / middle["images_per_second"]
+    peaks = [sample["peak_gpu_mib"] for sample in samples if sample.get("peak_gpu_mib") is not None]
+    middle["peak_gpu_mib"] = max(peaks) if peaks else None
+    return middle
 
 
 def write_spec(path, data, side, batch, epochs, frozen=None, lr=0.01):
@@ -399,7 +436,8 @@ def check(results, clock, bundle, work, cpu, compile_steps):
         first, second, batch, job = (224, 150, 128, (folder, 150, 128, 25))
         e2e = (folder, 150, 128, 10)
     results.say(f"\nTraining step, VGG16 + 32-64-128-64 head, batch {batch}, SGD momentum "
-                f"({'bf16' if gpu else 'fp32'}, channels-last), images/s (peak GPU memory)")
+                f"({'bf16' if gpu else 'fp32'}, channels-last), images/s, median of alternating runs "
+                f"(the timed loop's seconds of the process's wall seconds, peak GPU memory)")
     step_row(phases, bundle, first, batch, device, gpu, ["easel", "eager"])
     run_device = device if cpu else "cuda:0"
     seed_job(phases, bundle, work, *job, run_device, gpu)
