@@ -191,21 +191,18 @@ fn spec_of(model: &str, side: i64, batch: i64, precision: Precision) -> Experime
         "vgg16_frozen" => ("vgg16", "[32, 64, 128, 64]", true),
         other => panic!("--models takes small_cnn, deep_cnn, vgg16, vgg16_frozen, not {other}"),
     };
-    let precision = match precision {
-        Precision::Fp32 => "fp32",
-        Precision::Bf16 => "bf16",
-        Precision::Auto => "auto",
-    };
     let text = format!(
         "[data]\npath = \"images\"\nimage_size = {side}\n\
          [model]\narchitecture = \"{architecture}\"\nhead = {head}\ndropout = 0.2\n\
          freeze_backbone = {frozen}\n\
          [train]\nbatch_size = {batch}\noptimizer = \"sgd\"\nlearning_rate = 0.001\n\
-         momentum = 0.9\nprecision = \"{precision}\"\ncache_frozen_features = false\n"
+         momentum = 0.9\ncache_frozen_features = false\n"
     );
     // Parsed without the spec's checks: a frozen backbone here has random weights, not
     // pretrained ones, which makes no difference to a step's time.
-    toml::from_str(&text).expect("bench spec")
+    let mut spec: ExperimentSpec = toml::from_str(&text).expect("bench spec");
+    spec.train.precision = precision;
+    spec
 }
 
 /// Images/s of the trainer's training step; `channels_last` overrides the trainer's layout.

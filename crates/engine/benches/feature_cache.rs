@@ -9,7 +9,7 @@
 //! (default 256), `EASEL_BENCH_FEATURE_EPOCHS` the epochs (default 3).
 
 use easel_engine::models::{build_classifier, set_backbone_trainable};
-use easel_engine::pipeline::{Augment, BatchSource, DecodedDataset};
+use easel_engine::pipeline::{Augment, BatchSource, DecodedDataset, channels_last_on};
 use easel_engine::trainer::epoch::{EpochPlan, Trainee, steps_per_epoch, train_epoch};
 use easel_engine::trainer::feature_cache::FeatureCache;
 use easel_engine::trainer::optimizer::{Hyperparameters, Optimizer, parameters_of};
@@ -55,7 +55,7 @@ fn main() {
         height: SIDE,
         width: SIDE,
     };
-    let source = BatchSource::new(&data, device, device.is_cuda()).expect("source");
+    let source = BatchSource::new(&data, device, channels_last_on(device)).expect("source");
     let augment = Augment::from_spec(&AugmentSpec::default(), SIDE, SIDE);
     println!(
         "feature cache: VGG16 frozen, head 32/64/128/64, {images} images of {SIDE}x{SIDE}, flips, \

@@ -51,9 +51,13 @@ impl ComputePrecision {
 
 /// The CPU feature that computes bf16 natively (`AMX` or `AVX512-BF16`), from the kernel's
 /// view of the CPU; `None` where there is none or it cannot be asked.
+/// Read once per process: the CPU does not change.
 pub fn native_bf16_cpu() -> Option<&'static str> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    native_bf16_in_flags(&cpuinfo)
+    static NATIVE: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *NATIVE.get_or_init(|| {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+        native_bf16_in_flags(&cpuinfo)
+    })
 }
 
 /// The native bf16 feature named in `/proc/cpuinfo`'s `flags` line.

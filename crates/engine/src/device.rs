@@ -76,21 +76,17 @@ fn cuda_memory_bytes(index: usize, field: &str) -> Option<u64> {
 /// of the list is the card (an index, a `GPU-…` UUID or a `MIG-…` id, all of which `-i`
 /// takes). An index entry means nvidia-smi's index when `CUDA_DEVICE_ORDER=PCI_BUS_ID`, which
 /// the worker sets for the processes it gives a GPU.
+///
+/// The worker uses the same mapping to give a training process its slot's card.
 pub fn smi_device_id(ordinal: usize, visible: Option<&str>) -> String {
-    let entries: Vec<&str> = visible
-        .map(|list| {
+    visible
+        .and_then(|list| {
             list.split(',')
                 .map(str::trim)
                 .filter(|entry| !entry.is_empty())
-                .collect()
+                .nth(ordinal)
         })
-        .unwrap_or_default();
-    match visible {
-        Some(_) => entries
-            .get(ordinal)
-            .map_or_else(|| ordinal.to_string(), |entry| (*entry).to_owned()),
-        None => ordinal.to_string(),
-    }
+        .map_or_else(|| ordinal.to_string(), str::to_owned)
 }
 
 /// The most memory a run could take on `device`: the GPU's whole memory (what is free now

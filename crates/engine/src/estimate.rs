@@ -1,10 +1,11 @@
 //! What a full run will cost, from the spec alone: parameters, steps, activation memory. Nothing
 //! is allocated, so `client validate` answers at once even for VGG19.
 
+use crate::compute_precision::ComputePrecision;
 use crate::models::{activation_bytes, feature_map_shape, parameter_counts};
 use crate::trainer::epoch::steps_per_epoch;
 use crate::{Error, Result};
-use easel_spec::{ExperimentSpec, Precision};
+use easel_spec::ExperimentSpec;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,12 +44,9 @@ pub fn estimate(spec: &ExperimentSpec, num_classes: usize, train_images: u64) ->
     let feature_map = feature_map_shape(spec.model.architecture, image_hw)?;
     let counts = parameter_counts(&spec.model, num_classes as i64, image_hw)?;
     let steps = steps_per_epoch(train_images as usize, spec.train.batch_size as usize);
-    // bf16 runs keep activations in 2 bytes; fp32 in 4. The estimate is for the worker's
-    // GPU, where `auto` computes in bf16.
-    let bytes_per_element = match spec.train.precision {
-        Precision::Bf16 | Precision::Auto => 2,
-        Precision::Fp32 => 4,
-    };
+    // bf16 runs keep activations in 2 bytes; fp32 in 4. The estimate is for the worker's GPU.
+    let on_gpu = ComputePrecision::resolve_with(spec.train.precision, tch::Device::Cuda(0), None);
+    let bytes_per_element = if on_gpu.bf16 { 2 } else { 4 };
     Ok(Estimate {
         parameters: counts.total(),
         trainable_parameters: counts.trainable(spec.model.freeze_backbone),

@@ -26,7 +26,7 @@ mod trained;
 pub mod trainer;
 pub mod weights;
 
-pub use device::{DeviceChoice, RuntimeInfo, runtime_info};
+pub use device::{DeviceChoice, RuntimeInfo, runtime_info, smi_device_id};
 pub use error::{Error, Result};
 pub use estimate::{Estimate, estimate};
 pub use evaluate::{Evaluation, evaluate};

@@ -16,6 +16,10 @@ use crate::experiment::ExperimentSpec;
 use crate::load::{read_text, read_toml};
 use crate::resolve::{parse_experiment, spec_folder};
 
+/// Sweep ids start so (the worker makes them) and job ids never do: the client tells one
+/// argument of `status`, `cancel` or `fetch` apart by it.
+pub const SWEEP_ID_PREFIX: &str = "sweep-";
+
 /// Trials a sweep may have unless a worker says otherwise: enough for a search a person reads
 /// as a table, few enough that a typo (a list of 1,000 learning rates) is caught.
 pub const DEFAULT_MAX_TRIALS: usize = 256;
@@ -93,17 +97,6 @@ impl SweepMetric {
             SweepMetric::ValLoss => "val_loss",
             SweepMetric::TestAccuracy => "test_accuracy",
         }
-    }
-
-    /// The metric named so, if any.
-    pub fn from_name(name: &str) -> Option<SweepMetric> {
-        [
-            SweepMetric::ValAccuracy,
-            SweepMetric::ValLoss,
-            SweepMetric::TestAccuracy,
-        ]
-        .into_iter()
-        .find(|metric| metric.name() == name)
     }
 
     /// Whether a larger value is better (accuracies) or a smaller one (loss).

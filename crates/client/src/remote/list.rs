@@ -70,15 +70,8 @@ fn print_jobs(jobs: &[pb::Job], worker: &str) {
 /// One line a sweep: id, trials done of all, the best so far, name.
 fn print_sweeps(sweeps: &[pb::Sweep]) {
     for sweep in sweeps {
-        let done = sweep
-            .trials
-            .iter()
-            .filter(|t| t.job.as_ref().is_some_and(|j| j.state().is_terminal()))
-            .count();
-        let best = sweep
-            .trials
-            .iter()
-            .find(|t| t.job.as_ref().is_some_and(|j| j.id == sweep.best_job))
+        let done = super::sweep::done_count(sweep);
+        let best = super::sweep::best_trial(sweep)
             .and_then(|t| t.metric)
             .map(|v| {
                 format!(

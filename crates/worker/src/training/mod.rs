@@ -173,34 +173,22 @@ fn own_gpu(request: &mut TrainRequest) -> Option<String> {
         return None;
     };
     request.device = DeviceName::Cuda(0);
-    Some(visible_device(
-        std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+    Some(easel_engine::smi_device_id(
         index,
+        std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
     ))
-}
-
-fn visible_device(worker_sees: Option<&str>, index: usize) -> String {
-    worker_sees
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .and_then(|entries| entries.get(index).map(|entry| (*entry).to_owned()))
-        .unwrap_or_else(|| index.to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::visible_device;
+    use easel_engine::smi_device_id;
 
     #[test]
     fn a_slot_sees_its_gpu_by_the_workers_own_numbering() {
-        assert_eq!(visible_device(None, 3), "3");
-        assert_eq!(visible_device(Some("4,5, 6"), 2), "6");
-        assert_eq!(visible_device(Some("GPU-1a2b,GPU-3c4d"), 1), "GPU-3c4d");
+        assert_eq!(smi_device_id(3, None), "3");
+        assert_eq!(smi_device_id(2, Some("4,5, 6")), "6");
+        assert_eq!(smi_device_id(1, Some("GPU-1a2b,GPU-3c4d")), "GPU-3c4d");
         // A slot past the worker's list is named as it stands; CUDA then reports it missing.
-        assert_eq!(visible_device(Some("4"), 1), "1");
+        assert_eq!(smi_device_id(1, Some("4")), "1");
     }
 }

@@ -126,11 +126,7 @@ impl BoardView {
                 println!("{line}");
             }
         }
-        match sweep
-            .trials
-            .iter()
-            .find(|t| t.job.as_ref().is_some_and(|j| j.id == sweep.best_job))
-        {
+        match super::best_trial(sweep) {
             Some(best) => println!(
                 "best: trial {} ({}), job {}, {} {}",
                 best.number,
@@ -148,11 +144,7 @@ impl BoardView {
 
 /// The leaderboard: a header, then one line per trial, best first, the best marked `*`.
 pub fn table(sweep: &pb::Sweep) -> Vec<String> {
-    let done = sweep
-        .trials
-        .iter()
-        .filter(|t| t.job.as_ref().is_some_and(|j| j.state().is_terminal()))
-        .count();
+    let done = super::done_count(sweep);
     let mut lines = vec![
         format!(
             "sweep {} ({}): {done}/{} trials done, best by {}",

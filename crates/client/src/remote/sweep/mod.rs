@@ -12,12 +12,28 @@ use std::process::ExitCode;
 
 use easel_proto::v1 as pb;
 
-/// Sweep ids start so (the worker makes them), job ids never do.
-const SWEEP_ID_PREFIX: &str = "sweep-";
+use easel_spec::sweep::SWEEP_ID_PREFIX;
 
 /// Whether a verb's argument names a sweep rather than a job.
 pub fn is_sweep_id(id: &str) -> bool {
     id.starts_with(SWEEP_ID_PREFIX)
+}
+
+/// Trials that are over (succeeded, failed or cancelled).
+pub fn done_count(sweep: &pb::Sweep) -> usize {
+    sweep
+        .trials
+        .iter()
+        .filter(|t| t.job.as_ref().is_some_and(|j| j.state().is_terminal()))
+        .count()
+}
+
+/// The trial of the best job so far, if any.
+pub fn best_trial(sweep: &pb::Sweep) -> Option<&pb::Trial> {
+    sweep
+        .trials
+        .iter()
+        .find(|t| t.job.as_ref().is_some_and(|j| j.id == sweep.best_job))
 }
 
 /// Every trial is over.

@@ -11,8 +11,7 @@ use crate::error::{Error, Result};
 /// The worker's folder of sweep records.
 pub const SWEEPS_DIR: &str = "sweeps";
 
-/// Sweep ids start so, and job ids never do: one argument of `client status` names either.
-pub const SWEEP_ID_PREFIX: &str = "sweep-";
+pub use easel_spec::sweep::SWEEP_ID_PREFIX;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepRecord {

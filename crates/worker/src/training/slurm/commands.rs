@@ -159,25 +159,28 @@ fn parse_ended(text: &str) -> Option<Ended> {
             .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
             .map(str::to_owned)
     };
-    let exit_code = field("ExitCode").unwrap_or_default();
-    let (status, signal) = exit_code.split_once(':').unwrap_or((&exit_code, "0"));
     Some(Ended {
         state: field("JobState")?,
         reason: field("Reason").unwrap_or_default(),
-        exit_code: (status.parse().unwrap_or(0), signal.parse().unwrap_or(0)),
+        exit_code: exit_code(&field("ExitCode").unwrap_or_default()),
     })
+}
+
+/// Slurm's `status:signal` exit code; a missing or unreadable part reads 0.
+fn exit_code(text: &str) -> (i32, i32) {
+    let (status, signal) = text.split_once(':').unwrap_or((text, "0"));
+    (status.parse().unwrap_or(0), signal.parse().unwrap_or(0))
 }
 
 /// `sacct -P` line `STATE|status:signal|reason` (a state may read `CANCELLED by 0`).
 fn parse_accounted(line: &str) -> Option<Ended> {
     let mut fields = line.split('|');
     let state = fields.next()?.split_whitespace().next()?.to_owned();
-    let exit_code = fields.next().unwrap_or("0:0");
-    let (status, signal) = exit_code.split_once(':').unwrap_or((exit_code, "0"));
+    let code = exit_code(fields.next().unwrap_or("0:0"));
     Some(Ended {
         state,
         reason: fields.next().unwrap_or("").to_owned(),
-        exit_code: (status.parse().unwrap_or(0), signal.parse().unwrap_or(0)),
+        exit_code: code,
     })
 }
 

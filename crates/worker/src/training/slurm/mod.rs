@@ -130,7 +130,11 @@ async fn follow_job(
                 }
                 match left_the_queue(executor, &mut follow, job_id, &note).await? {
                     Some(ended) => return Ok(ended),
-                    None => continue,
+                    // Submitted again: the record names the Slurm job that runs it now.
+                    None => {
+                        (hooks.on_submitted)(&follow.id);
+                        continue;
+                    }
                 }
             }
             Err(error) => note(format!("squeue did not answer ({error}); trying again")),
@@ -192,8 +196,10 @@ fn forward_output(
             other => ended = other.ended(),
         }
     }
-    follow.read_up_to = next;
-    follow.files.save_read_up_to(next);
+    if next != follow.read_up_to {
+        follow.read_up_to = next;
+        follow.files.save_read_up_to(next);
+    }
     ended
 }
 
