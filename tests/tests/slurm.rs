@@ -200,6 +200,40 @@ fn a_restarted_worker_follows_its_slurm_jobs_again_without_submitting_them_twice
 }
 
 #[test]
+fn a_job_that_finished_while_the_worker_was_down_is_not_run_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let mut worker = slurm_worker(tmp.path(), "");
+    let data = sample_subset(tmp.path(), 4);
+    let spec = write_spec(tmp.path(), "finished-meanwhile", &data, 1);
+    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let slurm_dir = worker.data_dir.join("jobs").join(&job).join("slurm");
+    easel_e2e::eventually(
+        || slurm_dir.join("slurm-job-id").is_file().then_some(()),
+        || format!("the job was never submitted: {}", worker.log_text()),
+    );
+    worker.kill();
+    // The Slurm job trains on and ends while no worker watches.
+    easel_e2e::eventually_within(
+        SLURM_GUARD,
+        Duration::from_millis(200),
+        || (!completed_runs(&job).is_empty()).then_some(()),
+        || format!("the Slurm job never completed: {}", worker.log_text()),
+    );
+    let config = tmp.path().join("worker.toml");
+    let worker = Worker::start_with(
+        &tmp.path().join("worker"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let done = worker.wait_until_finished(&home, &job, SLURM_GUARD);
+    assert_eq!(state(&done), "succeeded", "{done}\n{}", worker.log_text());
+    assert_eq!(completed_runs(&job).len(), 1, "{job} ran as one Slurm job");
+}
+
+#[test]
 fn cancel_ends_the_slurm_job() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");

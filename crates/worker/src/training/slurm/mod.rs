@@ -82,28 +82,38 @@ async fn follow_job(
         let _ = events.send(EventKind::Note { message });
     };
     let files = RunFiles::of(&request.run_dir);
-    let id = match attached(executor, &files).await {
-        Some(id) => {
-            note(format!(
-                "following Slurm job {id} again (the worker restarted)"
-            ));
-            id
-        }
-        None => {
-            process::write_inputs(executor, &files, &request, job_id)?;
-            submit(executor, &files, job_id, &note).await?
-        }
-    };
-    (hooks.on_submitted)(&id);
+    let attached_id = attached(executor, &files).await;
     let mut follow = Follow {
         read_up_to: files.read_up_to(),
-        id,
+        id: attached_id
+            .clone()
+            .or_else(|| files.job_id())
+            .unwrap_or_default(),
         files,
         stopped: None,
         cancel_sent: false,
         resubmits: 0,
         last_said: String::new(),
     };
+    match attached_id {
+        Some(id) => note(format!(
+            "following Slurm job {id} again (the worker restarted)"
+        )),
+        None => {
+            // Submitted before the worker stopped and gone from the queue since: its run may
+            // have ended meanwhile, the end waiting in its output, and is not run twice.
+            if follow.files.job_id().is_some()
+                && let Some(ended) = forward_output(&mut follow, events, cancel)
+            {
+                return Ok(ended);
+            }
+            // A run that stopped before its end resumes in the job submitted now.
+            follow.stopped = None;
+            process::write_inputs(executor, &follow.files, &request, job_id)?;
+            follow.id = submit(executor, &follow.files, job_id, &note).await?;
+        }
+    }
+    (hooks.on_submitted)(&follow.id);
     let poll = Duration::from_secs(executor.commands.config().poll_seconds.max(1));
     loop {
         if let Some(ended) = forward_output(&mut follow, events, cancel) {
