@@ -10,7 +10,8 @@ Subcommands (each prints one JSON line):
          The same model trained end to end on an image folder the usual way:
          torchvision.datasets.ImageFolder + DataLoader (every CPU core, pinned memory,
          persistent workers), resize, random flips, normalisation; validation after each epoch
-         on a fixed 20 % split.
+         on a fixed 20 % split. Without torchvision (or Pillow), the same with PyTorch alone
+         (`torch_image_folder.py`); the JSON's `loader` says which ran.
 """
 
 import argparse
@@ -95,22 +96,36 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def folder(args):
-    from torch.utils.data import DataLoader, Subset
-    from torchvision import datasets, transforms
-
-    started = time.perf_counter()
-    device = torch.device(args.device)
-    torch.manual_seed(0)
+def image_folders(data, side):
+    """Training (flipped) and evaluation datasets of `data`, and which loader makes them."""
+    try:
+        from torchvision import datasets, transforms
+        import PIL  # noqa: F401  (ImageFolder's loader)
+    except ImportError:
+        from torch_image_folder import ImageFolder
+        return (ImageFolder(data, side, MEAN, STD, flip=True),
+                ImageFolder(data, side, MEAN, STD, flip=False),
+                "PyTorch only (torchvision or Pillow missing): stdlib PNG decoder, "
+                "F.interpolate resize")
     normalise = transforms.Normalize(MEAN, STD)
-    size = (args.side, args.side)
+    size = (side, side)
     train_tf = transforms.Compose([
         transforms.Resize(size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalise,
     ])
     eval_tf = transforms.Compose([transforms.Resize(size), transforms.ToTensor(), normalise])
     # The default loader opens each file with PIL and converts it to RGB, as Easel does.
-    train_set = datasets.ImageFolder(args.data, transform=train_tf)
-    eval_set = datasets.ImageFolder(args.data, transform=eval_tf)
+    return (datasets.ImageFolder(data, transform=train_tf),
+            datasets.ImageFolder(data, transform=eval_tf),
+            "torchvision ImageFolder (PIL)")
+
+
+def folder(args):
+    from torch.utils.data import DataLoader, Subset
+
+    started = time.perf_counter()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    train_set, eval_set, loader_name = image_folders(args.data, args.side)
     order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0)).tolist()
     cut = int(len(order) * 0.8)
     workers = os.cpu_count() or 1
@@ -154,6 +169,7 @@ def folder(args):
         "validation_accuracy": accuracy,
         "images": len(train_set),
         "workers": workers,
+        "loader": loader_name,
         "peak_allocated_mib": peak_memory(device),
     }))
 

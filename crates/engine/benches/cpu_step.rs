@@ -1,23 +1,26 @@
 //! CPU training steps, Easel against PyTorch eager, in one run (`cargo bench -p easel-engine
 //! --bench cpu_step`, or `just bench-cpu`): small_cnn, deep_cnn and VGG16 (frozen and not) at
-//! 150 px, batch 32, SGD momentum 0.9 on random data.
+//! 150 px, batch 32, SGD momentum 0.9 (or Adam, `--optimizer adam`) on random data.
 //!
 //! Easel's step is the trainer's own (the trainee it builds, the precision `auto` resolves to,
-//! the input layout its batches have), beside Easel in fp32 NCHW (what it did before layouts and
-//! precision were chosen for the CPU) and PyTorch eager in NCHW and channels-last, fp32 and bf16
+//! the layout its batches and weights have, the fused optimizer update), beside the same step
+//! updating parameter by parameter, Easel in fp32 NCHW with per-parameter updates (what it did
+//! before layouts, precision and the update were chosen for the CPU) and PyTorch eager in NCHW and channels-last, fp32 and bf16
 //! autocast (`benches/cpu_step_pytorch.py`, run with the PyTorch libtorch comes from). bf16 is
 //! timed where the CPU computes it natively (or with `--bf16-anyway`): elsewhere it is emulated,
 //! many times slower. Variants alternate within each repeat; the median of the repeats is shown,
 //! as images/s and as a ratio against PyTorch eager channels-last fp32.
 //!
 //! Flags: `--side 150 --batch 32 --warmup 2 --steps 10 --repeats 3 --models
-//! small_cnn,deep_cnn,vgg16_frozen,vgg16 --bf16-anyway`.
+//! small_cnn,deep_cnn,vgg16_frozen,vgg16 --optimizer sgd|adam --bf16-anyway --variants NAME,...` (names: easel,
+//! easel-per-parameter, easel-nchw, eager-nchw, eager-cl, eager-bf16-nchw, eager-bf16-cl; all by
+//! default, eager-cl always, as the baseline).
 
 use easel_engine::compute_precision::{ComputePrecision, native_bf16_cpu};
 use easel_engine::pipeline::{channels_last, channels_last_on};
 use easel_engine::trainer::epoch::train_step;
 use easel_engine::trainer::model_setup::InitialModel;
-use easel_engine::trainer::optimizer::GroupRates;
+use easel_engine::trainer::optimizer::{GroupRates, UpdateKernel};
 use easel_spec::{ExperimentSpec, Precision};
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,13 +35,20 @@ struct Options {
     repeats: usize,
     models: Vec<String>,
     bf16_anyway: bool,
+    /// `sgd` (momentum 0.9) or `adam`, on both sides.
+    optimizer: String,
+    /// Names of the variants to time (`Variant::name`); empty = all.
+    variants: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
 enum Variant {
     /// The trainer's choices on this CPU.
     Easel,
-    /// fp32, NCHW inputs: the layout and precision Easel used on the CPU before it chose them.
+    /// The trainer's choices, but the optimizer updating parameter by parameter.
+    EaselPerParameter,
+    /// fp32, NCHW inputs and weights, per-parameter updates: what Easel did on the CPU before it
+    /// chose layouts, precision and the update.
     EaselFp32Nchw,
     Eager {
         channels_last: bool,
@@ -58,7 +68,8 @@ impl Variant {
                     "NCHW"
                 }
             ),
-            Variant::EaselFp32Nchw => "easel fp32 NCHW".to_owned(),
+            Variant::EaselPerParameter => "easel, per-parameter update".to_owned(),
+            Variant::EaselFp32Nchw => "easel fp32 NCHW, per-parameter".to_owned(),
             Variant::Eager {
                 channels_last,
                 bf16,
@@ -74,9 +85,27 @@ impl Variant {
         }
     }
 
+    /// The variant's name for `--variants`.
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Easel => "easel",
+            Variant::EaselPerParameter => "easel-per-parameter",
+            Variant::EaselFp32Nchw => "easel-nchw",
+            Variant::Eager {
+                channels_last,
+                bf16,
+            } => match (bf16, channels_last) {
+                (false, false) => "eager-nchw",
+                (false, true) => "eager-cl",
+                (true, false) => "eager-bf16-nchw",
+                (true, true) => "eager-bf16-cl",
+            },
+        }
+    }
+
     fn bf16(self, easel: &ComputePrecision) -> bool {
         match self {
-            Variant::Easel => easel.bf16,
+            Variant::Easel | Variant::EaselPerParameter => easel.bf16,
             Variant::EaselFp32Nchw => false,
             Variant::Eager { bf16, .. } => bf16,
         }
@@ -89,16 +118,21 @@ fn main() {
     let easel_channels_last = channels_last_on(Device::Cpu);
     let python = python_with_torch();
     println!(
-        "CPU training step, {}x{} batch {}, SGD momentum 0.9 | cpu threads {} | native bf16: {} | \
+        "CPU training step, {}x{} batch {}, {} | cpu threads {} | native bf16: {} | \
          easel computes in {}",
         options.side,
         options.side,
         options.batch,
+        options.optimizer,
         tch::get_num_threads(),
         native_bf16_cpu().unwrap_or("none"),
         auto.reason
     );
-    let mut variants = vec![Variant::Easel, Variant::EaselFp32Nchw];
+    let mut variants = vec![
+        Variant::Easel,
+        Variant::EaselPerParameter,
+        Variant::EaselFp32Nchw,
+    ];
     for bf16 in [false, true] {
         for channels_last in [false, true] {
             variants.push(Variant::Eager {
@@ -110,6 +144,12 @@ fn main() {
     let timed: Vec<Variant> = variants
         .into_iter()
         .filter(|variant| !variant.bf16(&auto) || auto.bf16 || options.bf16_anyway)
+        .filter(|variant| {
+            let name = variant.name();
+            options.variants.is_empty()
+                || name == "eager-cl"
+                || options.variants.iter().any(|wanted| wanted == name)
+        })
         .collect();
     for model in &options.models {
         println!("\n{model}");
@@ -117,9 +157,12 @@ fn main() {
         for _ in 0..options.repeats {
             for (variant, samples) in timed.iter().zip(&mut rates) {
                 let rate = match variant {
-                    Variant::Easel => easel_rate(model, &options, Precision::Auto, None),
+                    Variant::Easel => easel_rate(model, &options, Precision::Auto, None, true),
+                    Variant::EaselPerParameter => {
+                        easel_rate(model, &options, Precision::Auto, None, false)
+                    }
                     Variant::EaselFp32Nchw => {
-                        easel_rate(model, &options, Precision::Fp32, Some(false))
+                        easel_rate(model, &options, Precision::Fp32, Some(false), false)
                     }
                     Variant::Eager {
                         channels_last,
@@ -179,11 +222,21 @@ fn parse_options() -> Options {
             .map(str::to_owned)
             .collect(),
         bf16_anyway: args.iter().any(|arg| arg == "--bf16-anyway"),
+        optimizer: match value("--optimizer", "sgd").as_str() {
+            name @ ("sgd" | "adam") => name.to_owned(),
+            other => panic!("--optimizer takes sgd or adam, not {other}"),
+        },
+        variants: value("--variants", "")
+            .split(',')
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect(),
     }
 }
 
-/// The spec of a bench model: the configs' heads, 5 classes, SGD momentum 0.9.
-fn spec_of(model: &str, side: i64, batch: i64, precision: Precision) -> ExperimentSpec {
+/// The spec of a bench model: the configs' heads, 5 classes, `optimizer` (SGD with momentum 0.9).
+fn spec_of(model: &str, options: &Options, precision: Precision) -> ExperimentSpec {
+    let (side, batch, optimizer) = (options.side, options.batch, &options.optimizer);
     let (architecture, head, frozen) = match model {
         "small_cnn" => ("small_cnn", "[64, 128]", false),
         "deep_cnn" => ("deep_cnn", "[64, 128]", false),
@@ -195,7 +248,7 @@ fn spec_of(model: &str, side: i64, batch: i64, precision: Precision) -> Experime
         "[data]\npath = \"images\"\nimage_size = {side}\n\
          [model]\narchitecture = \"{architecture}\"\nhead = {head}\ndropout = 0.2\n\
          freeze_backbone = {frozen}\n\
-         [train]\nbatch_size = {batch}\noptimizer = \"sgd\"\nlearning_rate = 0.001\n\
+         [train]\nbatch_size = {batch}\noptimizer = \"{optimizer}\"\nlearning_rate = 0.001\n\
          momentum = 0.9\ncache_frozen_features = false\n"
     );
     // Parsed without the spec's checks: a frozen backbone here has random weights, not
@@ -205,14 +258,16 @@ fn spec_of(model: &str, side: i64, batch: i64, precision: Precision) -> Experime
     spec
 }
 
-/// Images/s of the trainer's training step; `channels_last` overrides the trainer's layout.
+/// Images/s of the trainer's training step; `channels_last_layout` overrides the trainer's layout (of
+/// inputs and weights), `fused` picks the optimizer's update.
 fn easel_rate(
     model: &str,
     options: &Options,
     precision: Precision,
-    channels_last_inputs: Option<bool>,
+    channels_last_layout: Option<bool>,
+    fused: bool,
 ) -> f64 {
-    let spec = spec_of(model, options.side, options.batch, precision);
+    let spec = spec_of(model, options, precision);
     let hw = (options.side, options.side);
     let initial = InitialModel::build(&spec, 5, hw, Device::Cpu, &mut |_| {}).expect("model");
     let precision = ComputePrecision::resolve(spec.train.precision, Device::Cpu);
@@ -220,12 +275,22 @@ fn easel_rate(
     let mut trainee = initial
         .into_trainee(&spec, &precision, frozen, None)
         .expect("trainee");
+    if !fused {
+        trainee.optimizer.set_kernel(UpdateKernel::PerParameter);
+    }
+    if channels_last_layout == Some(false) {
+        // Weights back to NCHW (no update has made optimizer state in their layout yet).
+        let _no_grad = tch::no_grad_guard();
+        for (_, weights) in trainee.vs.variables() {
+            weights.shallow_clone().set_data(&weights.contiguous());
+        }
+    }
     tch::manual_seed(0);
     let x = Tensor::randn(
         [options.batch, 3, options.side, options.side],
         tch::kind::FLOAT_CPU,
     );
-    let x = if channels_last_inputs.unwrap_or_else(|| channels_last_on(Device::Cpu)) {
+    let x = if channels_last_layout.unwrap_or_else(|| channels_last_on(Device::Cpu)) {
         channels_last(&x)
     } else {
         x
@@ -268,7 +333,8 @@ fn eager_rate(
         .args(["--side", &options.side.to_string()])
         .args(["--batch", &options.batch.to_string()])
         .args(["--warmup", &options.warmup.to_string()])
-        .args(["--steps", &options.steps.to_string()]);
+        .args(["--steps", &options.steps.to_string()])
+        .args(["--optimizer", &options.optimizer]);
     for (on, flag) in [
         (frozen, "--frozen"),
         (channels_last, "--channels-last"),

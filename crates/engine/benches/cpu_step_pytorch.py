@@ -65,6 +65,7 @@ def main():
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -78,7 +79,10 @@ def main():
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 5, (args.batch,))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(trainable, lr=1e-3, momentum=0.9)
+    if args.optimizer == "adam":
+        optimizer = torch.optim.Adam(trainable, lr=1e-3)
+    else:
+        optimizer = torch.optim.SGD(trainable, lr=1e-3, momentum=0.9)
 
     def step():
         optimizer.zero_grad(set_to_none=True)

@@ -12,7 +12,7 @@ use easel_engine::models::build_classifier;
 use easel_engine::pipeline::{CacheStatus, DecodeTarget, channels_last, load_manifest};
 use easel_engine::trainer::epoch::{Trainee, train_step};
 use easel_engine::trainer::optimizer::{GroupRates, Hyperparameters, Optimizer, parameters_of};
-use easel_engine::trainer::precision::Bf16Copy;
+use easel_engine::trainer::precision::{Bf16Copy, convolution_weights_channels_last};
 use easel_spec::{Architecture, ModelSpec};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -241,6 +241,10 @@ fn step_rate(
     };
     let vs = VarStore::new(device);
     let net = build_classifier(&vs.root(), &model, 5, (side, side)).expect("model");
+    if mode.channels_last && !mode.bf16 {
+        // As the trainer lays them out (`InitialModel::into_trainee`).
+        convolution_weights_channels_last(&vs);
+    }
     let optimizer = Optimizer::new(Hyperparameters::sgd(0.9), parameters_of(&vs));
     let bf16 = mode
         .bf16

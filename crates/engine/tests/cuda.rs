@@ -4,9 +4,10 @@
 
 mod support;
 
+use easel_engine::pipeline::{BatchSource, Residency, load_manifest};
 use easel_engine::{DeviceChoice, TrainEvent, TrainJob, TrainOutcome};
 use std::sync::atomic::AtomicBool;
-use support::{sample, spec, subset};
+use support::{decode_to, sample, spec, subset};
 
 fn train_on_cuda(
     spec_text: &str,
@@ -124,4 +125,31 @@ cache_frozen_features = {cache}
         (a.train_loss - b.train_loss).abs() < 0.05 * b.train_loss.max(0.1),
         "{a:?}\n{b:?}"
     );
+}
+
+#[test]
+fn batches_streamed_through_pinned_memory_equal_the_resident_ones_on_the_gpu() {
+    assert!(tch::Cuda::is_available(), "cuda-tests need a CUDA device");
+    let manifest = subset(&[0, 1], 20, 5);
+    let loaded = load_manifest(&manifest, &sample().source, decode_to(12, 12), None).unwrap();
+    let device = tch::Device::Cuda(0);
+    let resident =
+        BatchSource::with_residency(&loaded.data, device, true, Residency::OnDevice).unwrap();
+    let streamed =
+        BatchSource::with_residency(&loaded.data, device, true, Residency::Streamed).unwrap();
+    let order: Vec<i64> = (0..40).rev().collect();
+    // Two passes: the second one's pinned blocks are the first one's, reused.
+    for _ in 0..2 {
+        let mut pass = streamed.batches(&order, 16, 3).unwrap();
+        let mut seen = 0;
+        while let Some((x, y)) = pass.next_batch(None).unwrap() {
+            assert_eq!((x.device(), y.device()), (device, device));
+            let count = x.size()[0] as usize;
+            let expected = resident.batch(&resident.indices(&order[seen..seen + count]), None);
+            assert!(x.equal(&expected.0), "images of batch at {seen} differ");
+            assert!(y.equal(&expected.1), "labels of batch at {seen} differ");
+            seen += count;
+        }
+        assert_eq!(seen, 40);
+    }
 }

@@ -1,9 +1,11 @@
 //! Batches for the model, from a decoded u8 dataset. On CUDA the whole u8 dataset lives on the
 //! GPU when it fits (cheap: 1 byte a channel), so a batch is one `index_select` there. Otherwise
-//! it is streamed: a thread gathers the batches of an epoch ahead of the step that needs them
-//! (into pinned memory on CUDA, so the copy overlaps the GPU's work), reading the decoded cache
-//! mapped from disk, so a dataset larger than host memory trains at the step time of one that
-//! fits, as long as the disk keeps up with the gathering.
+//! it is streamed: a thread gathers the images of an epoch's batches ahead of the step that needs
+//! them (into pinned memory on CUDA, so the copy overlaps the GPU's work), reading the decoded
+//! cache mapped from disk, so a dataset larger than host memory trains at the step time of one
+//! that fits, as long as the disk keeps up with the gathering. Labels (8 bytes an image) always
+//! live on the training device, and a streamed pass uploads its order once: a batch's labels are
+//! an `index_select` there, not a copy of their own.
 
 use super::{Augment, DecodedDataset, Normalisation, channels_last};
 use crate::{Error, Result};
@@ -55,10 +57,11 @@ impl BatchSource {
         channels_last: bool,
         residency: Residency,
     ) -> Result<Self> {
-        let (images, labels) = match residency {
-            Residency::OnDevice => (data.images.to_device(device), data.labels.to_device(device)),
-            Residency::Streamed => (data.images.shallow_clone(), data.labels.shallow_clone()),
+        let images = match residency {
+            Residency::OnDevice => data.images.to_device(device),
+            Residency::Streamed => data.images.shallow_clone(),
         };
+        let labels = data.labels.to_device(device);
         Ok(BatchSource {
             images,
             labels,
@@ -88,7 +91,7 @@ impl BatchSource {
 
     /// The label of every image, in dataset order, on the training device.
     pub fn labels(&self) -> Tensor {
-        self.labels.to_device(self.device)
+        self.labels.shallow_clone()
     }
 
     /// Where index tensors passed to `batch` must live.
@@ -104,7 +107,9 @@ impl BatchSource {
     /// The normalised float input `[B, 3, H, W]` and the labels `[B]`, on the training device.
     pub fn batch(&self, indices: &Tensor, augment: Option<&Augment>) -> (Tensor, Tensor) {
         let images = self.images.index_select(0, indices);
-        let labels = self.labels.index_select(0, indices);
+        // A streamed source's indices are on the host, its labels on the device.
+        let on_device = indices.to_device_(self.device, Kind::Int64, true, false);
+        let labels = self.labels.index_select(0, &on_device);
         self.prepare(images, labels, augment)
     }
 
@@ -125,11 +130,10 @@ impl BatchSource {
                 let expected = (order.len().div_ceil(batch_size) as u64).min(steps);
                 let gatherer = Gatherer {
                     images: self.images.shallow_clone(),
-                    labels: self.labels.shallow_clone(),
                     order: order.to_vec(),
                     batch_size,
                     steps,
-                    pin_for: self.device.is_cuda().then_some(self.device),
+                    pinned: self.device.is_cuda(),
                 };
                 let thread = std::thread::Builder::new()
                     .name("easel-batches".into())
@@ -139,6 +143,9 @@ impl BatchSource {
                     waiting: Some(waiting),
                     thread: Some(thread),
                     left: expected,
+                    order: Tensor::from_slice(order).to_device(self.device),
+                    batch_size: batch_size as i64,
+                    next: 0,
                 }
             }
         };
@@ -155,12 +162,9 @@ impl BatchSource {
         labels: Tensor,
         augment: Option<&Augment>,
     ) -> (Tensor, Tensor) {
-        let (images, labels) = match self.residency {
-            Residency::OnDevice => (images, labels),
-            Residency::Streamed => (
-                images.to_device_(self.device, Kind::Uint8, true, false),
-                labels.to_device_(self.device, Kind::Int64, true, false),
-            ),
+        let images = match self.residency {
+            Residency::OnDevice => images,
+            Residency::Streamed => images.to_device_(self.device, Kind::Uint8, true, false),
         };
         let x01 = images.to_kind(Kind::Float) / 255.0;
         let x01 = match augment {
@@ -191,12 +195,16 @@ enum Gathering {
         steps: u64,
         next: u64,
     },
-    /// A thread gathers batches ahead; `None` once the pass is dropped.
+    /// A thread gathers the batches' images ahead; `None` once the pass is dropped.
     Prefetched {
-        waiting: Option<Receiver<std::result::Result<(Tensor, Tensor), String>>>,
+        waiting: Option<Receiver<GatheredImages>>,
         thread: Option<JoinHandle<()>>,
         /// Batches still to come: a thread that stops before sending them all failed.
         left: u64,
+        /// The pass's order on the training device, where the labels are.
+        order: Tensor,
+        batch_size: i64,
+        next: i64,
     },
 }
 
@@ -226,14 +234,20 @@ impl Batches<'_> {
                 waiting,
                 thread,
                 left,
+                order,
+                batch_size,
+                next,
             } => {
                 let Some(receiver) = waiting else {
                     return Ok(None);
                 };
                 match receiver.recv() {
-                    Ok(Ok(batch)) => {
+                    Ok(Ok(images)) => {
                         *left = left.saturating_sub(1);
-                        batch
+                        let start = *next * *batch_size;
+                        *next += 1;
+                        let indices = order.narrow(0, start, images.size()[0]);
+                        (images, self.source.labels.index_select(0, &indices))
                     }
                     Ok(Err(why)) => {
                         return Err(Error::Invalid(format!("gathering a batch failed: {why}")));
@@ -273,21 +287,22 @@ impl Drop for Batches<'_> {
 /// What the batch thread of a streamed pass owns.
 struct Gatherer {
     images: Tensor,
-    labels: Tensor,
     order: Vec<i64>,
     batch_size: usize,
     steps: u64,
-    /// On CUDA: batches are gathered into memory pinned for this device.
-    pin_for: Option<Device>,
+    /// On CUDA: batches are gathered into pinned memory (see `easel_aten::empty_pinned`: PyTorch's
+    /// caching host allocator hands a block out again only after its copy to the GPU finished).
+    pinned: bool,
 }
 
-type GatheredBatch = std::result::Result<(Tensor, Tensor), String>;
+/// A batch's images, or why they could not be gathered.
+type GatheredImages = std::result::Result<Tensor, String>;
 
 impl Gatherer {
-    fn run(self, ready: SyncSender<GatheredBatch>) {
+    fn run(self, ready: SyncSender<GatheredImages>) {
         let batches = self.order.chunks(self.batch_size).take(self.steps as usize);
         for indices in batches {
-            let batch = self.gather(indices).map_err(|e| e.to_string());
+            let batch = self.gather(indices);
             let failed = batch.is_err();
             if ready.send(batch).is_err() || failed {
                 return;
@@ -295,20 +310,17 @@ impl Gatherer {
         }
     }
 
-    fn gather(&self, indices: &[i64]) -> std::result::Result<(Tensor, Tensor), tch::TchError> {
+    fn gather(&self, indices: &[i64]) -> std::result::Result<Tensor, String> {
         let index = Tensor::from_slice(indices);
-        let labels = self.labels.f_index_select(0, &index)?;
-        let images = match self.pin_for {
-            Some(device) => {
-                let mut shape = self.images.size();
-                shape[0] = indices.len() as i64;
-                let pinned = Tensor::f_empty(shape.as_slice(), (Kind::Uint8, Device::Cpu))?
-                    .f_pin_memory(device)?;
-                self.images.f_index_select_out(&pinned, 0, &index)?
-            }
-            None => self.images.f_index_select(0, &index)?,
+        let images = if self.pinned {
+            let mut shape = self.images.size();
+            shape[0] = indices.len() as i64;
+            let pinned = easel_aten::empty_pinned(&shape).map_err(|e| e.to_string())?;
+            self.images.f_index_select_out(&pinned, 0, &index)
+        } else {
+            self.images.f_index_select(0, &index)
         };
-        Ok((images, labels))
+        images.map_err(|e| e.to_string())
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::checkpointer::SavedOptimizer;
 use super::optimizer::{Hyperparameters, Optimizer, parameters_of};
-use super::precision::Bf16Copy;
+use super::precision::{Bf16Copy, convolution_weights_channels_last};
 use super::trainee::Trainee;
 use crate::Result;
 use crate::compute_precision::ComputePrecision;
@@ -74,11 +74,15 @@ impl InitialModel {
             image_hw,
         } = self;
         set_backbone_trainable(&vs, !backbone_frozen);
+        let device = vs.device();
+        // In fp32 the master weights are what the convolutions read (in bf16, the copy is).
+        if !precision.bf16 && crate::pipeline::channels_last_on(device) {
+            convolution_weights_channels_last(&vs);
+        }
         let mut optimizer = Optimizer::new(Hyperparameters::of(&spec.train), parameters_of(&vs));
         if let Some(saved) = saved_optimizer {
             saved.restore_into(&mut optimizer)?;
         }
-        let device = vs.device();
         let bf16 = if precision.bf16 {
             Some(Bf16Copy::new(
                 &vs,

@@ -138,11 +138,12 @@ impl Bf16Copy {
     }
 }
 
-/// Lays the copy's convolution weights out channels-last once, as its inputs are: cuDNN and oneDNN
-/// would otherwise reorder NCHW weights in every forward and backward. The master weights stay
-/// NCHW (safetensors and checkpoints store contiguous tensors); `copy_` from them keeps this
-/// layout, and the gradients follow it.
-fn convolution_weights_channels_last(vs: &VarStore) {
+/// Lays the convolution weights of `vs` out channels-last once, as its inputs are: cuDNN and
+/// oneDNN would otherwise reorder NCHW weights in every forward and backward. Used on the bf16
+/// copy, and on fp32 master weights where batches are channels-last. Safetensors files and
+/// checkpoints still store them NCHW (both write contiguous tensors); `copy_` into these keeps
+/// the layout, and the gradients and optimizer buffers follow it.
+pub fn convolution_weights_channels_last(vs: &VarStore) {
     let _no_grad = tch::no_grad_guard();
     for (_, tensor) in vs.variables() {
         if tensor.dim() == 4 {
