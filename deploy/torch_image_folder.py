@@ -98,7 +98,13 @@ class ImageFolder(torch.utils.data.Dataset):
         root = Path(root)
         self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
         self.samples = [(path, label) for label, name in enumerate(self.classes)
-                        for path in sorted((root / name).rglob("*.png"))]
+                        for path in sorted((root / name).rglob("*"))
+                        if path.is_file() and path.suffix.lower() == ".png"]
+        found = {label for _, label in self.samples}
+        empty = [name for label, name in enumerate(self.classes) if label not in found]
+        if not self.classes or empty:
+            raise ValueError(f"{root}: no PNG files in {', '.join(empty) or 'any class folder'}"
+                             " (this loader reads PNGs only)")
         self.side = side
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)

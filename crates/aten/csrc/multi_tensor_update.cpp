@@ -59,9 +59,9 @@ void require_same_layout(const std::vector<at::Tensor> &params,
   }
 }
 
-int report(const std::exception &e, char *error, size_t error_len) {
+int report(const char *message, char *error, size_t error_len) {
   if (error != nullptr && error_len > 0) {
-    std::strncpy(error, e.what(), error_len - 1);
+    std::strncpy(error, message, error_len - 1);
     error[error_len - 1] = '\0';
   }
   return 1;
@@ -85,7 +85,9 @@ extern "C" int easel_fused_sgd(at::Tensor *const *params, at::Tensor *const *gra
                     /*dampening=*/0.0, /*nesterov=*/false, /*maximize=*/false, is_first_step);
     return 0;
   } catch (const std::exception &e) {
-    return report(e, error, error_len);
+    return report(e.what(), error, error_len);
+  } catch (...) {
+    return report("an exception that is not a std::exception", error, error_len);
   }
 }
 
@@ -116,6 +118,8 @@ extern "C" int easel_fused_adam(at::Tensor *const *params, at::Tensor *const *gr
     }
     return 0;
   } catch (const std::exception &e) {
-    return report(e, error, error_len);
+    return report(e.what(), error, error_len);
+  } catch (...) {
+    return report("an exception that is not a std::exception", error, error_len);
   }
 }

@@ -12,6 +12,18 @@
 #include <cstring>
 #include <exception>
 
+namespace {
+
+int report(const char *message, char *error, size_t error_len) {
+  if (error != nullptr && error_len > 0) {
+    std::strncpy(error, message, error_len - 1);
+    error[error_len - 1] = '\0';
+  }
+  return 1;
+}
+
+} // namespace
+
 extern "C" int easel_empty_pinned(const int64_t *sizes, size_t dims, at::Tensor **out,
                                   char *error, size_t error_len) {
   try {
@@ -19,10 +31,8 @@ extern "C" int easel_empty_pinned(const int64_t *sizes, size_t dims, at::Tensor 
     *out = new at::Tensor(at::empty(at::IntArrayRef(sizes, dims), options));
     return 0;
   } catch (const std::exception &e) {
-    if (error != nullptr && error_len > 0) {
-      std::strncpy(error, e.what(), error_len - 1);
-      error[error_len - 1] = '\0';
-    }
-    return 1;
+    return report(e.what(), error, error_len);
+  } catch (...) {
+    return report("an exception that is not a std::exception", error, error_len);
   }
 }

@@ -1,7 +1,9 @@
 //! One optimizer update for a whole parameter group: ATen's fused SGD, Adam and AdamW kernels
 //! (what `torch.optim`'s `fused=True` runs). Per parameter, tensor-op updates launch a handful of
-//! kernels each step (about 250 for VGG16); these launch one per group on CUDA and one parallel
-//! loop per parameter on the CPU, with no temporaries.
+//! kernels each step (about 250 for VGG16); these launch a few per group on CUDA (ATen's
+//! multi-tensor launcher takes up to 320 chunks of 64 Ki elements at a time) and run one parallel
+//! loop per parameter on the CPU, with no temporaries beyond a gradient copied into its
+//! parameter's layout.
 //!
 //! Every list passed in is one group: same device and dtype, one entry per parameter, in the
 //! same order. Optimizer state must have its parameter's strides (make it with `zeros_like` or

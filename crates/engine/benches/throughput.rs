@@ -241,7 +241,7 @@ fn step_rate(
     };
     let vs = VarStore::new(device);
     let net = build_classifier(&vs.root(), &model, 5, (side, side)).expect("model");
-    if mode.channels_last && !mode.bf16 {
+    if mode.channels_last {
         // As the trainer lays them out (`InitialModel::into_trainee`).
         convolution_weights_channels_last(&vs);
     }

@@ -75,8 +75,10 @@ impl InitialModel {
         } = self;
         set_backbone_trainable(&vs, !backbone_frozen);
         let device = vs.device();
-        // In fp32 the master weights are what the convolutions read (in bf16, the copy is).
-        if !precision.bf16 && crate::pipeline::channels_last_on(device) {
+        // In fp32 the master weights are what the convolutions read; in bf16 the copy's are
+        // channels-last, so its gradients are, and a master in the same layout takes them
+        // without another copy.
+        if crate::pipeline::channels_last_on(device) {
             convolution_weights_channels_last(&vs);
         }
         let mut optimizer = Optimizer::new(Hyperparameters::of(&spec.train), parameters_of(&vs));

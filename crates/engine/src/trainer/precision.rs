@@ -140,7 +140,7 @@ impl Bf16Copy {
 
 /// Lays the convolution weights of `vs` out channels-last once, as its inputs are: cuDNN and
 /// oneDNN would otherwise reorder NCHW weights in every forward and backward. Used on the bf16
-/// copy, and on fp32 master weights where batches are channels-last. Safetensors files and
+/// copy, and on the master weights where batches are channels-last. Safetensors files and
 /// checkpoints still store them NCHW (both write contiguous tensors); `copy_` into these keeps
 /// the layout, and the gradients and optimizer buffers follow it.
 pub fn convolution_weights_channels_last(vs: &VarStore) {

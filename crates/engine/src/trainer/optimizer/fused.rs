@@ -62,7 +62,8 @@ pub(super) fn update(
                 lr,
                 momentum: hyperparameters.momentum,
                 weight_decay: hyperparameters.weight_decay,
-                is_first_step: bucket[0].state.steps == 0,
+                // Without momentum there are no buffers to start (ATen warns if told so).
+                is_first_step: hyperparameters.momentum != 0.0 && bucket[0].state.steps == 0,
             };
             let group = SgdGroup {
                 params: &params,

@@ -191,9 +191,10 @@ impl Optimizer {
                 match fused::update(&mut bucket, lr, hyperparameters) {
                     Ok(()) => continue,
                     Err(error) => {
-                        // The state is as it was (ATen checks before it writes; the step
-                        // tensors are remade from the counts), so this update and every later
-                        // one go parameter by parameter.
+                        // Refusals come before any write (the C++ file's layout checks, ATen's
+                        // argument checks, the allocation of gradient copies); the step tensors
+                        // it may have advanced are remade from the counts. So this update and
+                        // every later one go parameter by parameter: slower, never wrong.
                         tracing::warn!(%error, "updating parameter by parameter from now on");
                         self.kernel = UpdateKernel::PerParameter;
                     }
