@@ -12,7 +12,8 @@
 #include <ATen/ops/_fused_sgd.h>
 #include <ATen/ops/empty_like.h>
 
-#include <cstring>
+#include "report.h"
+
 #include <exception>
 #include <string>
 #include <vector>
@@ -59,14 +60,6 @@ void require_same_layout(const std::vector<at::Tensor> &params,
   }
 }
 
-int report(const char *message, char *error, size_t error_len) {
-  if (error != nullptr && error_len > 0) {
-    std::strncpy(error, message, error_len - 1);
-    error[error_len - 1] = '\0';
-  }
-  return 1;
-}
-
 } // namespace
 
 extern "C" int easel_fused_sgd(at::Tensor *const *params, at::Tensor *const *grads,
@@ -85,9 +78,9 @@ extern "C" int easel_fused_sgd(at::Tensor *const *params, at::Tensor *const *gra
                     /*dampening=*/0.0, /*nesterov=*/false, /*maximize=*/false, is_first_step);
     return 0;
   } catch (const std::exception &e) {
-    return report(e.what(), error, error_len);
+    return easel_aten::report(e.what(), error, error_len);
   } catch (...) {
-    return report("an exception that is not a std::exception", error, error_len);
+    return easel_aten::report("an exception that is not a std::exception", error, error_len);
   }
 }
 
@@ -118,8 +111,8 @@ extern "C" int easel_fused_adam(at::Tensor *const *params, at::Tensor *const *gr
     }
     return 0;
   } catch (const std::exception &e) {
-    return report(e.what(), error, error_len);
+    return easel_aten::report(e.what(), error, error_len);
   } catch (...) {
-    return report("an exception that is not a std::exception", error, error_len);
+    return easel_aten::report("an exception that is not a std::exception", error, error_len);
   }
 }

@@ -9,20 +9,9 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 
-#include <cstring>
+#include "report.h"
+
 #include <exception>
-
-namespace {
-
-int report(const char *message, char *error, size_t error_len) {
-  if (error != nullptr && error_len > 0) {
-    std::strncpy(error, message, error_len - 1);
-    error[error_len - 1] = '\0';
-  }
-  return 1;
-}
-
-} // namespace
 
 extern "C" int easel_empty_pinned(const int64_t *sizes, size_t dims, at::Tensor **out,
                                   char *error, size_t error_len) {
@@ -31,8 +20,8 @@ extern "C" int easel_empty_pinned(const int64_t *sizes, size_t dims, at::Tensor 
     *out = new at::Tensor(at::empty(at::IntArrayRef(sizes, dims), options));
     return 0;
   } catch (const std::exception &e) {
-    return report(e.what(), error, error_len);
+    return easel_aten::report(e.what(), error, error_len);
   } catch (...) {
-    return report("an exception that is not a std::exception", error, error_len);
+    return easel_aten::report("an exception that is not a std::exception", error, error_len);
   }
 }
