@@ -66,6 +66,24 @@ fn start_epochs(events: &[serde_json::Value]) -> Vec<u64> {
         .collect()
 }
 
+/// The id of the job `spec` makes, submitted without waiting for it.
+fn submitted_job(worker: &Worker, home: &Path, spec: &Path) -> String {
+    worker.submit_detached(home, spec, &[])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The job's Slurm folder in the worker's data dir, once the job was submitted to Slurm.
+fn slurm_dir_once_submitted(worker: &Worker, job: &str) -> PathBuf {
+    let slurm_dir = worker.data_dir.join("jobs").join(job).join("slurm");
+    easel_e2e::eventually(
+        || slurm_dir.join("slurm-job-id").is_file().then_some(()),
+        || format!("the job was never submitted: {}", worker.log_text()),
+    );
+    slurm_dir
+}
+
 fn with_sweep(spec: PathBuf, grid: &str) -> PathBuf {
     let text = std::fs::read_to_string(&spec).unwrap();
     std::fs::write(&spec, format!("{text}\n[sweep]\n[sweep.grid]\n{grid}\n")).unwrap();
@@ -120,10 +138,7 @@ fn a_requeued_job_resumes_from_its_checkpoint_and_finishes() {
     let worker = slurm_worker(tmp.path(), "");
     let data = sample_subset(tmp.path(), 8);
     let spec = write_spec(tmp.path(), "requeued", &data, 30);
-    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = submitted_job(&worker, &home, &spec);
     let running = worker.wait_for(&home, &job, HANG_GUARD, |s| {
         s["epochs_done"].as_u64() >= Some(3)
     });
@@ -206,15 +221,8 @@ fn a_job_that_finished_while_the_worker_was_down_is_not_run_again() {
     let mut worker = slurm_worker(tmp.path(), "");
     let data = sample_subset(tmp.path(), 4);
     let spec = write_spec(tmp.path(), "finished-meanwhile", &data, 1);
-    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let slurm_dir = worker.data_dir.join("jobs").join(&job).join("slurm");
-    easel_e2e::eventually(
-        || slurm_dir.join("slurm-job-id").is_file().then_some(()),
-        || format!("the job was never submitted: {}", worker.log_text()),
-    );
+    let job = submitted_job(&worker, &home, &spec);
+    slurm_dir_once_submitted(&worker, &job);
     worker.kill();
     // The Slurm job trains on and ends while no worker watches.
     easel_e2e::eventually_within(
@@ -240,10 +248,7 @@ fn cancel_ends_the_slurm_job() {
     let worker = slurm_worker(tmp.path(), "");
     let data = sample_subset(tmp.path(), 8);
     let spec = write_spec(tmp.path(), "cancelled", &data, 500);
-    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = submitted_job(&worker, &home, &spec);
     let running = worker.wait_for(&home, &job, HANG_GUARD, |s| {
         s["epochs_done"].as_u64() >= Some(1)
     });
@@ -266,10 +271,7 @@ fn a_refused_submit_fails_its_job_with_the_cause_and_the_worker_serves_on() {
     let spec = write_spec(tmp.path(), "refused", &data, 1);
 
     let no_partition = slurm_worker(&tmp.path().join("a"), "partition = \"no-such-partition\"");
-    let job = no_partition.submit_detached(&home, &spec, &[])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = submitted_job(&no_partition, &home, &spec);
     let failed = no_partition.wait_until_finished(&home, &job, HANG_GUARD);
     assert_eq!(state(&failed), "failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap();
@@ -285,10 +287,7 @@ fn a_refused_submit_fails_its_job_with_the_cause_and_the_worker_serves_on() {
         &tmp.path().join("b"),
         &format!("bin_dir = \"{}\"", empty.display()),
     );
-    let job = no_sbatch.submit_detached(&home, &spec, &[])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = submitted_job(&no_sbatch, &home, &spec);
     let failed = no_sbatch.wait_until_finished(&home, &job, HANG_GUARD);
     assert_eq!(state(&failed), "failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap();
@@ -305,15 +304,8 @@ fn a_node_that_cannot_read_the_data_dir_fails_the_job_naming_it() {
     let worker = slurm_worker(tmp.path(), "extra_args = [\"--begin=now+5\"]");
     let data = sample_subset(tmp.path(), 4);
     let spec = write_spec(tmp.path(), "unseen", &data, 1);
-    let job = worker.submit_detached(&home, &spec, &[])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let slurm_dir = worker.data_dir.join("jobs").join(&job).join("slurm");
-    easel_e2e::eventually(
-        || slurm_dir.join("slurm-job-id").is_file().then_some(()),
-        || format!("the job was never submitted: {}", worker.log_text()),
-    );
+    let job = submitted_job(&worker, &home, &spec);
+    let slurm_dir = slurm_dir_once_submitted(&worker, &job);
     std::fs::rename(
         slurm_dir.join("request.json"),
         slurm_dir.join("elsewhere.json"),

@@ -110,7 +110,7 @@ impl BatchSource {
         // A streamed source's indices are on the host, its labels on the device.
         let on_device = indices.to_device_(self.device, Kind::Int64, true, false);
         let labels = self.labels.index_select(0, &on_device);
-        self.prepare(images, labels, augment)
+        (self.prepare(images, augment), labels)
     }
 
     /// The batches of one pass over `order` (dataset indices): `steps` batches of `batch_size`
@@ -155,13 +155,8 @@ impl BatchSource {
         })
     }
 
-    /// Gathered u8 images and labels -> the model's input and the labels, on the device.
-    fn prepare(
-        &self,
-        images: Tensor,
-        labels: Tensor,
-        augment: Option<&Augment>,
-    ) -> (Tensor, Tensor) {
+    /// Gathered u8 images -> the model's input, on the device (labels are there already).
+    fn prepare(&self, images: Tensor, augment: Option<&Augment>) -> Tensor {
         let images = match self.residency {
             Residency::OnDevice => images,
             Residency::Streamed => images.to_device_(self.device, Kind::Uint8, true, false),
@@ -172,12 +167,11 @@ impl BatchSource {
             _ => x01,
         };
         let x = self.normalisation.apply(&x01);
-        let x = if self.channels_last {
+        if self.channels_last {
             channels_last(&x)
         } else {
             x
-        };
-        (x, labels)
+        }
     }
 }
 
@@ -265,7 +259,7 @@ impl Batches<'_> {
                 }
             }
         };
-        Ok(Some(self.source.prepare(images, labels, augment)))
+        Ok(Some((self.source.prepare(images, augment), labels)))
     }
 }
 
