@@ -25,6 +25,7 @@ fn main() {
         .define("GLOG_USE_GLOG_EXPORT", None)
         // libtorch's headers warn in ways this file cannot fix.
         .warnings(false)
+        .file("csrc/cpu_block_cache.cpp")
         .file("csrc/multi_tensor_update.cpp")
         .file("csrc/pinned.cpp")
         .compile("easel_aten");

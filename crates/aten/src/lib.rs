@@ -3,14 +3,21 @@
 //!
 //! - [`fused_sgd`] / [`fused_adam`]: one multi-tensor optimizer update per parameter group;
 //! - [`empty_pinned`]: host memory pinned for copies to the GPU, from PyTorch's caching host
-//!   allocator.
+//!   allocator;
+//! - [`install_cpu_block_cache`]: a CPU allocator that keeps large freed blocks for the next
+//!   training step instead of returning them to the operating system.
 //!
 //! Every C++ function catches its exceptions and hands their message back; nothing unwinds into
 //! Rust.
 
+mod cpu_block_cache;
 mod fused;
 mod pinned;
 
+pub use cpu_block_cache::{
+    CpuBlockCacheCounts, cpu_block_cache_counts, install_cpu_block_cache, release_cpu_block_cache,
+    set_cpu_block_cache_capacity,
+};
 pub use fused::{Adam, AdamGroup, Sgd, SgdGroup, fused_adam, fused_sgd};
 pub use pinned::empty_pinned;
 

@@ -4,18 +4,21 @@
 //!
 //! Easel's step is the trainer's own (the trainee it builds, the precision `auto` resolves to,
 //! the layout its batches and weights have, the fused optimizer update), beside the same step
-//! updating parameter by parameter, Easel in fp32 NCHW with per-parameter updates (what it did
-//! before layouts, precision and the update were chosen for the CPU) and PyTorch eager in NCHW and channels-last, fp32 and bf16
+//! updating parameter by parameter, the same step with libtorch's own CPU allocator instead of
+//! the trainer's block cache, Easel in fp32 NCHW with per-parameter updates and libtorch's
+//! allocator (what it did before layouts, precision, the update and the allocator were chosen
+//! for the CPU) and PyTorch eager in NCHW and channels-last, fp32 and bf16
 //! autocast (`benches/cpu_step_pytorch.py`, run with the PyTorch libtorch comes from). bf16 is
 //! timed where the CPU computes it natively (or with `--bf16-anyway`): elsewhere it is emulated,
 //! many times slower. Variants alternate within each repeat; the median of the repeats is shown,
 //! as images/s and as a ratio against PyTorch eager channels-last fp32.
 //!
 //! Flags: `--side 150 --batch 32 --warmup 2 --steps 10 --repeats 3 --models
-//! small_cnn,deep_cnn,vgg16_frozen,vgg16 --optimizer sgd|adam --bf16-anyway --variants NAME,...` (names: easel,
-//! easel-per-parameter, easel-nchw, eager-nchw, eager-cl, eager-bf16-nchw, eager-bf16-cl; all by
-//! default, eager-cl always, as the baseline).
+//! small_cnn,deep_cnn,vgg16_frozen,vgg16 --optimizer sgd|adam --bf16-anyway --variants NAME,...`
+//! (names: easel, easel-per-parameter, easel-no-block-cache, easel-nchw, eager-nchw, eager-cl,
+//! eager-bf16-nchw, eager-bf16-cl; all by default, eager-cl always, as the baseline).
 
+use easel_engine::DeviceChoice;
 use easel_engine::compute_precision::{ComputePrecision, native_bf16_cpu};
 use easel_engine::pipeline::{channels_last, channels_last_on};
 use easel_engine::trainer::epoch::train_step;
@@ -47,8 +50,11 @@ enum Variant {
     Easel,
     /// The trainer's choices, but the optimizer updating parameter by parameter.
     EaselPerParameter,
-    /// fp32, NCHW inputs and weights, per-parameter updates: what Easel did on the CPU before it
-    /// chose layouts, precision and the update.
+    /// The trainer's choices, but libtorch's own CPU allocator (freed blocks go back to the
+    /// system, so every step faults its activations in again).
+    EaselWithoutBlockCache,
+    /// fp32, NCHW inputs and weights, per-parameter updates, libtorch's allocator: what Easel did
+    /// on the CPU before it chose layouts, precision, the update and the allocator.
     EaselFp32Nchw,
     Eager {
         channels_last: bool,
@@ -69,7 +75,8 @@ impl Variant {
                 }
             ),
             Variant::EaselPerParameter => "easel, per-parameter update".to_owned(),
-            Variant::EaselFp32Nchw => "easel fp32 NCHW, per-parameter".to_owned(),
+            Variant::EaselWithoutBlockCache => "easel, no CPU block cache".to_owned(),
+            Variant::EaselFp32Nchw => "easel before (NCHW, per-param, no cache)".to_owned(),
             Variant::Eager {
                 channels_last,
                 bf16,
@@ -90,6 +97,7 @@ impl Variant {
         match self {
             Variant::Easel => "easel",
             Variant::EaselPerParameter => "easel-per-parameter",
+            Variant::EaselWithoutBlockCache => "easel-no-block-cache",
             Variant::EaselFp32Nchw => "easel-nchw",
             Variant::Eager {
                 channels_last,
@@ -105,7 +113,9 @@ impl Variant {
 
     fn bf16(self, easel: &ComputePrecision) -> bool {
         match self {
-            Variant::Easel | Variant::EaselPerParameter => easel.bf16,
+            Variant::Easel | Variant::EaselPerParameter | Variant::EaselWithoutBlockCache => {
+                easel.bf16
+            }
             Variant::EaselFp32Nchw => false,
             Variant::Eager { bf16, .. } => bf16,
         }
@@ -117,6 +127,9 @@ fn main() {
     let auto = ComputePrecision::resolve(Precision::Auto, Device::Cpu);
     let easel_channels_last = channels_last_on(Device::Cpu);
     let python = python_with_torch();
+    // What the trainer does before its first step: install the CPU block cache.
+    DeviceChoice::Cpu.resolve().expect("the CPU");
+    let block_cache = easel_aten::cpu_block_cache_counts().capacity_bytes;
     println!(
         "CPU training step, {}x{} batch {}, {} | cpu threads {} | native bf16: {} | \
          easel computes in {}",
@@ -131,6 +144,7 @@ fn main() {
     let mut variants = vec![
         Variant::Easel,
         Variant::EaselPerParameter,
+        Variant::EaselWithoutBlockCache,
         Variant::EaselFp32Nchw,
     ];
     for bf16 in [false, true] {
@@ -156,10 +170,15 @@ fn main() {
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); timed.len()];
         for _ in 0..options.repeats {
             for (variant, samples) in timed.iter().zip(&mut rates) {
+                let cached = matches!(variant, Variant::Easel | Variant::EaselPerParameter);
+                easel_aten::set_cpu_block_cache_capacity(if cached { block_cache } else { 0 });
                 let rate = match variant {
                     Variant::Easel => easel_rate(model, &options, Precision::Auto, None, true),
                     Variant::EaselPerParameter => {
                         easel_rate(model, &options, Precision::Auto, None, false)
+                    }
+                    Variant::EaselWithoutBlockCache => {
+                        easel_rate(model, &options, Precision::Auto, None, true)
                     }
                     Variant::EaselFp32Nchw => {
                         easel_rate(model, &options, Precision::Fp32, Some(false), false)
@@ -185,7 +204,7 @@ fn main() {
         for (variant, rate) in timed.iter().zip(&medians) {
             let ratio = baseline.map_or(String::new(), |b| format!("{:5.2}x", rate / b));
             println!(
-                "  {:<36} {rate:8.1} images/s  {ratio}",
+                "  {:<42} {rate:8.1} images/s  {ratio}",
                 variant.label(&auto, easel_channels_last)
             );
         }
