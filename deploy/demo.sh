@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole remote flow on one machine: a local worker in the background (temporary data dir,
-# local object store), submit the CPU demo spec, watch it, fetch the weights, evaluate them,
-# print where they are, stop the worker.
+# local object store), submit the CPU demo spec, watch it, fetch the weights and the report page,
+# evaluate them on the run's held-out test images, print where they are, stop the worker.
 #
 #   bash deploy/demo.sh            # uses configs/demo-cpu.toml
 #   bash deploy/demo.sh my.toml    # any spec
@@ -75,9 +75,9 @@ say "fetching the results"
 out="$work/results/$job"
 "$bin/client" fetch "$job" --out "$out"
 
-say "evaluating the fetched weights on $dataset"
-"$bin/client" evaluate "$out" "$dataset"
+say "evaluating the fetched weights on the run's held-out test images (never trained on)"
+"$bin/client" evaluate "$out" "$dataset" --split test
 
 stop_worker
-say "done. The trained weights are in $out/weights/best.safetensors (report: $out/report.json)"
+say "done. The trained weights are in $out/weights/best.safetensors; the report page is $out/report.html (\`client report $out --open\`)"
 printf '%s\n' "$out/weights/best.safetensors"

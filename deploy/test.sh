@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # The test command: sets up everything the tests need on a fresh machine (libtorch, the sample
-# dataset, PyTorch-made weights fixtures, patchelf, OpenSSH's server, a loopback S3 server),
-# checks the deploy recipes, then runs the whole workspace's tests.
+# dataset, PyTorch-made weights fixtures, ONNX Runtime for Python, patchelf, OpenSSH's server,
+# Chromium, a loopback S3 server), checks the deploy recipes, then runs the whole workspace's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash deploy/setup-libtorch.sh
 bash deploy/sample-data.sh >/dev/null
 bash deploy/torch-fixtures.sh >/dev/null
+# The ONNX export tests run the exported models in ONNX Runtime (a virtual environment in the cache).
+bash deploy/onnxruntime.sh >/dev/null
 # The worker-bundle test strips the build machine's library path from the binary with patchelf;
 # the `client up` tests reach a real OpenSSH server on loopback; the Slurm executor's tests a
-# one-node Slurm cluster (deploy/slurm.sh).
+# one-node Slurm cluster (deploy/slurm.sh); the report page tests open the pages in headless Chromium.
 missing=()
 command -v patchelf >/dev/null || missing+=(patchelf)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null || missing+=(openssh-client)
 command -v slurmctld >/dev/null || missing+=(slurmctld slurmd slurm-client munge)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo

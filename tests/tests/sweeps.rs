@@ -190,6 +190,38 @@ fn a_two_by_two_grid_on_two_slots_uploads_and_decodes_once_and_its_best_scores_a
             dir.display()
         );
     }
+    // The sweep's page, in a real browser: a row per trial, each linked to its own report page
+    // (fetched beside it), and nothing loaded from anywhere.
+    let page = all_dir.join("sweep.html");
+    let shot =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts/sweep.png");
+    let loaded = easel_test_support::load_in_chromium(&page, &shot, 1280, 1400);
+    assert!(loaded.console.is_empty(), "console: {:#?}", loaded.console);
+    assert!(
+        loaded.page_requests.is_empty(),
+        "{:?}",
+        loaded.page_requests
+    );
+    assert_eq!(loaded.dom.matches(r#"<tr class="trial">"#).count(), 4);
+    let links: Vec<&str> = loaded
+        .dom
+        .split(r#"href=""#)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(links.len(), 4, "{links:?}");
+    for link in links {
+        assert!(
+            all_dir.join(link).is_file(),
+            "{link} is not a fetched report"
+        );
+    }
+    assert_eq!(
+        worker
+            .client_ok(&home, &["report", all_dir.to_str().unwrap()])
+            .trim(),
+        page.display().to_string()
+    );
 
     let listed = worker.client_ok(&home, &["list"]);
     let line = listed

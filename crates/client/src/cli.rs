@@ -26,6 +26,9 @@ pub enum Command {
     /// Classify images with trained weights.
     #[cfg(feature = "engine")]
     Predict(crate::local::predict::PredictArgs),
+    /// Write trained weights as a model other runtimes load (ONNX).
+    #[cfg(feature = "engine")]
+    Export(crate::local::export::ExportArgs),
     /// Upload the dataset and spec to a worker and follow the job.
     Submit(crate::remote::submit::SubmitArgs),
     /// Follow a job's live events (re-attaches where it left off).
@@ -40,6 +43,8 @@ pub enum Command {
     Rm(crate::remote::remove::RemoveArgs),
     /// Download a job's weights, metrics and report.
     Fetch(crate::remote::fetch::FetchArgs),
+    /// Show a run's (or a sweep's) report page: its path, or the page itself with --open.
+    Report(crate::report::ReportArgs),
     /// Install and start a worker on a machine reachable by SSH, and save its profile.
     Up(crate::fleet::up::UpArgs),
     /// Stop a worker that `client up` started.
@@ -59,6 +64,8 @@ impl Command {
             Command::Evaluate(args) => crate::local::evaluate::run(args),
             #[cfg(feature = "engine")]
             Command::Predict(args) => crate::local::predict::run(args),
+            #[cfg(feature = "engine")]
+            Command::Export(args) => crate::local::export::run(args),
             Command::Submit(args) if is_sweep_file(&args.spec) => {
                 crate::remote::sweep::submit::run(args)
             }
@@ -72,6 +79,7 @@ impl Command {
                 crate::remote::sweep::fetch::run(args)
             }
             Command::Fetch(args) => crate::remote::fetch::run(args),
+            Command::Report(args) => crate::report::run(args),
             Command::Up(args) => crate::fleet::up::run(args),
             Command::Down(args) => crate::fleet::down::run(args),
             Command::Workers(args) => crate::fleet::workers::run(args),

@@ -17,5 +17,6 @@ pub mod format;
 pub mod local;
 pub mod remote;
 pub mod render;
+pub mod report;
 pub mod spec_data;
 pub mod version;

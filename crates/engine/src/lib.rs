@@ -4,7 +4,8 @@
 //! - [`train`]: a whole run into a run directory (see [`artifacts`] for the layout), resumable
 //!   from its checkpoint; events through a callback.
 //! - [`proof_of_concept`], [`estimate()`]: what `client validate` runs on the laptop.
-//! - [`evaluate()`], [`predict()`]: a finished run's best weights on other images.
+//! - [`evaluate()`], [`predict()`]: a finished run's best weights on other images;
+//!   [`export_onnx`]: the same weights as an ONNX model.
 //! - [`pipeline`]: decode + resize in parallel, the decoded u8 cache, batches on the device.
 //! - [`models`]: the architectures, torchvision-named.
 //! - [`weights`]: pretrained backbones read from safetensors and PyTorch's formats, and saved.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod estimate;
 pub mod evaluate;
 pub mod events;
+pub mod export;
 pub mod fits;
 pub mod models;
 pub mod pipeline;
@@ -31,6 +33,7 @@ pub use error::{Error, Result};
 pub use estimate::{Estimate, estimate};
 pub use evaluate::{Evaluation, evaluate};
 pub use events::*;
+pub use export::export_onnx;
 pub use poc::{PocReport, proof_of_concept};
 pub use predict::{Prediction, predict};
 pub use trainer::{RunReport, TrainJob, TrainOutcome, train};

@@ -14,16 +14,22 @@ pub struct TrainedModel {
     pub net: Classifier,
 }
 
+/// A run directory's resolved spec and class names (`spec.toml`, `classes.json`).
+pub(crate) fn spec_and_classes(run_dir: &Path) -> Result<(ExperimentSpec, Vec<String>)> {
+    let read = |name: &str| {
+        let path = run_dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| Error::io(path, e))
+    };
+    let spec: ExperimentSpec = toml::from_str(&read(artifacts::SPEC)?)
+        .map_err(|e| Error::artifact(run_dir.join(artifacts::SPEC), e.to_string()))?;
+    let classes: Vec<String> = serde_json::from_str(&read(artifacts::CLASSES)?)
+        .map_err(|e| Error::artifact(run_dir.join(artifacts::CLASSES), e.to_string()))?;
+    Ok((spec, classes))
+}
+
 impl TrainedModel {
     pub fn open(run_dir: &Path, device: tch::Device) -> Result<Self> {
-        let read = |name: &str| {
-            let path = run_dir.join(name);
-            std::fs::read_to_string(&path).map_err(|e| Error::io(path, e))
-        };
-        let spec: ExperimentSpec = toml::from_str(&read(artifacts::SPEC)?)
-            .map_err(|e| Error::artifact(run_dir.join(artifacts::SPEC), e.to_string()))?;
-        let classes: Vec<String> = serde_json::from_str(&read(artifacts::CLASSES)?)
-            .map_err(|e| Error::artifact(run_dir.join(artifacts::CLASSES), e.to_string()))?;
+        let (spec, classes) = spec_and_classes(run_dir)?;
         let mut vs = VarStore::new(device);
         let image_hw = (
             i64::from(spec.data.image_size.height()),

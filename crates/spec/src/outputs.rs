@@ -17,6 +17,11 @@ pub const CONFUSION_PLOT: &str = "plots/confusion.svg";
 pub const EVENTS: &str = "events.jsonl";
 /// Written just before [`REPORT`]: every artifact's name, size and blake3 digest.
 pub const INDEX: &str = "artifacts.json";
+/// The run's page for a person (self-contained HTML), written just before [`INDEX`].
+pub const REPORT_PAGE: &str = "report.html";
+/// Every image the best weights got wrong on the validation and test splits, most confident
+/// first (JSON), beside [`REPORT_PAGE`].
+pub const MISTAKES: &str = "mistakes.json";
 /// Written last; in the store its presence marks a job's artifacts as complete.
 pub const REPORT: &str = "report.json";
 

@@ -52,3 +52,34 @@ pub fn noise_dataset_named(
     }
     root
 }
+
+/// The first `per_class` images of the first `classes` classes of the real sample
+/// ([`crate::sample_dataset`]), resized to `side`x`side` RGB PNGs under `root/<class>/`: a
+/// dataset whose files are already at the model's size, so every reader of them (Easel, ONNX
+/// Runtime in Python) sees the same pixels without resizing them its own way.
+pub fn sample_digits_at(root: &Path, classes: usize, per_class: usize, side: u32) {
+    let sample = crate::sample_dataset();
+    let mut class_dirs: Vec<PathBuf> = std::fs::read_dir(&sample)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .collect();
+    class_dirs.sort();
+    for class_dir in class_dirs.into_iter().take(classes) {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&class_dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "png"))
+            .collect();
+        files.sort();
+        let out = root.join(class_dir.file_name().unwrap());
+        std::fs::create_dir_all(&out).unwrap();
+        for file in files.into_iter().take(per_class) {
+            let resized = image::open(&file)
+                .unwrap()
+                .resize_exact(side, side, image::imageops::FilterType::Triangle)
+                .to_rgb8();
+            resized.save(out.join(file.file_name().unwrap())).unwrap();
+        }
+    }
+}

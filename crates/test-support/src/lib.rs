@@ -3,14 +3,16 @@
 //! server's settings, generated image folders, how a finished command is checked, and how a test
 //! waits for something to happen.
 
+mod browser;
 mod images;
 pub mod mutations;
 mod output;
 mod s3;
 mod wait;
 
-pub use images::{dark_and_light_dataset, noise_dataset, noise_dataset_named};
-pub use output::{assert_success, output_text};
+pub use browser::{LoadedPage, load_in_chromium};
+pub use images::{dark_and_light_dataset, noise_dataset, noise_dataset_named, sample_digits_at};
+pub use output::{assert_success, output_text, train_locally};
 pub use s3::{S3Settings, skip_requested};
 pub use wait::{HANG_GUARD, POLL_INTERVAL, eventually, eventually_within};
 

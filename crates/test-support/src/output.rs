@@ -19,3 +19,16 @@ pub fn assert_success(output: &Output) -> String {
 pub fn output_text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
 }
+
+/// Runs `client train --local SPEC --out OUT --device cpu` with the client binary at `client`
+/// (a test's `env!("CARGO_BIN_EXE_client")`) and panics unless it succeeds; returns its stdout.
+pub fn train_locally(client: &str, spec: &std::path::Path, out: &std::path::Path) -> String {
+    let output = std::process::Command::new(client)
+        .args(["train", "--local", "--device", "cpu"])
+        .arg(spec)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert_success(&output)
+}

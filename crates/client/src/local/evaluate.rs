@@ -1,7 +1,9 @@
 //! `client evaluate RUN_DIR DATA_DIR`: the best weights of a run (trained here or fetched from a
-//! worker) measured on a folder-per-class dataset (or a .zip of one).
+//! worker) measured on a folder-per-class dataset (or a .zip of one); with `--split test`, only on
+//! the images the run held out of training.
 
 use super::device::parse_device;
+use super::held_out::{HeldOut, held_out_images};
 use crate::format::count;
 use anyhow::Context;
 use easel_dataset::ScanOptions;
@@ -19,6 +21,10 @@ pub struct EvaluateArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: DeviceChoice,
+    /// Only the run's held-out images of this split (`test`: never trained on, never used to
+    /// pick the best epoch), found in DATA by their content.
+    #[arg(long, value_enum)]
+    pub split: Option<HeldOut>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -28,6 +34,9 @@ pub struct EvaluateArgs {
 struct EvaluationJson<'a> {
     run_dir: String,
     data: String,
+    /// The held-out split evaluated, when only one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    split: Option<&'static str>,
     classes: &'a [String],
     #[serde(flatten)]
     evaluation: &'a Evaluation,
@@ -45,19 +54,29 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
             args.data.display()
         );
     }
-    let evaluation =
-        easel_engine::evaluate(&args.run_dir, &scan.manifest, scan.source(), args.device)
-            .with_context(|| format!("cannot evaluate {}", args.run_dir.display()))?;
-    let classes = &scan.manifest.classes;
+    let manifest = match args.split {
+        Some(held_out) => held_out_images(&args.run_dir, held_out, &scan.manifest)?,
+        None => scan.manifest.clone(),
+    };
+    let evaluation = easel_engine::evaluate(&args.run_dir, &manifest, scan.source(), args.device)
+        .with_context(|| format!("cannot evaluate {}", args.run_dir.display()))?;
+    let classes = &manifest.classes;
     if args.json {
         let json = EvaluationJson {
             run_dir: args.run_dir.display().to_string(),
             data: args.data.display().to_string(),
+            split: args.split.map(HeldOut::name),
             classes,
             evaluation: &evaluation,
         };
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
+        if let Some(held_out) = args.split {
+            println!(
+                "held out: the run's {} images, which it never trained on",
+                held_out.name()
+            );
+        }
         print_table(&evaluation, classes);
     }
     Ok(ExitCode::SUCCESS)

@@ -80,6 +80,14 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
             if best.is_file() {
                 println!("weights: {}", best.display());
             }
+            let page = out.join(outputs::REPORT_PAGE);
+            if page.is_file() {
+                println!(
+                    "report:  {} (`client report {} --open`)",
+                    page.display(),
+                    out.display()
+                );
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

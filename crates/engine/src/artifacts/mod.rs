@@ -1,7 +1,7 @@
 //! The run directory: files written atomically and announced with `TrainEvent::ArtifactWritten`
 //! (so the worker can copy each finished file to object storage).
 
-pub mod plots;
+pub use easel_report::plots;
 
 use crate::events::TrainEvent;
 use crate::{Error, Result};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use easel_spec::outputs::{
     BEST_WEIGHTS, CHECKPOINT, CLASSES, CONFUSION_PLOT, CURVES_PLOT, LAST_WEIGHTS, MANIFEST,
-    METRICS, REPORT, SPEC,
+    METRICS, MISTAKES, REPORT, REPORT_PAGE, SPEC,
 };
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it and renames it into place.

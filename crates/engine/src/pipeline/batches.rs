@@ -104,6 +104,11 @@ impl BatchSource {
         Tensor::from_slice(indices).to_device(self.index_device())
     }
 
+    /// Image `index`'s pixels as decoded, u8 `[3, H, W]` on the CPU (for thumbnails).
+    pub fn pixels(&self, index: i64) -> Tensor {
+        self.images.get(index).to_device(Device::Cpu)
+    }
+
     /// The normalised float input `[B, 3, H, W]` and the labels `[B]`, on the training device.
     pub fn batch(&self, indices: &Tensor, augment: Option<&Augment>) -> (Tensor, Tensor) {
         let images = self.images.index_select(0, indices);

@@ -5,7 +5,7 @@ use super::feature_cache::FeatureCache;
 use super::shared_features::SharedCacheDir;
 use super::split::{SplitIndices, split_manifest};
 use super::trainee::Trainee;
-use super::validation::{Evaluation, evaluate_trainee};
+use super::validation::{Scored, evaluate_trainee};
 use crate::events::TrainEvent;
 use crate::pipeline::{self, BatchSource, CacheStatus, DecodeTarget, channels_last_on};
 use crate::{Error, Result};
@@ -155,7 +155,7 @@ impl RunData {
         trainee: &Trainee,
         features: Option<&FeatureCache>,
         indices: &[i64],
-    ) -> Evaluation {
+    ) -> Scored {
         evaluate_trainee(
             trainee,
             &self.source,

@@ -13,6 +13,7 @@ use super::outputs::RunOutputs;
 use super::settings::Settings;
 use super::shared_features::{self, Obtained};
 use super::trainee::Trainee;
+use super::validation::{Scored, TopClasses};
 use crate::Result;
 use crate::artifacts;
 use crate::checkpoint::CheckpointState;
@@ -68,6 +69,9 @@ pub struct Learner<'a> {
     /// and dropped when it unfreezes.
     features: Option<FeatureCache>,
     features_tried: bool,
+    /// The validation images' most likely classes at the best epoch of this session (the
+    /// report's mistakes come from them without another pass).
+    best_validation: Option<TopClasses>,
 }
 
 /// This session's place in the run (a resumed run is a new session).
@@ -105,12 +109,17 @@ impl<'a> Learner<'a> {
             cancel,
             features: None,
             features_tried: false,
+            best_validation: None,
         }
     }
 
-    /// The trained model and the features cached for it, for evaluations after the epochs.
-    pub fn into_trained(self) -> (Trainee, Option<FeatureCache>) {
-        (self.trainee, self.features)
+    /// What the run ends with, for the evaluations after the epochs.
+    pub fn into_trained(self) -> Trained {
+        Trained {
+            trainee: self.trainee,
+            features: self.features,
+            best_validation: self.best_validation,
+        }
     }
 
     /// Trains the epochs after `state.epoch`, recording each in `state`.
@@ -142,13 +151,16 @@ impl<'a> Learner<'a> {
             else {
                 return self.stop_cancelled(state, &session, epoch, on_event);
             };
-            let metrics = self.validate(epoch, &totals, epoch_started);
+            let (metrics, top) = self.validate(epoch, &totals, epoch_started);
             let verdict = state.monitor.observe(
                 epoch,
                 metrics.validation_loss,
                 metrics.validation_accuracy,
                 self.plan.early_stopping.as_ref(),
             );
+            if verdict.new_best {
+                self.best_validation = Some(top);
+            }
             state.history.push(metrics.clone());
             state.epoch = epoch;
             state.global_step = session.global_step;
@@ -350,16 +362,25 @@ impl<'a> Learner<'a> {
         )
     }
 
-    /// The epoch's metrics: its training totals and the validation split's evaluation.
-    fn validate(&self, epoch: u32, totals: &TrainTotals, started: Instant) -> EpochMetrics {
+    /// The epoch's metrics (its training totals and the validation split's evaluation), and the
+    /// validation images' most likely classes.
+    fn validate(
+        &self,
+        epoch: u32,
+        totals: &TrainTotals,
+        started: Instant,
+    ) -> (EpochMetrics, TopClasses) {
         if let Some(copy) = &self.trainee.bf16 {
             copy.push_buffers();
         }
         self.trainee.sync_copy();
-        let validation =
-            self.data
-                .evaluate(&self.trainee, self.features.as_ref(), &self.data.validation);
-        EpochMetrics {
+        let Scored {
+            evaluation: validation,
+            top,
+        } = self
+            .data
+            .evaluate(&self.trainee, self.features.as_ref(), &self.data.validation);
+        let metrics = EpochMetrics {
             epoch,
             train_loss: totals.loss,
             train_accuracy: totals.accuracy,
@@ -370,6 +391,15 @@ impl<'a> Learner<'a> {
             images_per_second: totals.images as f64 / totals.seconds.max(1e-9),
             learning_rate: totals.learning_rate,
             seconds: started.elapsed().as_secs_f64(),
-        }
+        };
+        (metrics, top)
     }
+}
+
+/// A finished fit: the trained model, the features cached for it, and the best epoch's
+/// validation classes when this session trained it.
+pub struct Trained {
+    pub trainee: Trainee,
+    pub features: Option<FeatureCache>,
+    pub best_validation: Option<TopClasses>,
 }

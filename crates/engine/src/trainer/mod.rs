@@ -12,6 +12,7 @@ pub mod early_stopping;
 pub mod epoch;
 pub mod feature_cache;
 pub mod learner;
+pub mod mistakes;
 pub mod model_setup;
 pub mod monitor;
 pub mod optimizer;

@@ -1,13 +1,15 @@
 //! What a run leaves in its run directory besides the checkpoint: its inputs first (`spec.toml`,
 //! `manifest.json`, `classes.json`); after every epoch the metrics and the best and last
-//! weights; at the end the test evaluation with the best weights, the plots and `report.json`,
+//! weights; at the end the test evaluation with the best weights, the plots, the mistakes on the
+//! held-out images (`mistakes.json`), the page a person reads (`report.html`) and `report.json`,
 //! written last.
 
 use super::RunReport;
 use super::data::RunData;
 use super::feature_cache::FeatureCache;
+use super::mistakes::{Mistakes, find_mistakes};
 use super::trainee::Trainee;
-use super::validation::Evaluation;
+use super::validation::{Scored, TopClasses};
 use crate::artifacts::{self, RunDir, plots};
 use crate::checkpoint::CheckpointState;
 use crate::device::device_name;
@@ -20,6 +22,8 @@ use tch::nn::VarStore;
 pub struct RunOutputs<'a> {
     run: &'a RunDir<'a>,
     name: &'a str,
+    manifest: &'a Manifest,
+    spec_text: String,
     classes: &'a [String],
     device: tch::Device,
     dataset_digest: String,
@@ -43,6 +47,8 @@ impl<'a> RunOutputs<'a> {
         Ok(RunOutputs {
             run,
             name: &spec.name,
+            manifest,
+            spec_text,
             classes: &manifest.classes,
             device,
             dataset_digest,
@@ -84,13 +90,15 @@ impl<'a> RunOutputs<'a> {
             .write_weights(artifacts::LAST_WEIGHTS, vs, on_event)
     }
 
-    /// Test evaluation (with the best weights), plots, then `report.json`.
+    /// Test evaluation (with the best weights), plots, mistakes (from the best epoch's
+    /// `best_validation` classes when this session has them), the page, then `report.json`.
     pub fn finish(
         &self,
         state: &CheckpointState,
         trainee: &mut Trainee,
         data: &RunData,
         features: Option<&FeatureCache>,
+        best_validation: Option<&TopClasses>,
         on_event: &mut dyn FnMut(TrainEvent),
     ) -> Result<RunReport> {
         let final_metrics = state.history.last().cloned().ok_or_else(|| {
@@ -100,9 +108,19 @@ impl<'a> RunOutputs<'a> {
         let best = state
             .history
             .get(best_epoch as usize - 1)
-            .unwrap_or(&final_metrics);
-        let test = self.test_best_weights(trainee, data, features, on_event)?;
-        let confusion = test.as_ref().map_or(&best.confusion, |t| &t.confusion);
+            .cloned()
+            .unwrap_or_else(|| final_metrics.clone());
+        self.load_best_weights(trainee)?;
+        let scored_test = self.test(trainee, data, features, on_event);
+        let test = scored_test.as_ref().map(|scored| &scored.evaluation);
+        let confusion = test.map_or(&best.confusion, |t| &t.confusion);
+        let confusion_of = match test {
+            Some(test) => format!("the {} test images, best weights", test.images),
+            None => format!(
+                "the {} validation images at the best epoch ({best_epoch})",
+                data.validation.len()
+            ),
+        };
         self.run.write(
             artifacts::CURVES_PLOT,
             plots::curves_svg(&state.history).as_bytes(),
@@ -121,40 +139,122 @@ impl<'a> RunOutputs<'a> {
             best_epoch,
             best_validation_accuracy: best.validation_accuracy,
             final_metrics,
-            test_accuracy: test.as_ref().map(|t| t.accuracy),
-            test_loss: test.as_ref().map(|t| t.loss),
+            test_accuracy: test.map(|t| t.accuracy),
+            test_loss: test.map(|t| t.loss),
             stopped_early: state.stopped_early,
             seconds: state.seconds,
             dataset_digest: self.dataset_digest.clone(),
         };
+        let started = std::time::Instant::now();
+        let known = [
+            best_validation,
+            scored_test.as_ref().map(|scored| &scored.top),
+        ];
+        let mistakes = find_mistakes(trainee, data, features, self.manifest, known);
+        self.run
+            .write_json(artifacts::MISTAKES, &mistakes.wrong, on_event)?;
+        let page = RunPageInputs {
+            report: &report,
+            history: &state.history,
+            confusion: (confusion, &confusion_of),
+            mistakes: &mistakes,
+        };
+        let bytes = self.write_page(&page, data, on_event)?;
+        on_event(TrainEvent::Note {
+            message: format!(
+                "{} written in {:.2} s ({:.1} MB): {} of {} held-out images wrong",
+                artifacts::REPORT_PAGE,
+                started.elapsed().as_secs_f64(),
+                bytes as f64 / 1e6,
+                mistakes.wrong.len(),
+                mistakes.examined
+            ),
+        });
         self.run.write_json(artifacts::REPORT, &report, on_event)?;
         Ok(report)
     }
 
-    /// The best weights on the test split, when there is one (they are loaded into `trainee`).
-    fn test_best_weights(
+    /// `report.html`: the run for a person (see `easel_report::RunPage`); returns its size.
+    fn write_page(
         &self,
-        trainee: &mut Trainee,
+        page: &RunPageInputs,
         data: &RunData,
-        features: Option<&FeatureCache>,
         on_event: &mut dyn FnMut(TrainEvent),
-    ) -> Result<Option<Evaluation>> {
-        if data.test.is_empty() {
-            return Ok(None);
+    ) -> Result<usize> {
+        let mut class_counts = vec![easel_report::ClassCounts::default(); self.classes.len()];
+        let class_of = |index: i64| self.manifest.entries[index as usize].class as usize;
+        for &index in &data.train {
+            class_counts[class_of(index)].train += 1;
         }
+        for &index in &data.validation {
+            class_counts[class_of(index)].validation += 1;
+        }
+        for &index in &data.test {
+            class_counts[class_of(index)].test += 1;
+        }
+        let environment = [
+            ("Easel", env!("CARGO_PKG_VERSION").to_string()),
+            ("libtorch", crate::runtime_info().libtorch_version),
+            ("device", device_name(self.device)),
+        ];
+        let shown = page.mistakes.shown(data);
+        let html = easel_report::RunPage {
+            report: page.report,
+            history: page.history,
+            confusion: page.confusion.0,
+            confusion_of: page.confusion.1,
+            class_counts: &class_counts,
+            spec_toml: &self.spec_text,
+            environment: &environment,
+            mistakes: &shown,
+            images_examined: page.mistakes.examined,
+            mistakes_total: page.mistakes.wrong.len(),
+        }
+        .render();
+        self.run
+            .write(artifacts::REPORT_PAGE, html.as_bytes(), on_event)?;
+        Ok(html.len())
+    }
+
+    /// Loads the best weights into `trainee` (and its bf16 copy) for the evaluations at the end.
+    fn load_best_weights(&self, trainee: &mut Trainee) -> Result<()> {
         let best_path = self.run.path(artifacts::BEST_WEIGHTS);
         trainee
             .vs
             .load(&best_path)
             .map_err(|e| Error::artifact(&best_path, e.to_string()))?;
         trainee.sync_copy();
-        let test = data.evaluate(trainee, features, &data.test);
+        Ok(())
+    }
+
+    /// The best weights (loaded) on the test split, when there is one.
+    fn test(
+        &self,
+        trainee: &Trainee,
+        data: &RunData,
+        features: Option<&FeatureCache>,
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Option<Scored> {
+        if data.test.is_empty() {
+            return None;
+        }
+        let scored = data.evaluate(trainee, features, &data.test);
+        let test = &scored.evaluation;
         on_event(TrainEvent::Note {
             message: format!(
                 "test accuracy {:.4} (loss {:.4}) on {} images, best weights",
                 test.accuracy, test.loss, test.images
             ),
         });
-        Ok(Some(test))
+        Some(scored)
     }
+}
+
+/// What `report.html` shows besides the run's data and spec.
+struct RunPageInputs<'a> {
+    report: &'a RunReport,
+    history: &'a [EpochMetrics],
+    /// The confusion matrix shown, and whose it is.
+    confusion: (&'a [Vec<u64>], &'a str),
+    mistakes: &'a Mistakes,
 }

@@ -102,9 +102,15 @@ fn run(
     match learner.fit(&mut state, on_event)? {
         Fit::Cancelled { completed_epochs } => Ok(TrainOutcome::Cancelled { completed_epochs }),
         Fit::Completed => {
-            let (mut trainee, features) = learner.into_trained();
-            let report =
-                outputs.finish(&state, &mut trainee, &data, features.as_ref(), on_event)?;
+            let mut trained = learner.into_trained();
+            let report = outputs.finish(
+                &state,
+                &mut trained.trainee,
+                &data,
+                trained.features.as_ref(),
+                trained.best_validation.as_ref(),
+                on_event,
+            )?;
             Ok(TrainOutcome::Completed(report))
         }
     }

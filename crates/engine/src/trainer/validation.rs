@@ -1,5 +1,6 @@
 //! Loss, accuracy, per-class accuracy and confusion matrix of a model over some images, with the
-//! sums kept on the device and read once at the end.
+//! sums kept on the device and read once at the end; during a run also each image's most likely
+//! classes (kept on the device), from which the run's report shows its mistakes.
 
 use super::feature_cache::FeatureCache;
 use super::trainee::{ModelInput, Trainee};
@@ -21,6 +22,25 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<u64>>,
 }
 
+/// How many of each image's most likely classes a run keeps (the report lists three).
+pub const TOP_CLASSES: i64 = 3;
+
+/// Each evaluated image's most likely classes, most likely first, in the order the images were
+/// evaluated: `classes` `[n, k]` (i64) and their `probabilities` `[n, k]` (f32), on the
+/// evaluation's device.
+#[derive(Debug)]
+pub struct TopClasses {
+    pub classes: Tensor,
+    pub probabilities: Tensor,
+}
+
+/// An evaluation during a run, with each image's most likely classes.
+#[derive(Debug)]
+pub struct Scored {
+    pub evaluation: Evaluation,
+    pub top: TopClasses,
+}
+
 /// Evaluates `net` (eval mode, no gradients) on the images at `indices` of `source`.
 pub fn evaluate_indices(
     net: &Classifier,
@@ -39,6 +59,7 @@ pub fn evaluate_indices(
             (net.forward_t(&x, false), y)
         },
     )
+    .0
 }
 
 /// Evaluates the trainee (its bf16 copy on a bf16 run, which must hold the current weights) on
@@ -50,42 +71,57 @@ pub fn evaluate_trainee(
     indices: &[i64],
     batch_size: usize,
     num_classes: usize,
-) -> Evaluation {
+) -> Scored {
     let index = match features {
         Some(cache) => cache.indices(indices),
         None => source.indices(indices),
     };
-    evaluate_batches(&index, source.device(), batch_size, num_classes, |batch| {
-        let (input, y) = match features {
-            Some(cache) => cache.batch(batch, false),
-            None => {
-                let (x, y) = source.batch(batch, None);
-                (ModelInput::Images(x), y)
-            }
-        };
-        (trainee.logits(&input, false), y)
-    })
+    let (evaluation, top) =
+        evaluate_batches(&index, source.device(), batch_size, num_classes, |batch| {
+            let (input, y) = match features {
+                Some(cache) => cache.batch(batch, false),
+                None => {
+                    let (x, y) = source.batch(batch, None);
+                    (ModelInput::Images(x), y)
+                }
+            };
+            (trainee.logits(&input, false), y)
+        });
+    Scored {
+        evaluation,
+        top: top.unwrap_or_else(|| TopClasses {
+            classes: Tensor::zeros([0, 1], (Kind::Int64, source.device())),
+            probabilities: Tensor::zeros([0, 1], (Kind::Float, source.device())),
+        }),
+    }
 }
 
-/// Sums loss and confusion over `index` in batches; `logits_of(batch indices)` gives a batch's
-/// logits and labels on `device`.
+/// Sums loss and confusion over `index` in batches, and keeps each image's most likely classes
+/// on the device (none for no images); `logits_of(batch indices)` gives a batch's logits and
+/// labels on `device`.
 fn evaluate_batches(
     index: &Tensor,
     device: tch::Device,
     batch_size: usize,
     num_classes: usize,
     mut logits_of: impl FnMut(&Tensor) -> (Tensor, Tensor),
-) -> Evaluation {
+) -> (Evaluation, Option<TopClasses>) {
     let _no_grad = tch::no_grad_guard();
     let classes = num_classes as i64;
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut confusion = Tensor::zeros([classes * classes], (Kind::Int64, device));
     let total = index.size()[0];
+    let top_k = TOP_CLASSES.min(classes);
+    let (mut top_classes, mut top_probabilities) = (Vec::new(), Vec::new());
     let mut start = 0;
     while start < total {
         let length = (batch_size as i64).min(total - start);
         let (logits, y) = logits_of(&index.narrow(0, start, length));
         let logits = logits.to_kind(Kind::Float);
+        let (probabilities, classes_of) =
+            logits.softmax(-1, Kind::Float).topk(top_k, -1, true, true);
+        top_probabilities.push(probabilities);
+        top_classes.push(classes_of);
         loss_sum += logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0);
         let predicted = logits.argmax(-1, false);
         // index_add_, not bincount: bincount reads its input's size back to the host (twice a
@@ -97,7 +133,11 @@ fn evaluate_batches(
     let confusion: Vec<i64> =
         Vec::try_from(confusion.to_device(tch::Device::Cpu)).unwrap_or_default();
     let loss = loss_sum.double_value(&[]);
-    totals_from(confusion, loss, num_classes)
+    let top = (!top_classes.is_empty()).then(|| TopClasses {
+        classes: Tensor::cat(&top_classes, 0),
+        probabilities: Tensor::cat(&top_probabilities, 0),
+    });
+    (totals_from(confusion, loss, num_classes), top)
 }
 
 fn totals_from(flat: Vec<i64>, loss_sum: f64, num_classes: usize) -> Evaluation {

@@ -1,7 +1,12 @@
-//! Hand-written SVG plots: learning curves and the confusion matrix. Plain text, no dependency,
-//! readable in any browser.
+//! Hand-written SVG plots: learning curves, the learning rate and the confusion matrix. Plain
+//! text, no dependency, readable in any browser; the run directory keeps them as files and the
+//! pages carry them inline.
 
-use crate::events::EpochMetrics;
+mod sweep;
+
+pub use sweep::sweep_svg;
+
+use easel_events::EpochMetrics;
 use std::fmt::Write;
 
 const PANEL_WIDTH: f64 = 420.0;
@@ -34,6 +39,7 @@ pub fn curves_svg(history: &[EpochMetrics]) -> String {
             (&validation_loss, VALIDATION_COLOUR),
         ],
         max_loss.max(1e-6),
+        three_decimals,
     );
     let (train_accuracy, validation_accuracy) = (
         series(|m| m.train_accuracy),
@@ -49,6 +55,7 @@ pub fn curves_svg(history: &[EpochMetrics]) -> String {
             (&validation_accuracy, VALIDATION_COLOUR),
         ],
         1.0,
+        three_decimals,
     );
     let legend_y = height - 12.0;
     let _ = write!(
@@ -60,6 +67,35 @@ pub fn curves_svg(history: &[EpochMetrics]) -> String {
     svg
 }
 
+/// The learning rate of each epoch (warm-up, decay and plateau cuts show here).
+pub fn learning_rate_svg(history: &[EpochMetrics]) -> String {
+    let width = PANEL_WIDTH + 2.0 * MARGIN + 20.0;
+    let height = PANEL_HEIGHT + 2.0 * MARGIN;
+    let mut svg = header(width, height);
+    let epochs: Vec<f64> = history.iter().map(|m| f64::from(m.epoch)).collect();
+    let rates: Vec<f64> = history.iter().map(|m| m.learning_rate).collect();
+    let highest = rates
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    panel(
+        &mut svg,
+        MARGIN + 20.0,
+        "learning rate",
+        &epochs,
+        &[(&rates, TRAIN_COLOUR)],
+        highest.max(1e-12),
+        |value| format!("{value:.1e}"),
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn three_decimals(value: f64) -> String {
+    format!("{value:.3}")
+}
+
 fn panel(
     svg: &mut String,
     left: f64,
@@ -67,6 +103,7 @@ fn panel(
     epochs: &[f64],
     lines: &[(&Vec<f64>, &str)],
     y_max: f64,
+    label: fn(f64) -> String,
 ) {
     let top = MARGIN;
     let bottom = top + PANEL_HEIGHT;
@@ -89,9 +126,10 @@ fn panel(
         let value = y_max * f64::from(tick) / 4.0;
         let _ = write!(
             svg,
-            r#"<text x="{}" y="{}" text-anchor="end" font-size="11">{value:.3}</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="end" font-size="11">{}</text>"#,
             left - 4.0,
-            y_of(value) + 4.0
+            y_of(value) + 4.0,
+            label(value)
         );
     }
     for epoch in epochs {

@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
+use crate::Trial;
 use easel_events::EpochMetrics;
-use easel_proto::v1 as pb;
 
 const PANEL_WIDTH: f64 = 300.0;
 const PANEL_HEIGHT: f64 = 200.0;
@@ -16,12 +16,11 @@ const PALETTE: [&str; 10] = [
     "#bcbd22", "#17becf",
 ];
 
-/// The plot of `sweep`, with `curves` (trial number, its epochs) for the bottom panel.
-pub fn sweep_svg(sweep: &pb::Sweep, curves: &[(u32, Vec<EpochMetrics>)]) -> String {
-    let keys: Vec<&str> = sweep
-        .trials
+/// The plot of a sweep of `metric` over `trials` (their epochs make the bottom panel).
+pub fn sweep_svg(metric: &str, trials: &[Trial]) -> String {
+    let keys: Vec<&str> = trials
         .first()
-        .map(|trial| trial.params.iter().map(|p| p.key.as_str()).collect())
+        .map(|trial| trial.params.iter().map(|(key, _)| key.as_str()).collect())
         .unwrap_or_default();
     let columns = keys.len().max(1) as f64;
     let width = columns * (PANEL_WIDTH + MARGIN) + MARGIN;
@@ -31,14 +30,14 @@ pub fn sweep_svg(sweep: &pb::Sweep, curves: &[(u32, Vec<EpochMetrics>)]) -> Stri
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
          font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
-    let values: Vec<f64> = sweep.trials.iter().filter_map(|t| t.metric).collect();
+    let values: Vec<f64> = trials.iter().filter_map(|t| t.metric).collect();
     let (low, high) = span(values.iter().copied());
     for (column, key) in keys.iter().enumerate() {
         let left = MARGIN + column as f64 * (PANEL_WIDTH + MARGIN);
-        metric_panel(&mut svg, sweep, key, left, (low, high));
+        metric_panel(&mut svg, metric, trials, key, left, (low, high));
     }
     let top = PANEL_HEIGHT + 2.0 * MARGIN + MARGIN;
-    curves_panel(&mut svg, sweep, curves, top, curves_width);
+    curves_panel(&mut svg, metric, trials, top, curves_width);
     svg.push_str("</svg>\n");
     svg
 }
@@ -76,27 +75,28 @@ fn frame(svg: &mut String, left: f64, top: f64, width: f64, title: &str, low: f6
     );
 }
 
-fn metric_panel(svg: &mut String, sweep: &pb::Sweep, key: &str, left: f64, range: (f64, f64)) {
+fn metric_panel(
+    svg: &mut String,
+    metric: &str,
+    trials: &[Trial],
+    key: &str,
+    left: f64,
+    range: (f64, f64),
+) {
     let top = MARGIN;
     frame(
         svg,
         left,
         top,
         PANEL_WIDTH,
-        &format!("{} by {key}", sweep.metric),
+        &format!("{metric} by {key}"),
         range.0,
         range.1,
     );
     // Each distinct value a place on the axis, in sorted order (numbers by size).
-    let mut distinct: Vec<String> = sweep
-        .trials
+    let mut distinct: Vec<String> = trials
         .iter()
-        .filter_map(|t| {
-            t.params
-                .iter()
-                .find(|p| p.key == key)
-                .map(|p| p.value.clone())
-        })
+        .filter_map(|t| value_of(t, key).map(str::to_owned))
         .collect();
     distinct.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) => x.total_cmp(&y),
@@ -113,16 +113,14 @@ fn metric_panel(svg: &mut String, sweep: &pb::Sweep, key: &str, left: f64, range
             escape(value.trim_matches('"'))
         );
     }
-    for trial in &sweep.trials {
-        let (Some(metric), Some(value)) =
-            (trial.metric, trial.params.iter().find(|p| p.key == key))
-        else {
+    for trial in trials {
+        let (Some(metric), Some(value)) = (trial.metric, value_of(trial, key)) else {
             continue;
         };
-        let index = distinct.iter().position(|v| *v == value.value).unwrap_or(0);
+        let index = distinct.iter().position(|v| v == value).unwrap_or(0);
         let x = left + step * (index as f64 + 1.0);
         let y = top + PANEL_HEIGHT * (1.0 - (metric - range.0) / (range.1 - range.0));
-        let best = trial.job.as_ref().is_some_and(|j| j.id == sweep.best_job);
+        let best = trial.best;
         let colour = PALETTE[(trial.number as usize).saturating_sub(1) % PALETTE.len()];
         let _ = writeln!(
             svg,
@@ -137,14 +135,21 @@ fn metric_panel(svg: &mut String, sweep: &pb::Sweep, key: &str, left: f64, range
     }
 }
 
-fn curves_panel(
-    svg: &mut String,
-    sweep: &pb::Sweep,
-    curves: &[(u32, Vec<EpochMetrics>)],
-    top: f64,
-    width: f64,
-) {
-    let loss = sweep.metric == "val_loss";
+/// `trial`'s value of the varied `key`.
+fn value_of<'t>(trial: &'t Trial, key: &str) -> Option<&'t str> {
+    trial
+        .params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, value)| value.as_str())
+}
+
+fn curves_panel(svg: &mut String, metric: &str, trials: &[Trial], top: f64, width: f64) {
+    let loss = metric == "val_loss";
+    let curves: Vec<(u32, &[EpochMetrics])> = trials
+        .iter()
+        .map(|trial| (trial.number, trial.history.as_slice()))
+        .collect();
     let value = |m: &EpochMetrics| {
         if loss {
             m.validation_loss
@@ -167,7 +172,7 @@ fn curves_panel(
     frame(svg, MARGIN, top, width, title, low, high);
     let x = |epoch: u32| MARGIN + width * f64::from(epoch - 1) / f64::from(last_epoch - 1);
     let y = |v: f64| top + PANEL_HEIGHT * (1.0 - (v - low) / (high - low));
-    for (number, curve) in curves {
+    for (number, curve) in &curves {
         let points: Vec<String> = curve
             .iter()
             .filter(|m| value(m).is_finite())

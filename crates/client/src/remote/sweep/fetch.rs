@@ -1,6 +1,7 @@
 //! `client fetch SWEEP --out DIR`: every trial's results (`DIR/trial-NN-<job>/`), `sweep.csv`
-//! (one row per trial, best first) and `sweep.svg` (the metric against each varied value, and
-//! every trial's validation curve). With `--best`, only the best trial's run folder, in `DIR`.
+//! (one row per trial, best first), `sweep.svg` (the metric against each varied value, and
+//! every trial's validation curve) and `sweep.html` (the trials side by side, each linked to its
+//! own report page). With `--best`, only the best trial's run folder, in `DIR`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use crate::remote::fetch::{FetchArgs, Fetched, fetch_from_worker};
 
 pub const CSV_NAME: &str = "sweep.csv";
 pub const PLOT_NAME: &str = "sweep.svg";
+pub const PAGE_NAME: &str = "sweep.html";
 
 /// What a sweep fetch wrote: each trial's folder and files.
 pub struct SweepFetched {
@@ -77,6 +79,7 @@ async fn fetch_sweep(args: &FetchArgs, out: &Path) -> anyhow::Result<ExitCode> {
                 "out": out,
                 "csv": out.join(CSV_NAME),
                 "plot": out.join(PLOT_NAME),
+                "page": out.join(PAGE_NAME),
                 "trials": trials,
             })
         );
@@ -91,6 +94,7 @@ async fn fetch_sweep(args: &FetchArgs, out: &Path) -> anyhow::Result<ExitCode> {
         }
         println!("table: {}", out.join(CSV_NAME).display());
         println!("plot:  {}", out.join(PLOT_NAME).display());
+        println!("page:  {}", out.join(PAGE_NAME).display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -122,14 +126,15 @@ pub async fn fetch_all(
 ) -> anyhow::Result<SweepFetched> {
     let sweep = connection.sweep(sweep_id).await?;
     let mut trials = Vec::new();
-    let mut curves = Vec::new();
+    let mut shown = Vec::new();
     for trial in &sweep.trials {
         let Some(job) = &trial.job else { continue };
-        let dir = out.join(format!("trial-{:02}-{}", trial.number, job.id));
+        let folder = format!("trial-{:02}-{}", trial.number, job.id);
+        let dir = out.join(&folder);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
         let files = fetch_from_worker(connection, &job.id, &dir, all).await?;
-        curves.push((trial.number, read_metrics(&dir.join(outputs::METRICS))));
+        shown.push(page_trial(&sweep, trial, job, &dir, &folder));
         trials.push(FetchedTrial {
             job: job.id.clone(),
             dir,
@@ -139,9 +144,47 @@ pub async fn fetch_all(
     write(&out.join(CSV_NAME), &csv(&sweep))?;
     write(
         &out.join(PLOT_NAME),
-        &super::plot::sweep_svg(&sweep, &curves),
+        &easel_report::plots::sweep_svg(&sweep.metric, &shown),
     )?;
+    let page = easel_report::SweepPage {
+        id: &sweep.id,
+        name: &sweep.name,
+        metric: &sweep.metric,
+        trials: &shown,
+    };
+    write(&out.join(PAGE_NAME), &page.render())?;
     Ok(SweepFetched { sweep, trials })
+}
+
+/// A fetched trial as the sweep's page and plot show it; `folder` is its run folder's name
+/// beside the page.
+fn page_trial(
+    sweep: &pb::Sweep,
+    trial: &pb::Trial,
+    job: &pb::Job,
+    dir: &Path,
+    folder: &str,
+) -> easel_report::Trial {
+    easel_report::Trial {
+        number: trial.number,
+        job: job.id.clone(),
+        params: trial
+            .params
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect(),
+        metric: trial.metric,
+        best: job.id == sweep.best_job,
+        state: job.state().name().to_owned(),
+        epochs: job.epochs_done,
+        seconds: super::trial_seconds(job),
+        device: job.device.clone(),
+        history: read_metrics(&dir.join(outputs::METRICS)),
+        report: dir
+            .join(outputs::REPORT_PAGE)
+            .is_file()
+            .then(|| format!("{folder}/{}", outputs::REPORT_PAGE)),
+    }
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -5,7 +5,6 @@
 pub mod board;
 pub mod fetch;
 pub mod json;
-pub mod plot;
 pub mod submit;
 
 use std::process::ExitCode;

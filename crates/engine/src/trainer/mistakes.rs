@@ -1,0 +1,149 @@
+//! The images the best weights get wrong on the held-out splits (validation and test): each with
+//! its path, true class and most likely classes, the most confident mistakes first, and small
+//! JPEG thumbnails of those the run page shows.
+
+use super::data::RunData;
+use super::feature_cache::FeatureCache;
+use super::trainee::Trainee;
+use super::validation::TopClasses;
+use easel_dataset::Manifest;
+use easel_report::{MAX_THUMBNAILS, Mistake};
+use serde::Serialize;
+use tch::{Device, Tensor};
+
+/// Longest side of a thumbnail, in pixels: enough to recognise the image on the page, small
+/// enough that 200 of them stay around a megabyte.
+const THUMBNAIL_SIDE: u32 = 128;
+const THUMBNAIL_QUALITY: u8 = 85;
+
+/// One wrong image, as `mistakes.json` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WrongImage {
+    pub split: &'static str,
+    pub path: String,
+    #[serde(rename = "true")]
+    pub true_class: String,
+    pub predicted: String,
+    pub probability: f64,
+    /// The most likely classes, most likely first.
+    pub top: Vec<(String, f64)>,
+    #[serde(skip)]
+    index: i64,
+    #[serde(skip)]
+    ranked: Vec<(usize, f64)>,
+    #[serde(skip)]
+    label: usize,
+}
+
+/// The mistakes on the held-out splits.
+pub struct Mistakes {
+    /// Every wrong image, the most confident first.
+    pub wrong: Vec<WrongImage>,
+    /// Images examined (validation and test).
+    pub examined: usize,
+}
+
+/// The mistakes of the trainee's (best) weights on the validation and test images, from their
+/// most likely classes when the run has them (the best epoch's validation, the test evaluation),
+/// else from a pass over the split.
+pub fn find_mistakes(
+    trainee: &Trainee,
+    data: &RunData,
+    features: Option<&FeatureCache>,
+    manifest: &Manifest,
+    known: [Option<&TopClasses>; 2],
+) -> Mistakes {
+    let mut wrong = Vec::new();
+    let mut examined = 0;
+    let splits = [("validation", &data.validation), ("test", &data.test)];
+    for ((split, indices), known) in splits.into_iter().zip(known) {
+        if indices.is_empty() {
+            continue;
+        }
+        examined += indices.len();
+        let computed;
+        let top = match known {
+            Some(top) => top,
+            None => {
+                computed = data.evaluate(trainee, features, indices).top;
+                &computed
+            }
+        };
+        let classes: Vec<Vec<i64>> =
+            Vec::try_from(top.classes.to_device(Device::Cpu)).unwrap_or_default();
+        let probabilities: Vec<Vec<f32>> =
+            Vec::try_from(top.probabilities.to_device(Device::Cpu)).unwrap_or_default();
+        for ((&index, classes), probabilities) in indices.iter().zip(classes).zip(probabilities) {
+            let entry = &manifest.entries[index as usize];
+            let label = entry.class as usize;
+            let ranked: Vec<(usize, f64)> = classes
+                .iter()
+                .zip(&probabilities)
+                .map(|(&class, &p)| (class as usize, f64::from(p)))
+                .collect();
+            if ranked.first().is_none_or(|&(class, _)| class == label) {
+                continue;
+            }
+            let name = |class: usize| manifest.classes[class].clone();
+            wrong.push(WrongImage {
+                split,
+                path: entry.path.clone(),
+                true_class: name(label),
+                predicted: name(ranked[0].0),
+                probability: ranked[0].1,
+                top: ranked.iter().map(|&(c, p)| (name(c), p)).collect(),
+                index,
+                ranked,
+                label,
+            });
+        }
+    }
+    wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    Mistakes { wrong, examined }
+}
+
+impl Mistakes {
+    /// The most confident mistakes (at most [`MAX_THUMBNAILS`]) with thumbnails, for the page.
+    pub fn shown(&self, data: &RunData) -> Vec<Mistake> {
+        self.wrong
+            .iter()
+            .take(MAX_THUMBNAILS)
+            .map(|image| Mistake {
+                split: image.split,
+                path: image.path.clone(),
+                true_class: image.label,
+                top: image.ranked.clone(),
+                thumbnail_jpeg: thumbnail(&data.source.pixels(image.index)),
+            })
+            .collect()
+    }
+}
+
+/// A JPEG of u8 CHW pixels, its longest side at most [`THUMBNAIL_SIDE`]; empty if it cannot be
+/// encoded (the page then shows the caption alone).
+fn thumbnail(pixels: &Tensor) -> Vec<u8> {
+    let size = pixels.size();
+    let (height, width) = (size[1] as u32, size[2] as u32);
+    let hwc: Vec<u8> =
+        Vec::try_from(pixels.permute([1, 2, 0]).contiguous().flatten(0, -1)).unwrap_or_default();
+    let Some(image) = image::RgbImage::from_raw(width, height, hwc) else {
+        return Vec::new();
+    };
+    let image = if width.max(height) > THUMBNAIL_SIDE {
+        image::DynamicImage::ImageRgb8(image)
+            .resize(
+                THUMBNAIL_SIDE,
+                THUMBNAIL_SIDE,
+                image::imageops::FilterType::Triangle,
+            )
+            .to_rgb8()
+    } else {
+        image
+    };
+    let mut jpeg = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, THUMBNAIL_QUALITY);
+    match image.write_with_encoder(encoder) {
+        Ok(()) => jpeg,
+        Err(_) => Vec::new(),
+    }
+}

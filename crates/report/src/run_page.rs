@@ -1,0 +1,271 @@
+//! `report.html`: one run, for a person. The headline figure first (held-out test accuracy when
+//! the run kept a test split, else validation, and the page says which), then the curves, the
+//! confusion heat map, per-class scores, the images the model got wrong, the data, the spec and
+//! the environment.
+
+use crate::plots::{curves_svg, learning_rate_svg};
+use crate::scores::class_scores;
+use crate::style::page;
+use crate::{MAX_THUMBNAILS, duration, jpeg_data_uri, percent};
+use easel_events::{EpochMetrics, RunReport};
+use maud::{Markup, PreEscaped, html};
+
+/// Images of one class in each split.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassCounts {
+    pub train: u64,
+    pub validation: u64,
+    pub test: u64,
+}
+
+/// An image the model got wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mistake {
+    /// The split it is from: `validation` or `test`.
+    pub split: &'static str,
+    /// Its path in the dataset.
+    pub path: String,
+    pub true_class: usize,
+    /// The most likely classes with their probabilities, most likely first: the first is the
+    /// (wrong) prediction.
+    pub top: Vec<(usize, f64)>,
+    /// A small JPEG of the image as the model saw it (resized).
+    pub thumbnail_jpeg: Vec<u8>,
+}
+
+impl Mistake {
+    fn predicted(&self) -> usize {
+        self.top.first().map_or(usize::MAX, |&(class, _)| class)
+    }
+
+    fn confidence(&self) -> f64 {
+        self.top.first().map_or(0.0, |&(_, p)| p)
+    }
+}
+
+/// Everything `report.html` shows.
+pub struct RunPage<'a> {
+    pub report: &'a RunReport,
+    pub history: &'a [EpochMetrics],
+    /// The confusion matrix shown (`[true][predicted]`), and whose it is ("the 270 test images,
+    /// best weights").
+    pub confusion: &'a [Vec<u64>],
+    pub confusion_of: &'a str,
+    /// Per class, in the run's class order.
+    pub class_counts: &'a [ClassCounts],
+    /// The run's resolved spec (`spec.toml`).
+    pub spec_toml: &'a str,
+    /// (what, value): Easel's version, libtorch's, the device.
+    pub environment: &'a [(&'a str, String)],
+    /// The mistakes to show as thumbnails (the page shows at most [`MAX_THUMBNAILS`], the most
+    /// confident first).
+    pub mistakes: &'a [Mistake],
+    /// How many images were examined for mistakes, and how many of them were wrong.
+    pub images_examined: usize,
+    pub mistakes_total: usize,
+}
+
+impl RunPage<'_> {
+    pub fn render(&self) -> String {
+        let report = self.report;
+        let title = format!("{} · Easel run report", report.name);
+        let body = html! {
+            (self.headline())
+            h2 { "Learning curves" }
+            div.plots {
+                (PreEscaped(curves_svg(self.history)))
+                (PreEscaped(learning_rate_svg(self.history)))
+            }
+            (self.confusion_table())
+            (self.scores_table())
+            (self.mistakes_section())
+            (self.data_section())
+            h2 { "Spec" }
+            pre { (self.spec_toml) }
+            h2 { "Environment" }
+            dl {
+                @for (what, value) in self.environment {
+                    dt { (what) } dd { (value) }
+                }
+                dt { "dataset digest" } dd { code { (report.dataset_digest) } }
+            }
+        };
+        page(&title, body)
+    }
+
+    fn headline(&self) -> Markup {
+        let report = self.report;
+        let (accuracy, which) = match report.test_accuracy {
+            Some(test) => (test, "test accuracy (held out, best weights)".to_string()),
+            None => (
+                report.best_validation_accuracy,
+                format!(
+                    "validation accuracy (best epoch, {}; no test split)",
+                    report.best_epoch
+                ),
+            ),
+        };
+        let stopped = if report.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        };
+        html! {
+            h1 { (report.name) }
+            p.muted { (report.classes.len()) " classes · trained on " (report.device) }
+            div.headline {
+                div.figure #headline {
+                    div.value { (percent(Some(accuracy))) }
+                    div.label { (which) }
+                }
+                @if report.test_accuracy.is_some() {
+                    div.figure {
+                        div.value { (percent(Some(report.best_validation_accuracy))) }
+                        div.label { "validation accuracy, best epoch " (report.best_epoch) }
+                    }
+                }
+                div.figure {
+                    div.value { (report.epochs_run) }
+                    div.label { "epochs" (stopped) }
+                }
+                div.figure {
+                    div.value { (duration(report.seconds)) }
+                    div.label { "training time" }
+                }
+                div.figure {
+                    div.value { (self.mistakes_total) }
+                    div.label { "wrong of " (self.images_examined) " held-out images" }
+                }
+            }
+        }
+    }
+
+    fn confusion_table(&self) -> Markup {
+        let classes = &self.report.classes;
+        html! {
+            h2 { "Confusion matrix" }
+            p.muted { "Rows: true class. Columns: predicted. Shade: share of the row. Counted on " (self.confusion_of) "." }
+            div.scroll {
+                table.heat #confusion {
+                    tr {
+                        th.name { "true \\ predicted" }
+                        @for class in classes { th { (class) } }
+                    }
+                    @for (row, counts) in self.confusion.iter().enumerate() {
+                        @let total: u64 = counts.iter().sum();
+                        tr {
+                            th.name { (classes.get(row).map_or("?", String::as_str)) }
+                            @for (column, count) in counts.iter().enumerate() {
+                                @let share = if total == 0 { 0.0 } else { *count as f64 / total as f64 };
+                                @let ink = if share > 0.55 { "color:#fff;" } else { "" };
+                                td.diagonal[row == column]
+                                    style=(format!("background:rgba(var(--cell),{share:.3});{ink}"))
+                                    title=(format!("{} of {total}", count)) { (count) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn scores_table(&self) -> Markup {
+        let scores = class_scores(self.confusion);
+        html! {
+            h2 { "Per class" }
+            div.scroll {
+                table #scores {
+                    tr { th.name { "class" } th { "precision" } th { "recall" } th { "F1" } th { "support" } }
+                    @for (class, score) in self.report.classes.iter().zip(&scores) {
+                        tr {
+                            td.name { (class) }
+                            td { (percent(score.precision)) }
+                            td { (percent(score.recall)) }
+                            td { (percent(score.f1)) }
+                            td { (score.support) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn mistakes_section(&self) -> Markup {
+        let classes = &self.report.classes;
+        let name = |class: usize| classes.get(class).map_or("?", String::as_str);
+        let mut shown: Vec<&Mistake> = self.mistakes.iter().collect();
+        shown.sort_by(|a, b| b.confidence().total_cmp(&a.confidence()));
+        shown.truncate(MAX_THUMBNAILS);
+        // Groups by (true, predicted): the most frequent confusion first.
+        let mut groups: Vec<((usize, usize), Vec<&Mistake>)> = Vec::new();
+        for mistake in shown.iter().copied() {
+            let key = (mistake.true_class, mistake.predicted());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(mistake),
+                None => groups.push((key, vec![mistake])),
+            }
+        }
+        groups.sort_by_key(|(_, members)| std::cmp::Reverse(members.len()));
+        html! {
+            h2 #mistakes { "Mistakes" }
+            @if self.mistakes_total == 0 {
+                p { "No mistakes among the " (self.images_examined) " held-out images." }
+            } @else {
+                p.muted {
+                    (self.mistakes_total) " of " (self.images_examined) " held-out images are wrong"
+                    @if shown.len() < self.mistakes_total {
+                        "; the " (shown.len()) " most confident mistakes are shown"
+                    }
+                    ". Grouped by true → predicted class, most confident first."
+                }
+                div.groups {
+                    @for ((truth, predicted), members) in &groups {
+                        h3 { (name(*truth)) " → " (name(*predicted)) " (" (members.len()) ")" }
+                        div.grid {
+                            @for mistake in members {
+                                figure.thumb {
+                                    img.mistake src=(jpeg_data_uri(&mistake.thumbnail_jpeg))
+                                        alt=(format!("{} (true {}, predicted {})", mistake.path, name(mistake.true_class), name(mistake.predicted())));
+                                    figcaption {
+                                        code { (mistake.path) }
+                                        span.muted { " · " (mistake.split) }
+                                        ol {
+                                            @for (class, probability) in mistake.top.iter().take(3) {
+                                                li.wrong[*class == mistake.predicted()]
+                                                    .truth[*class == mistake.true_class] {
+                                                    (name(*class)) " " (format!("{:.1} %", 100.0 * probability))
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn data_section(&self) -> Markup {
+        let total = |pick: fn(&ClassCounts) -> u64| self.class_counts.iter().map(pick).sum::<u64>();
+        html! {
+            h2 { "Data" }
+            div.scroll {
+                table #balance {
+                    tr { th.name { "class" } th { "train" } th { "validation" } th { "test" } }
+                    @for (class, counts) in self.report.classes.iter().zip(self.class_counts) {
+                        tr {
+                            td.name { (class) }
+                            td { (counts.train) } td { (counts.validation) } td { (counts.test) }
+                        }
+                    }
+                    tr {
+                        th.name { "all" }
+                        th { (total(|c| c.train)) } th { (total(|c| c.validation)) } th { (total(|c| c.test)) }
+                    }
+                }
+            }
+        }
+    }
+}
