@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import onnxruntime
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def main(model_path, image_paths):
@@ -25,7 +25,8 @@ def main(model_path, image_paths):
     assert meta["layout"] == "NCHW", meta["layout"]
     batch = []
     for path in image_paths:
-        image = Image.open(path).convert("RGB")
+        # Upright as the camera meant it (EXIF orientation), as Easel reads images.
+        image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
         if image.size != (width, height):
             image = image.resize((width, height), Image.BILINEAR)
         pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0

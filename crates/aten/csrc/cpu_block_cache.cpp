@@ -10,31 +10,72 @@
 // the same way.
 //
 // Blocks under 1 MiB go to libtorch's own allocator (malloc's heap already reuses them). Larger
-// sizes are rounded up to whole 1 MiB steps so that near sizes share blocks. Freed blocks wait
-// in the cache until one of their size is asked for; the cache holds at most a quarter of the
-// machine's memory (or EASEL_CPU_BLOCK_CACHE_MIB), and a block freed beyond that is released.
+// sizes are rounded up to a size class (an eighth of their power of two, at least 64 KiB: at most
+// 12.5 % more), so near sizes share blocks. A freed block waits for the next allocation of its
+// class; the most recently freed one is handed out first (still warm in the CPU's caches).
+//
+// Memory stays bounded two ways. An allocation that finds no block of its class first frees the
+// blocks that have waited through the last kStaleAfter frees unused (a training step reuses its
+// blocks within a few hundred; blocks of a phase that is over, such as another run's sizes, go);
+// and the cache never holds more than its capacity: a quarter of the memory this process may use
+// (the machine's, or its cgroup's limit when lower), or EASEL_CPU_BLOCK_CACHE_MIB, the
+// longest-waiting blocks going first.
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
 #include "report.h"
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <new>
-#include <unordered_map>
+#include <string>
 #include <unistd.h>
+#include <unordered_map>
+#include <utility>
 
 namespace {
 
 constexpr size_t kSmallestCached = size_t{1} << 20;
-constexpr size_t kSizeStep = size_t{1} << 20;
+constexpr size_t kSmallestStep = size_t{64} << 10;
 // What c10's own CPU allocator aligns to (c10::gAlignment), so vectorised kernels see the same.
 constexpr size_t kAlignment = 64;
+// Frees of cached blocks after which one still unused counts as stale.
+constexpr uint64_t kStaleAfter = 4096;
+
+// `n` rounded up to its size class, or 0 when that would overflow.
+size_t size_class(size_t n) {
+  size_t power = size_t{1} << (std::numeric_limits<size_t>::digits - 1 - __builtin_clzll(n));
+  size_t step = power / 8 > kSmallestStep ? power / 8 : kSmallestStep;
+  if (n > std::numeric_limits<size_t>::max() - step) {
+    return 0;
+  }
+  return (n + step - 1) / step * step;
+}
+
+// The memory limit of this process's cgroup (v2, then v1), or 0 when there is none.
+size_t cgroup_limit() {
+  for (const char *path : {"/sys/fs/cgroup/memory.max",
+                           "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream file(path);
+    std::string text;
+    if (file >> text && !text.empty() && text != "max") {
+      char *end = nullptr;
+      unsigned long long value = std::strtoull(text.c_str(), &end, 10);
+      if (end != text.c_str() && value > 0) {
+        return static_cast<size_t>(value);
+      }
+    }
+  }
+  return 0;
+}
 
 size_t default_capacity() {
   if (const char *mib = std::getenv("EASEL_CPU_BLOCK_CACHE_MIB")) {
@@ -46,10 +87,13 @@ size_t default_capacity() {
   }
   long pages = sysconf(_SC_PHYS_PAGES);
   long page = sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page <= 0) {
-    return size_t{4} << 30;
+  size_t memory = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page)
+                                        : size_t{16} << 30;
+  size_t limit = cgroup_limit();
+  if (limit > 0 && limit < memory) {
+    memory = limit;
   }
-  return static_cast<size_t>(pages) * static_cast<size_t>(page) / 4;
+  return memory / 4;
 }
 
 struct Counts {
@@ -69,19 +113,25 @@ public:
     if (n < kSmallestCached) {
       return small_->allocate(n);
     }
-    size_t size = (n + kSizeStep - 1) / kSizeStep * kSizeStep;
+    size_t size = size_class(n);
+    if (size == 0) {
+      throw std::bad_alloc();
+    }
     void *block = take(size);
     if (block == nullptr) {
-      block = std::aligned_alloc(kAlignment, size);
-      if (block == nullptr) {
+      if (posix_memalign(&block, kAlignment, size) != 0) {
         release_cached();
-        block = std::aligned_alloc(kAlignment, size);
+        if (posix_memalign(&block, kAlignment, size) != 0) {
+          throw std::bad_alloc();
+        }
       }
-      if (block == nullptr) {
-        throw std::bad_alloc();
+      try {
+        std::lock_guard<std::mutex> lock(mutex_);
+        sizes_[block] = size;
+      } catch (...) {
+        std::free(block);
+        throw;
       }
-      std::lock_guard<std::mutex> lock(mutex_);
-      sizes_[block] = size;
     }
     return {block, block, &give_back, c10::Device(c10::DeviceType::CPU)};
   }
@@ -101,7 +151,7 @@ public:
     std::lock_guard<std::mutex> lock(mutex_);
     Counts now = counts_;
     now.cached_bytes = cached_bytes_;
-    now.cached_blocks = free_.size();
+    now.cached_blocks = by_age_.size();
     now.capacity_bytes = capacity_;
     return now;
   }
@@ -109,46 +159,45 @@ public:
   // Frees every cached block (the live ones are untouched).
   void release_cached() {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto &[size, block] : free_) {
-      sizes_.erase(block);
-      std::free(block);
-    }
-    free_.clear();
-    cached_bytes_ = 0;
+    evict_oldest(cached_bytes_);
   }
 
-  // Keeps at most `bytes` from now on; what is cached beyond that is freed now.
+  // Keeps at most `bytes` from now on; the longest-waiting blocks beyond that are freed now.
   void set_capacity(size_t bytes) {
-    bool over;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      capacity_ = bytes;
-      over = cached_bytes_ > capacity_;
-    }
-    if (over) {
-      release_cached();
+    std::lock_guard<std::mutex> lock(mutex_);
+    capacity_ = bytes;
+    if (cached_bytes_ > capacity_) {
+      evict_oldest(cached_bytes_ - capacity_);
     }
   }
 
-  static CpuBlockCache *instance;
+  static std::atomic<CpuBlockCache *> instance;
 
 private:
-  // A cached block of exactly `size` bytes, or null (a miss).
+  // The most recently freed cached block of exactly `size` bytes, or null (a miss, which first
+  // frees the stale blocks).
   void *take(size_t size) {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto found = free_.find(size);
-    if (found == free_.end()) {
+    auto range = by_size_.equal_range(size);
+    if (range.first == range.second) {
       ++counts_.misses;
+      while (!by_age_.empty() && by_age_.begin()->first + kStaleAfter < next_age_) {
+        evict_oldest(1);
+      }
       return nullptr;
     }
-    void *block = found->second;
-    free_.erase(found);
+    auto newest = std::prev(range.second);
+    auto waiting = by_age_.find(newest->second);
+    void *block = waiting->second.second;
+    by_age_.erase(waiting);
+    by_size_.erase(newest);
     cached_bytes_ -= size;
     ++counts_.hits;
     return block;
   }
 
-  void keep(void *block) {
+  // Called by every block's deleter; must not throw.
+  void keep(void *block) noexcept {
     std::unique_lock<std::mutex> lock(mutex_);
     auto known = sizes_.find(block);
     if (known == sizes_.end()) {
@@ -157,31 +206,73 @@ private:
       small_raw_deleter_(block);
       return;
     }
-    auto size = known->second;
-    if (cached_bytes_ + size > capacity_) {
-      sizes_.erase(block);
+    size_t size = known->second;
+    if (size > capacity_) {
+      sizes_.erase(known);
       lock.unlock();
       std::free(block);
       return;
     }
-    free_.emplace(size, block);
+    try {
+      uint64_t age = next_age_++;
+      by_age_.emplace(age, std::make_pair(size, block));
+      try {
+        by_size_.emplace(size, age);
+      } catch (...) {
+        by_age_.erase(age);
+        throw;
+      }
+    } catch (...) {
+      sizes_.erase(known);
+      lock.unlock();
+      std::free(block);
+      return;
+    }
     cached_bytes_ += size;
+    if (cached_bytes_ > capacity_) {
+      evict_oldest(cached_bytes_ - capacity_);
+    }
   }
 
-  static void give_back(void *block) { instance->keep(block); }
+  // Frees the longest-waiting cached blocks until `bytes` are freed or none is left. Holds the
+  // lock (the caller's).
+  void evict_oldest(size_t bytes) {
+    size_t freed = 0;
+    while (freed < bytes && !by_age_.empty()) {
+      auto oldest = by_age_.begin();
+      auto [size, block] = oldest->second;
+      auto range = by_size_.equal_range(size);
+      for (auto it = range.first; it != range.second; ++it) {
+        if (it->second == oldest->first) {
+          by_size_.erase(it);
+          break;
+        }
+      }
+      by_age_.erase(oldest);
+      sizes_.erase(block);
+      std::free(block);
+      cached_bytes_ -= size;
+      freed += size;
+    }
+  }
+
+  static void give_back(void *block) { instance.load()->keep(block); }
 
   c10::Allocator *small_;
   c10::DeleterFnPtr small_raw_deleter_;
   size_t capacity_;
   std::mutex mutex_;
-  // Every block this allocator made, live or cached, and its (rounded) size.
+  // Every block this allocator made, live or cached, and its size class.
   std::unordered_map<void *, size_t> sizes_;
-  std::multimap<size_t, void *> free_;
+  // The cached blocks: by when they were freed (age -> size, block), and by size (-> age).
+  std::map<uint64_t, std::pair<size_t, void *>> by_age_;
+  std::multimap<size_t, uint64_t> by_size_;
+  uint64_t next_age_ = 0;
   size_t cached_bytes_ = 0;
   Counts counts_;
 };
 
-CpuBlockCache *CpuBlockCache::instance = nullptr;
+std::atomic<CpuBlockCache *> CpuBlockCache::instance{nullptr};
 std::once_flag installed;
 
 } // namespace
@@ -192,9 +283,10 @@ std::once_flag installed;
 extern "C" int easel_install_cpu_block_cache(char *error, size_t error_len) {
   try {
     std::call_once(installed, [] {
-      CpuBlockCache::instance = new CpuBlockCache(c10::GetDefaultCPUAllocator());
+      auto *cache = new CpuBlockCache(c10::GetDefaultCPUAllocator());
+      CpuBlockCache::instance.store(cache);
       // Above the default allocator's priority (0), so a later default registration loses.
-      c10::SetCPUAllocator(CpuBlockCache::instance, 1);
+      c10::SetCPUAllocator(cache, 1);
     });
     return 0;
   } catch (const std::exception &e) {
@@ -209,8 +301,8 @@ extern "C" void easel_cpu_block_cache_counts(uint64_t *hits, uint64_t *misses,
                                              uint64_t *cached_bytes, uint64_t *cached_blocks,
                                              uint64_t *capacity_bytes) {
   Counts now;
-  if (CpuBlockCache::instance != nullptr) {
-    now = CpuBlockCache::instance->counts();
+  if (CpuBlockCache *cache = CpuBlockCache::instance.load()) {
+    now = cache->counts();
   }
   *hits = now.hits;
   *misses = now.misses;
@@ -222,14 +314,14 @@ extern "C" void easel_cpu_block_cache_counts(uint64_t *hits, uint64_t *misses,
 // Sets how many bytes the cache may hold (0: none, as libtorch's own allocator). A no-op before
 // the install.
 extern "C" void easel_set_cpu_block_cache_capacity(uint64_t bytes) {
-  if (CpuBlockCache::instance != nullptr) {
-    CpuBlockCache::instance->set_capacity(static_cast<size_t>(bytes));
+  if (CpuBlockCache *cache = CpuBlockCache::instance.load()) {
+    cache->set_capacity(static_cast<size_t>(bytes));
   }
 }
 
 // Frees the cached blocks (after a run, or before one that needs the memory for other sizes).
 extern "C" void easel_release_cpu_block_cache() {
-  if (CpuBlockCache::instance != nullptr) {
-    CpuBlockCache::instance->release_cached();
+  if (CpuBlockCache *cache = CpuBlockCache::instance.load()) {
+    cache->release_cached();
   }
 }

@@ -21,8 +21,9 @@ unsafe extern "C" {
 }
 
 /// Makes the block cache libtorch's CPU allocator for every CPU tensor allocated from now on.
-/// Calling it again does nothing. Its size is at most a quarter of the machine's memory, or
-/// `EASEL_CPU_BLOCK_CACHE_MIB` (0: nothing is kept).
+/// Calling it again does nothing. It holds at most a quarter of the memory this process may use
+/// (the machine's, or its cgroup's limit when lower), or `EASEL_CPU_BLOCK_CACHE_MIB` (0: nothing
+/// is kept); an allocation no cached block fits first frees as much of the longest-waiting ones.
 pub fn install_cpu_block_cache() -> Result<(), AtenError> {
     let mut message: [c_char; ERROR_BUFFER] = [0; ERROR_BUFFER];
     #[allow(unsafe_code)]
@@ -71,8 +72,8 @@ pub fn release_cpu_block_cache() {
 }
 
 /// Sets how many bytes of freed blocks the cache may keep from now on (0: none, which is
-/// libtorch's own allocator's behaviour); what it holds beyond that is freed now. A no-op before
-/// [`install_cpu_block_cache`].
+/// libtorch's own allocator's behaviour); the longest-waiting blocks beyond that are freed now. A
+/// no-op before [`install_cpu_block_cache`].
 pub fn set_cpu_block_cache_capacity(bytes: u64) {
     #[allow(unsafe_code)]
     // SAFETY: takes a plain integer; a no-op before the install.
@@ -116,6 +117,7 @@ mod tests {
             let _small = Tensor::zeros([256], (Kind::Float, tch::Device::Cpu));
         }
         let after = cpu_block_cache_counts();
-        assert!(after.hits + after.misses - before.hits - before.misses < 10_000);
+        // The other test's few large tensors at most.
+        assert!(after.hits + after.misses - before.hits - before.misses < 100);
     }
 }

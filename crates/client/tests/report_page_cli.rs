@@ -1,6 +1,6 @@
 //! `report.html`, opened in a real headless browser (Chromium): a run with known mistakes (light
 //! images filed under `dark` in its validation and test folders) shows exactly those images as
-//! thumbnails, with their paths; the page loads with no console message and no network request;
+//! thumbnails, with their paths, and counts the files the scan left out; the page loads with no console message and no network request;
 //! `client report` finds it. A screenshot goes to `target/test-artifacts/report.png`.
 #![cfg(feature = "engine")]
 
@@ -40,6 +40,9 @@ fn a_runs_report_page_shows_its_known_mistakes_and_loads_with_nothing_from_outsi
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     dark_and_light_dataset(&data.join("train"), 24, 32);
+    // Two files the scan leaves out, which the page counts.
+    std::fs::write(data.join("train/dark/.DS_Store"), b"hidden").unwrap();
+    std::fs::write(data.join("train/light/notes.txt"), b"not an image").unwrap();
     let validation = split_folder(&data.join("validation"), 8, 2, &dir.path().join("s1"));
     let test = split_folder(&data.join("test"), 6, 1, &dir.path().join("s2"));
     let spec = dir.path().join("experiment.toml");
@@ -112,6 +115,12 @@ fn a_runs_report_page_shows_its_known_mistakes_and_loads_with_nothing_from_outsi
     }
     assert!(loaded.dom.contains("test accuracy (held out"));
     assert!(loaded.dom.contains("dark → light (3)"));
+    assert!(
+        loaded
+            .dom
+            .contains("Left out by the dataset's scan: 1 hidden, 1 not images"),
+        "the scan's left-out files are counted"
+    );
     let size = std::fs::metadata(&page).unwrap().len();
     assert!(size < 5_000_000, "report.html is {size} bytes");
 

@@ -29,12 +29,45 @@ pub enum Subset {
     Test,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     /// Class names, sorted; an entry's `class` indexes this.
     pub classes: Vec<String>,
     /// Sorted by (class, path) so the manifest and its digest are stable.
     pub entries: Vec<ManifestEntry>,
+    /// What the scan that made it left out, counted (its report names the files); a run's report
+    /// page shows it. Not part of the digest: the same images are the same dataset.
+    #[serde(default, skip_serializing_if = "Skipped::is_none")]
+    pub skipped: Skipped,
+}
+
+/// Two manifests are equal when they list the same images in the same classes, whatever their
+/// scans left out (as their digests are).
+impl PartialEq for Manifest {
+    fn eq(&self, other: &Self) -> bool {
+        self.classes == other.classes && self.entries == other.entries
+    }
+}
+
+impl Eq for Manifest {}
+
+/// Files a scan left out of its manifest, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub hidden: u64,
+    pub not_images: u64,
+    pub unreadable: u64,
+    pub over_pixel_limit: u64,
+    /// Beside the class folders instead of inside one.
+    pub outside_class_folders: u64,
+    /// Copies of another image's content, left out because the scan was told to.
+    pub duplicates: u64,
+}
+
+impl Skipped {
+    pub fn is_none(&self) -> bool {
+        *self == Skipped::default()
+    }
 }
 
 /// Where an entry's bytes come from: the user's folders/zips on the laptop, the worker's
@@ -88,7 +121,11 @@ const CANONICAL_VERSION: &[u8] = b"easel-manifest/v1\0";
 impl Manifest {
     /// A manifest with its entries in canonical order.
     pub fn new(classes: Vec<String>, entries: Vec<ManifestEntry>) -> Self {
-        let mut manifest = Manifest { classes, entries };
+        let mut manifest = Manifest {
+            classes,
+            entries,
+            skipped: Skipped::default(),
+        };
         manifest.sort();
         manifest
     }

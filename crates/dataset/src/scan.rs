@@ -6,7 +6,7 @@ mod duplicates;
 
 use crate::error::{Error, Result};
 use crate::inspect::{Inspected, inspect};
-use crate::manifest::{Manifest, ManifestEntry, Subset};
+use crate::manifest::{Manifest, ManifestEntry, Skipped, Subset};
 use crate::report::{MissingClass, OversizedImage, RootSummary, ScanReport, SizeRange};
 use crate::roots::{Candidate, FileProblem, Location, RootListing, list_root};
 use crate::source::LocalSource;
@@ -119,6 +119,7 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
     let Scanned { roots, found, .. } = scanned;
     let locations = add_entries(&mut report, &roots, found, &class_index);
     report.manifest.sort();
+    report.manifest.skipped = skipped_of(&report);
     report.missing_from_subsets = missing_from_subsets(&report.manifest, &roots);
     report.source = LocalSource::new(locations, options.max_file_bytes);
     tracing::debug!(
@@ -127,6 +128,19 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
         "dataset scanned"
     );
     Ok(report)
+}
+
+/// The report's left-out files, counted, for the manifest to carry.
+fn skipped_of(report: &ScanReport) -> Skipped {
+    let count = |n: usize| n as u64;
+    Skipped {
+        hidden: count(report.hidden_skipped),
+        not_images: count(report.non_images.len()),
+        unreadable: count(report.unreadable.len()),
+        over_pixel_limit: count(report.oversized.len()),
+        outside_class_folders: count(report.loose_files.len()),
+        duplicates: count(report.duplicates_dropped),
+    }
 }
 
 fn tag_roots(roots: &[(PathBuf, Option<Subset>)]) -> Vec<TaggedRoot> {
@@ -144,10 +158,7 @@ fn tag_roots(roots: &[(PathBuf, Option<Subset>)]) -> Vec<TaggedRoot> {
 
 fn empty_report() -> ScanReport {
     ScanReport {
-        manifest: Manifest {
-            classes: Vec::new(),
-            entries: Vec::new(),
-        },
+        manifest: Manifest::new(Vec::new(), Vec::new()),
         roots: Vec::new(),
         merged_classes: Vec::new(),
         empty_classes: Vec::new(),

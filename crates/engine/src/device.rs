@@ -25,7 +25,7 @@ impl From<easel_spec::worker::DeviceName> for DeviceChoice {
 
 impl DeviceChoice {
     /// The device the work runs on, with the host made ready for it first: libtorch's CPU
-    /// allocator keeps large freed blocks for the next step ([`keep_freed_cpu_blocks`]).
+    /// allocator keeps large freed blocks for the next step (`keep_freed_cpu_blocks`).
     pub fn resolve(self) -> Result<tch::Device> {
         keep_freed_cpu_blocks();
         match self {

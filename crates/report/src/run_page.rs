@@ -53,6 +53,8 @@ pub struct RunPage<'a> {
     pub confusion_of: &'a str,
     /// Per class, in the run's class order.
     pub class_counts: &'a [ClassCounts],
+    /// What the dataset's scan left out: (why, how many files), the reasons with any.
+    pub skipped: &'a [(&'a str, u64)],
     /// The run's resolved spec (`spec.toml`).
     pub spec_toml: &'a str,
     /// (what, value): Easel's version, libtorch's, the device.
@@ -60,9 +62,10 @@ pub struct RunPage<'a> {
     /// The mistakes to show as thumbnails (the page shows at most [`MAX_THUMBNAILS`], the most
     /// confident first).
     pub mistakes: &'a [Mistake],
-    /// How many images were examined for mistakes, and how many of them were wrong.
+    /// How many images were examined for mistakes.
     pub images_examined: usize,
-    pub mistakes_total: usize,
+    /// Every mistake's (true, predicted) classes, the ones not shown too.
+    pub all_mistakes: &'a [(usize, usize)],
 }
 
 impl RunPage<'_> {
@@ -133,7 +136,7 @@ impl RunPage<'_> {
                     div.label { "training time" }
                 }
                 div.figure {
-                    div.value { (self.mistakes_total) }
+                    div.value { (self.all_mistakes.len()) }
                     div.label { "wrong of " (self.images_examined) " held-out images" }
                 }
             }
@@ -205,27 +208,36 @@ impl RunPage<'_> {
                 None => groups.push((key, vec![mistake])),
             }
         }
-        groups.sort_by_key(|(_, members)| std::cmp::Reverse(members.len()));
+        let total_of =
+            |key: (usize, usize)| self.all_mistakes.iter().filter(|&&k| k == key).count();
+        groups.sort_by_key(|(key, members)| std::cmp::Reverse((total_of(*key), members.len())));
         html! {
             h2 #mistakes { "Mistakes" }
-            @if self.mistakes_total == 0 {
+            @if self.all_mistakes.is_empty() {
                 p { "No mistakes among the " (self.images_examined) " held-out images." }
             } @else {
                 p.muted {
-                    (self.mistakes_total) " of " (self.images_examined) " held-out images are wrong"
-                    @if shown.len() < self.mistakes_total {
+                    (self.all_mistakes.len()) " of " (self.images_examined) " held-out images are wrong"
+                    @if shown.len() < self.all_mistakes.len() {
                         "; the " (shown.len()) " most confident mistakes are shown"
                     }
                     ". Grouped by true → predicted class, most confident first."
                 }
                 div.groups {
                     @for ((truth, predicted), members) in &groups {
-                        h3 { (name(*truth)) " → " (name(*predicted)) " (" (members.len()) ")" }
+                        @let total = total_of((*truth, *predicted)).max(members.len());
+                        h3 {
+                            (name(*truth)) " → " (name(*predicted)) " (" (total)
+                            @if members.len() < total { ", " (members.len()) " shown" }
+                            ")"
+                        }
                         div.grid {
                             @for mistake in members {
                                 figure.thumb {
-                                    img.mistake src=(jpeg_data_uri(&mistake.thumbnail_jpeg))
-                                        alt=(format!("{} (true {}, predicted {})", mistake.path, name(mistake.true_class), name(mistake.predicted())));
+                                    @if !mistake.thumbnail_jpeg.is_empty() {
+                                        img.mistake src=(jpeg_data_uri(&mistake.thumbnail_jpeg))
+                                            alt=(format!("{} (true {}, predicted {})", mistake.path, name(mistake.true_class), name(mistake.predicted())));
+                                    }
                                     figcaption {
                                         code { (mistake.path) }
                                         span.muted { " · " (mistake.split) }
@@ -251,6 +263,18 @@ impl RunPage<'_> {
         let total = |pick: fn(&ClassCounts) -> u64| self.class_counts.iter().map(pick).sum::<u64>();
         html! {
             h2 { "Data" }
+            p.muted #skipped {
+                @if self.skipped.is_empty() {
+                    "The dataset's scan left no file out."
+                } @else {
+                    "Left out by the dataset's scan: "
+                    @for (index, (why, count)) in self.skipped.iter().enumerate() {
+                        @if index > 0 { ", " }
+                        (count) " " (why)
+                    }
+                    " (`client validate` names them)."
+                }
+            }
             div.scroll {
                 table #balance {
                     tr { th.name { "class" } th { "train" } th { "validation" } th { "test" } }

@@ -24,11 +24,8 @@ pub fn class_scores(confusion: &[Vec<u64>]) -> Vec<ClassScores> {
                 .sum();
             let precision = ratio(correct, predicted);
             let recall = ratio(correct, support);
-            let f1 = match (precision, recall) {
-                (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
-                (Some(_), Some(_)) => Some(0.0),
-                _ => None,
-            };
+            // 2·tp / (support + predicted): 0 for a class with images that is never predicted.
+            let f1 = ratio(2 * correct, support + predicted);
             ClassScores {
                 precision,
                 recall,
@@ -56,5 +53,10 @@ mod tests {
         assert_eq!(scores[2].support, 0);
         assert_eq!(scores[2].precision, None);
         assert_eq!(scores[2].f1, None);
+        // A class with images that is never predicted: recall and F1 are 0, precision unknown.
+        let never_said = class_scores(&[vec![3, 0], vec![2, 0]]);
+        assert_eq!(never_said[1].recall, Some(0.0));
+        assert_eq!(never_said[1].precision, None);
+        assert_eq!(never_said[1].f1, Some(0.0));
     }
 }

@@ -36,6 +36,8 @@ fn headless(profile: &Path) -> Command {
             "--hide-scrollbars",
             "--no-first-run",
         ])
+        // Containers give /dev/shm 64 MB, too little for a tall screenshot.
+        .arg("--disable-dev-shm-usage")
         // Tests run as root in CI containers, where Chromium's sandbox cannot start.
         .arg("--no-sandbox")
         .arg(format!("--user-data-dir={}", profile.display()));
@@ -127,11 +129,11 @@ mod tests {
         let page = dir.path().join("leaky.html");
         std::fs::write(
             &page,
-            r#"<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png"><script>console.error("boom")</script></body></html>"#,
+            r#"<!DOCTYPE html><html><body><img src="http://127.0.0.1:65530/x.png"><script>console.error("boom")</script></body></html>"#,
         )
         .unwrap();
         let loaded = load_in_chromium(&page, &dir.path().join("shot.png"), 400, 300);
         assert!(loaded.console.iter().any(|line| line.contains("boom")));
-        assert_eq!(loaded.page_requests, ["http://127.0.0.1:9/x.png"]);
+        assert_eq!(loaded.page_requests, ["http://127.0.0.1:65530/x.png"]);
     }
 }

@@ -70,10 +70,7 @@ fn scan(spec: &ExperimentSpec) -> anyhow::Result<ScanReport> {
 /// the worker reads from object storage.
 pub fn manifest_and_source(report: Option<&ScanReport>) -> (&Manifest, &LocalSource) {
     static NONE: std::sync::LazyLock<(Manifest, LocalSource)> = std::sync::LazyLock::new(|| {
-        let empty = Manifest {
-            classes: Vec::new(),
-            entries: Vec::new(),
-        };
+        let empty = Manifest::new(Vec::new(), Vec::new());
         (empty, LocalSource::default())
     });
     match report {

@@ -6,6 +6,7 @@ use super::data::RunData;
 use super::feature_cache::FeatureCache;
 use super::trainee::Trainee;
 use super::validation::TopClasses;
+use crate::Result;
 use easel_dataset::Manifest;
 use easel_report::{MAX_THUMBNAILS, Mistake};
 use serde::Serialize;
@@ -52,7 +53,7 @@ pub fn find_mistakes(
     features: Option<&FeatureCache>,
     manifest: &Manifest,
     known: [Option<&TopClasses>; 2],
-) -> Mistakes {
+) -> Result<Mistakes> {
     let mut wrong = Vec::new();
     let mut examined = 0;
     let splits = [("validation", &data.validation), ("test", &data.test)];
@@ -69,10 +70,8 @@ pub fn find_mistakes(
                 &computed
             }
         };
-        let classes: Vec<Vec<i64>> =
-            Vec::try_from(top.classes.to_device(Device::Cpu)).unwrap_or_default();
-        let probabilities: Vec<Vec<f32>> =
-            Vec::try_from(top.probabilities.to_device(Device::Cpu)).unwrap_or_default();
+        let classes: Vec<Vec<i64>> = Vec::try_from(top.classes.to_device(Device::Cpu))?;
+        let probabilities: Vec<Vec<f32>> = Vec::try_from(top.probabilities.to_device(Device::Cpu))?;
         for ((&index, classes), probabilities) in indices.iter().zip(classes).zip(probabilities) {
             let entry = &manifest.entries[index as usize];
             let label = entry.class as usize;
@@ -99,10 +98,18 @@ pub fn find_mistakes(
         }
     }
     wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability));
-    Mistakes { wrong, examined }
+    Ok(Mistakes { wrong, examined })
 }
 
 impl Mistakes {
+    /// Every mistake's (true, predicted) classes.
+    pub fn pairs(&self) -> Vec<(usize, usize)> {
+        self.wrong
+            .iter()
+            .map(|image| (image.label, image.ranked[0].0))
+            .collect()
+    }
+
     /// The most confident mistakes (at most [`MAX_THUMBNAILS`]) with thumbnails, for the page.
     pub fn shown(&self, data: &RunData) -> Vec<Mistake> {
         self.wrong

@@ -110,7 +110,17 @@ impl<'a> RunOutputs<'a> {
             .get(best_epoch as usize - 1)
             .cloned()
             .unwrap_or_else(|| final_metrics.clone());
-        self.load_best_weights(trainee)?;
+        let best_validation = if self.load_best_weights(trainee)? {
+            best_validation
+        } else {
+            on_event(TrainEvent::Note {
+                message: format!(
+                    "no {}: the monitored metric never improved, so the last weights are evaluated",
+                    artifacts::BEST_WEIGHTS
+                ),
+            });
+            None
+        };
         let scored_test = self.test(trainee, data, features, on_event);
         let test = scored_test.as_ref().map(|scored| &scored.evaluation);
         let confusion = test.map_or(&best.confusion, |t| &t.confusion);
@@ -150,7 +160,7 @@ impl<'a> RunOutputs<'a> {
             best_validation,
             scored_test.as_ref().map(|scored| &scored.top),
         ];
-        let mistakes = find_mistakes(trainee, data, features, self.manifest, known);
+        let mistakes = find_mistakes(trainee, data, features, self.manifest, known)?;
         self.run
             .write_json(artifacts::MISTAKES, &mistakes.wrong, on_event)?;
         let page = RunPageInputs {
@@ -197,6 +207,18 @@ impl<'a> RunOutputs<'a> {
             ("libtorch", crate::runtime_info().libtorch_version),
             ("device", device_name(self.device)),
         ];
+        let left_out = &self.manifest.skipped;
+        let skipped: Vec<(&str, u64)> = [
+            ("hidden", left_out.hidden),
+            ("not images", left_out.not_images),
+            ("unreadable", left_out.unreadable),
+            ("over the pixel limit", left_out.over_pixel_limit),
+            ("outside the class folders", left_out.outside_class_folders),
+            ("duplicates", left_out.duplicates),
+        ]
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .collect();
         let shown = page.mistakes.shown(data);
         let html = easel_report::RunPage {
             report: page.report,
@@ -204,11 +226,12 @@ impl<'a> RunOutputs<'a> {
             confusion: page.confusion.0,
             confusion_of: page.confusion.1,
             class_counts: &class_counts,
+            skipped: &skipped,
             spec_toml: &self.spec_text,
             environment: &environment,
             mistakes: &shown,
             images_examined: page.mistakes.examined,
-            mistakes_total: page.mistakes.wrong.len(),
+            all_mistakes: &page.mistakes.pairs(),
         }
         .render();
         self.run
@@ -216,15 +239,20 @@ impl<'a> RunOutputs<'a> {
         Ok(html.len())
     }
 
-    /// Loads the best weights into `trainee` (and its bf16 copy) for the evaluations at the end.
-    fn load_best_weights(&self, trainee: &mut Trainee) -> Result<()> {
+    /// Loads the best weights into `trainee` (and its bf16 copy) for the evaluations at the end;
+    /// returns false, leaving the last weights, when there are none (a run whose monitored
+    /// metric never improved, such as a loss that was NaN from the start).
+    fn load_best_weights(&self, trainee: &mut Trainee) -> Result<bool> {
         let best_path = self.run.path(artifacts::BEST_WEIGHTS);
+        if !best_path.is_file() {
+            return Ok(false);
+        }
         trainee
             .vs
             .load(&best_path)
             .map_err(|e| Error::artifact(&best_path, e.to_string()))?;
         trainee.sync_copy();
-        Ok(())
+        Ok(true)
     }
 
     /// The best weights (loaded) on the test split, when there is one.

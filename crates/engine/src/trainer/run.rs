@@ -33,14 +33,17 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         run_label: &label,
         owner: job.owner,
     };
-    run(
+    let outcome = run(
         job.spec,
         data,
         job.device,
         job.run_dir,
         job.cancel,
         on_event,
-    )
+    );
+    // A worker training in-process runs job after job: the next may need other sizes.
+    easel_aten::release_cpu_block_cache();
+    outcome
 }
 
 fn run(

@@ -121,9 +121,12 @@ fn evaluate_batches(
         let (probabilities, classes_of) =
             logits.softmax(-1, Kind::Float).topk(top_k, -1, true, true);
         top_probabilities.push(probabilities);
+        // The most likely class as the report's mistakes name it (argmax may break ties
+        // another way).
+        let predicted = classes_of.select(1, 0);
         top_classes.push(classes_of);
         loss_sum += logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0);
-        let predicted = logits.argmax(-1, false);
+
         // index_add_, not bincount: bincount reads its input's size back to the host (twice a
         // batch), which waits for the device; this stays queued on it.
         let cells = &y * classes + predicted;
