@@ -15,11 +15,13 @@ use easel_e2e::{
 /// would otherwise wait for ever.
 const SWEEP_GUARD: Duration = Duration::from_secs(900);
 
-/// A worker with two CPU training slots.
+/// A worker with two CPU training slots, at a price an hour (its runs' pages show their cost).
 fn two_slot_worker(dir: &Path) -> Worker {
+    let config = dir.join("worker.toml");
+    std::fs::write(&config, "price_per_hour = 3.6\n").unwrap();
     Worker::start_with_env(
         &dir.join("worker"),
-        &[],
+        &["--config", config.to_str().unwrap()],
         &[("EASEL_MAX_CONCURRENT_JOBS", "2")],
     )
 }
@@ -211,9 +213,11 @@ fn a_two_by_two_grid_on_two_slots_uploads_and_decodes_once_and_its_best_scores_a
         .collect();
     assert_eq!(links.len(), 4, "{links:?}");
     for link in links {
+        let page = std::fs::read_to_string(all_dir.join(link))
+            .unwrap_or_else(|e| panic!("{link} is not a fetched report: {e}"));
         assert!(
-            all_dir.join(link).is_file(),
-            "{link} is not a fetched report"
+            page.contains(r#"id="cost""#) && page.contains("at 3.60 an hour"),
+            "{link} shows no cost at the worker's price"
         );
     }
     assert_eq!(

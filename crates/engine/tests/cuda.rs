@@ -43,6 +43,7 @@ fn train_on_cuda(
         run_dir: dir.path(),
         cache_dir: None,
         owner: "",
+        price_per_hour: None,
         cancel: &cancel,
     };
     let mut events = Vec::new();

@@ -41,6 +41,7 @@ fn an_image_above_the_pixel_limit_is_refused_by_name() {
         run_dir: dir.path(),
         cache_dir: None,
         owner: "",
+        price_per_hour: None,
         cancel: &cancel,
     };
     let err = easel_engine::train(&job, &mut |_| {}).unwrap_err();

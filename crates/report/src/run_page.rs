@@ -55,6 +55,9 @@ pub struct RunPage<'a> {
     pub class_counts: &'a [ClassCounts],
     /// What the dataset's scan left out: (why, how many files), the reasons with any.
     pub skipped: &'a [(&'a str, u64)],
+    /// What the machine costs an hour (any currency), when known: the page shows the training
+    /// time's cost.
+    pub price_per_hour: Option<f64>,
     /// The run's resolved spec (`spec.toml`).
     pub spec_toml: &'a str,
     /// (what, value): Easel's version, libtorch's, the device.
@@ -134,6 +137,12 @@ impl RunPage<'_> {
                 div.figure {
                     div.value { (duration(report.seconds)) }
                     div.label { "training time" }
+                }
+                @if let Some(price) = self.price_per_hour {
+                    div.figure #cost {
+                        div.value { (format!("{:.2}", price * report.seconds.max(0.0) / 3600.0)) }
+                        div.label { "cost of that time at " (format!("{price:.2}")) " an hour" }
+                    }
                 }
                 div.figure {
                     div.value { (self.all_mistakes.len()) }
@@ -291,5 +300,103 @@ impl RunPage<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(seconds: f64) -> RunReport {
+        let epoch = EpochMetrics {
+            epoch: 1,
+            train_loss: 0.5,
+            train_accuracy: 0.8,
+            validation_loss: 0.6,
+            validation_accuracy: 0.75,
+            per_class_accuracy: vec![0.5, 1.0],
+            confusion: vec![vec![1, 1], vec![0, 2]],
+            images_per_second: 10.0,
+            learning_rate: 0.01,
+            seconds,
+        };
+        RunReport {
+            name: "cats <and> dogs".into(),
+            classes: vec!["cat".into(), "dog".into()],
+            device: "cuda:0".into(),
+            epochs_run: 1,
+            best_epoch: 1,
+            best_validation_accuracy: 0.75,
+            final_metrics: epoch,
+            test_accuracy: None,
+            test_loss: None,
+            stopped_early: false,
+            seconds,
+            dataset_digest: "abc".into(),
+        }
+    }
+
+    fn mistake(path: &str, confidence: f64) -> Mistake {
+        Mistake {
+            split: "validation",
+            path: path.into(),
+            true_class: 0,
+            top: vec![(1, confidence), (0, 1.0 - confidence)],
+            thumbnail_jpeg: vec![0xff, 0xd8],
+        }
+    }
+
+    fn page(
+        report: &RunReport,
+        price: Option<f64>,
+        shown: &[Mistake],
+        all: &[(usize, usize)],
+    ) -> String {
+        let history = [report.final_metrics.clone()];
+        RunPage {
+            report,
+            history: &history,
+            confusion: &report.final_metrics.confusion,
+            confusion_of: "the 4 validation images",
+            class_counts: &[ClassCounts {
+                train: 8,
+                validation: 2,
+                test: 0,
+            }; 2],
+            skipped: &[],
+            price_per_hour: price,
+            spec_toml: "[data]\npath = \"<pets>\"\n",
+            environment: &[("Easel", "0.1.0".to_string())],
+            mistakes: shown,
+            images_examined: 4,
+            all_mistakes: all,
+        }
+        .render()
+    }
+
+    #[test]
+    fn the_page_says_which_accuracy_it_leads_with_and_what_the_time_cost() {
+        let report = report(7200.0);
+        let html = page(&report, Some(2.5), &[], &[]);
+        assert!(html.contains("validation accuracy (best epoch, 1; no test split)"));
+        assert!(
+            html.contains(r#"id="cost""#) && html.contains("5.00"),
+            "2 h at 2.50"
+        );
+        assert!(html.contains("cats &lt;and&gt; dogs") && html.contains("&lt;pets&gt;"));
+        assert!(html.contains("No mistakes among the 4 held-out images."));
+        assert!(!page(&report, None, &[], &[]).contains(r#"id="cost""#));
+    }
+
+    #[test]
+    fn mistakes_are_grouped_most_confident_first_and_a_cut_group_says_so() {
+        let report = report(10.0);
+        let shown = [mistake("cat/b.png", 0.6), mistake("cat/a.png", 0.9)];
+        // Three cat -> dog mistakes in all, two of them shown.
+        let html = page(&report, None, &shown, &[(0, 1); 3]);
+        assert_eq!(html.matches(r#"class="mistake""#).count(), 2);
+        assert!(html.contains("cat → dog (3, 2 shown)"), "{html}");
+        assert!(html.find("cat/a.png").unwrap() < html.find("cat/b.png").unwrap());
+        assert!(html.contains("3 of 4 held-out images are wrong"));
     }
 }

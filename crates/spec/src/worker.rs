@@ -26,6 +26,10 @@ pub struct WorkerConfig {
     /// Jobs that train at once; 0 means one per device.
     #[serde(default)]
     pub max_concurrent_jobs: u32,
+    /// What this machine costs an hour (in any currency), for the cost on each run's report
+    /// page; unset, the page shows none.
+    #[serde(default)]
+    pub price_per_hour: Option<f64>,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
@@ -251,6 +255,7 @@ impl Default for WorkerConfig {
             data_dir: defaults::data_dir(),
             devices: defaults::devices(),
             max_concurrent_jobs: 0,
+            price_per_hour: None,
             store: StoreConfig::default(),
             queue: QueueConfig::default(),
             upload: UploadConfig::default(),
@@ -675,6 +680,14 @@ impl Validate for WorkerConfig {
         if self.queue.max_queued_jobs == 0 {
             problem("queue.max_queued_jobs", "must be > 0".into());
         }
+        if let Some(price) = self.price_per_hour
+            && !(price.is_finite() && price >= 0.0)
+        {
+            problem(
+                "price_per_hour",
+                format!("{price} is not a price: give what the machine costs an hour, >= 0"),
+            );
+        }
         for found in self.executor.problems() {
             problem(&found.path, found.message);
         }
@@ -751,6 +764,19 @@ mod tests {
         let config = WorkerConfig::default();
         assert!(config.validate().is_empty(), "{:?}", config.validate());
         assert_eq!(config.concurrent_jobs(), 1);
+    }
+
+    #[test]
+    fn a_price_an_hour_is_a_finite_amount_of_zero_or_more() {
+        for (price, valid) in [(2.49, true), (0.0, true), (-1.0, false), (f64::NAN, false)] {
+            let config = WorkerConfig {
+                price_per_hour: Some(price),
+                ..Default::default()
+            };
+            let problems = config.validate();
+            assert_eq!(problems.is_empty(), valid, "{price}: {problems:?}");
+            assert!(problems.iter().all(|p| p.path == "price_per_hour"));
+        }
     }
 
     #[test]

@@ -249,5 +249,6 @@ fn manager_settings(
         max_trials_per_sweep: config.limits.max_trials_per_sweep as usize,
         retry: RetryPolicy::default(),
         training,
+        price_per_hour: config.price_per_hour,
     })
 }

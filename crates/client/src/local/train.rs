@@ -95,6 +95,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         run_dir: &args.out,
         cache_dir: cache_dir.as_deref(),
         owner: "",
+        price_per_hour: None,
         cancel: &cancel,
     };
     let outcome = easel_engine::train(&job, &mut |event| {

@@ -46,6 +46,9 @@ pub struct TrainJob<'a> {
     /// Who the run is for (a worker's job: the token name that submitted it; empty on the
     /// laptop). Another owner's run reusing its cache files is told "another run", not its job.
     pub owner: &'a str,
+    /// What the machine costs an hour (a worker's `price_per_hour`), for the report page's
+    /// cost; `None` on the laptop or where no price is set.
+    pub price_per_hour: Option<f64>,
     /// Checked every step; the run stops at the next step and keeps its last checkpoint.
     pub cancel: &'a AtomicBool,
 }

@@ -27,6 +27,8 @@ pub struct RunOutputs<'a> {
     classes: &'a [String],
     device: tch::Device,
     dataset_digest: String,
+    /// What the machine costs an hour, when known.
+    price_per_hour: Option<f64>,
 }
 
 impl<'a> RunOutputs<'a> {
@@ -52,7 +54,16 @@ impl<'a> RunOutputs<'a> {
             classes: &manifest.classes,
             device,
             dataset_digest,
+            price_per_hour: None,
         })
+    }
+
+    /// The same outputs, with the machine's price an hour for the page's cost.
+    pub fn priced_at(self, price_per_hour: Option<f64>) -> Self {
+        RunOutputs {
+            price_per_hour,
+            ..self
+        }
     }
 
     pub fn classes(&self) -> &[String] {
@@ -227,6 +238,7 @@ impl<'a> RunOutputs<'a> {
             confusion_of: page.confusion.1,
             class_counts: &class_counts,
             skipped: &skipped,
+            price_per_hour: self.price_per_hour,
             spec_toml: &self.spec_text,
             environment: &environment,
             mistakes: &shown,

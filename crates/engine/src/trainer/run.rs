@@ -14,13 +14,11 @@ use crate::Result;
 use crate::artifacts::RunDir;
 use crate::checkpoint::{self, CheckpointState};
 use crate::compute_precision::ComputePrecision;
-use crate::device::DeviceChoice;
 use crate::events::TrainEvent;
 use crate::fits::{RunShape, check_fits};
 use crate::pipeline::DecodeTarget;
 use easel_spec::ExperimentSpec;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 /// Trains `job.spec` on `job.manifest`, resuming from `run_dir/checkpoints/last.ckpt` when it was
 /// made for the same spec and dataset. Events go to `on_event` as they happen.
@@ -33,27 +31,18 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent)) -> Result<Tra
         run_label: &label,
         owner: job.owner,
     };
-    let outcome = run(
-        job.spec,
-        data,
-        job.device,
-        job.run_dir,
-        job.cancel,
-        on_event,
-    );
+    let outcome = run(job, data, on_event);
     // A worker training in-process runs job after job: the next may need other sizes.
     easel_aten::release_cpu_block_cache();
     outcome
 }
 
 fn run(
-    spec: &ExperimentSpec,
+    job: &TrainJob,
     data: DataSource,
-    device: DeviceChoice,
-    run_dir: &Path,
-    cancel: &AtomicBool,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainOutcome> {
+    let (spec, device, run_dir, cancel) = (job.spec, job.device, job.run_dir, job.cancel);
     let settings = Settings::check(spec)?;
     let device = device.resolve()?;
     if device.is_cuda() {
@@ -73,7 +62,8 @@ fn run(
         device,
     )?;
     let run_dir = RunDir::new(run_dir)?;
-    let outputs = RunOutputs::begin(&run_dir, spec, data.manifest, device, on_event)?;
+    let outputs = RunOutputs::begin(&run_dir, spec, data.manifest, device, on_event)?
+        .priced_at(job.price_per_hour);
     let target = DecodeTarget {
         height: settings.height,
         width: settings.width,

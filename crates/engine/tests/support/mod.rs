@@ -157,6 +157,7 @@ pub fn train(
         run_dir,
         cache_dir,
         owner: "",
+        price_per_hour: None,
         cancel: &cancel,
     };
     let mut events = Vec::new();

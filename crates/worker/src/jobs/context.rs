@@ -28,6 +28,8 @@ pub struct JobContext {
     pub training: crate::training::Training,
     /// Judges sweep trials by their sweep's early-stop rule after each epoch.
     pub referee: super::sweep::Referee,
+    /// `price_per_hour`: what the machine costs, for each run's report page.
+    pub price_per_hour: Option<f64>,
 }
 
 /// The folders under the worker's data directory.

@@ -45,6 +45,7 @@ pub(super) async fn stage(
         run_dir: job.run_dir(),
         cache_dir: context.dirs.cache.clone(),
         owner: job.owner.clone(),
+        price_per_hour: context.price_per_hour,
     };
     Ok(Staged {
         request,

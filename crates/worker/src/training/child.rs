@@ -38,6 +38,7 @@ pub fn run_request(
         run_dir: &request.run_dir,
         cache_dir: Some(&request.cache_dir),
         owner: &request.owner,
+        price_per_hour: request.price_per_hour,
         cancel,
     };
     match easel_engine::train(&train_job, on_event) {

@@ -74,6 +74,9 @@ pub struct TrainRequest {
     pub owner: String,
     /// What the training process may reach (a thread of the worker is not confined).
     pub sandbox: Confinement,
+    /// What the machine costs an hour (the worker's `price_per_hour`), for the report page.
+    #[serde(default)]
+    pub price_per_hour: Option<f64>,
 }
 
 /// Where the manifest's images are read from.

@@ -350,6 +350,7 @@ mod tests {
             cache_dir: dir.join("cache"),
             owner: String::new(),
             sandbox: Confinement::default(),
+            price_per_hour: None,
         }
     }
 

@@ -95,6 +95,8 @@ pub struct ManagerSettings {
     pub max_trials_per_sweep: usize,
     pub retry: RetryPolicy,
     pub training: Training,
+    /// `price_per_hour`: what the machine costs, for each run's report page.
+    pub price_per_hour: Option<f64>,
 }
 
 #[cfg(test)]
@@ -128,6 +130,7 @@ impl ManagerSettings {
             max_trials_per_sweep: easel_spec::sweep::DEFAULT_MAX_TRIALS,
             retry: RetryPolicy::default(),
             training: Training::Thread,
+            price_per_hour: None,
         }
     }
 }
@@ -159,6 +162,7 @@ impl JobManager {
             restart_pause: settings.restart_pause,
             training: settings.training,
             referee: super::sweep::Referee::default(),
+            price_per_hour: settings.price_per_hour,
         };
         let manager = JobManager {
             context: Arc::new(context),
