@@ -256,10 +256,23 @@ fn cancel_ends_the_slurm_job() {
     worker.client_ok(&home, &["cancel", &job]);
     let done = worker.wait_for(&home, &job, HANG_GUARD, |s| state(s) != "running");
     assert_eq!(state(&done), "cancelled", "{done}");
-    assert_eq!(
-        slurm(&["squeue", "-h", "-j", &slurm_job]).trim(),
-        "",
-        "squeue lists it still"
+    // Slurm lists a cancelled job as completing (CG) until its node has cleaned up after it:
+    // wait for it to leave the queue, not for a moment that may come first.
+    easel_e2e::eventually_within(
+        HANG_GUARD,
+        Duration::from_millis(200),
+        || {
+            slurm(&["squeue", "-h", "-j", &slurm_job])
+                .trim()
+                .is_empty()
+                .then_some(())
+        },
+        || {
+            format!(
+                "squeue lists it still: {}",
+                slurm(&["squeue", "-h", "-j", &slurm_job])
+            )
+        },
     );
 }
 
