@@ -7,7 +7,6 @@ use easel_events::EpochMetrics;
 pub struct Trial {
     /// 1-based, in the order the sweep expanded.
     pub number: u32,
-    pub job: String,
     /// The varied keys and their values here, as the sweep file wrote them.
     pub params: Vec<(String, String)>,
     /// The sweep's metric for this trial, when it has one.
@@ -18,7 +17,6 @@ pub struct Trial {
     pub state: String,
     pub epochs: u32,
     pub seconds: Option<f64>,
-    pub device: String,
     pub history: Vec<EpochMetrics>,
     /// The trial's `report.html`, relative to the sweep page, when it was fetched.
     pub report: Option<String>,

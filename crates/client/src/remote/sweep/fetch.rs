@@ -167,7 +167,6 @@ fn page_trial(
 ) -> easel_report::Trial {
     easel_report::Trial {
         number: trial.number,
-        job: job.id.clone(),
         params: trial
             .params
             .iter()
@@ -178,7 +177,6 @@ fn page_trial(
         state: job.state().name().to_owned(),
         epochs: job.epochs_done,
         seconds: super::trial_seconds(job),
-        device: job.device.clone(),
         history: read_metrics(&dir.join(outputs::METRICS)),
         report: dir
             .join(outputs::REPORT_PAGE)
