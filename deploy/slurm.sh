@@ -108,8 +108,18 @@ case $action in
     exit 1
     ;;
   stop)
-    for pid in "$dir/slurmd.pid" "$dir/slurmctld.pid"; do
-      [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true
+    # slurmctld writes its state as it shuts down, so the folder is only safe to remove once
+    # both daemons have exited: wait for them (10 s each), then kill what is left.
+    for pid_file in "$dir/slurmd.pid" "$dir/slurmctld.pid"; do
+      [ -f "$pid_file" ] || continue
+      pid=$(cat "$pid_file")
+      kill "$pid" 2>/dev/null || continue
+      for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+      kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+      rm -f "$pid_file"
     done
     ;;
   *) say "usage: slurm.sh start|stop DIR"; exit 2 ;;
