@@ -17,23 +17,36 @@ use tch::{Device, Tensor};
 const THUMBNAIL_SIDE: u32 = 128;
 const THUMBNAIL_QUALITY: u8 = 85;
 
-/// One wrong image, as `mistakes.json` lists it.
-#[derive(Debug, Clone, Serialize)]
+/// One wrong image: where it is and the classes the weights ranked first, by index.
+#[derive(Debug, Clone)]
 pub struct WrongImage {
     pub split: &'static str,
     pub path: String,
-    #[serde(rename = "true")]
-    pub true_class: String,
-    pub predicted: String,
-    pub probability: f64,
-    /// The most likely classes, most likely first.
-    pub top: Vec<(String, f64)>,
-    #[serde(skip)]
+    /// The image's place in the manifest.
     index: i64,
-    #[serde(skip)]
-    ranked: Vec<(usize, f64)>,
-    #[serde(skip)]
+    /// Its true class.
     label: usize,
+    /// The most likely classes with their probabilities, most likely first (never empty).
+    ranked: Vec<(usize, f64)>,
+}
+
+impl WrongImage {
+    fn predicted(&self) -> (usize, f64) {
+        self.ranked[0]
+    }
+}
+
+/// One wrong image as `mistakes.json` lists it: classes by name.
+#[derive(Debug, Serialize)]
+pub struct ListedMistake<'a> {
+    split: &'static str,
+    path: &'a str,
+    #[serde(rename = "true")]
+    true_class: &'a str,
+    predicted: &'a str,
+    probability: f64,
+    /// The most likely classes, most likely first.
+    top: Vec<(&'a str, f64)>,
 }
 
 /// The mistakes on the held-out splits.
@@ -83,21 +96,16 @@ pub fn find_mistakes(
             if ranked.first().is_none_or(|&(class, _)| class == label) {
                 continue;
             }
-            let name = |class: usize| manifest.classes[class].clone();
             wrong.push(WrongImage {
                 split,
                 path: entry.path.clone(),
-                true_class: name(label),
-                predicted: name(ranked[0].0),
-                probability: ranked[0].1,
-                top: ranked.iter().map(|&(c, p)| (name(c), p)).collect(),
                 index,
-                ranked,
                 label,
+                ranked,
             });
         }
     }
-    wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    wrong.sort_by(|a, b| b.predicted().1.total_cmp(&a.predicted().1));
     Ok(Mistakes { wrong, examined })
 }
 
@@ -106,7 +114,23 @@ impl Mistakes {
     pub fn pairs(&self) -> Vec<(usize, usize)> {
         self.wrong
             .iter()
-            .map(|image| (image.label, image.ranked[0].0))
+            .map(|image| (image.label, image.predicted().0))
+            .collect()
+    }
+
+    /// Every mistake as `mistakes.json` lists it, the most confident first.
+    pub fn listing<'a>(&'a self, classes: &'a [String]) -> Vec<ListedMistake<'a>> {
+        let name = |class: usize| classes[class].as_str();
+        self.wrong
+            .iter()
+            .map(|image| ListedMistake {
+                split: image.split,
+                path: &image.path,
+                true_class: name(image.label),
+                predicted: name(image.predicted().0),
+                probability: image.predicted().1,
+                top: image.ranked.iter().map(|&(c, p)| (name(c), p)).collect(),
+            })
             .collect()
     }
 
