@@ -1,10 +1,15 @@
 //! `report.html`, opened in a real headless browser (Chromium): a run with known mistakes (light
 //! images filed under `dark` in its validation and test folders) shows exactly those images as
-//! thumbnails, with their paths, and counts the files the scan left out; the page loads with no console message and no network request;
-//! `client report` finds it. A screenshot goes to `target/test-artifacts/report.png`.
+//! thumbnails, with their paths, and counts the files the scan left out; the page loads with no
+//! console message and no network request, and reads light on dark in the dark colour scheme;
+//! `client report` finds it. Screenshots go to `target/test-artifacts/report.png` and
+//! `report-dark.png`.
 #![cfg(feature = "engine")]
 
-use easel_test_support::{assert_success, dark_and_light_dataset, load_in_chromium, train_locally};
+use easel_test_support::{
+    ColorScheme, assert_success, dark_and_light_dataset, load_in_chromium, screenshot_in_chromium,
+    train_locally,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -121,12 +126,45 @@ fn a_runs_report_page_shows_its_known_mistakes_and_loads_with_nothing_from_outsi
             .contains("Left out by the dataset's scan: 1 hidden, 1 not images"),
         "the scan's left-out files are counted"
     );
+    assert!(
+        loaded.dom.contains("notes.txt</code> — not an image"),
+        "the scan's left-out files are named"
+    );
     let size = std::fs::metadata(&page).unwrap().len();
     assert!(size < 5_000_000, "report.html is {size} bytes");
+    readable_in_both_schemes(&page, &shot);
 
     // `client report` finds the page.
     let said = assert_success(&client().arg("report").arg(&run).output().unwrap());
     assert_eq!(said.trim(), page.display().to_string());
+}
+
+/// The page follows the reader's colour scheme: a light background in the light one (the
+/// screenshot `light_shot` already taken), and in the dark one a dark background under light
+/// text (the heading at the top of the page).
+fn readable_in_both_schemes(page: &Path, light_shot: &Path) {
+    let luma = |[r, g, b]: [u8; 3]| (u32::from(r) * 3 + u32::from(g) * 6 + u32::from(b)) / 10;
+    let light = image::open(light_shot).unwrap().to_rgb8();
+    assert!(
+        luma(light.get_pixel(4, 4).0) > 230,
+        "light scheme's background"
+    );
+
+    let dark_shot = artifact_dir().join("report-dark.png");
+    screenshot_in_chromium(page, &dark_shot, (1280, 800), ColorScheme::Dark);
+    let dark = image::open(&dark_shot).unwrap().to_rgb8();
+    assert!(
+        luma(dark.get_pixel(4, 4).0) < 40,
+        "dark scheme's background"
+    );
+    let bright_in_heading = (0..1280)
+        .flat_map(|x| (0..80).map(move |y| (x, y)))
+        .filter(|&(x, y)| luma(dark.get_pixel(x, y).0) > 200)
+        .count();
+    assert!(
+        bright_in_heading > 50,
+        "the dark scheme's heading is light on dark ({bright_in_heading} bright pixels)"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub mod manifest;
 mod report;
 mod roots;
 mod scan;
+mod skipped;
 mod source;
 pub mod split;
 mod zip_archive;
@@ -29,5 +30,6 @@ pub use report::{
 };
 pub use roots::FileProblem;
 pub use scan::{ScanOptions, SubsetRoots, scan, scan_subsets};
+pub use skipped::{LeftOutFile, LeftOutReason, Skipped};
 pub use source::{BlobStoreSource, LocalSource};
 pub use split::{Split, split, stratified_subset, stratified_subset_of};

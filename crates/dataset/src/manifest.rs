@@ -2,6 +2,7 @@
 //! Entries are content-addressed (blake3), so the worker stores blobs by digest and a second
 //! upload of the same data sends nothing.
 
+use crate::skipped::Skipped;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +36,8 @@ pub struct Manifest {
     pub classes: Vec<String>,
     /// Sorted by (class, path) so the manifest and its digest are stable.
     pub entries: Vec<ManifestEntry>,
-    /// What the scan that made it left out, counted (its report names the files); a run's report
-    /// page shows it. Not part of the digest: the same images are the same dataset.
+    /// What the scan that made it left out, counted, the first files of each reason named (its
+    /// report names them all); a run's report page shows it. Not part of the digest: the same images are the same dataset.
     #[serde(default, skip_serializing_if = "Skipped::is_none")]
     pub skipped: Skipped,
 }
@@ -50,25 +51,6 @@ impl PartialEq for Manifest {
 }
 
 impl Eq for Manifest {}
-
-/// Files a scan left out of its manifest, by reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Skipped {
-    pub hidden: u64,
-    pub not_images: u64,
-    pub unreadable: u64,
-    pub over_pixel_limit: u64,
-    /// Beside the class folders instead of inside one.
-    pub outside_class_folders: u64,
-    /// Copies of another image's content, left out because the scan was told to.
-    pub duplicates: u64,
-}
-
-impl Skipped {
-    pub fn is_none(&self) -> bool {
-        *self == Skipped::default()
-    }
-}
 
 /// Where an entry's bytes come from: the user's folders/zips on the laptop, the worker's
 /// digest-addressed blob store on the GPU machine.

@@ -6,9 +6,10 @@ mod duplicates;
 
 use crate::error::{Error, Result};
 use crate::inspect::{Inspected, inspect};
-use crate::manifest::{Manifest, ManifestEntry, Skipped, Subset};
+use crate::manifest::{Manifest, ManifestEntry, Subset};
 use crate::report::{MissingClass, OversizedImage, RootSummary, ScanReport, SizeRange};
 use crate::roots::{Candidate, FileProblem, Location, RootListing, list_root};
+use crate::skipped::{LeftOutFile, LeftOutReason, Skipped};
 use crate::source::LocalSource;
 use classes::ClassFolders;
 use rayon::prelude::*;
@@ -130,9 +131,32 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
     Ok(report)
 }
 
-/// The report's left-out files, counted, for the manifest to carry.
+/// The report's left-out files, counted and the first of each reason named, for the manifest
+/// to carry.
 fn skipped_of(report: &ScanReport) -> Skipped {
     let count = |n: usize| n as u64;
+    let named = |reason, files: Vec<(&String, Option<String>)>| -> Vec<LeftOutFile> {
+        (files.into_iter().take(Skipped::NAMED_PER_REASON))
+            .map(|(path, detail)| LeftOutFile {
+                reason,
+                path: path.clone(),
+                detail,
+            })
+            .collect()
+    };
+    let not_images = report.non_images.iter().map(|path| (path, None)).collect();
+    let unreadable = (report.unreadable.iter())
+        .map(|file| (&file.path, Some(file.reason.clone())))
+        .collect();
+    let oversized = (report.oversized.iter())
+        .map(|image| {
+            (
+                &image.path,
+                Some(format!("{}x{}", image.width, image.height)),
+            )
+        })
+        .collect();
+    let loose = report.loose_files.iter().map(|path| (path, None)).collect();
     Skipped {
         hidden: count(report.hidden_skipped),
         not_images: count(report.non_images.len()),
@@ -140,6 +164,13 @@ fn skipped_of(report: &ScanReport) -> Skipped {
         over_pixel_limit: count(report.oversized.len()),
         outside_class_folders: count(report.loose_files.len()),
         duplicates: count(report.duplicates_dropped),
+        named: [
+            named(LeftOutReason::NotImage, not_images),
+            named(LeftOutReason::Unreadable, unreadable),
+            named(LeftOutReason::OverPixelLimit, oversized),
+            named(LeftOutReason::OutsideClassFolders, loose),
+        ]
+        .concat(),
     }
 }
 

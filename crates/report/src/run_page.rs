@@ -55,6 +55,8 @@ pub struct RunPage<'a> {
     pub class_counts: &'a [ClassCounts],
     /// What the dataset's scan left out: (why, how many files), the reasons with any.
     pub skipped: &'a [(&'a str, u64)],
+    /// The first few of those files: (path, why).
+    pub left_out_files: &'a [(String, String)],
     /// What the machine costs an hour (any currency), when known: the page shows the training
     /// time's cost.
     pub price_per_hour: Option<f64>,
@@ -281,7 +283,17 @@ impl RunPage<'_> {
                         @if index > 0 { ", " }
                         (count) " " (why)
                     }
-                    " (`client validate` names them)."
+                    " (`client validate` names them all)."
+                }
+            }
+            @if !self.left_out_files.is_empty() {
+                details #left-out {
+                    summary { "Which files (the first of each reason)" }
+                    ul {
+                        @for (path, why) in self.left_out_files {
+                            li { code { (path) } " — " (why) }
+                        }
+                    }
                 }
             }
             div.scroll {
@@ -352,6 +364,17 @@ mod tests {
         shown: &[Mistake],
         all: &[(usize, usize)],
     ) -> String {
+        page_left_out(report, price, shown, all, &[], &[])
+    }
+
+    fn page_left_out(
+        report: &RunReport,
+        price: Option<f64>,
+        shown: &[Mistake],
+        all: &[(usize, usize)],
+        skipped: &[(&str, u64)],
+        left_out_files: &[(String, String)],
+    ) -> String {
         let history = [report.final_metrics.clone()];
         RunPage {
             report,
@@ -363,7 +386,8 @@ mod tests {
                 validation: 2,
                 test: 0,
             }; 2],
-            skipped: &[],
+            skipped,
+            left_out_files,
             price_per_hour: price,
             spec_toml: "[data]\npath = \"<pets>\"\n",
             environment: &[("Easel", "0.1.0".to_string())],
@@ -398,5 +422,21 @@ mod tests {
         assert!(html.contains("cat → dog (3, 2 shown)"), "{html}");
         assert!(html.find("cat/a.png").unwrap() < html.find("cat/b.png").unwrap());
         assert!(html.contains("3 of 4 held-out images are wrong"));
+    }
+
+    #[test]
+    fn the_files_the_scan_left_out_are_counted_and_named_escaped() {
+        let report = report(10.0);
+        let named = [("cat/<b>notes.txt".to_string(), "not an image".to_string())];
+        let html = page_left_out(&report, None, &[], &[], &[("not images", 12)], &named);
+        assert!(html.contains("Left out by the dataset's scan: 12 not images"));
+        assert!(
+            html.contains("<code>cat/&lt;b&gt;notes.txt</code> — not an image"),
+            "{html}"
+        );
+        let none = page(&report, None, &[], &[]);
+        assert!(
+            none.contains("The dataset's scan left no file out.") && !none.contains("left-out")
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! A page opened in a real headless browser (Debian's `chromium`, installed by deploy/test.sh):
 //! its DOM after loading, every console message (a page without script logs none unless
 //! something failed or was blocked), every request the page itself made (from Chromium's net
-//! log: Chromium's own background requests are not the page's), and a screenshot.
+//! log: Chromium's own background requests are not the page's), and screenshots in the light or
+//! the dark colour scheme.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,10 +69,40 @@ pub fn load_in_chromium(page: &Path, screenshot: &Path, width: u32, height: u32)
         .map(str::to_owned)
         .collect();
     let page_requests = requests_from_file_pages(&net_log);
+    screenshot_in_chromium(page, screenshot, (width, height), ColorScheme::Light);
+    LoadedPage {
+        dom: String::from_utf8_lossy(&output.stdout).into_owned(),
+        console,
+        page_requests,
+    }
+}
+
+/// The reader's colour scheme, as CSS's `prefers-color-scheme` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorScheme {
+    Light,
+    Dark,
+}
+
+/// A `width` x `height` screenshot of `page` (a local file) as a reader with `scheme` sees it.
+pub fn screenshot_in_chromium(
+    page: &Path,
+    screenshot: &Path,
+    (width, height): (u32, u32),
+    scheme: ColorScheme,
+) {
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", std::fs::canonicalize(page).unwrap().display());
     if let Some(dir) = screenshot.parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
-    let shot = headless(&profile.path().join("profile"))
+    // Blink's own setting, which `prefers-color-scheme` reports: 0 is dark, 1 light.
+    let preferred = match scheme {
+        ColorScheme::Dark => 0,
+        ColorScheme::Light => 1,
+    };
+    let shot = headless(profile.path())
+        .arg(format!("--blink-settings=preferredColorScheme={preferred}"))
         .arg(format!("--window-size={width},{height}"))
         .arg(format!("--screenshot={}", screenshot.display()))
         .arg(&url)
@@ -82,11 +113,6 @@ pub fn load_in_chromium(page: &Path, screenshot: &Path, width: u32, height: u32)
         "no screenshot of {url}: {}",
         String::from_utf8_lossy(&shot.stderr)
     );
-    LoadedPage {
-        dom: String::from_utf8_lossy(&output.stdout).into_owned(),
-        console,
-        page_requests,
-    }
 }
 
 /// The URLs of requests started on behalf of a `file://` page (their network isolation key is
@@ -121,6 +147,27 @@ fn requests_from_file_pages(net_log: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The screenshot follows the scheme asked for, through `prefers-color-scheme`.
+    #[test]
+    fn a_screenshot_takes_the_colour_scheme_it_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("schemes.html");
+        std::fs::write(
+            &page,
+            "<!DOCTYPE html><html><head><style>body { background: #fafafa; }\
+             @media (prefers-color-scheme: dark) { body { background: #101820; } }\
+             </style></head><body></body></html>",
+        )
+        .unwrap();
+        let pixel_of = |scheme| {
+            let shot = dir.path().join(format!("{scheme:?}.png"));
+            screenshot_in_chromium(&page, &shot, (300, 200), scheme);
+            image::open(&shot).unwrap().to_rgb8().get_pixel(150, 100).0
+        };
+        assert_eq!(pixel_of(ColorScheme::Light), [0xfa, 0xfa, 0xfa]);
+        assert_eq!(pixel_of(ColorScheme::Dark), [0x10, 0x18, 0x20]);
+    }
 
     /// The checks can fail: a page that fetches an image and logs an error is caught.
     #[test]

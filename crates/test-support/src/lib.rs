@@ -10,7 +10,7 @@ mod output;
 mod s3;
 mod wait;
 
-pub use browser::{LoadedPage, load_in_chromium};
+pub use browser::{ColorScheme, LoadedPage, load_in_chromium, screenshot_in_chromium};
 pub use images::{dark_and_light_dataset, noise_dataset, noise_dataset_named, sample_digits_at};
 pub use output::{assert_success, output_text, train_locally};
 pub use s3::{S3Settings, skip_requested};

@@ -100,7 +100,7 @@ pub fn held_out_images(
     Ok(Manifest {
         classes: scanned.classes.clone(),
         entries,
-        skipped: scanned.skipped,
+        skipped: scanned.skipped.clone(),
     })
 }
 

@@ -15,7 +15,7 @@ use crate::checkpoint::CheckpointState;
 use crate::device::device_name;
 use crate::events::{EpochMetrics, TrainEvent};
 use crate::{Error, Result, pipeline};
-use easel_dataset::Manifest;
+use easel_dataset::{Manifest, Skipped};
 use easel_spec::ExperimentSpec;
 use tch::nn::VarStore;
 
@@ -172,8 +172,11 @@ impl<'a> RunOutputs<'a> {
             scored_test.as_ref().map(|scored| &scored.top),
         ];
         let mistakes = find_mistakes(trainee, data, features, self.manifest, known)?;
-        self.run
-            .write_json(artifacts::MISTAKES, &mistakes.wrong, on_event)?;
+        self.run.write_json(
+            artifacts::MISTAKES,
+            &mistakes.listing(self.classes),
+            on_event,
+        )?;
         let page = RunPageInputs {
             report: &report,
             history: &state.history,
@@ -218,18 +221,7 @@ impl<'a> RunOutputs<'a> {
             ("libtorch", crate::runtime_info().libtorch_version),
             ("device", device_name(self.device)),
         ];
-        let left_out = &self.manifest.skipped;
-        let skipped: Vec<(&str, u64)> = [
-            ("hidden", left_out.hidden),
-            ("not images", left_out.not_images),
-            ("unreadable", left_out.unreadable),
-            ("over the pixel limit", left_out.over_pixel_limit),
-            ("outside the class folders", left_out.outside_class_folders),
-            ("duplicates", left_out.duplicates),
-        ]
-        .into_iter()
-        .filter(|(_, count)| *count > 0)
-        .collect();
+        let left_out = left_out(&self.manifest.skipped);
         let shown = page.mistakes.shown(data);
         let html = easel_report::RunPage {
             report: page.report,
@@ -237,7 +229,8 @@ impl<'a> RunOutputs<'a> {
             confusion: page.confusion.0,
             confusion_of: page.confusion.1,
             class_counts: &class_counts,
-            skipped: &skipped,
+            skipped: &left_out.counts,
+            left_out_files: &left_out.files,
             price_per_hour: self.price_per_hour,
             spec_toml: &self.spec_text,
             environment: &environment,
@@ -297,4 +290,38 @@ struct RunPageInputs<'a> {
     /// The confusion matrix shown, and whose it is.
     confusion: (&'a [Vec<u64>], &'a str),
     mistakes: &'a Mistakes,
+}
+
+/// What the dataset's scan left out, as the page shows it.
+struct LeftOut {
+    /// (why, how many) for each reason with any.
+    counts: Vec<(&'static str, u64)>,
+    /// The files the scan named: (path, why).
+    files: Vec<(String, String)>,
+}
+
+fn left_out(skipped: &Skipped) -> LeftOut {
+    let counts = [
+        ("hidden", skipped.hidden),
+        ("not images", skipped.not_images),
+        ("unreadable", skipped.unreadable),
+        ("over the pixel limit", skipped.over_pixel_limit),
+        ("outside the class folders", skipped.outside_class_folders),
+        ("duplicates", skipped.duplicates),
+    ]
+    .into_iter()
+    .filter(|(_, count)| *count > 0)
+    .collect();
+    let files = skipped
+        .named_within_limit()
+        .map(|file| {
+            let why = file.reason.describe();
+            let why = match &file.detail {
+                Some(detail) => format!("{why}: {detail}"),
+                None => why.to_string(),
+            };
+            (file.path.clone(), why)
+        })
+        .collect();
+    LeftOut { counts, files }
 }
