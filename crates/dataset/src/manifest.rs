@@ -170,7 +170,8 @@ impl Manifest {
     }
 
     /// Class names unique (case-insensitively), every entry's class in range, every digest a
-    /// blake3 hex digest, no empty paths. Manifests arrive over the network; check them once.
+    /// blake3 hex digest, no empty paths, the left-out files' names within bounds. Manifests
+    /// arrive over the network; check them once.
     pub fn validate(&self) -> crate::Result<()> {
         let invalid = |reason: String| Err(crate::Error::InvalidManifest { reason });
         let mut seen = std::collections::HashSet::new();
@@ -201,7 +202,7 @@ impl Manifest {
                 ));
             }
         }
-        Ok(())
+        self.skipped.validate().map_or(Ok(()), invalid)
     }
 
     /// Images per class, indexed like `classes`.

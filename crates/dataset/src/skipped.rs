@@ -58,6 +58,31 @@ impl Skipped {
     /// `.DS_Store` copy, a folder of PDFs), few enough that a large dataset's manifest stays small.
     pub const NAMED_PER_REASON: usize = 10;
 
+    /// Most files a manifest may name, all reasons together: far more than a scan names, few
+    /// enough that what a manifest names cannot swell the page written from it.
+    pub const MAX_NAMED: usize = 1_000;
+    /// Longest path or detail of a named file, in bytes.
+    pub const MAX_NAMED_TEXT_BYTES: usize = 4_096;
+
+    /// Why the named files are out of bounds, if they are.
+    pub fn validate(&self) -> Option<String> {
+        if self.named.len() > Self::MAX_NAMED {
+            return Some(format!(
+                "it names {} left-out files; at most {} are allowed",
+                self.named.len(),
+                Self::MAX_NAMED
+            ));
+        }
+        let too_long = |text: &str| text.len() > Self::MAX_NAMED_TEXT_BYTES;
+        let (index, _) = self.named.iter().enumerate().find(|(_, file)| {
+            too_long(&file.path) || file.detail.as_deref().is_some_and(too_long)
+        })?;
+        Some(format!(
+            "left-out file {index} has a path or detail over {} bytes",
+            Self::MAX_NAMED_TEXT_BYTES
+        ))
+    }
+
     pub fn is_none(&self) -> bool {
         *self == Skipped::default()
     }

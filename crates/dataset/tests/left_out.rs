@@ -109,3 +109,29 @@ fn a_manifest_naming_more_than_the_limit_is_cut_to_it_for_the_page() {
     assert_eq!(shown.len(), Skipped::NAMED_PER_REASON + 1);
     assert_eq!(shown.last(), Some(&"README.md"));
 }
+
+#[test]
+fn a_manifest_naming_too_many_or_too_long_left_out_files_is_refused_saying_so() {
+    let file = |path: String| LeftOutFile {
+        reason: LeftOutReason::NotImage,
+        path,
+        detail: None,
+    };
+    let mut manifest = Manifest::new(vec!["cat".into()], Vec::new());
+    manifest.skipped.named = (0..=Skipped::MAX_NAMED)
+        .map(|n| file(format!("{n}.txt")))
+        .collect();
+    let error = Manifest::from_json(&manifest.to_json())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("names 1001 left-out files"), "{error}");
+
+    manifest.skipped.named = vec![file("a.txt".into()), file("x".repeat(5_000))];
+    let error = Manifest::from_json(&manifest.to_json())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("left-out file 1 has a path or detail over 4096 bytes"),
+        "{error}"
+    );
+}
