@@ -135,28 +135,31 @@ fn scan_tagged(roots: &[(PathBuf, Option<Subset>)], options: &ScanOptions) -> Re
 /// to carry.
 fn skipped_of(report: &ScanReport) -> Skipped {
     let count = |n: usize| n as u64;
-    let named = |reason, files: Vec<(&String, Option<String>)>| -> Vec<LeftOutFile> {
-        (files.into_iter().take(Skipped::NAMED_PER_REASON))
-            .map(|(path, detail)| LeftOutFile {
-                reason,
-                path: path.clone(),
-                detail,
-            })
-            .collect()
-    };
-    let not_images = report.non_images.iter().map(|path| (path, None)).collect();
-    let unreadable = (report.unreadable.iter())
-        .map(|file| (&file.path, Some(file.reason.clone())))
-        .collect();
-    let oversized = (report.oversized.iter())
-        .map(|image| {
-            (
-                &image.path,
-                Some(format!("{}x{}", image.width, image.height)),
-            )
-        })
-        .collect();
-    let loose = report.loose_files.iter().map(|path| (path, None)).collect();
+    let mut named = Vec::new();
+    let plain = |path: &String| (path.clone(), None);
+    name_first(
+        &mut named,
+        LeftOutReason::NotImage,
+        report.non_images.iter().map(plain),
+    );
+    name_first(
+        &mut named,
+        LeftOutReason::Unreadable,
+        (report.unreadable.iter()).map(|file| (file.path.clone(), Some(file.reason.clone()))),
+    );
+    name_first(
+        &mut named,
+        LeftOutReason::OverPixelLimit,
+        (report.oversized.iter()).map(|image| {
+            let size = format!("{}x{}", image.width, image.height);
+            (image.path.clone(), Some(size))
+        }),
+    );
+    name_first(
+        &mut named,
+        LeftOutReason::OutsideClassFolders,
+        report.loose_files.iter().map(plain),
+    );
     Skipped {
         hidden: count(report.hidden_skipped),
         not_images: count(report.non_images.len()),
@@ -164,14 +167,23 @@ fn skipped_of(report: &ScanReport) -> Skipped {
         over_pixel_limit: count(report.oversized.len()),
         outside_class_folders: count(report.loose_files.len()),
         duplicates: count(report.duplicates_dropped),
-        named: [
-            named(LeftOutReason::NotImage, not_images),
-            named(LeftOutReason::Unreadable, unreadable),
-            named(LeftOutReason::OverPixelLimit, oversized),
-            named(LeftOutReason::OutsideClassFolders, loose),
-        ]
-        .concat(),
+        named,
     }
+}
+
+/// Adds the first [`Skipped::NAMED_PER_REASON`] of `files` (path, detail) to `named`; the rest
+/// are never copied.
+fn name_first(
+    named: &mut Vec<LeftOutFile>,
+    reason: LeftOutReason,
+    files: impl Iterator<Item = (String, Option<String>)>,
+) {
+    let first = files.take(Skipped::NAMED_PER_REASON);
+    named.extend(first.map(|(path, detail)| LeftOutFile {
+        reason,
+        path,
+        detail,
+    }));
 }
 
 fn tag_roots(roots: &[(PathBuf, Option<Subset>)]) -> Vec<TaggedRoot> {

@@ -53,6 +53,17 @@ pub struct LeftOutFile {
     pub detail: Option<String>,
 }
 
+impl LeftOutFile {
+    /// Why it was left out, as a person reads it: "unreadable: bad image header".
+    pub fn why(&self) -> String {
+        let reason = self.reason.describe();
+        match &self.detail {
+            Some(detail) => format!("{reason}: {detail}"),
+            None => reason.to_string(),
+        }
+    }
+}
+
 impl Skipped {
     /// How many files of each reason a manifest names: enough to find the pattern (a stray
     /// `.DS_Store` copy, a folder of PDFs), few enough that a large dataset's manifest stays small.
@@ -81,6 +92,21 @@ impl Skipped {
             "left-out file {index} has a path or detail over {} bytes",
             Self::MAX_NAMED_TEXT_BYTES
         ))
+    }
+
+    /// (why, how many) for each reason with any files, in a fixed order.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("hidden", self.hidden),
+            ("not images", self.not_images),
+            ("unreadable", self.unreadable),
+            ("over the pixel limit", self.over_pixel_limit),
+            ("outside the class folders", self.outside_class_folders),
+            ("duplicates", self.duplicates),
+        ]
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .collect()
     }
 
     pub fn is_none(&self) -> bool {

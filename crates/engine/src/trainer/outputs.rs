@@ -15,7 +15,7 @@ use crate::checkpoint::CheckpointState;
 use crate::device::device_name;
 use crate::events::{EpochMetrics, TrainEvent};
 use crate::{Error, Result, pipeline};
-use easel_dataset::{Manifest, Skipped};
+use easel_dataset::Manifest;
 use easel_spec::ExperimentSpec;
 use tch::nn::VarStore;
 
@@ -38,6 +38,7 @@ impl<'a> RunOutputs<'a> {
         spec: &'a ExperimentSpec,
         manifest: &'a Manifest,
         device: tch::Device,
+        price_per_hour: Option<f64>,
         on_event: &mut dyn FnMut(TrainEvent),
     ) -> Result<Self> {
         let dataset_digest = pipeline::dataset_digest(manifest);
@@ -54,16 +55,8 @@ impl<'a> RunOutputs<'a> {
             classes: &manifest.classes,
             device,
             dataset_digest,
-            price_per_hour: None,
-        })
-    }
-
-    /// The same outputs, with the machine's price an hour for the page's cost.
-    pub fn priced_at(self, price_per_hour: Option<f64>) -> Self {
-        RunOutputs {
             price_per_hour,
-            ..self
-        }
+        })
     }
 
     pub fn classes(&self) -> &[String] {
@@ -221,7 +214,10 @@ impl<'a> RunOutputs<'a> {
             ("libtorch", crate::runtime_info().libtorch_version),
             ("device", device_name(self.device)),
         ];
-        let left_out = left_out(&self.manifest.skipped);
+        let skipped = &self.manifest.skipped;
+        let left_out_files: Vec<(String, String)> = (skipped.named_within_limit())
+            .map(|file| (file.path.clone(), file.why()))
+            .collect();
         let shown = page.mistakes.shown(data);
         let html = easel_report::RunPage {
             report: page.report,
@@ -229,8 +225,8 @@ impl<'a> RunOutputs<'a> {
             confusion: page.confusion.0,
             confusion_of: page.confusion.1,
             class_counts: &class_counts,
-            skipped: &left_out.counts,
-            left_out_files: &left_out.files,
+            skipped: &skipped.counts(),
+            left_out_files: &left_out_files,
             price_per_hour: self.price_per_hour,
             spec_toml: &self.spec_text,
             environment: &environment,
@@ -290,38 +286,4 @@ struct RunPageInputs<'a> {
     /// The confusion matrix shown, and whose it is.
     confusion: (&'a [Vec<u64>], &'a str),
     mistakes: &'a Mistakes,
-}
-
-/// What the dataset's scan left out, as the page shows it.
-struct LeftOut {
-    /// (why, how many) for each reason with any.
-    counts: Vec<(&'static str, u64)>,
-    /// The files the scan named: (path, why).
-    files: Vec<(String, String)>,
-}
-
-fn left_out(skipped: &Skipped) -> LeftOut {
-    let counts = [
-        ("hidden", skipped.hidden),
-        ("not images", skipped.not_images),
-        ("unreadable", skipped.unreadable),
-        ("over the pixel limit", skipped.over_pixel_limit),
-        ("outside the class folders", skipped.outside_class_folders),
-        ("duplicates", skipped.duplicates),
-    ]
-    .into_iter()
-    .filter(|(_, count)| *count > 0)
-    .collect();
-    let files = skipped
-        .named_within_limit()
-        .map(|file| {
-            let why = file.reason.describe();
-            let why = match &file.detail {
-                Some(detail) => format!("{why}: {detail}"),
-                None => why.to_string(),
-            };
-            (file.path.clone(), why)
-        })
-        .collect();
-    LeftOut { counts, files }
 }

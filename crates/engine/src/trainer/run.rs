@@ -62,8 +62,14 @@ fn run(
         device,
     )?;
     let run_dir = RunDir::new(run_dir)?;
-    let outputs = RunOutputs::begin(&run_dir, spec, data.manifest, device, on_event)?
-        .priced_at(job.price_per_hour);
+    let outputs = RunOutputs::begin(
+        &run_dir,
+        spec,
+        data.manifest,
+        device,
+        job.price_per_hour,
+        on_event,
+    )?;
     let target = DecodeTarget {
         height: settings.height,
         width: settings.width,
